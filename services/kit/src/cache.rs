@@ -1,0 +1,301 @@
+//! The cache: Redis in production, a map in memory for the embedded mode.
+//! It is never the truth; callers fall back to the database when it fails.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use deadpool_redis::redis::{self, AsyncCommands};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache connection failed: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    #[error("cache command failed: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("cache is misconfigured: {0}")]
+    Config(String),
+}
+
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> Result<Option<String>, CacheError>;
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError>;
+    async fn delete(&self, keys: &[&str]) -> Result<(), CacheError>;
+    /// Replaces a hash's fields and (re)sets its time to live.
+    async fn hash_set(
+        &self,
+        key: &str,
+        fields: &[(&str, String)],
+        ttl: Duration,
+    ) -> Result<(), CacheError>;
+    /// Every field of a hash; empty when it does not exist.
+    async fn hash_get(&self, key: &str) -> Result<HashMap<String, String>, CacheError>;
+    /// Counts one hit in a fixed window that starts with the first hit.
+    /// Returns the hits so far and the seconds until the window closes.
+    async fn hit(&self, key: &str, window: Duration) -> Result<(u64, u64), CacheError>;
+    async fn ping(&self) -> Result<(), CacheError>;
+}
+
+pub type SharedCache = Arc<dyn Cache>;
+
+pub fn from_settings(settings: &crate::config::CacheSettings) -> Result<SharedCache, CacheError> {
+    if settings.url == "memory://" {
+        Ok(Arc::new(MemoryCache::default()))
+    } else {
+        Ok(Arc::new(RedisCache::new(&settings.url, &settings.prefix)?))
+    }
+}
+
+pub struct RedisCache {
+    pool: deadpool_redis::Pool,
+    prefix: String,
+}
+
+impl RedisCache {
+    pub fn new(url: &str, prefix: &str) -> Result<Self, CacheError> {
+        let mut config = deadpool_redis::Config::from_url(url);
+        config.pool = Some(deadpool_redis::PoolConfig {
+            max_size: 32,
+            timeouts: deadpool_redis::Timeouts {
+                wait: Some(Duration::from_millis(500)),
+                create: Some(Duration::from_millis(500)),
+                recycle: Some(Duration::from_millis(500)),
+            },
+            ..Default::default()
+        });
+        let pool = config
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .map_err(|e| CacheError::Config(e.to_string()))?;
+        Ok(Self {
+            pool,
+            prefix: prefix.into(),
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    async fn conn(&self) -> Result<deadpool_redis::Connection, CacheError> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+fn ttl_secs(ttl: Duration) -> u64 {
+    ttl.as_secs().max(1)
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+        Ok(self.conn().await?.get(self.key(key)).await?)
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+        let _: () = self
+            .conn()
+            .await?
+            .set_ex(self.key(key), value, ttl_secs(ttl))
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, keys: &[&str]) -> Result<(), CacheError> {
+        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        let _: () = self.conn().await?.del(keys).await?;
+        Ok(())
+    }
+
+    async fn hash_set(
+        &self,
+        key: &str,
+        fields: &[(&str, String)],
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let key = self.key(key);
+        let _: () = redis::pipe()
+            .atomic()
+            .del(&key)
+            .ignore()
+            .hset_multiple(&key, fields)
+            .ignore()
+            .expire(&key, i64::try_from(ttl_secs(ttl)).unwrap_or(i64::MAX))
+            .ignore()
+            .query_async(&mut self.conn().await?)
+            .await?;
+        Ok(())
+    }
+
+    async fn hash_get(&self, key: &str) -> Result<HashMap<String, String>, CacheError> {
+        Ok(self.conn().await?.hgetall(self.key(key)).await?)
+    }
+
+    async fn hit(&self, key: &str, window: Duration) -> Result<(u64, u64), CacheError> {
+        let key = self.key(key);
+        let (count, ttl): (u64, i64) = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(&key)
+            .arg(0)
+            .arg("EX")
+            .arg(ttl_secs(window))
+            .arg("NX")
+            .ignore()
+            .incr(&key, 1)
+            .ttl(&key)
+            .query_async(&mut self.conn().await?)
+            .await?;
+        Ok((count, u64::try_from(ttl).unwrap_or(1).max(1)))
+    }
+
+    async fn ping(&self) -> Result<(), CacheError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn().await?)
+            .await?;
+        Ok(())
+    }
+}
+
+enum Value {
+    Text(String),
+    Hash(HashMap<String, String>),
+    Counter(u64),
+}
+
+/// The embedded-mode cache: one process, so a map under a lock will do.
+#[derive(Default)]
+pub struct MemoryCache {
+    entries: Mutex<HashMap<String, (Value, Instant)>>,
+}
+
+impl MemoryCache {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, (Value, Instant)>) -> R) -> R {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        entries.retain(|_, (_, expires)| *expires > now);
+        f(&mut entries)
+    }
+}
+
+#[async_trait]
+impl Cache for MemoryCache {
+    async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+        Ok(self.with(|m| match m.get(key) {
+            Some((Value::Text(v), _)) => Some(v.clone()),
+            _ => None,
+        }))
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+        self.with(|m| {
+            m.insert(
+                key.into(),
+                (Value::Text(value.into()), Instant::now() + ttl),
+            )
+        });
+        Ok(())
+    }
+
+    async fn delete(&self, keys: &[&str]) -> Result<(), CacheError> {
+        self.with(|m| keys.iter().for_each(|k| drop(m.remove(*k))));
+        Ok(())
+    }
+
+    async fn hash_set(
+        &self,
+        key: &str,
+        fields: &[(&str, String)],
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let hash = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect();
+        self.with(|m| m.insert(key.into(), (Value::Hash(hash), Instant::now() + ttl)));
+        Ok(())
+    }
+
+    async fn hash_get(&self, key: &str) -> Result<HashMap<String, String>, CacheError> {
+        Ok(self.with(|m| match m.get(key) {
+            Some((Value::Hash(h), _)) => h.clone(),
+            _ => HashMap::new(),
+        }))
+    }
+
+    async fn hit(&self, key: &str, window: Duration) -> Result<(u64, u64), CacheError> {
+        Ok(self.with(|m| {
+            let now = Instant::now();
+            let entry = m
+                .entry(key.into())
+                .or_insert((Value::Counter(0), now + window));
+            if let Value::Counter(n) = &mut entry.0 {
+                *n += 1;
+            } else {
+                *entry = (Value::Counter(1), now + window);
+            }
+            let count = match entry.0 {
+                Value::Counter(n) => n,
+                _ => 1,
+            };
+            (
+                count,
+                entry.1.saturating_duration_since(now).as_secs().max(1),
+            )
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), CacheError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_cache_expires_and_counts() {
+        let cache = MemoryCache::default();
+        cache
+            .set("a", "1", Duration::from_millis(20))
+            .await
+            .expect("set");
+        assert_eq!(cache.get("a").await.expect("get").as_deref(), Some("1"));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(cache.get("a").await.expect("get"), None);
+        assert_eq!(
+            cache
+                .hit("r", Duration::from_secs(60))
+                .await
+                .expect("hit")
+                .0,
+            1
+        );
+        assert_eq!(
+            cache
+                .hit("r", Duration::from_secs(60))
+                .await
+                .expect("hit")
+                .0,
+            2
+        );
+        cache
+            .hash_set("h", &[("status", "PENDING".into())], Duration::from_secs(5))
+            .await
+            .expect("hset");
+        assert_eq!(
+            cache
+                .hash_get("h")
+                .await
+                .expect("hget")
+                .get("status")
+                .map(String::as_str),
+            Some("PENDING")
+        );
+    }
+}

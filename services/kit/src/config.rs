@@ -1,0 +1,429 @@
+//! Layered configuration: defaults → optional TOML file → `OFFERS_*` environment
+//! (`__` separates nesting levels) → command-line overrides. Every value is
+//! checked at start and every bad key is reported at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Public HTTP listener: the REST edge, or only /healthz, /readyz and /metrics.
+    pub http_addr: SocketAddr,
+    /// Public gRPC listener (user token or partner key).
+    pub grpc_addr: SocketAddr,
+    /// Internal gRPC listener (service credential only).
+    pub internal_grpc_addr: SocketAddr,
+    pub database: DatabaseSettings,
+    pub cache: CacheSettings,
+    pub bus: BusSettings,
+    pub auth: AuthSettings,
+    pub internal: InternalSettings,
+    pub upstream: UpstreamSettings,
+    pub telemetry: TelemetrySettings,
+    pub gateway: GatewaySettings,
+    /// Currency of balances and offers (ISO 4217).
+    pub currency: String,
+    /// Seconds given to in-flight work after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http_addr: ([127, 0, 0, 1], 8080).into(),
+            grpc_addr: ([127, 0, 0, 1], 50051).into(),
+            internal_grpc_addr: ([127, 0, 0, 1], 50052).into(),
+            database: DatabaseSettings::default(),
+            cache: CacheSettings::default(),
+            bus: BusSettings::default(),
+            auth: AuthSettings::default(),
+            internal: InternalSettings::default(),
+            upstream: UpstreamSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            gateway: GatewaySettings::default(),
+            currency: "EUR".into(),
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or `sqlite://path?mode=rwc`.
+    #[serde(serialize_with = "redact_url")]
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://.offers/offers.db?mode=rwc".into(),
+            max_connections: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// `memory://` or `redis://host:port/db`.
+    #[serde(serialize_with = "redact_url")]
+    pub url: String,
+    /// Prepended to every key, so several deployments can share one Redis.
+    pub prefix: String,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            url: "memory://".into(),
+            prefix: "offers:".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusSettings {
+    /// `memory://` or `amqp://user:pass@host:port/vhost`.
+    #[serde(serialize_with = "redact_url")]
+    pub url: String,
+    /// Prefix of every exchange and queue name.
+    pub prefix: String,
+    /// Unacknowledged deliveries a consumer holds at once.
+    pub prefetch: u16,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        Self {
+            url: "memory://".into(),
+            prefix: "offers".into(),
+            prefetch: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
+    /// PEM (PKCS#8) Ed25519 private key; only the auth service needs it.
+    #[serde(serialize_with = "redact")]
+    pub private_key_pem: Option<SecretString>,
+    pub private_key_file: Option<PathBuf>,
+    /// PEM (SPKI) Ed25519 public key; every service that checks tokens needs it.
+    pub public_key_pem: Option<String>,
+    pub public_key_file: Option<PathBuf>,
+    /// Failed-or-not login attempts allowed per username per window.
+    pub login_per_username: u64,
+    /// Login attempts allowed per client address per window.
+    pub login_per_address: u64,
+    pub login_window_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "offers-auth".into(),
+            audience: "offers-api".into(),
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            private_key_pem: None,
+            private_key_file: None,
+            public_key_pem: None,
+            public_key_file: None,
+            login_per_username: 5,
+            login_per_address: 20,
+            login_window_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct InternalSettings {
+    /// Shared service credential for the internal gRPC listener.
+    #[serde(serialize_with = "redact")]
+    pub token: Option<SecretString>,
+}
+
+/// Where the gRPC services are reached; in one process they all point home.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamSettings {
+    pub auth: String,
+    pub auth_internal: String,
+    pub catalog: String,
+    pub catalog_internal: String,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        let public = "http://127.0.0.1:50051".to_string();
+        let internal = "http://127.0.0.1:50052".to_string();
+        Self {
+            auth: public.clone(),
+            auth_internal: internal.clone(),
+            catalog: public,
+            catalog_internal: internal,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `text` or `json`.
+    pub log_format: String,
+    /// `tracing` filter directives, e.g. `info,offers_auth=debug`.
+    pub log_filter: String,
+    /// OTLP/gRPC collector; traces are exported only when set.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_format: "text".into(),
+            log_filter: "info".into(),
+            otlp_endpoint: None,
+            service_name: "offers".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// Deadline for one upstream gRPC call, in milliseconds.
+    pub upstream_timeout_ms: u64,
+    /// Trust the first `X-Forwarded-For` hop as the client address (behind a
+    /// known proxy only).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 64 * 1024,
+            upstream_timeout_ms: 10_000,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Load(String),
+    #[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<String>),
+}
+
+impl Settings {
+    /// Reads defaults, then `file` if given, then the `OFFERS_*` environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::figment(file)
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string()))
+    }
+
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment.merge(Env::prefixed("OFFERS_").split("__"))
+    }
+
+    /// Checks every value and reports all problems together, naming each key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut bad = Vec::new();
+        let db = &self.database.url;
+        if !(db.starts_with("postgres://")
+            || db.starts_with("postgresql://")
+            || db.starts_with("sqlite:"))
+        {
+            bad.push(format!(
+                "database.url: expected postgres://… or sqlite:…, got {:?}",
+                scheme(db)
+            ));
+        }
+        if self.database.max_connections == 0 {
+            bad.push("database.max_connections: must be at least 1".into());
+        }
+        let cache = &self.cache.url;
+        if !(cache == "memory://"
+            || cache.starts_with("redis://")
+            || cache.starts_with("rediss://"))
+        {
+            bad.push(format!(
+                "cache.url: expected memory:// or redis://…, got {:?}",
+                scheme(cache)
+            ));
+        }
+        let bus = &self.bus.url;
+        if !(bus == "memory://" || bus.starts_with("amqp://") || bus.starts_with("amqps://")) {
+            bad.push(format!(
+                "bus.url: expected memory:// or amqp://…, got {:?}",
+                scheme(bus)
+            ));
+        }
+        if self.bus.prefetch == 0 {
+            bad.push("bus.prefetch: must be at least 1".into());
+        }
+        if self.auth.access_ttl_secs == 0 || self.auth.access_ttl_secs > 3600 {
+            bad.push(
+                "auth.access_ttl_secs: must be between 1 and 3600 (access tokens are short-lived)"
+                    .into(),
+            );
+        }
+        if self.auth.refresh_ttl_secs < self.auth.access_ttl_secs {
+            bad.push("auth.refresh_ttl_secs: must not be shorter than auth.access_ttl_secs".into());
+        }
+        if self.auth.login_window_secs == 0 {
+            bad.push("auth.login_window_secs: must be at least 1".into());
+        }
+        if self.auth.issuer.is_empty() {
+            bad.push("auth.issuer: must not be empty".into());
+        }
+        if self.auth.audience.is_empty() {
+            bad.push("auth.audience: must not be empty".into());
+        }
+        if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
+            bad.push(format!(
+                "currency: expected a three-letter ISO 4217 code, got {:?}",
+                self.currency
+            ));
+        }
+        if !matches!(self.telemetry.log_format.as_str(), "text" | "json") {
+            bad.push(format!(
+                "telemetry.log_format: expected text or json, got {:?}",
+                self.telemetry.log_format
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter) {
+            bad.push(format!("telemetry.log_filter: {e}"));
+        }
+        if self.gateway.body_limit_bytes < 1024 {
+            bad.push("gateway.body_limit_bytes: must be at least 1024".into());
+        }
+        for (key, url) in [
+            ("upstream.auth", &self.upstream.auth),
+            ("upstream.auth_internal", &self.upstream.auth_internal),
+            ("upstream.catalog", &self.upstream.catalog),
+            ("upstream.catalog_internal", &self.upstream.catalog_internal),
+        ] {
+            if url
+                .parse::<http::Uri>()
+                .map(|u| u.scheme().is_none())
+                .unwrap_or(true)
+            {
+                bad.push(format!("{key}: expected an http(s):// URL, got {url:?}"));
+            }
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(bad))
+        }
+    }
+
+    /// The effective settings as JSON, secrets and URL passwords redacted.
+    pub fn dump(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    pub fn internal_token(&self) -> Option<&str> {
+        self.internal.token.as_ref().map(|t| t.expose_secret())
+    }
+}
+
+fn scheme(url: &str) -> &str {
+    url.split_once(':').map(|(s, _)| s).unwrap_or(url)
+}
+
+fn redact<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_some("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+/// Hides the password part of `scheme://user:password@host/...`.
+fn redact_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redacted_url(url))
+}
+
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn every_bad_key_is_reported_at_once() {
+        let mut s = Settings::default();
+        s.database.url = "mysql://x".into();
+        s.currency = "euro".into();
+        s.telemetry.log_format = "xml".into();
+        let Err(ConfigError::Invalid(errors)) = s.validate() else {
+            panic!("expected invalid");
+        };
+        let joined = errors.join("\n");
+        assert_eq!(errors.len(), 3, "{joined}");
+        assert!(joined.contains("database.url"));
+        assert!(joined.contains("currency"));
+        assert!(joined.contains("telemetry.log_format"));
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redacted_url("amqp://guest:secret@localhost:5672/%2f"),
+            "amqp://guest:[redacted]@localhost:5672/%2f"
+        );
+        assert_eq!(redacted_url("memory://"), "memory://");
+    }
+
+    #[test]
+    fn dump_hides_secrets() {
+        let mut s = Settings::default();
+        s.internal.token = Some(SecretString::from("hunter2"));
+        s.database.url = "postgres://app:pw@db/offers".into();
+        let dump = s.dump();
+        assert!(!dump.contains("hunter2"));
+        assert!(!dump.contains(":pw@"));
+    }
+}

@@ -1,0 +1,293 @@
+//! The one error type that crosses service boundaries, its stable codes, and
+//! the single place where it becomes a `tonic::Status` or an HTTP problem.
+
+use std::fmt;
+
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Status};
+
+/// Metadata key carrying the stable error code on a gRPC status.
+pub const CODE_METADATA: &str = "offers-error-code";
+/// Metadata key carrying a retry delay in seconds (rate limits).
+pub const RETRY_AFTER_METADATA: &str = "retry-after";
+
+macro_rules! error_codes {
+    ($($variant:ident => ($code:literal, $grpc:ident, $http:literal, $title:literal)),+ $(,)?) => {
+        /// Every error a client can see, with its wire code, gRPC code, HTTP
+        /// status and title. This table is the documentation of the codes.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode { $($variant),+ }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code),+ }
+            }
+            pub fn grpc(self) -> Code {
+                match self { $(ErrorCode::$variant => Code::$grpc),+ }
+            }
+            pub fn http_status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $http),+ }
+            }
+            pub fn title(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $title),+ }
+            }
+            pub fn parse(code: &str) -> Option<Self> {
+                match code { $($code => Some(ErrorCode::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidRequest => ("invalid_request", InvalidArgument, 400, "The request is not valid"),
+    InvalidId => ("invalid_id", InvalidArgument, 400, "The id is malformed"),
+    NotFound => ("not_found", NotFound, 404, "Not found"),
+    InvalidCredentials => ("invalid_credentials", Unauthenticated, 401, "Invalid username or password"),
+    InvalidToken => ("invalid_token", Unauthenticated, 401, "The token is invalid, expired or revoked"),
+    Unauthenticated => ("unauthenticated", Unauthenticated, 401, "Authentication required"),
+    PermissionDenied => ("permission_denied", PermissionDenied, 403, "Not allowed"),
+    RateLimited => ("rate_limited", ResourceExhausted, 429, "Too many requests"),
+    PayloadTooLarge => ("payload_too_large", InvalidArgument, 413, "The request body is too large"),
+    InsufficientBalance => ("insufficient_balance", FailedPrecondition, 400, "The balance does not cover the price"),
+    OfferInactive => ("offer_inactive", FailedPrecondition, 400, "The offer is not available"),
+    CurrencyMismatch => ("currency_mismatch", FailedPrecondition, 400, "The currencies do not match"),
+    IdempotencyKeyReused => ("idempotency_key_reused", FailedPrecondition, 422, "The idempotency key was used with a different request"),
+    InvalidUser => ("invalid_user", InvalidArgument, 400, "The user does not exist or is not active"),
+    InvalidOffer => ("invalid_offer", InvalidArgument, 400, "The offer does not exist or is not active"),
+    AmountMismatch => ("amount_mismatch", InvalidArgument, 400, "The amount does not equal the offer's price"),
+    AlreadyExists => ("already_exists", AlreadyExists, 409, "Already exists"),
+    Conflict => ("conflict", Aborted, 409, "The request conflicts with the current state"),
+    Unavailable => ("unavailable", Unavailable, 503, "A dependency is unavailable; try again"),
+    Timeout => ("timeout", DeadlineExceeded, 504, "A dependency did not answer in time"),
+    Internal => ("internal", Internal, 500, "Internal error"),
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A client-visible failure: a stable code, a message safe to show, and
+/// (for internal errors) a cause that only reaches the log.
+#[derive(Debug)]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after_secs: Option<u64>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retry_after_secs: None,
+            source: None,
+        }
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    /// An internal failure: the client sees only "internal error"; the cause
+    /// is logged where the error becomes a response.
+    pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            code: ErrorCode::Internal,
+            message: "internal error".into(),
+            retry_after_secs: None,
+            source: Some(source.into()),
+        }
+    }
+
+    pub fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            code: ErrorCode::Unavailable,
+            message: ErrorCode::Unavailable.title().into(),
+            retry_after_secs: None,
+            source: Some(source.into()),
+        }
+    }
+
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..Self::new(ErrorCode::RateLimited, "too many requests; retry later")
+        }
+    }
+
+    /// Rebuilds the error another service answered with, keeping its code.
+    pub fn from_status(status: Status) -> Self {
+        let code = status
+            .metadata()
+            .get(CODE_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .and_then(ErrorCode::parse)
+            .unwrap_or_else(|| code_for_grpc(status.code()));
+        let retry_after_secs = status
+            .metadata()
+            .get(RETRY_AFTER_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let message = if code == ErrorCode::Internal {
+            "internal error".into()
+        } else {
+            status.message().to_string()
+        };
+        let source: Option<Box<dyn std::error::Error + Send + Sync>> = match code {
+            ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::Timeout => {
+                Some(Box::new(status))
+            }
+            _ => None,
+        };
+        Self {
+            code,
+            message,
+            retry_after_secs,
+            source,
+        }
+    }
+
+    fn log(&self) {
+        if let Some(source) = &self.source {
+            tracing::error!(code = %self.code, error = %source, chain = ?source, "request failed");
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, " ({source})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        err.log();
+        let mut status = Status::new(err.code.grpc(), err.message);
+        status
+            .metadata_mut()
+            .insert(CODE_METADATA, MetadataValue::from_static(err.code.as_str()));
+        if let Some(secs) = err.retry_after_secs {
+            status
+                .metadata_mut()
+                .insert(RETRY_AFTER_METADATA, MetadataValue::from(secs));
+        }
+        status
+    }
+}
+
+impl From<Status> for Error {
+    fn from(status: Status) -> Self {
+        Error::from_status(status)
+    }
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(err: sea_orm::DbErr) -> Self {
+        Error::internal(err)
+    }
+}
+
+/// Fallback for statuses that carry no code of ours (transport failures,
+/// other servers): the one table from gRPC code to our codes.
+fn code_for_grpc(code: Code) -> ErrorCode {
+    match code {
+        Code::InvalidArgument | Code::OutOfRange => ErrorCode::InvalidRequest,
+        Code::NotFound => ErrorCode::NotFound,
+        Code::Unauthenticated => ErrorCode::Unauthenticated,
+        Code::PermissionDenied => ErrorCode::PermissionDenied,
+        Code::ResourceExhausted => ErrorCode::RateLimited,
+        Code::AlreadyExists => ErrorCode::AlreadyExists,
+        Code::Aborted | Code::FailedPrecondition => ErrorCode::Conflict,
+        Code::Unavailable | Code::Cancelled => ErrorCode::Unavailable,
+        Code::DeadlineExceeded => ErrorCode::Timeout,
+        Code::Ok | Code::Unknown | Code::Internal | Code::Unimplemented | Code::DataLoss => {
+            ErrorCode::Internal
+        }
+    }
+}
+
+/// RFC 9457 problem details, as the edge answers them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: String,
+}
+
+impl From<&Error> for Problem {
+    fn from(err: &Error) -> Self {
+        err.log();
+        Problem {
+            type_uri: format!("urn:offers:problem:{}", err.code),
+            title: err.code.title().into(),
+            status: err.code.http_status(),
+            detail: err.message.clone(),
+            code: err.code.as_str().into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_through_grpc_status() {
+        for &code in ErrorCode::ALL {
+            let status: Status = Error::new(code, "x").into();
+            assert_eq!(status.code(), code.grpc());
+            assert_eq!(Error::from_status(status).code, code);
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let status: Status = Error::internal(std::io::Error::other("disk on fire")).into();
+        assert_eq!(status.message(), "internal error");
+        let problem = Problem::from(&Error::from_status(status));
+        assert_eq!(problem.status, 500);
+        assert!(!problem.detail.contains("disk"));
+    }
+
+    #[test]
+    fn foreign_statuses_map_by_grpc_code() {
+        let err = Error::from_status(Status::unavailable("connection refused"));
+        assert_eq!(err.code, ErrorCode::Unavailable);
+        assert_eq!(Problem::from(&err).status, 503);
+    }
+
+    #[test]
+    fn rate_limits_carry_retry_after() {
+        let status: Status = Error::rate_limited(7).into();
+        assert_eq!(Error::from_status(status).retry_after_secs, Some(7));
+    }
+}

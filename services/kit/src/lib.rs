@@ -1,0 +1,15 @@
+//! Shared plumbing of the Offers services.
+#![forbid(unsafe_code)]
+
+pub mod bus;
+pub mod cache;
+pub mod config;
+pub mod credentials;
+pub mod db;
+pub mod error;
+pub mod grpc;
+pub mod ops;
+pub mod telemetry;
+pub mod token;
+
+pub use error::{Error, ErrorCode, Result};

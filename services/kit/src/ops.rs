@@ -1,0 +1,113 @@
+//! `/healthz`, `/readyz` and `/metrics`, served by every process.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::json;
+
+/// One dependency `/readyz` checks.
+#[async_trait]
+pub trait ReadinessCheck: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    async fn check(&self) -> Result<(), String>;
+}
+
+#[derive(Clone, Default)]
+pub struct Readiness {
+    checks: Vec<(Arc<dyn ReadinessCheck>, bool)>,
+}
+
+impl Readiness {
+    /// A dependency without which this process cannot serve.
+    pub fn require(mut self, check: impl ReadinessCheck) -> Self {
+        self.checks.push((Arc::new(check), true));
+        self
+    }
+
+    /// A dependency that is reported but does not make the process unready:
+    /// the cache (a miss falls back to the database) and the bus (jobs wait
+    /// in the outbox).
+    pub fn report(mut self, check: impl ReadinessCheck) -> Self {
+        self.checks.push((Arc::new(check), false));
+        self
+    }
+}
+
+pub fn router(readiness: Readiness) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(ready))
+        .route(
+            "/metrics",
+            get(|| async { crate::telemetry::metrics_handle().render() }),
+        )
+        .with_state(readiness)
+}
+
+async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
+    let mut report = serde_json::Map::new();
+    let mut ready = true;
+    for (check, required) in &readiness.checks {
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(2), check.check()).await;
+        let state = match outcome {
+            Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(e)) => e,
+            Err(_) => "timed out".into(),
+        };
+        ready &= !*required || state == "ok";
+        report.insert(check.name().into(), state.into());
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({"ready": ready, "checks": report})),
+    )
+}
+
+pub struct DatabaseCheck(pub sea_orm::DatabaseConnection);
+
+#[async_trait]
+impl ReadinessCheck for DatabaseCheck {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+pub struct CacheCheck(pub crate::cache::SharedCache);
+
+#[async_trait]
+impl ReadinessCheck for CacheCheck {
+    fn name(&self) -> &'static str {
+        "cache"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+pub struct BusCheck(pub crate::bus::SharedBus);
+
+#[async_trait]
+impl ReadinessCheck for BusCheck {
+    fn name(&self) -> &'static str {
+        "bus"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| e.to_string())
+    }
+}

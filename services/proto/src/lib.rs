@@ -1,0 +1,31 @@
+//! Generated gRPC types, clients and servers for every Offers service.
+#![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+/// Encoded `FileDescriptorSet` of every proto, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
+pub mod auth {
+    pub mod v1 {
+        tonic::include_proto!("offers.auth.v1");
+    }
+}
+pub mod catalog {
+    pub mod v1 {
+        tonic::include_proto!("offers.catalog.v1");
+    }
+}
+pub mod account {
+    pub mod v1 {
+        tonic::include_proto!("offers.account.v1");
+    }
+}
+pub mod activation {
+    pub mod v1 {
+        tonic::include_proto!("offers.activation.v1");
+    }
+}
+pub mod partner {
+    pub mod v1 {
+        tonic::include_proto!("offers.partner.v1");
+    }
+}
