@@ -7,19 +7,13 @@ use prost::Message;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let services = ["auth", "catalog", "account", "activation", "partner"];
-    let files: Vec<PathBuf> = services
-        .iter()
-        .map(|s| root.join(format!("offers/{s}/v1/{s}.proto")))
-        .collect();
+    let files: Vec<PathBuf> = services.iter().map(|s| root.join(format!("offers/{s}/v1/{s}.proto"))).collect();
     println!("cargo:rerun-if-changed={}", root.display());
 
     let descriptors = protox::compile(&files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("descriptors.bin"), descriptors.encode_to_vec())?;
 
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_fds(descriptors)?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;
     Ok(())
 }

@@ -10,9 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -53,12 +52,7 @@ pub trait Handler: Send + Sync + 'static {
 pub trait Bus: Send + Sync + 'static {
     /// Publishes durably; returns only once the broker has taken the job.
     /// With a delay the job is delivered no sooner than that.
-    async fn publish(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        delay: Option<Duration>,
-    ) -> Result<(), BusError>;
+    async fn publish(&self, topic: &str, payload: &[u8], delay: Option<Duration>) -> Result<(), BusError>;
     /// Feeds `topic` to `handler` until `shutdown`, reconnecting as needed.
     async fn consume(&self, topic: &str, handler: Arc<dyn Handler>, shutdown: CancellationToken);
     async fn ping(&self) -> Result<(), BusError>;
@@ -70,11 +64,7 @@ pub async fn from_settings(settings: &crate::config::BusSettings) -> SharedBus {
     if settings.url == "memory://" {
         Arc::new(MemoryBus::new(settings.prefetch))
     } else {
-        Arc::new(RabbitBus::new(
-            &settings.url,
-            &settings.prefix,
-            settings.prefetch,
-        ))
+        Arc::new(RabbitBus::new(&settings.url, &settings.prefix, settings.prefetch))
     }
 }
 
@@ -82,9 +72,7 @@ pub async fn from_settings(settings: &crate::config::BusSettings) -> SharedBus {
 /// the tier just above its delay with its own expiry, so a queue's head can
 /// hold back the rest by at most half its tier.
 fn delay_tier(delay: Duration) -> u64 {
-    let ms = u64::try_from(delay.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1000);
+    let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).max(1000);
     ms.checked_next_power_of_two().unwrap_or(1 << 62)
 }
 
@@ -103,12 +91,7 @@ struct RabbitState {
 
 impl RabbitBus {
     pub fn new(url: &str, prefix: &str, prefetch: u16) -> Self {
-        Self {
-            url: url.into(),
-            prefix: prefix.into(),
-            prefetch,
-            state: Mutex::new(None),
-        }
+        Self { url: url.into(), prefix: prefix.into(), prefetch, state: Mutex::new(None) }
     }
 
     fn exchange(&self) -> String {
@@ -128,36 +111,23 @@ impl RabbitBus {
     }
 
     /// The live publishing state, reconnecting first if the last one died.
-    async fn with_state<R>(
-        &self,
-        f: impl AsyncFnOnce(&mut RabbitState) -> Result<R, BusError>,
-    ) -> Result<R, BusError> {
+    async fn with_state<R>(&self, f: impl AsyncFnOnce(&mut RabbitState) -> Result<R, BusError>) -> Result<R, BusError> {
         let mut guard = self.state.lock().await;
-        let alive = guard
-            .as_ref()
-            .is_some_and(|s| s.connection.status().connected() && s.publisher.status().connected());
+        let alive =
+            guard.as_ref().is_some_and(|s| s.connection.status().connected() && s.publisher.status().connected());
         if !alive {
             let connection = self.connect().await?;
             let publisher = connection.create_channel().await?;
-            publisher
-                .confirm_select(ConfirmSelectOptions::default())
-                .await?;
+            publisher.confirm_select(ConfirmSelectOptions::default()).await?;
             publisher
                 .exchange_declare(
                     self.exchange().into(),
                     ExchangeKind::Direct,
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        ..Default::default()
-                    },
+                    ExchangeDeclareOptions { durable: true, ..Default::default() },
                     FieldTable::default(),
                 )
                 .await?;
-            *guard = Some(RabbitState {
-                connection,
-                publisher,
-                declared: HashSet::new(),
-            });
+            *guard = Some(RabbitState { connection, publisher, declared: HashSet::new() });
         }
         let state = guard.as_mut().ok_or(BusError::Nacked)?;
         let result = f(state).await;
@@ -170,9 +140,7 @@ impl RabbitBus {
 
     async fn declare_topic(&self, channel: &Channel, topic: &str) -> Result<(), BusError> {
         let queue = self.queue(topic);
-        channel
-            .queue_declare(queue.clone().into(), durable(), quorum())
-            .await?;
+        channel.queue_declare(queue.clone().into(), durable(), quorum()).await?;
         channel
             .queue_bind(
                 queue.into(),
@@ -185,12 +153,7 @@ impl RabbitBus {
         Ok(())
     }
 
-    async fn declare_delay(
-        &self,
-        channel: &Channel,
-        topic: &str,
-        tier: u64,
-    ) -> Result<String, BusError> {
+    async fn declare_delay(&self, channel: &Channel, topic: &str, tier: u64) -> Result<String, BusError> {
         let name = self.delay_queue(topic, tier);
         let mut args = quorum();
         args.insert("x-dead-letter-exchange".into(), text(&self.exchange()));
@@ -198,9 +161,7 @@ impl RabbitBus {
         // Quorum queues dead-letter at least once only with reject-publish overflow.
         args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
         args.insert("x-overflow".into(), text("reject-publish"));
-        channel
-            .queue_declare(name.clone().into(), durable(), args)
-            .await?;
+        channel.queue_declare(name.clone().into(), durable(), args).await?;
         Ok(name)
     }
 
@@ -210,21 +171,12 @@ impl RabbitBus {
         let connection = self.connect().await?;
         let channel = connection.create_channel().await?;
         for topic in topics {
-            channel
-                .queue_delete(self.queue(topic).into(), QueueDeleteOptions::default())
-                .await?;
+            channel.queue_delete(self.queue(topic).into(), QueueDeleteOptions::default()).await?;
             for &tier in tiers {
-                channel
-                    .queue_delete(
-                        self.delay_queue(topic, tier).into(),
-                        QueueDeleteOptions::default(),
-                    )
-                    .await?;
+                channel.queue_delete(self.delay_queue(topic, tier).into(), QueueDeleteOptions::default()).await?;
             }
         }
-        channel
-            .exchange_delete(self.exchange().into(), Default::default())
-            .await?;
+        channel.exchange_delete(self.exchange().into(), Default::default()).await?;
         connection.close(0, "done".into()).await?;
         Ok(())
     }
@@ -241,17 +193,12 @@ impl RabbitBus {
             .exchange_declare(
                 self.exchange().into(),
                 ExchangeKind::Direct,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
+                ExchangeDeclareOptions { durable: true, ..Default::default() },
                 FieldTable::default(),
             )
             .await?;
         self.declare_topic(&channel, topic).await?;
-        channel
-            .basic_qos(self.prefetch, BasicQosOptions::default())
-            .await?;
+        channel.basic_qos(self.prefetch, BasicQosOptions::default()).await?;
         let mut consumer = channel
             .basic_consume(
                 self.queue(topic).into(),
@@ -274,20 +221,11 @@ impl RabbitBus {
             };
             let handler = handler.clone();
             tokio::spawn(async move {
-                let job = Delivery {
-                    payload: delivery.data.clone(),
-                    redelivered: delivery.redelivered,
-                };
+                let job = Delivery { payload: delivery.data.clone(), redelivered: delivery.redelivered };
                 let outcome = match handler.handle(job).await {
                     Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
                     Disposition::Requeue => {
-                        delivery
-                            .acker
-                            .nack(BasicNackOptions {
-                                requeue: true,
-                                ..Default::default()
-                            })
-                            .await
+                        delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
                     }
                 };
                 if let Err(e) = outcome {
@@ -305,10 +243,7 @@ impl RabbitBus {
 }
 
 fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    }
+    QueueDeclareOptions { durable: true, ..Default::default() }
 }
 
 fn text(value: &str) -> AMQPValue {
@@ -323,23 +258,14 @@ fn quorum() -> FieldTable {
 
 #[async_trait]
 impl Bus for RabbitBus {
-    async fn publish(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        delay: Option<Duration>,
-    ) -> Result<(), BusError> {
+    async fn publish(&self, topic: &str, payload: &[u8], delay: Option<Duration>) -> Result<(), BusError> {
         self.with_state(async |state| {
             let (exchange, routing_key, properties) = match delay {
                 None => {
                     if state.declared.insert(topic.to_string()) {
                         self.declare_topic(&state.publisher, topic).await?;
                     }
-                    (
-                        self.exchange(),
-                        topic.to_string(),
-                        BasicProperties::default(),
-                    )
+                    (self.exchange(), topic.to_string(), BasicProperties::default())
                 }
                 Some(delay) => {
                     let tier = delay_tier(delay);
@@ -348,11 +274,7 @@ impl Bus for RabbitBus {
                     }
                     let queue = self.declare_delay(&state.publisher, topic, tier).await?;
                     let expiration = delay.as_millis().max(1).to_string();
-                    (
-                        String::new(),
-                        queue,
-                        BasicProperties::default().with_expiration(expiration.into()),
-                    )
+                    (String::new(), queue, BasicProperties::default().with_expiration(expiration.into()))
                 }
             };
             let confirm = state
@@ -360,20 +282,13 @@ impl Bus for RabbitBus {
                 .basic_publish(
                     exchange.into(),
                     routing_key.into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..Default::default()
-                    },
+                    BasicPublishOptions { mandatory: true, ..Default::default() },
                     payload,
                     properties.with_delivery_mode(2),
                 )
                 .await?
                 .await?;
-            if confirm.is_ack() && confirm.take_message().is_none() {
-                Ok(())
-            } else {
-                Err(BusError::Nacked)
-            }
+            if confirm.is_ack() && confirm.take_message().is_none() { Ok(()) } else { Err(BusError::Nacked) }
         })
         .await
     }
@@ -405,10 +320,7 @@ struct Job {
     redelivered: bool,
 }
 
-type Queue = (
-    mpsc::UnboundedSender<Job>,
-    Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
-);
+type Queue = (mpsc::UnboundedSender<Job>, Arc<Mutex<mpsc::UnboundedReceiver<Job>>>);
 
 /// The embedded-mode bus: one process, so queues are channels. A job whose
 /// handler is dropped before it answers (a crash, a shutdown) goes back on
@@ -420,10 +332,7 @@ pub struct MemoryBus {
 
 impl MemoryBus {
     pub fn new(prefetch: u16) -> Self {
-        Self {
-            prefetch,
-            queues: StdMutex::new(HashMap::new()),
-        }
+        Self { prefetch, queues: StdMutex::new(HashMap::new()) }
     }
 
     fn queue(&self, topic: &str) -> Queue {
@@ -455,17 +364,9 @@ impl Drop for Requeue {
 
 #[async_trait]
 impl Bus for MemoryBus {
-    async fn publish(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        delay: Option<Duration>,
-    ) -> Result<(), BusError> {
+    async fn publish(&self, topic: &str, payload: &[u8], delay: Option<Duration>) -> Result<(), BusError> {
         let (tx, _) = self.queue(topic);
-        let job = Job {
-            payload: payload.to_vec(),
-            redelivered: false,
-        };
+        let job = Job { payload: payload.to_vec(), redelivered: false };
         match delay {
             None => {
                 let _ = tx.send(job);
@@ -494,16 +395,11 @@ impl Bus for MemoryBus {
             };
             let Some(job) = job else { break };
             let handler = handler.clone();
-            let mut guard = Requeue {
-                job: Some(job),
-                queue: tx.clone(),
-            };
+            let mut guard = Requeue { job: Some(job), queue: tx.clone() };
             let stop = shutdown.clone();
             running.spawn(async move {
-                let delivery = guard.job.as_ref().map(|j| Delivery {
-                    payload: j.payload.clone(),
-                    redelivered: j.redelivered,
-                });
+                let delivery =
+                    guard.job.as_ref().map(|j| Delivery { payload: j.payload.clone(), redelivered: j.redelivered });
                 let Some(delivery) = delivery else { return };
                 tokio::select! {
                     // Dropping the guard unsettled hands the job out again.
@@ -554,18 +450,13 @@ mod tests {
         let bus = Arc::new(MemoryBus::new(4));
         let (done, mut finished) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
-        let handler = Arc::new(FailOnce {
-            seen: AtomicUsize::new(0),
-            done,
-        });
+        let handler = Arc::new(FailOnce { seen: AtomicUsize::new(0), done });
         let consumer = tokio::spawn({
             let bus = bus.clone();
             let shutdown = shutdown.clone();
             async move { bus.consume("t", handler, shutdown).await }
         });
-        bus.publish("t", b"job", Some(Duration::from_millis(10)))
-            .await
-            .expect("publish");
+        bus.publish("t", b"job", Some(Duration::from_millis(10))).await.expect("publish");
         assert_eq!(finished.recv().await, Some((b"job".to_vec(), true)));
         shutdown.cancel();
         consumer.await.expect("consumer");

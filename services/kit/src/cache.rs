@@ -24,12 +24,7 @@ pub trait Cache: Send + Sync + 'static {
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError>;
     async fn delete(&self, keys: &[&str]) -> Result<(), CacheError>;
     /// Replaces a hash's fields and (re)sets its time to live.
-    async fn hash_set(
-        &self,
-        key: &str,
-        fields: &[(&str, String)],
-        ttl: Duration,
-    ) -> Result<(), CacheError>;
+    async fn hash_set(&self, key: &str, fields: &[(&str, String)], ttl: Duration) -> Result<(), CacheError>;
     /// Every field of a hash; empty when it does not exist.
     async fn hash_get(&self, key: &str) -> Result<HashMap<String, String>, CacheError>;
     /// Counts one hit in a fixed window that starts with the first hit.
@@ -65,13 +60,9 @@ impl RedisCache {
             },
             ..Default::default()
         });
-        let pool = config
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .map_err(|e| CacheError::Config(e.to_string()))?;
-        Ok(Self {
-            pool,
-            prefix: prefix.into(),
-        })
+        let pool =
+            config.create_pool(Some(deadpool_redis::Runtime::Tokio1)).map_err(|e| CacheError::Config(e.to_string()))?;
+        Ok(Self { pool, prefix: prefix.into() })
     }
 
     fn key(&self, key: &str) -> String {
@@ -94,11 +85,7 @@ impl Cache for RedisCache {
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
-        let _: () = self
-            .conn()
-            .await?
-            .set_ex(self.key(key), value, ttl_secs(ttl))
-            .await?;
+        let _: () = self.conn().await?.set_ex(self.key(key), value, ttl_secs(ttl)).await?;
         Ok(())
     }
 
@@ -108,12 +95,7 @@ impl Cache for RedisCache {
         Ok(())
     }
 
-    async fn hash_set(
-        &self,
-        key: &str,
-        fields: &[(&str, String)],
-        ttl: Duration,
-    ) -> Result<(), CacheError> {
+    async fn hash_set(&self, key: &str, fields: &[(&str, String)], ttl: Duration) -> Result<(), CacheError> {
         let key = self.key(key);
         let _: () = redis::pipe()
             .atomic()
@@ -151,9 +133,7 @@ impl Cache for RedisCache {
     }
 
     async fn ping(&self) -> Result<(), CacheError> {
-        let _: String = redis::cmd("PING")
-            .query_async(&mut self.conn().await?)
-            .await?;
+        let _: String = redis::cmd("PING").query_async(&mut self.conn().await?).await?;
         Ok(())
     }
 }
@@ -172,10 +152,7 @@ pub struct MemoryCache {
 
 impl MemoryCache {
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, (Value, Instant)>) -> R) -> R {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
         entries.retain(|_, (_, expires)| *expires > now);
         f(&mut entries)
@@ -187,17 +164,13 @@ impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
         Ok(self.with(|m| match m.get(key) {
             Some((Value::Text(v), _)) => Some(v.clone()),
+            Some((Value::Counter(n), _)) => Some(n.to_string()),
             _ => None,
         }))
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
-        self.with(|m| {
-            m.insert(
-                key.into(),
-                (Value::Text(value.into()), Instant::now() + ttl),
-            )
-        });
+        self.with(|m| m.insert(key.into(), (Value::Text(value.into()), Instant::now() + ttl)));
         Ok(())
     }
 
@@ -206,16 +179,8 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
-    async fn hash_set(
-        &self,
-        key: &str,
-        fields: &[(&str, String)],
-        ttl: Duration,
-    ) -> Result<(), CacheError> {
-        let hash = fields
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), v.clone()))
-            .collect();
+    async fn hash_set(&self, key: &str, fields: &[(&str, String)], ttl: Duration) -> Result<(), CacheError> {
+        let hash = fields.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
         self.with(|m| m.insert(key.into(), (Value::Hash(hash), Instant::now() + ttl)));
         Ok(())
     }
@@ -230,22 +195,20 @@ impl Cache for MemoryCache {
     async fn hit(&self, key: &str, window: Duration) -> Result<(u64, u64), CacheError> {
         Ok(self.with(|m| {
             let now = Instant::now();
-            let entry = m
-                .entry(key.into())
-                .or_insert((Value::Counter(0), now + window));
-            if let Value::Counter(n) = &mut entry.0 {
-                *n += 1;
-            } else {
-                *entry = (Value::Counter(1), now + window);
-            }
-            let count = match entry.0 {
-                Value::Counter(n) => n,
-                _ => 1,
+            let entry = m.entry(key.into()).or_insert((Value::Counter(0), now + window));
+            let count = match &mut entry.0 {
+                Value::Counter(n) => {
+                    *n += 1;
+                    *n
+                }
+                // Redis would refuse INCR on a non-number; this is a caller's
+                // bug, and starting the counter over is the gentler answer.
+                other => {
+                    *other = Value::Counter(1);
+                    1
+                }
             };
-            (
-                count,
-                entry.1.saturating_duration_since(now).as_secs().max(1),
-            )
+            (count, entry.1.saturating_duration_since(now).as_secs().max(1))
         }))
     }
 
@@ -261,41 +224,14 @@ mod tests {
     #[tokio::test]
     async fn memory_cache_expires_and_counts() {
         let cache = MemoryCache::default();
-        cache
-            .set("a", "1", Duration::from_millis(20))
-            .await
-            .expect("set");
+        cache.set("a", "1", Duration::from_millis(20)).await.expect("set");
         assert_eq!(cache.get("a").await.expect("get").as_deref(), Some("1"));
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert_eq!(cache.get("a").await.expect("get"), None);
-        assert_eq!(
-            cache
-                .hit("r", Duration::from_secs(60))
-                .await
-                .expect("hit")
-                .0,
-            1
-        );
-        assert_eq!(
-            cache
-                .hit("r", Duration::from_secs(60))
-                .await
-                .expect("hit")
-                .0,
-            2
-        );
-        cache
-            .hash_set("h", &[("status", "PENDING".into())], Duration::from_secs(5))
-            .await
-            .expect("hset");
-        assert_eq!(
-            cache
-                .hash_get("h")
-                .await
-                .expect("hget")
-                .get("status")
-                .map(String::as_str),
-            Some("PENDING")
-        );
+        assert_eq!(cache.hit("r", Duration::from_secs(60)).await.expect("hit").0, 1);
+        assert_eq!(cache.hit("r", Duration::from_secs(60)).await.expect("hit").0, 2);
+        assert_eq!(cache.get("r").await.expect("get").as_deref(), Some("2"));
+        cache.hash_set("h", &[("status", "PENDING".into())], Duration::from_secs(5)).await.expect("hset");
+        assert_eq!(cache.hash_get("h").await.expect("hget").get("status").map(String::as_str), Some("PENDING"));
     }
 }

@@ -64,10 +64,7 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self {
-            url: "sqlite://.offers/offers.db?mode=rwc".into(),
-            max_connections: 10,
-        }
+        Self { url: "sqlite://.offers/offers.db?mode=rwc".into(), max_connections: 10 }
     }
 }
 
@@ -83,10 +80,7 @@ pub struct CacheSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self {
-            url: "memory://".into(),
-            prefix: "offers:".into(),
-        }
+        Self { url: "memory://".into(), prefix: "offers:".into() }
     }
 }
 
@@ -104,11 +98,7 @@ pub struct BusSettings {
 
 impl Default for BusSettings {
     fn default() -> Self {
-        Self {
-            url: "memory://".into(),
-            prefix: "offers".into(),
-            prefetch: 16,
-        }
+        Self { url: "memory://".into(), prefix: "offers".into(), prefetch: 16 }
     }
 }
 
@@ -173,12 +163,7 @@ impl Default for UpstreamSettings {
     fn default() -> Self {
         let public = "http://127.0.0.1:50051".to_string();
         let internal = "http://127.0.0.1:50052".to_string();
-        Self {
-            auth: public.clone(),
-            auth_internal: internal.clone(),
-            catalog: public,
-            catalog_internal: internal,
-        }
+        Self { auth: public.clone(), auth_internal: internal.clone(), catalog: public, catalog_internal: internal }
     }
 }
 
@@ -219,11 +204,7 @@ pub struct GatewaySettings {
 
 impl Default for GatewaySettings {
     fn default() -> Self {
-        Self {
-            body_limit_bytes: 64 * 1024,
-            upstream_timeout_ms: 10_000,
-            trust_forwarded_for: false,
-        }
+        Self { body_limit_bytes: 64 * 1024, upstream_timeout_ms: 10_000, trust_forwarded_for: false }
     }
 }
 
@@ -238,9 +219,7 @@ pub enum ConfigError {
 impl Settings {
     /// Reads defaults, then `file` if given, then the `OFFERS_*` environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::figment(file)
-            .extract()
-            .map_err(|e| ConfigError::Load(e.to_string()))
+        Self::figment(file).extract().map_err(|e| ConfigError::Load(e.to_string()))
     }
 
     pub fn figment(file: Option<&Path>) -> Figment {
@@ -255,43 +234,25 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut bad = Vec::new();
         let db = &self.database.url;
-        if !(db.starts_with("postgres://")
-            || db.starts_with("postgresql://")
-            || db.starts_with("sqlite:"))
-        {
-            bad.push(format!(
-                "database.url: expected postgres://… or sqlite:…, got {:?}",
-                scheme(db)
-            ));
+        if !(db.starts_with("postgres://") || db.starts_with("postgresql://") || db.starts_with("sqlite:")) {
+            bad.push(format!("database.url: expected postgres://… or sqlite:…, got {:?}", scheme(db)));
         }
         if self.database.max_connections == 0 {
             bad.push("database.max_connections: must be at least 1".into());
         }
         let cache = &self.cache.url;
-        if !(cache == "memory://"
-            || cache.starts_with("redis://")
-            || cache.starts_with("rediss://"))
-        {
-            bad.push(format!(
-                "cache.url: expected memory:// or redis://…, got {:?}",
-                scheme(cache)
-            ));
+        if !(cache == "memory://" || cache.starts_with("redis://") || cache.starts_with("rediss://")) {
+            bad.push(format!("cache.url: expected memory:// or redis://…, got {:?}", scheme(cache)));
         }
         let bus = &self.bus.url;
         if !(bus == "memory://" || bus.starts_with("amqp://") || bus.starts_with("amqps://")) {
-            bad.push(format!(
-                "bus.url: expected memory:// or amqp://…, got {:?}",
-                scheme(bus)
-            ));
+            bad.push(format!("bus.url: expected memory:// or amqp://…, got {:?}", scheme(bus)));
         }
         if self.bus.prefetch == 0 {
             bad.push("bus.prefetch: must be at least 1".into());
         }
         if self.auth.access_ttl_secs == 0 || self.auth.access_ttl_secs > 3600 {
-            bad.push(
-                "auth.access_ttl_secs: must be between 1 and 3600 (access tokens are short-lived)"
-                    .into(),
-            );
+            bad.push("auth.access_ttl_secs: must be between 1 and 3600 (access tokens are short-lived)".into());
         }
         if self.auth.refresh_ttl_secs < self.auth.access_ttl_secs {
             bad.push("auth.refresh_ttl_secs: must not be shorter than auth.access_ttl_secs".into());
@@ -306,16 +267,10 @@ impl Settings {
             bad.push("auth.audience: must not be empty".into());
         }
         if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
-            bad.push(format!(
-                "currency: expected a three-letter ISO 4217 code, got {:?}",
-                self.currency
-            ));
+            bad.push(format!("currency: expected a three-letter ISO 4217 code, got {:?}", self.currency));
         }
         if !matches!(self.telemetry.log_format.as_str(), "text" | "json") {
-            bad.push(format!(
-                "telemetry.log_format: expected text or json, got {:?}",
-                self.telemetry.log_format
-            ));
+            bad.push(format!("telemetry.log_format: expected text or json, got {:?}", self.telemetry.log_format));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter) {
             bad.push(format!("telemetry.log_filter: {e}"));
@@ -329,19 +284,11 @@ impl Settings {
             ("upstream.catalog", &self.upstream.catalog),
             ("upstream.catalog_internal", &self.upstream.catalog_internal),
         ] {
-            if url
-                .parse::<http::Uri>()
-                .map(|u| u.scheme().is_none())
-                .unwrap_or(true)
-            {
+            if url.parse::<http::Uri>().map(|u| u.scheme().is_none()).unwrap_or(true) {
                 bad.push(format!("{key}: expected an http(s):// URL, got {url:?}"));
             }
         }
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(bad))
-        }
+        if bad.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(bad)) }
     }
 
     /// The effective settings as JSON, secrets and URL passwords redacted.

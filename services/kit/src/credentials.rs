@@ -24,9 +24,7 @@ enum TokenCheck {
 pub fn bearer(metadata: &MetadataMap) -> Option<&str> {
     let value = metadata.get("authorization")?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
 }
 
 /// Checks access tokens on the public listener. Requests without one pass
@@ -47,12 +45,10 @@ impl Interceptor for AccessTokenInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         // Partner API keys are not JWTs: only three-part tokens are checked here.
         let check = match bearer(request.metadata()) {
-            Some(token) if token.split('.').count() == 3 => {
-                Some(match self.verifier.verify(token) {
-                    Ok(principal) => TokenCheck::Valid(principal),
-                    Err(e) => TokenCheck::Invalid(e.0),
-                })
-            }
+            Some(token) if token.split('.').count() == 3 => Some(match self.verifier.verify(token) {
+                Ok(principal) => TokenCheck::Valid(principal),
+                Err(e) => TokenCheck::Invalid(e.0),
+            }),
             _ => None,
         };
         if let Some(check) = check {
@@ -66,14 +62,10 @@ impl Interceptor for AccessTokenInterceptor {
 pub fn user<T>(request: &Request<T>) -> Result<Principal, Error> {
     match request.extensions().get::<TokenCheck>() {
         Some(TokenCheck::Valid(principal)) => Ok(principal.clone()),
-        Some(TokenCheck::Invalid(reason)) => Err(Error::new(
-            ErrorCode::InvalidToken,
-            format!("invalid access token: {reason}"),
-        )),
-        None => Err(Error::new(
-            ErrorCode::Unauthenticated,
-            "an access token is required",
-        )),
+        Some(TokenCheck::Invalid(reason)) => {
+            Err(Error::new(ErrorCode::InvalidToken, format!("invalid access token: {reason}")))
+        }
+        None => Err(Error::new(ErrorCode::Unauthenticated, "an access token is required")),
     }
 }
 
@@ -86,29 +78,19 @@ pub struct ServiceCredentialCheck {
 
 impl ServiceCredentialCheck {
     pub fn new(token: &str) -> Self {
-        Self {
-            digest: Arc::new(Sha256::digest(token.as_bytes()).into()),
-        }
+        Self { digest: Arc::new(Sha256::digest(token.as_bytes()).into()) }
     }
 }
 
 impl Interceptor for ServiceCredentialCheck {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let presented: [u8; 32] =
-            Sha256::digest(bearer(request.metadata()).unwrap_or_default().as_bytes()).into();
+        let presented: [u8; 32] = Sha256::digest(bearer(request.metadata()).unwrap_or_default().as_bytes()).into();
         // Compare digests without an early exit, so timing says nothing.
-        let diff = presented
-            .iter()
-            .zip(self.digest.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        let diff = presented.iter().zip(self.digest.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
         if diff == 0 {
             Ok(request)
         } else {
-            Err(Error::new(
-                ErrorCode::Unauthenticated,
-                "a service credential is required",
-            )
-            .into())
+            Err(Error::new(ErrorCode::Unauthenticated, "a service credential is required").into())
         }
     }
 }
@@ -130,9 +112,7 @@ impl ServiceCredential {
 
 impl Interceptor for ServiceCredential {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.header.clone());
+        request.metadata_mut().insert("authorization", self.header.clone());
         Ok(request)
     }
 }
@@ -144,10 +124,7 @@ mod tests {
     #[test]
     fn internal_check_accepts_only_the_credential() {
         let mut check = ServiceCredentialCheck::new("s3cret");
-        let outgoing = ServiceCredential::new("s3cret")
-            .expect("cred")
-            .call(Request::new(()))
-            .expect("call");
+        let outgoing = ServiceCredential::new("s3cret").expect("cred").call(Request::new(())).expect("call");
         assert!(check.call(outgoing).is_ok());
         assert!(check.call(with_bearer("s3cres")).is_err());
         assert!(check.call(Request::new(())).is_err());
@@ -155,10 +132,7 @@ mod tests {
 
     fn with_bearer(token: &str) -> Request<()> {
         let mut request = Request::new(());
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("ascii"),
-        );
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
         request
     }
 }

@@ -84,12 +84,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            retry_after_secs: None,
-            source: None,
-        }
+        Self { code, message: message.into(), retry_after_secs: None, source: None }
     }
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
@@ -135,28 +130,14 @@ impl Error {
             .and_then(|v| v.to_str().ok())
             .and_then(ErrorCode::parse)
             .unwrap_or_else(|| code_for_grpc(status.code()));
-        let retry_after_secs = status
-            .metadata()
-            .get(RETRY_AFTER_METADATA)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let message = if code == ErrorCode::Internal {
-            "internal error".into()
-        } else {
-            status.message().to_string()
-        };
+        let retry_after_secs =
+            status.metadata().get(RETRY_AFTER_METADATA).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let message = if code == ErrorCode::Internal { "internal error".into() } else { status.message().to_string() };
         let source: Option<Box<dyn std::error::Error + Send + Sync>> = match code {
-            ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::Timeout => {
-                Some(Box::new(status))
-            }
+            ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::Timeout => Some(Box::new(status)),
             _ => None,
         };
-        Self {
-            code,
-            message,
-            retry_after_secs,
-            source,
-        }
+        Self { code, message, retry_after_secs, source }
     }
 
     fn log(&self) {
@@ -178,9 +159,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -188,13 +167,9 @@ impl From<Error> for Status {
     fn from(err: Error) -> Self {
         err.log();
         let mut status = Status::new(err.code.grpc(), err.message);
-        status
-            .metadata_mut()
-            .insert(CODE_METADATA, MetadataValue::from_static(err.code.as_str()));
+        status.metadata_mut().insert(CODE_METADATA, MetadataValue::from_static(err.code.as_str()));
         if let Some(secs) = err.retry_after_secs {
-            status
-                .metadata_mut()
-                .insert(RETRY_AFTER_METADATA, MetadataValue::from(secs));
+            status.metadata_mut().insert(RETRY_AFTER_METADATA, MetadataValue::from(secs));
         }
         status
     }
@@ -225,9 +200,7 @@ fn code_for_grpc(code: Code) -> ErrorCode {
         Code::Aborted | Code::FailedPrecondition => ErrorCode::Conflict,
         Code::Unavailable | Code::Cancelled => ErrorCode::Unavailable,
         Code::DeadlineExceeded => ErrorCode::Timeout,
-        Code::Ok | Code::Unknown | Code::Internal | Code::Unimplemented | Code::DataLoss => {
-            ErrorCode::Internal
-        }
+        Code::Ok | Code::Unknown | Code::Internal | Code::Unimplemented | Code::DataLoss => ErrorCode::Internal,
     }
 }
 

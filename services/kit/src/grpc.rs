@@ -23,18 +23,13 @@ pub fn channel(url: &str, timeout: Duration) -> Result<Channel, Error> {
     Ok(endpoint.connect_lazy())
 }
 
-pub fn internal_channel(
-    url: &str,
-    credential: ServiceCredential,
-    timeout: Duration,
-) -> Result<InternalChannel, Error> {
+pub fn internal_channel(url: &str, credential: ServiceCredential, timeout: Duration) -> Result<InternalChannel, Error> {
     Ok(InterceptedService::new(channel(url, timeout)?, credential))
 }
 
 /// Parses a UUID from a request; a malformed one is `invalid_id`.
 pub fn parse_id(value: &str, what: &str) -> Result<Uuid, Error> {
-    Uuid::parse_str(value)
-        .map_err(|_| Error::new(ErrorCode::InvalidId, format!("{what} is not a valid id")))
+    Uuid::parse_str(value).map_err(|_| Error::new(ErrorCode::InvalidId, format!("{what} is not a valid id")))
 }
 
 /// Page sizes: 50 unless asked, never more than 200.
@@ -51,16 +46,11 @@ pub fn page_after(token: &str) -> Result<Option<Uuid>, Error> {
     if token.is_empty() {
         return Ok(None);
     }
-    Uuid::parse_str(token)
-        .map(Some)
-        .map_err(|_| Error::invalid_request("cursor is not valid"))
+    Uuid::parse_str(token).map(Some).map_err(|_| Error::invalid_request("cursor is not valid"))
 }
 
 pub fn to_timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    }
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0) }
 }
 
 pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<chrono::DateTime<chrono::Utc>> {

@@ -40,15 +40,9 @@ impl Readiness {
 
 pub fn router(readiness: Readiness) -> Router {
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
-        .route(
-            "/metrics",
-            get(|| async { crate::telemetry::metrics_handle().render() }),
-        )
+        .route("/metrics", get(|| async { crate::telemetry::metrics_handle().render() }))
         .with_state(readiness)
 }
 
@@ -65,15 +59,8 @@ async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
         ready &= !*required || state == "ok";
         report.insert(check.name().into(), state.into());
     }
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        axum::Json(json!({"ready": ready, "checks": report})),
-    )
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(json!({"ready": ready, "checks": report})))
 }
 
 pub struct DatabaseCheck(pub sea_orm::DatabaseConnection);

@@ -35,13 +35,9 @@ impl Drop for TelemetryGuard {
 pub struct TelemetryError(String);
 
 pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
-    let filter =
-        EnvFilter::try_new(&settings.log_filter).map_err(|e| TelemetryError(e.to_string()))?;
+    let filter = EnvFilter::try_new(&settings.log_filter).map_err(|e| TelemetryError(e.to_string()))?;
     let fmt = match settings.log_format.as_str() {
-        "json" => tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(true)
-            .boxed(),
+        "json" => tracing_subscriber::fmt::layer().json().with_current_span(true).boxed(),
         _ => tracing_subscriber::fmt::layer().boxed(),
     };
     let provider = match &settings.otlp_endpoint {
@@ -51,27 +47,15 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
                 .with_endpoint(endpoint)
                 .build()
                 .map_err(|e| TelemetryError(e.to_string()))?;
-            let resource = opentelemetry_sdk::Resource::builder()
-                .with_service_name(settings.service_name.clone())
-                .build();
-            Some(
-                SdkTracerProvider::builder()
-                    .with_batch_exporter(exporter)
-                    .with_resource(resource)
-                    .build(),
-            )
+            let resource =
+                opentelemetry_sdk::Resource::builder().with_service_name(settings.service_name.clone()).build();
+            Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
         }
         None => None,
     };
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("offers")));
+    let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("offers")));
     // Already installed (a second suite in a test process) is fine.
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(otel)
-        .try_init();
+    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
     metrics_handle();
     Ok(TelemetryGuard { provider })
 }

@@ -14,10 +14,7 @@ pub enum KeyError {
     #[error("auth key is not a valid Ed25519 PEM key: {0}")]
     Pem(String),
     #[error("auth key could not be read from {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("no auth {0} key is configured (auth.{0}_key_pem or auth.{0}_key_file)")]
     Missing(&'static str),
 }
@@ -47,13 +44,8 @@ pub struct Principal {
 pub fn generate_keypair() -> Result<(String, String), KeyError> {
     let seed: [u8; 32] = rand::random();
     let key = SigningKey::from_bytes(&seed);
-    let private = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| KeyError::Pem(e.to_string()))?;
-    let public = key
-        .verifying_key()
-        .to_public_key_pem(LineEnding::LF)
-        .map_err(|e| KeyError::Pem(e.to_string()))?;
+    let private = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| KeyError::Pem(e.to_string()))?;
+    let public = key.verifying_key().to_public_key_pem(LineEnding::LF).map_err(|e| KeyError::Pem(e.to_string()))?;
     Ok((private.to_string(), public))
 }
 
@@ -66,14 +58,8 @@ pub struct TokenSigner {
 }
 
 impl TokenSigner {
-    pub fn from_pem(
-        pem: &str,
-        issuer: &str,
-        audience: &str,
-        ttl_secs: u64,
-    ) -> Result<Self, KeyError> {
-        let key =
-            EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| KeyError::Pem(e.to_string()))?;
+    pub fn from_pem(pem: &str, issuer: &str, audience: &str, ttl_secs: u64) -> Result<Self, KeyError> {
+        let key = EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| KeyError::Pem(e.to_string()))?;
         Ok(Self {
             key: Arc::new(key),
             issuer: issuer.into(),
@@ -86,11 +72,7 @@ impl TokenSigner {
         self.ttl_secs
     }
 
-    pub fn sign(
-        &self,
-        user_id: Uuid,
-        is_admin: bool,
-    ) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn sign(&self, user_id: Uuid, is_admin: bool) -> Result<String, jsonwebtoken::errors::Error> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -117,8 +99,7 @@ pub struct TokenVerifier {
 
 impl TokenVerifier {
     pub fn from_pem(pem: &str, issuer: &str, audience: &str) -> Result<Self, KeyError> {
-        let key =
-            DecodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| KeyError::Pem(e.to_string()))?;
+        let key = DecodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| KeyError::Pem(e.to_string()))?;
         // Only EdDSA is accepted: a token naming another algorithm (`none`,
         // HS256 with the public key as secret, …) fails before its signature is read.
         let mut validation = Validation::new(Algorithm::EdDSA);
@@ -126,22 +107,14 @@ impl TokenVerifier {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
-        Ok(Self {
-            key: Arc::new(key),
-            validation: Arc::new(validation),
-        })
+        Ok(Self { key: Arc::new(key), validation: Arc::new(validation) })
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, InvalidToken> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| InvalidToken(e.kind().to_string_lossy()))?;
-        let user_id = Uuid::parse_str(&data.claims.sub)
-            .map_err(|_| InvalidToken("subject is not a user id".into()))?;
-        Ok(Principal {
-            user_id,
-            token_id: data.claims.jti,
-            is_admin: data.claims.adm,
-        })
+        let user_id = Uuid::parse_str(&data.claims.sub).map_err(|_| InvalidToken("subject is not a user id".into()))?;
+        Ok(Principal { user_id, token_id: data.claims.jti, is_admin: data.claims.adm })
     }
 }
 
@@ -165,19 +138,12 @@ impl KindText for jsonwebtoken::errors::ErrorKind {
 }
 
 /// Reads a key given inline or as a file.
-pub fn read_key(
-    inline: Option<&str>,
-    file: Option<&std::path::Path>,
-    which: &'static str,
-) -> Result<String, KeyError> {
+pub fn read_key(inline: Option<&str>, file: Option<&std::path::Path>, which: &'static str) -> Result<String, KeyError> {
     if let Some(pem) = inline {
         return Ok(pem.to_string());
     }
     let path = file.ok_or(KeyError::Missing(which))?;
-    std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-        path: path.display().to_string(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.display().to_string(), source })
 }
 
 #[cfg(test)]
@@ -196,9 +162,7 @@ mod tests {
     fn signed_tokens_verify() {
         let (signer, verifier) = pair();
         let user = Uuid::new_v4();
-        let principal = verifier
-            .verify(&signer.sign(user, true).expect("sign"))
-            .expect("verify");
+        let principal = verifier.verify(&signer.sign(user, true).expect("sign")).expect("verify");
         assert_eq!(principal.user_id, user);
         assert!(principal.is_admin);
     }
@@ -208,17 +172,11 @@ mod tests {
         let (signer, _) = pair();
         let (_, other) = pair();
         let token = signer.sign(Uuid::new_v4(), false).expect("sign");
-        assert_eq!(
-            other.verify(&token),
-            Err(InvalidToken("bad signature".into()))
-        );
+        assert_eq!(other.verify(&token), Err(InvalidToken("bad signature".into())));
         let (private, public) = generate_keypair().expect("keys");
         let signer = TokenSigner::from_pem(&private, "iss", "someone-else", 60).expect("signer");
         let verifier = TokenVerifier::from_pem(&public, "iss", "aud").expect("verifier");
         let token = signer.sign(Uuid::new_v4(), false).expect("sign");
-        assert_eq!(
-            verifier.verify(&token),
-            Err(InvalidToken("wrong audience".into()))
-        );
+        assert_eq!(verifier.verify(&token), Err(InvalidToken("wrong audience".into())));
     }
 }

@@ -1,0 +1,39 @@
+use offers_kit::{Error, ErrorCode};
+
+use crate::password::PasswordError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("refresh token is invalid, spent, revoked or expired")]
+    InvalidRefreshToken,
+    #[error("user not found")]
+    UserNotFound,
+    #[error("username is already taken")]
+    UsernameTaken,
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("too many login attempts; retry in {retry_after_secs}s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error("token signing failed: {0}")]
+    Signing(#[from] jsonwebtoken::errors::Error),
+}
+
+impl From<AuthError> for Error {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::InvalidCredentials => Error::new(ErrorCode::InvalidCredentials, err.to_string()),
+            AuthError::InvalidRefreshToken => Error::new(ErrorCode::InvalidToken, err.to_string()),
+            AuthError::UserNotFound => Error::not_found("user"),
+            AuthError::UsernameTaken => Error::new(ErrorCode::AlreadyExists, err.to_string()),
+            AuthError::InvalidInput(message) => Error::invalid_request(message),
+            AuthError::RateLimited { retry_after_secs } => Error::rate_limited(retry_after_secs),
+            AuthError::Db(_) | AuthError::Password(_) | AuthError::Signing(_) => Error::internal(err),
+        }
+    }
+}

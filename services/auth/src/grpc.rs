@@ -1,0 +1,120 @@
+//! The auth gRPC services: thin translations to and from [`Auth`].
+
+use std::sync::Arc;
+
+use offers_kit::credentials::user;
+use offers_kit::grpc::{parse_id, to_timestamp};
+use offers_kit::{Error, ErrorCode};
+use offers_proto::auth::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::entity::user as user_entity;
+use crate::service::{Auth, NewUser, TokenPair};
+
+pub struct AuthApi(pub Arc<Auth>);
+pub struct UserAdminApi(pub Arc<Auth>);
+
+fn tokens(pair: TokenPair) -> Option<pb::TokenPair> {
+    Some(pb::TokenPair {
+        access_token: pair.access_token,
+        refresh_token: pair.refresh_token,
+        token_type: "Bearer".into(),
+        expires_in: pair.expires_in,
+    })
+}
+
+fn to_proto(u: user_entity::Model) -> pb::User {
+    pb::User {
+        id: u.id.to_string(),
+        username: u.username,
+        email: u.email,
+        phone_number: u.phone_number,
+        first_name: u.first_name,
+        last_name: u.last_name,
+        date_joined: Some(to_timestamp(u.date_joined)),
+        is_active: u.is_active,
+        is_admin: u.is_admin,
+    }
+}
+
+fn required<'a>(value: &'a str, field: &str) -> Result<&'a str, Error> {
+    if value.is_empty() { Err(Error::invalid_request(format!("{field} is required"))) } else { Ok(value) }
+}
+
+#[tonic::async_trait]
+impl pb::auth_service_server::AuthService for AuthApi {
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
+        let peer = request.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        let body = request.into_inner();
+        let username = required(&body.username, "username")?;
+        let password = required(&body.password, "password")?;
+        // The edge passes the end client's address; direct callers are limited by theirs.
+        let address = if body.client_address.is_empty() { peer } else { body.client_address.clone() };
+        let pair = self.0.login(username, password, &address).await.map_err(Error::from)?;
+        Ok(Response::new(pb::LoginResponse { tokens: tokens(pair) }))
+    }
+
+    async fn refresh_token(
+        &self,
+        request: Request<pb::RefreshTokenRequest>,
+    ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
+        let body = request.into_inner();
+        let token = required(&body.refresh_token, "refresh_token")?;
+        let pair = self.0.refresh(token).await.map_err(Error::from)?;
+        Ok(Response::new(pb::RefreshTokenResponse { tokens: tokens(pair) }))
+    }
+
+    async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
+        let principal = user(&request)?;
+        let body = request.into_inner();
+        let token = required(&body.refresh_token, "refresh_token")?;
+        self.0.logout(principal.user_id, token).await.map_err(Error::from)?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn get_profile(
+        &self,
+        request: Request<pb::GetProfileRequest>,
+    ) -> Result<Response<pb::GetProfileResponse>, Status> {
+        let principal = user(&request)?;
+        let found = self.0.user_by_id(principal.user_id).await.map_err(Error::from)?;
+        if !found.is_active {
+            return Err(Error::new(ErrorCode::InvalidToken, "the account is disabled").into());
+        }
+        Ok(Response::new(pb::GetProfileResponse { user: Some(to_proto(found)) }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::user_admin_service_server::UserAdminService for UserAdminApi {
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::CreateUserResponse>, Status> {
+        let b = request.into_inner();
+        let created = self
+            .0
+            .create_user(NewUser {
+                username: b.username,
+                password: b.password,
+                email: b.email,
+                phone_number: b.phone_number,
+                first_name: b.first_name,
+                last_name: b.last_name,
+                is_admin: b.is_admin,
+            })
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::CreateUserResponse { user: Some(to_proto(created)) }))
+    }
+
+    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::GetUserResponse>, Status> {
+        let found = match request.into_inner().lookup {
+            Some(pb::get_user_request::Lookup::Id(id)) => self.0.user_by_id(parse_id(&id, "user id")?).await,
+            Some(pb::get_user_request::Lookup::Username(name)) => self.0.user_by_username(&name).await,
+            None => return Err(Error::invalid_request("id or username is required").into()),
+        }
+        .map_err(Error::from)?;
+        Ok(Response::new(pb::GetUserResponse { user: Some(to_proto(found)) }))
+    }
+}

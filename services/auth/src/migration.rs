@@ -1,0 +1,60 @@
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::*;
+
+pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+    vec![Box::new(CreateUsersAndTokens)]
+}
+
+struct CreateUsersAndTokens;
+
+impl MigrationName for CreateUsersAndTokens {
+    fn name(&self) -> &str {
+        "m20261126_000100_auth_users_and_refresh_tokens"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateUsersAndTokens {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("auth_users")
+                .col(uuid("id").primary_key())
+                .col(string_uniq("username"))
+                .col(string("password_hash"))
+                .col(string("email"))
+                .col(string("phone_number"))
+                .col(string("first_name"))
+                .col(string("last_name"))
+                .col(boolean("is_active"))
+                .col(boolean("is_admin"))
+                .col(timestamp_with_time_zone("date_joined"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("auth_refresh_tokens")
+                .col(uuid("id").primary_key())
+                .col(uuid("user_id"))
+                .col(uuid("family_id"))
+                .col(string_uniq("token_hash"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone("expires_at"))
+                .col(timestamp_with_time_zone_null("spent_at"))
+                .col(timestamp_with_time_zone_null("revoked_at"))
+                .foreign_key(
+                    ForeignKey::create()
+                        .from("auth_refresh_tokens", "user_id")
+                        .to("auth_users", "id")
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create().name("auth_refresh_tokens_family").table("auth_refresh_tokens").col("family_id").to_owned(),
+        )
+        .await
+    }
+}

@@ -1,0 +1,231 @@
+//! What the auth service does, independent of gRPC.
+
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::Utc;
+use offers_kit::cache::SharedCache;
+use offers_kit::config::AuthSettings;
+use offers_kit::token::TokenSigner;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::entity::{refresh_token, user};
+use crate::error::AuthError;
+use crate::password;
+
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: i64,
+}
+
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    pub email: String,
+    pub phone_number: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_admin: bool,
+}
+
+pub struct Auth {
+    db: DatabaseConnection,
+    cache: SharedCache,
+    signer: TokenSigner,
+    settings: AuthSettings,
+}
+
+fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn new_refresh_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("rt_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+impl Auth {
+    pub fn new(db: DatabaseConnection, cache: SharedCache, signer: TokenSigner, settings: AuthSettings) -> Self {
+        Self { db, cache, signer, settings }
+    }
+
+    pub async fn login(&self, username: &str, password: &str, client_address: &str) -> Result<TokenPair, AuthError> {
+        self.check_login_rate(username, client_address).await?;
+        let found = user::Entity::find().filter(user::Column::Username.eq(username)).one(&self.db).await?;
+        let stored = found.as_ref().map(|u| u.password_hash.clone());
+        let valid = password::verify(password.to_string(), stored).await?;
+        match found {
+            Some(user) if valid && user.is_active => self.issue(&user, Uuid::new_v4()).await,
+            _ => Err(AuthError::InvalidCredentials),
+        }
+    }
+
+    /// Counts the attempt against the username and the client address. A
+    /// cache outage lets logins through rather than locking everyone out.
+    async fn check_login_rate(&self, username: &str, client_address: &str) -> Result<(), AuthError> {
+        let window = Duration::from_secs(self.settings.login_window_secs);
+        let checks = [
+            (format!("ratelimit:login:user:{}", username.to_lowercase()), self.settings.login_per_username),
+            (format!("ratelimit:login:addr:{client_address}"), self.settings.login_per_address),
+        ];
+        for (key, limit) in checks {
+            match self.cache.hit(&key, window).await {
+                Ok((count, retry_after_secs)) if count > limit => {
+                    metrics::counter!("offers_auth_login_rate_limited_total").increment(1);
+                    return Err(AuthError::RateLimited { retry_after_secs });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "login rate limit unavailable; allowing"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn issue(&self, user: &user::Model, family_id: Uuid) -> Result<TokenPair, AuthError> {
+        let access_token = self.signer.sign(user.id, user.is_admin)?;
+        let refresh_token = new_refresh_token();
+        self.store_refresh(&self.db, user.id, family_id, &refresh_token).await?;
+        Ok(TokenPair { access_token, refresh_token, expires_in: self.signer.ttl_secs() })
+    }
+
+    async fn store_refresh(
+        &self,
+        db: &impl sea_orm::ConnectionTrait,
+        user_id: Uuid,
+        family_id: Uuid,
+        token: &str,
+    ) -> Result<(), AuthError> {
+        let now = Utc::now();
+        let ttl = chrono::Duration::seconds(i64::try_from(self.settings.refresh_ttl_secs).unwrap_or(i64::MAX / 2));
+        let model = refresh_token::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(user_id),
+            family_id: Set(family_id),
+            token_hash: Set(hash_token(token)),
+            created_at: Set(now),
+            expires_at: Set(now + ttl),
+            spent_at: Set(None),
+            revoked_at: Set(None),
+        };
+        refresh_token::Entity::insert(model).exec_without_returning(db).await?;
+        Ok(())
+    }
+
+    /// Spends a refresh token and issues a new pair in the same family. A
+    /// token that was already spent is a sign of theft: its whole family is
+    /// revoked, so neither the thief nor the victim can go on refreshing.
+    pub async fn refresh(&self, token: &str) -> Result<TokenPair, AuthError> {
+        let found = refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(hash_token(token)))
+            .one(&self.db)
+            .await?
+            .ok_or(AuthError::InvalidRefreshToken)?;
+        let now = Utc::now();
+        if found.revoked_at.is_some() || found.expires_at <= now {
+            return Err(AuthError::InvalidRefreshToken);
+        }
+        if found.spent_at.is_some() {
+            self.revoke_family(found.family_id).await?;
+            tracing::warn!(user_id = %found.user_id, family_id = %found.family_id, "spent refresh token reused; family revoked");
+            return Err(AuthError::InvalidRefreshToken);
+        }
+        let user = user::Entity::find_by_id(found.user_id)
+            .one(&self.db)
+            .await?
+            .filter(|u| u.is_active)
+            .ok_or(AuthError::InvalidRefreshToken)?;
+        let txn = self.db.begin().await?;
+        // Only one of two concurrent refreshes with the same token may spend it.
+        let spent = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::SpentAt, Expr::value(now))
+            .filter(refresh_token::Column::Id.eq(found.id))
+            .filter(refresh_token::Column::SpentAt.is_null())
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if spent.rows_affected != 1 {
+            txn.rollback().await?;
+            self.revoke_family(found.family_id).await?;
+            return Err(AuthError::InvalidRefreshToken);
+        }
+        let refresh_token = new_refresh_token();
+        self.store_refresh(&txn, user.id, found.family_id, &refresh_token).await?;
+        let access_token = self.signer.sign(user.id, user.is_admin)?;
+        txn.commit().await?;
+        Ok(TokenPair { access_token, refresh_token, expires_in: self.signer.ttl_secs() })
+    }
+
+    /// Revokes the family of `token`, which must belong to `user_id`.
+    pub async fn logout(&self, user_id: Uuid, token: &str) -> Result<(), AuthError> {
+        let found = refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(hash_token(token)))
+            .filter(refresh_token::Column::UserId.eq(user_id))
+            .one(&self.db)
+            .await?
+            .ok_or(AuthError::InvalidRefreshToken)?;
+        self.revoke_family(found.family_id).await
+    }
+
+    async fn revoke_family(&self, family_id: Uuid) -> Result<(), AuthError> {
+        refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
+            .filter(refresh_token::Column::FamilyId.eq(family_id))
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn user_by_id(&self, id: Uuid) -> Result<user::Model, AuthError> {
+        user::Entity::find_by_id(id).one(&self.db).await?.ok_or(AuthError::UserNotFound)
+    }
+
+    pub async fn user_by_username(&self, username: &str) -> Result<user::Model, AuthError> {
+        user::Entity::find()
+            .filter(user::Column::Username.eq(username))
+            .one(&self.db)
+            .await?
+            .ok_or(AuthError::UserNotFound)
+    }
+
+    pub async fn create_user(&self, new: NewUser) -> Result<user::Model, AuthError> {
+        validate_username(&new.username)?;
+        if new.password.chars().count() < 8 {
+            return Err(AuthError::InvalidInput("password must be at least 8 characters".into()));
+        }
+        if !new.email.is_empty() && !new.email.contains('@') {
+            return Err(AuthError::InvalidInput("email is not valid".into()));
+        }
+        let password_hash = password::hash(new.password).await?;
+        let model = user::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            username: Set(new.username),
+            password_hash: Set(password_hash),
+            email: Set(new.email),
+            phone_number: Set(new.phone_number),
+            first_name: Set(new.first_name),
+            last_name: Set(new.last_name),
+            is_active: Set(true),
+            is_admin: Set(new.is_admin),
+            date_joined: Set(Utc::now()),
+        };
+        user::Entity::insert(model)
+            .exec_with_returning(&self.db)
+            .await
+            .map_err(|e| if offers_kit::db::is_unique_violation(&e) { AuthError::UsernameTaken } else { e.into() })
+    }
+}
+
+fn validate_username(username: &str) -> Result<(), AuthError> {
+    let ok_len = (3..=64).contains(&username.len());
+    let ok_chars = username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok_len && ok_chars {
+        Ok(())
+    } else {
+        Err(AuthError::InvalidInput("username must be 3 to 64 characters of letters, digits, '_', '.' or '-'".into()))
+    }
+}
