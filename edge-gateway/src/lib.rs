@@ -1,1 +1,80 @@
+//! The REST/JSON edge: `/api/v1/...` translated to gRPC calls on the
+//! public services, with the bearer token checked here first.
+#![forbid(unsafe_code)]
 
+mod context;
+mod error;
+mod openapi;
+mod routes;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::{HeaderName, Request};
+use axum::routing::get;
+use offers_kit::config::Settings;
+use offers_kit::grpc::channel;
+use offers_kit::ops::{self, Readiness};
+use offers_kit::token::TokenVerifier;
+use offers_proto::auth::v1::auth_service_client::AuthServiceClient;
+use offers_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
+use tonic::transport::Channel;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use context::{EdgeAuth, REQUEST_ID};
+
+/// gRPC clients of the public services.
+#[derive(Clone)]
+pub struct Upstreams {
+    pub auth: AuthServiceClient<Channel>,
+    pub catalog: CatalogServiceClient<Channel>,
+}
+
+impl Upstreams {
+    pub fn from_settings(settings: &Settings) -> offers_kit::Result<Self> {
+        let timeout = Duration::from_millis(settings.gateway.upstream_timeout_ms);
+        Ok(Self {
+            auth: AuthServiceClient::new(channel(&settings.upstream.auth, timeout)?),
+            catalog: CatalogServiceClient::new(channel(&settings.upstream.catalog, timeout)?),
+        })
+    }
+}
+
+#[derive(Clone, FromRef)]
+struct AppState {
+    upstreams: Upstreams,
+    auth: EdgeAuth,
+}
+
+/// The whole edge: REST paths, OpenAPI, operational paths, and the layers
+/// every request goes through.
+pub fn router(settings: &Settings, upstreams: Upstreams, verifier: TokenVerifier, readiness: Readiness) -> Router {
+    let state =
+        AppState { upstreams, auth: EdgeAuth { verifier, trust_forwarded_for: settings.gateway.trust_forwarded_for } };
+    let (api, doc) = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(routes::auth::login))
+        .routes(routes!(routes::auth::refresh))
+        .routes(routes!(routes::auth::logout))
+        .routes(routes!(routes::auth::profile))
+        .routes(routes!(routes::offers::list))
+        .routes(routes!(routes::offers::get))
+        .with_state(state)
+        .split_for_parts();
+    let doc = openapi::with_operational(doc);
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    api.route("/api/v1/openapi.json", get(move || async move { axum::Json(doc) }))
+        .merge(ops::router(readiness))
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(settings.gateway.body_limit_bytes))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id,
+                    user_id = tracing::field::Empty)
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}

@@ -205,7 +205,7 @@ fn code_for_grpc(code: Code) -> ErrorCode {
 }
 
 /// RFC 9457 problem details, as the edge answers them.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub type_uri: String,

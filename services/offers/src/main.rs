@@ -1,1 +1,374 @@
-fn main() {}
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use offers::admin::AdminClient;
+use offers::roles::Role;
+use offers::suite::{Suite, SuiteOptions, connect_database};
+use offers_kit::config::Settings;
+use offers_proto::auth::v1 as auth_pb;
+use offers_proto::catalog::v1 as catalog_pb;
+use sea_orm_migration::MigratorTrait;
+
+/// Offers: buy and renew telecom offers from a prepaid balance.
+///
+/// Configuration comes from defaults, then the --config TOML file, then
+/// OFFERS_* environment variables (`__` between levels, e.g.
+/// OFFERS_DATABASE__URL), then the flags of each command.
+#[derive(Parser)]
+#[command(name = "offers", version)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "OFFERS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process on SQLite, an in-memory cache and an
+    /// in-process job bus, with demo data. For trying Offers out.
+    Dev {
+        #[command(flatten)]
+        listen: Listen,
+        /// Where the database, keys and credential live.
+        #[arg(long, default_value = ".offers")]
+        data_dir: PathBuf,
+    },
+    /// Run the named roles (production: one role per process, on
+    /// PostgreSQL, Redis and RabbitMQ).
+    Serve {
+        #[arg(value_enum, required = true)]
+        roles: Vec<Role>,
+        #[command(flatten)]
+        listen: Listen,
+        /// Apply pending migrations first.
+        #[arg(long)]
+        migrate: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Administrative tasks against a running suite's internal listener.
+    Admin {
+        /// Read the internal credential from this embedded-mode data
+        /// directory when internal.token is not configured.
+        #[arg(long, default_value = ".offers")]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        task: AdminTask,
+    },
+    /// Show the effective configuration (secrets redacted).
+    Config,
+}
+
+#[derive(Args)]
+struct Listen {
+    /// HTTP listener (REST edge or operational endpoints).
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Public gRPC listener.
+    #[arg(long)]
+    grpc: Option<SocketAddr>,
+    /// Internal gRPC listener.
+    #[arg(long)]
+    internal_grpc: Option<SocketAddr>,
+}
+
+impl Listen {
+    fn apply(&self, settings: &mut Settings) {
+        if let Some(a) = self.http {
+            settings.http_addr = a;
+        }
+        if let Some(a) = self.grpc {
+            settings.grpc_addr = a;
+        }
+        if let Some(a) = self.internal_grpc {
+            settings.internal_grpc_addr = a;
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum AdminTask {
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserTask),
+    /// Manage offers.
+    #[command(subcommand)]
+    Offer(OfferTask),
+}
+
+#[derive(Subcommand)]
+enum UserTask {
+    /// Create a user.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// Read from OFFERS_NEW_PASSWORD when not given.
+        #[arg(long, env = "OFFERS_NEW_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, default_value = "")]
+        email: String,
+        #[arg(long, default_value = "")]
+        phone_number: String,
+        #[arg(long, default_value = "")]
+        first_name: String,
+        #[arg(long, default_value = "")]
+        last_name: String,
+        /// May see inactive offers.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OfferTask {
+    /// Create an offer.
+    Create {
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Price in minor units.
+        #[arg(long)]
+        price: i64,
+        /// Defaults to the configured currency.
+        #[arg(long)]
+        currency: Option<String>,
+        #[arg(long)]
+        duration_days: i32,
+        #[arg(long, default_value_t = 0)]
+        data_mb: i64,
+        #[arg(long, default_value_t = 0)]
+        voice_minutes: i64,
+        #[arg(long, default_value_t = 0)]
+        sms: i64,
+        /// Create it inactive.
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// Change fields of an offer; only the ones given change.
+    Update {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        price: Option<i64>,
+        #[arg(long)]
+        duration_days: Option<i32>,
+        #[arg(long)]
+        data_mb: Option<i64>,
+        #[arg(long)]
+        voice_minutes: Option<i64>,
+        #[arg(long)]
+        sms: Option<i64>,
+        #[arg(long)]
+        active: Option<bool>,
+    },
+}
+
+fn load(config: Option<&Path>) -> anyhow::Result<Settings> {
+    let settings = Settings::load(config)?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut settings = load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Dev { listen, data_dir } => {
+            listen.apply(&mut settings);
+            offers::dev::prepare(&mut settings, &data_dir)?;
+            let _telemetry = offers_kit::telemetry::init(&settings.telemetry)?;
+            run_dev(settings, &data_dir).await
+        }
+        Command::Serve { roles, listen, migrate } => {
+            listen.apply(&mut settings);
+            let _telemetry = offers_kit::telemetry::init(&settings.telemetry)?;
+            let suite = Suite::start(settings, SuiteOptions { roles, migrate }).await?;
+            tracing::info!(http = %suite.http_addr, grpc = ?suite.grpc_addr, internal = ?suite.internal_grpc_addr, "serving");
+            run_until_signal(suite).await
+        }
+        Command::Migrate => {
+            let _telemetry = offers_kit::telemetry::init(&settings.telemetry)?;
+            let db = connect_database(&settings, false).await?;
+            offers::migrator::Migrator::up(&db, None).await.context("migrations failed")?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Admin { data_dir, task } => admin(settings, &data_dir, task).await,
+        Command::Config => {
+            println!("{}", settings.dump());
+            Ok(())
+        }
+    }
+}
+
+async fn run_dev(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
+    let currency = settings.currency.clone();
+    let suite = Suite::start(settings.clone(), SuiteOptions { roles: Role::ALL.to_vec(), migrate: true }).await?;
+    let mut local = settings;
+    if let (Some(grpc), Some(internal)) = (suite.grpc_addr, suite.internal_grpc_addr) {
+        local.upstream.auth = format!("http://{grpc}");
+        local.upstream.catalog = format!("http://{grpc}");
+        local.upstream.auth_internal = format!("http://{internal}");
+        local.upstream.catalog_internal = format!("http://{internal}");
+    }
+    let token = offers::dev::internal_token(data_dir)?;
+    offers::dev::seed(&mut AdminClient::connect(&local, &token)?, &currency).await?;
+    let http = suite.http_addr;
+    println!(
+        "\nOffers is running (embedded mode, data in {dir})\n\
+         \x20 REST      http://{http}/api/v1/   (OpenAPI: http://{http}/api/v1/openapi.json)\n\
+         \x20 gRPC      {grpc}   internal gRPC {internal}\n\
+         \x20 demo users: demo / {pw}  and  demo2 / {pw}\n\n\
+         Try:\n\
+         \x20 curl -s -X POST http://{http}/api/v1/auth/login/ -H 'Content-Type: application/json' \
+         -d '{{\"username\":\"demo\",\"password\":\"{pw}\"}}'\n\n\
+         Ctrl-C stops it.\n",
+        dir = data_dir.display(),
+        grpc = suite.grpc_addr.map(|a| a.to_string()).unwrap_or_default(),
+        internal = suite.internal_grpc_addr.map(|a| a.to_string()).unwrap_or_default(),
+        pw = offers::dev::DEMO_PASSWORD,
+    );
+    run_until_signal(suite).await
+}
+
+async fn run_until_signal(mut suite: Suite) -> anyhow::Result<()> {
+    let outcome = tokio::select! {
+        result = suite.run_until_stopped() => result,
+        () = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    };
+    suite.stop().await;
+    outcome
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => drop(signal.recv().await),
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+async fn admin(settings: Settings, data_dir: &Path, task: AdminTask) -> anyhow::Result<()> {
+    let token = match settings.internal_token() {
+        Some(token) => token.to_string(),
+        None => offers::dev::internal_token_if_present(data_dir)
+            .context("internal.token (OFFERS_INTERNAL__TOKEN) is not set and no embedded-mode credential was found")?,
+    };
+    let mut client = AdminClient::connect(&settings, &token)?;
+    match task {
+        AdminTask::User(UserTask::Create { username, password, email, phone_number, first_name, last_name, admin }) => {
+            let request = auth_pb::CreateUserRequest {
+                username,
+                password,
+                email,
+                phone_number,
+                first_name,
+                last_name,
+                is_admin: admin,
+            };
+            match client.create_user(request).await? {
+                offers::admin::Created::New(user) => println!("created user {} ({})", user.username, user.id),
+                offers::admin::Created::Existing => anyhow::bail!("that username is taken"),
+            }
+        }
+        AdminTask::Offer(OfferTask::Create {
+            code,
+            name,
+            description,
+            price,
+            currency,
+            duration_days,
+            data_mb,
+            voice_minutes,
+            sms,
+            inactive,
+        }) => {
+            let offer = catalog_pb::Offer {
+                code,
+                name,
+                description,
+                price,
+                currency_code: currency.unwrap_or(settings.currency.clone()),
+                duration_days,
+                data_mb,
+                voice_minutes,
+                sms,
+                is_active: !inactive,
+                ..Default::default()
+            };
+            match client.create_offer(offer).await? {
+                offers::admin::Created::New(o) => println!("created offer {} ({})", o.code, o.id),
+                offers::admin::Created::Existing => anyhow::bail!("an offer with that code exists"),
+            }
+        }
+        AdminTask::Offer(OfferTask::Update {
+            id,
+            name,
+            description,
+            price,
+            duration_days,
+            data_mb,
+            voice_minutes,
+            sms,
+            active,
+        }) => {
+            let mut paths = Vec::new();
+            let mut offer = catalog_pb::Offer { id, ..Default::default() };
+            let mut set = |path: &str, given: bool| {
+                if given {
+                    paths.push(path.to_string());
+                }
+            };
+            set("name", name.is_some());
+            set("description", description.is_some());
+            set("price", price.is_some());
+            set("duration_days", duration_days.is_some());
+            set("data_mb", data_mb.is_some());
+            set("voice_minutes", voice_minutes.is_some());
+            set("sms", sms.is_some());
+            set("is_active", active.is_some());
+            anyhow::ensure!(!paths.is_empty(), "nothing to change: give at least one field");
+            offer.name = name.unwrap_or_default();
+            offer.description = description.unwrap_or_default();
+            offer.price = price.unwrap_or_default();
+            offer.duration_days = duration_days.unwrap_or_default();
+            offer.data_mb = data_mb.unwrap_or_default();
+            offer.voice_minutes = voice_minutes.unwrap_or_default();
+            offer.sms = sms.unwrap_or_default();
+            offer.is_active = active.unwrap_or_default();
+            let updated = client.update_offer(offer, paths).await?;
+            println!("updated offer {} ({})", updated.code, updated.id);
+        }
+    }
+    Ok(())
+}

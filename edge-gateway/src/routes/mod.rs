@@ -1,0 +1,42 @@
+pub mod auth;
+pub mod offers;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A page of a list, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct Page<T> {
+    pub results: Vec<T>,
+    /// Pass as `?cursor=` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    pub fn new(results: Vec<T>, next_page_token: String) -> Self {
+        Self { results, next_cursor: (!next_page_token.is_empty()).then_some(next_page_token) }
+    }
+}
+
+/// `?limit=&cursor=` of every list.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+pub struct PageQuery {
+    /// Items per page: 50 by default, at most 200.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn page_size(&self) -> i32 {
+        i32::try_from(self.limit.unwrap_or(50).clamp(1, 200)).unwrap_or(50)
+    }
+
+    pub fn page_token(&self) -> String {
+        self.cursor.clone().unwrap_or_default()
+    }
+}
+
+pub fn rfc3339(t: Option<&prost_types::Timestamp>) -> Option<String> {
+    t.and_then(offers_kit::grpc::from_timestamp).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+}

@@ -1,0 +1,14 @@
+//! Every service's migrations, applied in order. Each service owns its
+//! tables; they share one migrations table.
+
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        let mut all = offers_auth::migrations();
+        all.extend(offers_catalog::migrations());
+        all
+    }
+}
