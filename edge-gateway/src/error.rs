@@ -1,8 +1,9 @@
 //! How the edge answers errors: RFC 9457 problem+json with a stable `code`,
 //! and a JSON body extractor whose rejections say which field is wrong.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use offers_kit::error::Problem;
@@ -43,12 +44,6 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-impl From<PathRejection> for ApiError {
-    fn from(rejection: PathRejection) -> Self {
-        ApiError(Error::new(ErrorCode::InvalidId, rejection.body_text()))
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = Problem::from(&self.0);
@@ -72,6 +67,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
         Ok(Json(value))
+    }
+}
+
+/// `axum::extract::Query`, but a bad query string is a problem+json 400.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Query(value))
     }
 }
 

@@ -1,4 +1,4 @@
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use offers_kit::error::Problem;
 use offers_proto::catalog::v1 as pb;
 use serde::{Deserialize, Serialize};
@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::{Page, PageQuery};
 use crate::Upstreams;
 use crate::context::UserCaller;
-use crate::error::{ApiError, Json};
+use crate::error::{ApiError, Json, Query};
 
 #[derive(Serialize, ToSchema)]
 pub struct Offer {

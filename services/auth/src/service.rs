@@ -68,9 +68,11 @@ impl Auth {
     /// cache outage lets logins through rather than locking everyone out.
     async fn check_login_rate(&self, username: &str, client_address: &str) -> Result<(), AuthError> {
         let window = Duration::from_secs(self.settings.login_window_secs);
+        // The address first, so every attempt from it counts, whichever
+        // username it tries.
         let checks = [
-            (format!("ratelimit:login:user:{}", username.to_lowercase()), self.settings.login_per_username),
             (format!("ratelimit:login:addr:{client_address}"), self.settings.login_per_address),
+            (format!("ratelimit:login:user:{}", username.to_lowercase()), self.settings.login_per_username),
         ];
         for (key, limit) in checks {
             match self.cache.hit(&key, window).await {

@@ -1,0 +1,203 @@
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use offers_tests::{Backend, TestSuite, both};
+use serde_json::json;
+
+const PROFILE: &str = "/api/v1/auth/profile/";
+
+async fn login_succeeds_and_fails(suite: &TestSuite) {
+    let ok = suite.api.login("demo", "demo-password").await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.body["token_type"], "Bearer");
+    assert!(ok.body["expires_in"].as_i64().is_some_and(|s| s > 0 && s <= 3600));
+    assert!(ok.str("refresh_token").starts_with("rt_"));
+    // The access token is an EdDSA JWT with the claims every service checks.
+    let claims = decode_claims(ok.str("access_token"));
+    for claim in ["iss", "aud", "exp", "sub", "jti"] {
+        assert!(!claims[claim].is_null(), "missing {claim} in {claims}");
+    }
+
+    suite.api.login("demo", "wrong-password").await.assert_problem(401, "invalid_credentials");
+    suite.api.login("nobody-here", "demo-password").await.assert_problem(401, "invalid_credentials");
+    suite
+        .api
+        .post("/api/v1/auth/login/", None, &json!({"username": "demo"}))
+        .await
+        .assert_problem(400, "invalid_request");
+    suite.api.post_raw("/api/v1/auth/login/", None, "{not json").await.assert_problem(400, "invalid_request");
+}
+
+async fn profile_needs_a_valid_token(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let profile = suite.api.get(PROFILE, Some(&token)).await;
+    assert_eq!(profile.status, 200, "{}", profile.body);
+    assert_eq!(profile.body["username"], "demo");
+    for field in ["id", "email", "phone_number", "first_name", "last_name", "date_joined"] {
+        assert!(profile.body.get(field).is_some(), "profile lacks {field}");
+    }
+    suite.api.get(PROFILE, None).await.assert_problem(401, "unauthenticated");
+    suite.api.get(PROFILE, Some("not-a-token")).await.assert_problem(401, "invalid_token");
+}
+
+fn decode_claims(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).expect("three parts");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("json")
+}
+
+fn forge(suite: &TestSuite, key_pem: &str, claims: serde_json::Value) -> String {
+    let key = EncodingKey::from_ed_pem(key_pem.as_bytes()).expect("key");
+    let _ = suite;
+    jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).expect("sign")
+}
+
+async fn forged_tokens_are_refused(suite: &TestSuite) {
+    let genuine = suite.token("demo").await;
+    let claims = decode_claims(&genuine);
+    let now = chrono::Utc::now().timestamp();
+
+    // Signed by a key the suite does not trust.
+    let (other_key, _) = offers_kit::token::generate_keypair().expect("keys");
+    let wrong_signature = forge(suite, &other_key, claims.clone());
+    // Algorithm "none" with no signature at all.
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let alg_none = format!("{header}.{body}.");
+    // Right key, wrong audience; right key, expired.
+    let mut wrong_aud = claims.clone();
+    wrong_aud["aud"] = json!("someone-else");
+    let wrong_aud = forge(suite, &suite.private_key_pem, wrong_aud);
+    let mut expired = claims.clone();
+    expired["exp"] = json!(now - 3600);
+    expired["iat"] = json!(now - 7200);
+    let expired = forge(suite, &suite.private_key_pem, expired);
+    // Right key, right claims: the control that proves forging itself works.
+    let control = forge(suite, &suite.private_key_pem, claims);
+    assert_eq!(suite.api.get(PROFILE, Some(&control)).await.status, 200);
+
+    for (what, token) in
+        [("wrong signature", wrong_signature), ("alg none", alg_none), ("wrong aud", wrong_aud), ("expired", expired)]
+    {
+        let reply = suite.api.get(PROFILE, Some(&token)).await;
+        assert_eq!(reply.status, 401, "{what}: {}", reply.body);
+        reply.assert_problem(401, "invalid_token");
+    }
+}
+
+async fn the_grpc_service_checks_tokens_too(suite: &TestSuite) {
+    use offers_proto::auth::v1::GetProfileRequest;
+    use offers_proto::auth::v1::auth_service_client::AuthServiceClient;
+    let mut client = AuthServiceClient::new(suite.public_channel().await);
+    let mut request = tonic::Request::new(GetProfileRequest {});
+    request.metadata_mut().insert("authorization", "Bearer a.b.c".parse().expect("ascii"));
+    let status = client.get_profile(request).await.expect_err("a bogus token is refused");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+
+    let token = suite.token("demo").await;
+    let mut request = tonic::Request::new(GetProfileRequest {});
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    let profile = client.get_profile(request).await.expect("profile").into_inner();
+    assert_eq!(profile.user.expect("user").username, "demo");
+}
+
+async fn refresh_rotates_and_reuse_revokes_the_family(suite: &TestSuite) {
+    let first = suite.api.login("demo", "demo-password").await;
+    let original = first.str("refresh_token").to_string();
+
+    let second = suite.api.post("/api/v1/auth/refresh/", None, &json!({"refresh_token": original})).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    let rotated = second.str("refresh_token").to_string();
+    assert_ne!(rotated, original, "refresh must rotate");
+    assert_eq!(suite.api.get(PROFILE, Some(second.str("access_token"))).await.status, 200);
+
+    // Presenting the spent token again: refused, and the family dies with it.
+    suite
+        .api
+        .post("/api/v1/auth/refresh/", None, &json!({"refresh_token": original}))
+        .await
+        .assert_problem(401, "invalid_token");
+    suite
+        .api
+        .post("/api/v1/auth/refresh/", None, &json!({"refresh_token": rotated}))
+        .await
+        .assert_problem(401, "invalid_token");
+
+    // Another login is another family, untouched.
+    let other = suite.api.login("demo", "demo-password").await;
+    let again =
+        suite.api.post("/api/v1/auth/refresh/", None, &json!({"refresh_token": other.str("refresh_token")})).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+
+    suite
+        .api
+        .post("/api/v1/auth/refresh/", None, &json!({"refresh_token": "rt_unknown"}))
+        .await
+        .assert_problem(401, "invalid_token");
+}
+
+async fn logout_ends_refreshing(suite: &TestSuite) {
+    let login = suite.api.login("demo", "demo-password").await;
+    let (access, refresh) = (login.str("access_token").to_string(), login.str("refresh_token").to_string());
+    suite
+        .api
+        .post("/api/v1/auth/logout/", None, &json!({"refresh_token": refresh}))
+        .await
+        .assert_problem(401, "unauthenticated");
+    // Someone else's refresh token cannot be logged out.
+    let other = suite.token("demo2").await;
+    suite
+        .api
+        .post("/api/v1/auth/logout/", Some(&other), &json!({"refresh_token": refresh}))
+        .await
+        .assert_problem(401, "invalid_token");
+
+    let out = suite.api.post("/api/v1/auth/logout/", Some(&access), &json!({"refresh_token": refresh})).await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert_eq!(out.body, json!({"detail": "logged out"}));
+    suite
+        .api
+        .post("/api/v1/auth/refresh/", None, &json!({"refresh_token": refresh}))
+        .await
+        .assert_problem(401, "invalid_token");
+}
+
+both!(
+    login_succeeds_and_fails,
+    profile_needs_a_valid_token,
+    forged_tokens_are_refused,
+    the_grpc_service_checks_tokens_too,
+    refresh_rotates_and_reuse_revokes_the_family,
+    logout_ends_refreshing,
+);
+
+async fn login_is_rate_limited(backend: Backend) {
+    let Some(suite) = TestSuite::spawn_with(backend, |s| {
+        s.auth.login_per_username = 3;
+        s.auth.login_per_address = 5;
+    })
+    .await
+    else {
+        return;
+    };
+    for _ in 0..3 {
+        assert_eq!(suite.api.login("demo", "wrong-password").await.status, 401);
+    }
+    let limited = suite.api.login("demo", "demo-password").await;
+    limited.assert_problem(429, "rate_limited");
+    let retry_after: u64 = limited.header("retry-after").expect("Retry-After").parse().expect("seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    // Another username from the same address still gets in, until the address limit.
+    assert_eq!(suite.api.login("demo2", "demo-password").await.status, 200);
+    assert_eq!(suite.api.login("demo2", "demo-password").await.status, 429, "address limit of 5");
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_is_rate_limited_embedded() {
+    login_is_rate_limited(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_is_rate_limited_real() {
+    login_is_rate_limited(Backend::Real).await;
+}

@@ -1,0 +1,127 @@
+use std::collections::BTreeSet;
+
+use offers_proto::auth::v1::GetUserRequest;
+use offers_proto::auth::v1::get_user_request::Lookup;
+use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
+use offers_tests::{TestSuite, both};
+use serde_json::json;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// Every path the gateway serves, with its methods.
+const SERVED: &[(&str, &str)] = &[
+    ("/api/v1/auth/login/", "post"),
+    ("/api/v1/auth/refresh/", "post"),
+    ("/api/v1/auth/logout/", "post"),
+    ("/api/v1/auth/profile/", "get"),
+    ("/api/v1/offers/", "get"),
+    ("/api/v1/offers/{offer_id}/", "get"),
+    ("/api/v1/openapi.json", "get"),
+    ("/healthz", "get"),
+    ("/readyz", "get"),
+    ("/metrics", "get"),
+];
+
+async fn openapi_lists_every_served_path(suite: &TestSuite) {
+    let doc = suite.api.get("/api/v1/openapi.json", None).await;
+    assert_eq!(doc.status, 200);
+    assert!(doc.body["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{}", doc.body["openapi"]);
+    let documented: BTreeSet<(String, String)> = doc.body["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| item.as_object().expect("item").keys().map(move |m| (path.clone(), m.clone())))
+        .collect();
+    let served: BTreeSet<(String, String)> = SERVED.iter().map(|(p, m)| (p.to_string(), m.to_string())).collect();
+    assert_eq!(documented, served);
+
+    // And each documented path is really routed: never the fallback's 404.
+    let token = suite.token("demo").await;
+    for (path, method) in SERVED {
+        let concrete = path.replace("{offer_id}", &uuid::Uuid::now_v7().to_string());
+        let reply = match *method {
+            "get" => suite.api.get(&concrete, Some(&token)).await,
+            _ => suite.api.post(&concrete, Some(&token), &json!({})).await,
+        };
+        assert!(
+            !(reply.status == 404 && reply.body["detail"] == "no such path"),
+            "{method} {path} is documented but not served"
+        );
+    }
+}
+
+async fn every_answer_carries_a_request_id(suite: &TestSuite) {
+    let health = suite.api.get("/healthz", None).await;
+    assert_eq!(health.status, 200);
+    assert!(health.header("x-request-id").is_some_and(|id| !id.is_empty()));
+    let unknown = suite.api.get("/api/v1/nothing-here/", None).await;
+    unknown.assert_problem(404, "not_found");
+    // A request id the client sends is kept.
+    let reply = suite
+        .api
+        .post_with(
+            "/api/v1/auth/login/",
+            None,
+            &json!({"username": "demo", "password": "demo-password"}),
+            &[("x-request-id", "req-from-client-42")],
+        )
+        .await;
+    assert_eq!(reply.header("x-request-id"), Some("req-from-client-42"));
+}
+
+async fn oversized_bodies_are_refused(suite: &TestSuite) {
+    let huge = "x".repeat(suite.settings.gateway.body_limit_bytes + 1);
+    let reply = suite.api.post("/api/v1/auth/login/", None, &json!({"username": huge, "password": "p"})).await;
+    reply.assert_problem(413, "payload_too_large");
+}
+
+async fn readiness_and_metrics(suite: &TestSuite) {
+    let ready = suite.api.get("/readyz", None).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.body["checks"]["database"], "ok");
+    suite.api.login("demo", "demo-password").await;
+    let metrics = suite.api.get("/metrics", None).await;
+    assert_eq!(metrics.status, 200);
+}
+
+async fn grpc_health_and_internal_credential(suite: &TestSuite) {
+    for channel in [suite.public_channel().await, suite.internal_channel().await] {
+        let mut health = HealthClient::new(channel);
+        for service in ["", "offers.auth.v1.AuthService", "offers.catalog.v1.CatalogService"] {
+            let answer = health.check(HealthCheckRequest { service: service.into() }).await;
+            // Public services are on the public listener only; the overall status is on both.
+            if let Ok(answer) = answer {
+                assert_eq!(answer.into_inner().status(), ServingStatus::Serving, "{service}");
+            }
+        }
+    }
+    let mut health = HealthClient::new(suite.public_channel().await);
+    let answer =
+        health.check(HealthCheckRequest { service: "offers.auth.v1.AuthService".into() }).await.expect("health");
+    assert_eq!(answer.into_inner().status(), ServingStatus::Serving);
+
+    // The internal listener refuses callers without the credential, user tokens included.
+    let mut users = UserAdminServiceClient::new(suite.internal_channel().await);
+    let lookup = || GetUserRequest { lookup: Some(Lookup::Username("demo".into())) };
+    let status = users.get_user(lookup()).await.expect_err("no credential");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let token = suite.token("demo").await;
+    let mut request = tonic::Request::new(lookup());
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    assert_eq!(users.get_user(request).await.expect_err("user token").code(), tonic::Code::Unauthenticated);
+    let found = suite.admin().users.get_user(lookup()).await.expect("with the credential").into_inner();
+    assert_eq!(found.user.expect("user").username, "demo");
+
+    // Internal services are not on the public listener at all.
+    let mut public = UserAdminServiceClient::new(suite.public_channel().await);
+    assert_eq!(public.get_user(lookup()).await.expect_err("not served").code(), tonic::Code::Unimplemented);
+}
+
+both!(
+    openapi_lists_every_served_path,
+    every_answer_carries_a_request_id,
+    oversized_bodies_are_refused,
+    readiness_and_metrics,
+    grpc_health_and_internal_credential,
+);

@@ -1,0 +1,6 @@
+//! End-to-end scenarios, each run against the embedded and the real
+//! backends (see `offers_tests::both!`).
+
+mod auth;
+mod edge;
+mod offers;

@@ -1,0 +1,164 @@
+use offers_proto::catalog::v1 as pb;
+use offers_tests::{Backend, TestSuite, both};
+
+async fn offers_list_and_get(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let list = suite.api.get("/api/v1/offers/", Some(&token)).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let results = list.body["results"].as_array().expect("results");
+    assert!(results.len() >= 4, "{}", list.body);
+    assert!(list.body["next_cursor"].is_null());
+    let codes: Vec<&str> = results.iter().filter_map(|o| o["code"].as_str()).collect();
+    assert!(codes.contains(&"SIM-FAIL") && codes.contains(&"SIM-FLAKY"), "{codes:?}");
+    for field in [
+        "id",
+        "code",
+        "name",
+        "description",
+        "price",
+        "currency",
+        "duration_days",
+        "data_mb",
+        "voice_minutes",
+        "sms",
+        "is_active",
+    ] {
+        assert!(results[0].get(field).is_some(), "offer lacks {field}");
+    }
+
+    let id = results[0]["id"].as_str().expect("id");
+    let one = suite.api.get(&format!("/api/v1/offers/{id}/"), Some(&token)).await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(one.body, results[0]);
+
+    suite.api.get("/api/v1/offers/not-a-uuid/", Some(&token)).await.assert_problem(400, "invalid_id");
+    let unknown = uuid::Uuid::now_v7();
+    suite.api.get(&format!("/api/v1/offers/{unknown}/"), Some(&token)).await.assert_problem(404, "not_found");
+    suite.api.get("/api/v1/offers/", None).await.assert_problem(401, "unauthenticated");
+}
+
+async fn offers_paginate_newest_first(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let all = suite.api.get("/api/v1/offers/", Some(&token)).await;
+    let all: Vec<String> =
+        all.body["results"].as_array().expect("results").iter().map(|o| o["id"].to_string()).collect();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/offers/?limit=2&cursor={c}"),
+            None => "/api/v1/offers/?limit=2".to_string(),
+        };
+        let page = suite.api.get(&path, Some(&token)).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let results = page.body["results"].as_array().expect("results");
+        assert!(results.len() <= 2);
+        seen.extend(results.iter().map(|o| o["id"].to_string()));
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, all, "pages put together are the whole list, in order");
+    suite.api.get("/api/v1/offers/?limit=abc", Some(&token)).await.assert_problem(400, "invalid_request");
+    suite.api.get("/api/v1/offers/?cursor=zzz", Some(&token)).await.assert_problem(400, "invalid_request");
+}
+
+async fn admin_update_invalidates_the_cache(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let list = suite.api.get("/api/v1/offers/", Some(&token)).await;
+    let offer = list.body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|o| o["code"] == "DATA-1GB")
+        .expect("DATA-1GB")
+        .clone();
+    let id = offer["id"].as_str().expect("id").to_string();
+    let path = format!("/api/v1/offers/{id}/");
+    // Both reads are now cached.
+    assert_eq!(suite.api.get(&path, Some(&token)).await.body["price"], 500);
+    if suite.backend == Backend::Real {
+        let keys = redis_keys(suite).await;
+        assert!(keys.iter().any(|k| k.contains(&id)), "the offer should be cached in Redis: {keys:?}");
+    }
+
+    let changed = suite
+        .admin()
+        .update_offer(
+            pb::Offer { id: id.clone(), price: 650, name: "Data 1 GB+".into(), ..Default::default() },
+            vec!["price".into(), "name".into()],
+        )
+        .await
+        .expect("update");
+    assert_eq!(changed.price, 650);
+
+    let one = suite.api.get(&path, Some(&token)).await;
+    assert_eq!((one.body["price"].clone(), one.body["name"].clone()), (650.into(), "Data 1 GB+".into()));
+    let list = suite.api.get("/api/v1/offers/", Some(&token)).await;
+    let listed = list.body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|o| o["id"] == id.as_str())
+        .expect("listed")
+        .clone();
+    assert_eq!(listed["price"], 650);
+
+    // Deactivated: gone from the list and from a plain user's view.
+    suite
+        .admin()
+        .update_offer(pb::Offer { id: id.clone(), is_active: false, ..Default::default() }, vec!["is_active".into()])
+        .await
+        .expect("deactivate");
+    let list = suite.api.get("/api/v1/offers/", Some(&token)).await;
+    assert!(list.body["results"].as_array().expect("results").iter().all(|o| o["id"] != id.as_str()));
+    suite.api.get(&path, Some(&token)).await.assert_problem(404, "not_found");
+    suite.api.get("/api/v1/offers/?include_inactive=true", Some(&token)).await.assert_problem(403, "permission_denied");
+}
+
+async fn redis_keys(suite: &TestSuite) -> Vec<String> {
+    use deadpool_redis::redis;
+    let client = redis::Client::open(suite.settings.cache.url.as_str()).expect("redis");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    redis::cmd("KEYS").arg(format!("{}*", suite.settings.cache.prefix)).query_async(&mut conn).await.expect("keys")
+}
+
+async fn offer_admin_validates_input(suite: &TestSuite) {
+    let mut admin = suite.admin();
+    let bad = pb::Offer {
+        code: "lower".into(),
+        name: "x".into(),
+        price: 100,
+        currency_code: "EUR".into(),
+        duration_days: 1,
+        ..Default::default()
+    };
+    let err = admin.create_offer(bad).await.err().expect("refused");
+    assert!(err.to_string().contains("code"), "{err}");
+    let negative = pb::Offer {
+        code: "NEG".into(),
+        name: "x".into(),
+        price: -5,
+        currency_code: "EUR".into(),
+        duration_days: 1,
+        ..Default::default()
+    };
+    assert!(admin.create_offer(negative).await.is_err());
+    let duplicate = pb::Offer {
+        code: "SIM-FAIL".into(),
+        name: "x".into(),
+        price: 5,
+        currency_code: "EUR".into(),
+        duration_days: 1,
+        ..Default::default()
+    };
+    assert!(matches!(admin.create_offer(duplicate).await, Ok(offers::admin::Created::Existing)));
+}
+
+both!(
+    offers_list_and_get,
+    offers_paginate_newest_first,
+    admin_update_invalidates_the_cache,
+    offer_admin_validates_input
+);
