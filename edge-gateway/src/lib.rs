@@ -17,6 +17,8 @@ use offers_kit::config::Settings;
 use offers_kit::grpc::channel;
 use offers_kit::ops::{self, Readiness};
 use offers_kit::token::TokenVerifier;
+use offers_proto::account::v1::account_service_client::AccountServiceClient;
+use offers_proto::activation::v1::activation_service_client::ActivationServiceClient;
 use offers_proto::auth::v1::auth_service_client::AuthServiceClient;
 use offers_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
 use tonic::transport::Channel;
@@ -32,6 +34,8 @@ pub use context::{EdgeAuth, REQUEST_ID};
 pub struct Upstreams {
     pub auth: AuthServiceClient<Channel>,
     pub catalog: CatalogServiceClient<Channel>,
+    pub account: AccountServiceClient<Channel>,
+    pub activation: ActivationServiceClient<Channel>,
 }
 
 impl Upstreams {
@@ -40,6 +44,8 @@ impl Upstreams {
         Ok(Self {
             auth: AuthServiceClient::new(channel(&settings.upstream.auth, timeout)?),
             catalog: CatalogServiceClient::new(channel(&settings.upstream.catalog, timeout)?),
+            account: AccountServiceClient::new(channel(&settings.upstream.account, timeout)?),
+            activation: ActivationServiceClient::new(channel(&settings.upstream.activation, timeout)?),
         })
     }
 }
@@ -62,6 +68,13 @@ pub fn router(settings: &Settings, upstreams: Upstreams, verifier: TokenVerifier
         .routes(routes!(routes::auth::profile))
         .routes(routes!(routes::offers::list))
         .routes(routes!(routes::offers::get))
+        .routes(routes!(routes::activation::renew))
+        .routes(routes!(routes::activation::activate))
+        .routes(routes!(routes::activation::status))
+        .routes(routes!(routes::account::balance))
+        .routes(routes!(routes::account::subscriptions))
+        .routes(routes!(routes::account::transactions))
+        .routes(routes!(routes::account::transaction))
         .with_state(state)
         .split_for_parts();
     let doc = openapi::with_operational(doc);

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi as _};
 #[openapi(
     info(title = "Offers API", version = "1.0.0", description = "Buy and renew offers from a prepaid balance."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "offers"), (name = "operations"))
+    tags((name = "auth"), (name = "offers"), (name = "activation"), (name = "account"), (name = "operations"))
 )]
 pub struct ApiDoc;
 

@@ -1,3 +1,5 @@
+pub mod account;
+pub mod activation;
 pub mod auth;
 pub mod offers;
 

@@ -151,4 +151,13 @@ impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminApi {
             .map_err(Error::from)?;
         Ok(Response::new(pb::UpdateOfferResponse { offer: Some(to_proto(updated)) }))
     }
+
+    async fn lookup_offer(
+        &self,
+        request: Request<pb::LookupOfferRequest>,
+    ) -> Result<Response<pb::LookupOfferResponse>, Status> {
+        let id = parse_id(&request.get_ref().id, "offer id")?;
+        let offer = self.0.get(id).await.map_err(Error::from)?;
+        Ok(Response::new(pb::LookupOfferResponse { offer: Some(to_proto(offer)) }))
+    }
 }

@@ -23,8 +23,16 @@ pub trait Cache: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError>;
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError>;
     async fn delete(&self, keys: &[&str]) -> Result<(), CacheError>;
-    /// Replaces a hash's fields and (re)sets its time to live.
-    async fn hash_set(&self, key: &str, fields: &[(&str, String)], ttl: Duration) -> Result<(), CacheError>;
+    /// Replaces a hash (and its time to live) unless it already holds a
+    /// `revision` field at least `revision`: a slow writer with an older
+    /// copy cannot overwrite a newer one. Returns whether it wrote.
+    async fn hash_set_if_newer(
+        &self,
+        key: &str,
+        revision: i64,
+        fields: &[(&str, String)],
+        ttl: Duration,
+    ) -> Result<bool, CacheError>;
     /// Every field of a hash; empty when it does not exist.
     async fn hash_get(&self, key: &str) -> Result<HashMap<String, String>, CacheError>;
     /// Counts one hit in a fixed window that starts with the first hit.
@@ -34,6 +42,12 @@ pub trait Cache: Send + Sync + 'static {
 }
 
 pub type SharedCache = Arc<dyn Cache>;
+
+/// The hash holding a transaction's status: written by the ledger after
+/// each change, read first by the status endpoint.
+pub fn transaction_status_key(id: uuid::Uuid) -> String {
+    format!("tx:{id}")
+}
 
 pub fn from_settings(settings: &crate::config::CacheSettings) -> Result<SharedCache, CacheError> {
     if settings.url == "memory://" {
@@ -74,6 +88,16 @@ impl RedisCache {
     }
 }
 
+/// KEYS[1] = hash; ARGV = revision, ttl, then field/value pairs.
+const SET_IF_NEWER: &str = r"
+local current = redis.call('HGET', KEYS[1], 'revision')
+if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'revision', ARGV[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
 fn ttl_secs(ttl: Duration) -> u64 {
     ttl.as_secs().max(1)
 }
@@ -95,19 +119,20 @@ impl Cache for RedisCache {
         Ok(())
     }
 
-    async fn hash_set(&self, key: &str, fields: &[(&str, String)], ttl: Duration) -> Result<(), CacheError> {
-        let key = self.key(key);
-        let _: () = redis::pipe()
-            .atomic()
-            .del(&key)
-            .ignore()
-            .hset_multiple(&key, fields)
-            .ignore()
-            .expire(&key, i64::try_from(ttl_secs(ttl)).unwrap_or(i64::MAX))
-            .ignore()
-            .query_async(&mut self.conn().await?)
-            .await?;
-        Ok(())
+    async fn hash_set_if_newer(
+        &self,
+        key: &str,
+        revision: i64,
+        fields: &[(&str, String)],
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(SET_IF_NEWER).arg(1).arg(self.key(key)).arg(revision).arg(ttl_secs(ttl));
+        for (field, value) in fields {
+            cmd.arg(*field).arg(value);
+        }
+        let written: i64 = cmd.query_async(&mut self.conn().await?).await?;
+        Ok(written == 1)
     }
 
     async fn hash_get(&self, key: &str) -> Result<HashMap<String, String>, CacheError> {
@@ -179,10 +204,24 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
-    async fn hash_set(&self, key: &str, fields: &[(&str, String)], ttl: Duration) -> Result<(), CacheError> {
-        let hash = fields.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
-        self.with(|m| m.insert(key.into(), (Value::Hash(hash), Instant::now() + ttl)));
-        Ok(())
+    async fn hash_set_if_newer(
+        &self,
+        key: &str,
+        revision: i64,
+        fields: &[(&str, String)],
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        Ok(self.with(|m| {
+            if let Some((Value::Hash(h), _)) = m.get(key)
+                && h.get("revision").and_then(|r| r.parse::<i64>().ok()).is_some_and(|r| r >= revision)
+            {
+                return false;
+            }
+            let mut hash: HashMap<String, String> = fields.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
+            hash.insert("revision".into(), revision.to_string());
+            m.insert(key.into(), (Value::Hash(hash), Instant::now() + ttl));
+            true
+        }))
     }
 
     async fn hash_get(&self, key: &str) -> Result<HashMap<String, String>, CacheError> {
@@ -231,7 +270,9 @@ mod tests {
         assert_eq!(cache.hit("r", Duration::from_secs(60)).await.expect("hit").0, 1);
         assert_eq!(cache.hit("r", Duration::from_secs(60)).await.expect("hit").0, 2);
         assert_eq!(cache.get("r").await.expect("get").as_deref(), Some("2"));
-        cache.hash_set("h", &[("status", "PENDING".into())], Duration::from_secs(5)).await.expect("hset");
-        assert_eq!(cache.hash_get("h").await.expect("hget").get("status").map(String::as_str), Some("PENDING"));
+        let ttl = Duration::from_secs(5);
+        assert!(cache.hash_set_if_newer("h", 2, &[("status", "SUCCESS".into())], ttl).await.expect("hset"));
+        assert!(!cache.hash_set_if_newer("h", 1, &[("status", "PENDING".into())], ttl).await.expect("hset"));
+        assert_eq!(cache.hash_get("h").await.expect("hget").get("status").map(String::as_str), Some("SUCCESS"));
     }
 }

@@ -27,6 +27,8 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     pub telemetry: TelemetrySettings,
     pub gateway: GatewaySettings,
+    pub ledger: LedgerSettings,
+    pub provisioning: ProvisioningSettings,
     /// Currency of balances and offers (ISO 4217).
     pub currency: String,
     /// Seconds given to in-flight work after a shutdown signal.
@@ -47,6 +49,8 @@ impl Default for Settings {
             upstream: UpstreamSettings::default(),
             telemetry: TelemetrySettings::default(),
             gateway: GatewaySettings::default(),
+            ledger: LedgerSettings::default(),
+            provisioning: ProvisioningSettings::default(),
             currency: "EUR".into(),
             shutdown_grace_secs: 10,
         }
@@ -157,13 +161,101 @@ pub struct UpstreamSettings {
     pub auth_internal: String,
     pub catalog: String,
     pub catalog_internal: String,
+    pub account: String,
+    pub account_internal: String,
+    pub activation: String,
 }
 
 impl Default for UpstreamSettings {
     fn default() -> Self {
         let public = "http://127.0.0.1:50051".to_string();
         let internal = "http://127.0.0.1:50052".to_string();
-        Self { auth: public.clone(), auth_internal: internal.clone(), catalog: public, catalog_internal: internal }
+        Self {
+            auth: public.clone(),
+            auth_internal: internal.clone(),
+            catalog: public.clone(),
+            catalog_internal: internal.clone(),
+            account: public.clone(),
+            account_internal: internal,
+            activation: public,
+        }
+    }
+}
+
+impl UpstreamSettings {
+    fn all(&self) -> [(&'static str, &String); 7] {
+        [
+            ("upstream.auth", &self.auth),
+            ("upstream.auth_internal", &self.auth_internal),
+            ("upstream.catalog", &self.catalog),
+            ("upstream.catalog_internal", &self.catalog_internal),
+            ("upstream.account", &self.account),
+            ("upstream.account_internal", &self.account_internal),
+            ("upstream.activation", &self.activation),
+        ]
+    }
+}
+
+/// How the account service keeps transactions moving.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerSettings {
+    /// A PENDING transaction with no job in flight for this long is re-driven.
+    pub pending_deadline_secs: u64,
+    /// How long a worker's claim on an attempt keeps the reconciler away.
+    pub attempt_lease_secs: u64,
+    /// How often the reconciler looks for stuck transactions.
+    pub reconcile_interval_ms: u64,
+    /// How often the outbox relay polls when nothing wakes it.
+    pub relay_interval_ms: u64,
+    /// Idempotency keys are kept at least this long (≥ 24).
+    pub idempotency_retention_hours: u64,
+    /// Time to live of a settled transaction's cached status.
+    pub status_cache_ttl_secs: u64,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        Self {
+            pending_deadline_secs: 120,
+            attempt_lease_secs: 60,
+            reconcile_interval_ms: 5_000,
+            relay_interval_ms: 1_000,
+            idempotency_retention_hours: 48,
+            status_cache_ttl_secs: 86_400,
+        }
+    }
+}
+
+/// The external provisioning system and how hard to try it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvisioningSettings {
+    /// Base URL of the provisioning system; required by the worker.
+    pub url: Option<String>,
+    #[serde(serialize_with = "redact")]
+    pub api_key: Option<SecretString>,
+    pub timeout_ms: u64,
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// Simulator only: added latency and percentage of random transient failures.
+    pub simulator_latency_ms: u64,
+    pub simulator_failure_percent: u8,
+}
+
+impl Default for ProvisioningSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            api_key: None,
+            timeout_ms: 5_000,
+            max_attempts: 5,
+            retry_base_ms: 1_000,
+            retry_max_ms: 60_000,
+            simulator_latency_ms: 0,
+            simulator_failure_percent: 0,
+        }
     }
 }
 
@@ -278,15 +370,41 @@ impl Settings {
         if self.gateway.body_limit_bytes < 1024 {
             bad.push("gateway.body_limit_bytes: must be at least 1024".into());
         }
-        for (key, url) in [
-            ("upstream.auth", &self.upstream.auth),
-            ("upstream.auth_internal", &self.upstream.auth_internal),
-            ("upstream.catalog", &self.upstream.catalog),
-            ("upstream.catalog_internal", &self.upstream.catalog_internal),
-        ] {
+        for (key, url) in self.upstream.all() {
             if url.parse::<http::Uri>().map(|u| u.scheme().is_none()).unwrap_or(true) {
                 bad.push(format!("{key}: expected an http(s):// URL, got {url:?}"));
             }
+        }
+        if let Some(url) = &self.provisioning.url
+            && url.parse::<http::Uri>().map(|u| u.scheme().is_none()).unwrap_or(true)
+        {
+            bad.push(format!("provisioning.url: expected an http(s):// URL, got {url:?}"));
+        }
+        let p = &self.provisioning;
+        if p.max_attempts == 0 || p.max_attempts > 50 {
+            bad.push("provisioning.max_attempts: must be between 1 and 50".into());
+        }
+        if p.timeout_ms == 0 || p.retry_base_ms == 0 || p.retry_max_ms < p.retry_base_ms {
+            bad.push(
+                "provisioning: timeout_ms and retry_base_ms must be positive, retry_max_ms ≥ retry_base_ms".into(),
+            );
+        }
+        if p.simulator_failure_percent > 100 {
+            bad.push("provisioning.simulator_failure_percent: must be 0 to 100".into());
+        }
+        let l = &self.ledger;
+        if l.idempotency_retention_hours < 24 {
+            bad.push("ledger.idempotency_retention_hours: must be at least 24".into());
+        }
+        if l.pending_deadline_secs == 0
+            || l.attempt_lease_secs == 0
+            || l.reconcile_interval_ms == 0
+            || l.relay_interval_ms == 0
+        {
+            bad.push("ledger: deadlines, leases and intervals must be positive".into());
+        }
+        if l.attempt_lease_secs * 1000 <= p.timeout_ms {
+            bad.push("ledger.attempt_lease_secs: must outlast one provisioning call (provisioning.timeout_ms)".into());
         }
         if bad.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(bad)) }
     }

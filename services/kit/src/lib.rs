@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod db;
 pub mod error;
 pub mod grpc;
+pub mod jobs;
 pub mod ops;
 pub mod telemetry;
 pub mod token;

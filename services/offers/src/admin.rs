@@ -8,6 +8,7 @@ use offers_kit::config::Settings;
 use offers_kit::credentials::ServiceCredential;
 use offers_kit::grpc::{InternalChannel, internal_channel};
 use offers_kit::{Error, ErrorCode};
+use offers_proto::account::v1::{self as account_pb, ledger_service_client::LedgerServiceClient};
 use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
 use offers_proto::auth::v1::{self as auth_pb};
 use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
@@ -16,6 +17,7 @@ use offers_proto::catalog::v1::{self as catalog_pb};
 pub struct AdminClient {
     pub users: UserAdminServiceClient<InternalChannel>,
     pub catalog: CatalogAdminServiceClient<InternalChannel>,
+    pub ledger: LedgerServiceClient<InternalChannel>,
 }
 
 /// The outcome of a create that may find its object already there.
@@ -42,14 +44,52 @@ impl AdminClient {
         Ok(Self {
             users: UserAdminServiceClient::new(channel(&settings.upstream.auth_internal)?),
             catalog: CatalogAdminServiceClient::new(channel(&settings.upstream.catalog_internal)?),
+            ledger: LedgerServiceClient::new(channel(&settings.upstream.account_internal)?),
         })
     }
 
+    /// Creates a user and opens their balance.
     pub async fn create_user(&mut self, request: auth_pb::CreateUserRequest) -> anyhow::Result<Created<auth_pb::User>> {
         Ok(match created(self.users.create_user(request).await)? {
-            Created::New(r) => Created::New(r.user.context("no user in the answer")?),
+            Created::New(r) => {
+                let user = r.user.context("no user in the answer")?;
+                let open = account_pb::OpenAccountRequest { user_id: user.id.clone() };
+                self.ledger.open_account(open).await.map_err(Error::from_status)?;
+                Created::New(user)
+            }
             Created::Existing => Created::Existing,
         })
+    }
+
+    /// A user by id or username.
+    pub async fn user(&mut self, id_or_username: &str) -> anyhow::Result<auth_pb::User> {
+        let lookup = match uuid::Uuid::parse_str(id_or_username) {
+            Ok(id) => auth_pb::get_user_request::Lookup::Id(id.to_string()),
+            Err(_) => auth_pb::get_user_request::Lookup::Username(id_or_username.to_string()),
+        };
+        let answer =
+            self.users.get_user(auth_pb::GetUserRequest { lookup: Some(lookup) }).await.map_err(Error::from_status)?;
+        answer.into_inner().user.context("no user in the answer")
+    }
+
+    /// Credits a balance once per `key`; returns whether this call did.
+    pub async fn credit(
+        &mut self,
+        user_id: &str,
+        amount: i64,
+        currency: &str,
+        key: &str,
+        memo: &str,
+    ) -> anyhow::Result<(bool, account_pb::Balance)> {
+        let request = account_pb::CreditRequest {
+            user_id: user_id.into(),
+            amount,
+            currency_code: currency.into(),
+            idempotency_key: key.into(),
+            memo: memo.into(),
+        };
+        let answer = self.ledger.credit(request).await.map_err(Error::from_status)?.into_inner();
+        Ok((answer.applied, answer.balance.context("no balance in the answer")?))
     }
 
     pub async fn create_offer(&mut self, offer: catalog_pb::Offer) -> anyhow::Result<Created<catalog_pb::Offer>> {

@@ -14,6 +14,7 @@ use crate::admin::{AdminClient, Created};
 
 pub const DEMO_PASSWORD: &str = "demo-password";
 pub const DEMO_USERS: [&str; 2] = ["demo", "demo2"];
+pub const DEMO_BALANCE: i64 = 100_000;
 
 /// Points the settings at the data directory, creating what is missing:
 /// the SQLite file, an Ed25519 key pair and an internal credential. They
@@ -108,6 +109,10 @@ pub async fn seed(admin: &mut AdminClient, currency: &str) -> anyhow::Result<()>
         if let Created::New(user) = admin.create_user(request).await? {
             tracing::info!(username, id = %user.id, "seeded demo user");
         }
+        // Keyed by the user, so a restart never credits twice.
+        let user = admin.user(username).await?;
+        let key = format!("demo-seed:{}", user.id);
+        admin.credit(&user.id, DEMO_BALANCE, currency, &key, "demo balance").await?;
     }
     let offers = [
         offer("DATA-1GB", "Data 1 GB", "1 GB of mobile data for 7 days", 500, 7, (1024, 0, 0), currency),

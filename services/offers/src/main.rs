@@ -63,6 +63,18 @@ enum Command {
     },
     /// Show the effective configuration (secrets redacted).
     Config,
+    /// Run the provisioning-system simulator alone (for load tests and for
+    /// a multi-process local setup). Never a production default.
+    SimProvider {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        addr: SocketAddr,
+        /// Added latency per call, in milliseconds.
+        #[arg(long)]
+        latency_ms: Option<u64>,
+        /// Percentage of calls that fail transiently at random.
+        #[arg(long)]
+        failure_percent: Option<u8>,
+    },
 }
 
 #[derive(Args)]
@@ -100,6 +112,21 @@ enum AdminTask {
     /// Manage offers.
     #[command(subcommand)]
     Offer(OfferTask),
+    /// Credit a user's balance (a top-up), once per key.
+    Credit {
+        /// Username or user id.
+        #[arg(long)]
+        user: String,
+        /// Minor units.
+        #[arg(long)]
+        amount: i64,
+        /// Repeating a credit with the same key credits nothing; a fresh
+        /// key is made when none is given.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long, default_value = "admin top-up")]
+        memo: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -212,27 +239,37 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", settings.dump());
             Ok(())
         }
+        Command::SimProvider { addr, latency_ms, failure_percent } => {
+            let _telemetry = offers_kit::telemetry::init(&settings.telemetry)?;
+            let mut sim = settings.provisioning.clone();
+            sim.simulator_latency_ms = latency_ms.unwrap_or(sim.simulator_latency_ms);
+            sim.simulator_failure_percent = failure_percent.unwrap_or(sim.simulator_failure_percent);
+            anyhow::ensure!(sim.simulator_failure_percent <= 100, "--failure-percent must be 0 to 100");
+            let stop = tokio_util::sync::CancellationToken::new();
+            let bound = offers::suite::start_simulator(addr, &sim, stop.clone()).await?;
+            println!("provisioning simulator on http://{bound}/v1/activations (Ctrl-C stops it)");
+            shutdown_signal().await;
+            stop.cancel();
+            Ok(())
+        }
     }
 }
 
-async fn run_dev(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
-    let currency = settings.currency.clone();
-    let suite = Suite::start(settings.clone(), SuiteOptions { roles: Role::ALL.to_vec(), migrate: true }).await?;
-    let mut local = settings;
-    if let (Some(grpc), Some(internal)) = (suite.grpc_addr, suite.internal_grpc_addr) {
-        local.upstream.auth = format!("http://{grpc}");
-        local.upstream.catalog = format!("http://{grpc}");
-        local.upstream.auth_internal = format!("http://{internal}");
-        local.upstream.catalog_internal = format!("http://{internal}");
-    }
+async fn run_dev(mut settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
+    let simulator = tokio_util::sync::CancellationToken::new();
+    let sim_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let sim = offers::suite::start_simulator(sim_addr, &settings.provisioning, simulator.clone()).await?;
+    settings.provisioning.url = Some(format!("http://{sim}"));
+    let suite = Suite::start(settings, SuiteOptions { roles: Role::ALL.to_vec(), migrate: true }).await?;
     let token = offers::dev::internal_token(data_dir)?;
-    offers::dev::seed(&mut AdminClient::connect(&local, &token)?, &currency).await?;
+    offers::dev::seed(&mut AdminClient::connect(&suite.settings, &token)?, &suite.settings.currency).await?;
     let http = suite.http_addr;
     println!(
         "\nOffers is running (embedded mode, data in {dir})\n\
          \x20 REST      http://{http}/api/v1/   (OpenAPI: http://{http}/api/v1/openapi.json)\n\
          \x20 gRPC      {grpc}   internal gRPC {internal}\n\
-         \x20 demo users: demo / {pw}  and  demo2 / {pw}\n\n\
+         \x20 provisioning simulator http://{sim}\n\
+         \x20 demo users: demo / {pw}  and  demo2 / {pw}  (balance {balance} each)\n\n\
          Try:\n\
          \x20 curl -s -X POST http://{http}/api/v1/auth/login/ -H 'Content-Type: application/json' \
          -d '{{\"username\":\"demo\",\"password\":\"{pw}\"}}'\n\n\
@@ -241,8 +278,11 @@ async fn run_dev(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
         grpc = suite.grpc_addr.map(|a| a.to_string()).unwrap_or_default(),
         internal = suite.internal_grpc_addr.map(|a| a.to_string()).unwrap_or_default(),
         pw = offers::dev::DEMO_PASSWORD,
+        balance = offers::dev::DEMO_BALANCE,
     );
-    run_until_signal(suite).await
+    let outcome = run_until_signal(suite).await;
+    simulator.cancel();
+    outcome
 }
 
 async fn run_until_signal(mut suite: Suite) -> anyhow::Result<()> {
@@ -300,6 +340,13 @@ async fn admin(settings: Settings, data_dir: &Path, task: AdminTask) -> anyhow::
                 offers::admin::Created::New(user) => println!("created user {} ({})", user.username, user.id),
                 offers::admin::Created::Existing => anyhow::bail!("that username is taken"),
             }
+        }
+        AdminTask::Credit { user, amount, key, memo } => {
+            let user = client.user(&user).await?;
+            let key = key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let (applied, balance) = client.credit(&user.id, amount, &settings.currency, &key, &memo).await?;
+            let what = if applied { "credited" } else { "already credited with this key" };
+            println!("{what}: {} now has {} {} (key {key})", user.username, balance.balance, balance.currency_code);
         }
         AdminTask::Offer(OfferTask::Create {
             code,

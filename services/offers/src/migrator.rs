@@ -9,6 +9,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut all = offers_auth::migrations();
         all.extend(offers_catalog::migrations());
+        all.extend(offers_account::migrations());
         all
     }
 }

@@ -9,23 +9,33 @@ pub enum Role {
     Auth,
     /// Offers (public + internal gRPC).
     Catalog,
+    /// Balances, the ledger, transactions, subscriptions (public +
+    /// internal gRPC), with the outbox relay and the reconciler.
+    Account,
+    /// Activate, renew and status (public gRPC).
+    Activation,
+    /// Consumes provisioning jobs and drives the provisioning system.
+    Worker,
     /// The REST/JSON edge on the HTTP listener.
     Gateway,
 }
 
 impl Role {
-    pub const ALL: &'static [Role] = &[Role::Auth, Role::Catalog, Role::Gateway];
+    pub const ALL: &'static [Role] =
+        &[Role::Auth, Role::Catalog, Role::Account, Role::Activation, Role::Worker, Role::Gateway];
 
     /// Whether the role keeps state in the database.
     pub fn needs_database(self) -> bool {
-        match self {
-            Role::Auth | Role::Catalog => true,
-            Role::Gateway => false,
-        }
+        matches!(self, Role::Auth | Role::Catalog | Role::Account)
+    }
+
+    /// Whether the role publishes or consumes jobs.
+    pub fn needs_bus(self) -> bool {
+        matches!(self, Role::Account | Role::Worker)
     }
 
     /// Whether the role serves gRPC.
     pub fn serves_grpc(self) -> bool {
-        !matches!(self, Role::Gateway)
+        matches!(self, Role::Auth | Role::Catalog | Role::Account | Role::Activation)
     }
 }

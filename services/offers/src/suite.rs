@@ -7,11 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use offers_kit::bus::{self, SharedBus};
 use offers_kit::cache::{self, SharedCache};
 use offers_kit::config::Settings;
-use offers_kit::credentials::{AccessTokenInterceptor, ServiceCredentialCheck};
-use offers_kit::ops::{self, CacheCheck, DatabaseCheck, Readiness};
+use offers_kit::credentials::{AccessTokenInterceptor, ServiceCredential, ServiceCredentialCheck};
+use offers_kit::grpc::{InternalChannel, internal_channel};
+use offers_kit::ops::{self, BusCheck, CacheCheck, DatabaseCheck, Readiness};
 use offers_kit::token::{TokenSigner, TokenVerifier, read_key};
+use offers_proto::account::v1::ledger_service_client::LedgerServiceClient;
+use offers_proto::activation::v1::activation_service_server::ActivationServiceServer;
+use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use secrecy::ExposeSecret;
@@ -38,11 +43,15 @@ pub struct SuiteOptions {
 
 /// A running process: its bound addresses and the handle to stop it.
 pub struct Suite {
+    /// The settings in effect, with upstreams pointing at this process for
+    /// the roles it runs.
+    pub settings: Settings,
     pub http_addr: SocketAddr,
     pub grpc_addr: Option<SocketAddr>,
     pub internal_grpc_addr: Option<SocketAddr>,
     pub db: Option<DatabaseConnection>,
     pub cache: SharedCache,
+    pub bus: Option<SharedBus>,
     shutdown: CancellationToken,
     health: Vec<(HealthReporter, Vec<&'static str>)>,
     tasks: JoinSet<anyhow::Result<()>>,
@@ -173,7 +182,13 @@ impl Suite {
                 (up.auth, up.auth_internal) = (public.clone(), internal.clone());
             }
             if has(Role::Catalog) {
-                (up.catalog, up.catalog_internal) = (public, internal);
+                (up.catalog, up.catalog_internal) = (public.clone(), internal.clone());
+            }
+            if has(Role::Account) {
+                (up.account, up.account_internal) = (public.clone(), internal);
+            }
+            if has(Role::Activation) {
+                up.activation = public;
             }
         }
 
@@ -183,10 +198,15 @@ impl Suite {
             None
         };
         let cache = cache::from_settings(&settings.cache)?;
+        let bus =
+            if roles.iter().any(|r| r.needs_bus()) { Some(bus::from_settings(&settings.bus).await) } else { None };
         let verifier = verifier(&settings)?;
         let credential = settings.internal_token().context("internal.token (OFFERS_INTERNAL__TOKEN) is required")?;
 
         let mut readiness = Readiness::default().report(CacheCheck(cache.clone()));
+        if let Some(bus) = &bus {
+            readiness = readiness.report(BusCheck(bus.clone()));
+        }
         if let Some(db) = &db {
             readiness = readiness.require(DatabaseCheck(db.clone()));
         }
@@ -207,9 +227,40 @@ impl Suite {
                 services.internal(admin);
             }
         }
-
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        if let (Some(db), Some(bus), true) = (&db, &bus, has(Role::Account)) {
+            let account = offers_account::Account::new(
+                db.clone(),
+                cache.clone(),
+                bus.clone(),
+                settings.ledger.clone(),
+                settings.currency.clone(),
+            );
+            let (public, ledger) = account.servers();
+            services.public(public);
+            services.internal(ledger);
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                account.run_background(stop).await;
+                Ok(())
+            });
+        }
+        if has(Role::Activation) || has(Role::Worker) {
+            let clients = InternalClients::new(&settings, credential)?;
+            if has(Role::Activation) {
+                let activation = offers_activation::Activation {
+                    catalog: clients.catalog.clone(),
+                    ledger: clients.ledger.clone(),
+                    cache: cache.clone(),
+                };
+                services.public(ActivationServiceServer::new(offers_activation::ActivationApi(Arc::new(activation))));
+            }
+            if let (Some(bus), true) = (&bus, has(Role::Worker)) {
+                tasks.spawn(run_worker(&settings, clients.ledger, bus.clone(), shutdown.clone())?);
+            }
+        }
+
         let mut health = Vec::new();
         if let (Some(grpc), Some(internal)) = (grpc, internal) {
             let (reporter, routes) = with_health_and_reflection(services.public, &services.public_names).await?;
@@ -235,11 +286,13 @@ impl Suite {
         });
 
         Ok(Suite {
+            settings: settings.clone(),
             http_addr,
             grpc_addr,
             internal_grpc_addr,
             db,
             cache,
+            bus,
             shutdown,
             health,
             tasks,
@@ -288,6 +341,45 @@ impl Suite {
     }
 }
 
+/// Clients of the internal services, presenting the service credential.
+struct InternalClients {
+    catalog: CatalogAdminServiceClient<InternalChannel>,
+    ledger: LedgerServiceClient<InternalChannel>,
+}
+
+impl InternalClients {
+    fn new(settings: &Settings, token: &str) -> anyhow::Result<Self> {
+        let credential = ServiceCredential::new(token)?;
+        let timeout = Duration::from_millis(settings.gateway.upstream_timeout_ms);
+        let up = &settings.upstream;
+        Ok(Self {
+            catalog: CatalogAdminServiceClient::new(internal_channel(
+                &up.catalog_internal,
+                credential.clone(),
+                timeout,
+            )?),
+            ledger: LedgerServiceClient::new(internal_channel(&up.account_internal, credential, timeout)?),
+        })
+    }
+}
+
+/// The provisioning worker, consuming until shutdown.
+fn run_worker(
+    settings: &Settings,
+    ledger: LedgerServiceClient<InternalChannel>,
+    bus: SharedBus,
+    shutdown: CancellationToken,
+) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static> {
+    let p = &settings.provisioning;
+    let url = p.url.as_deref().context("the worker needs provisioning.url (OFFERS_PROVISIONING__URL)")?;
+    let provider = offers_activation::Provider::new(url, p.api_key.clone(), Duration::from_millis(p.timeout_ms))?;
+    let worker = offers_activation::Worker { ledger, provider, settings: p.clone() };
+    Ok(async move {
+        bus.consume(offers_kit::jobs::PROVISION, Arc::new(worker), shutdown).await;
+        Ok(())
+    })
+}
+
 async fn with_health_and_reflection(
     mut routes: RoutesBuilder,
     names: &[&'static str],
@@ -320,4 +412,24 @@ async fn serve_grpc(listener: TcpListener, routes: Routes, shutdown: Cancellatio
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
         .context("gRPC server failed")
+}
+
+/// Serves the provisioning-system simulator on `addr` until `shutdown`.
+pub async fn start_simulator(
+    addr: SocketAddr,
+    settings: &offers_kit::config::ProvisioningSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let app = offers_activation::simulator::router(
+        Duration::from_millis(settings.simulator_latency_ms),
+        settings.simulator_failure_percent,
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+            tracing::error!(error = %e, "provisioning simulator failed");
+        }
+    });
+    Ok(bound)
 }

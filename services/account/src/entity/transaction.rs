@@ -1,0 +1,76 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
+pub enum Kind {
+    #[sea_orm(string_value = "ACTIVATION")]
+    Activation,
+    #[sea_orm(string_value = "RENEWAL")]
+    Renewal,
+    #[sea_orm(string_value = "PARTNER_ACTIVATION")]
+    PartnerActivation,
+}
+
+impl Kind {
+    /// Whether the user paid us (and is refunded on failure); a partner
+    /// activation was paid to the partner.
+    pub fn debits(self) -> bool {
+        !matches!(self, Kind::PartnerActivation)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum Status {
+    #[sea_orm(string_value = "PENDING")]
+    Pending,
+    #[sea_orm(string_value = "SUCCESS")]
+    Success,
+    #[sea_orm(string_value = "FAILED")]
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::Success => "SUCCESS",
+            Status::Failed => "FAILED",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "account_transactions")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub kind: Kind,
+    pub offer_id: Uuid,
+    pub offer_code: String,
+    pub offer_name: String,
+    pub duration_days: i32,
+    pub subscription_id: Option<Uuid>,
+    pub amount: i64,
+    pub currency: String,
+    pub status: Status,
+    #[sea_orm(unique)]
+    pub reference: Option<String>,
+    pub partner_id: Option<Uuid>,
+    pub failure_reason: Option<String>,
+    pub last_error: Option<String>,
+    /// Provisioning attempts claimed so far.
+    pub attempts: i32,
+    /// Bumped by every change, so caches keep the newest copy.
+    pub revision: i64,
+    /// When the reconciler may re-drive this transaction if still PENDING.
+    pub redrive_at: DateTimeUtc,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,33 @@
+use offers_kit::{Error, ErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("the balance does not cover {needed} minor units")]
+    InsufficientBalance { needed: i64 },
+    #[error("the offer is priced in {offer}, the balance is in {balance}")]
+    CurrencyMismatch { offer: String, balance: String },
+    #[error("the idempotency key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("job payload: {0}")]
+    Payload(#[from] serde_json::Error),
+}
+
+impl From<LedgerError> for Error {
+    fn from(err: LedgerError) -> Self {
+        let code = match &err {
+            LedgerError::InsufficientBalance { .. } => ErrorCode::InsufficientBalance,
+            LedgerError::CurrencyMismatch { .. } => ErrorCode::CurrencyMismatch,
+            LedgerError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            LedgerError::NotFound(what) => return Error::not_found(what),
+            LedgerError::Invalid(_) => ErrorCode::InvalidRequest,
+            LedgerError::Db(_) | LedgerError::Payload(_) => return Error::internal(err),
+        };
+        Error::new(code, err.to_string())
+    }
+}

@@ -1,0 +1,38 @@
+//! Transaction status in the cache (a hash per transaction), written after
+//! every commit that changes it. Never the truth: a failed write is only
+//! logged, and readers fall back to the database.
+
+use std::time::Duration;
+
+use offers_kit::cache::{SharedCache, transaction_status_key};
+
+use crate::entity::transaction;
+
+#[derive(Clone)]
+pub struct StatusCache {
+    cache: SharedCache,
+    ttl: Duration,
+}
+
+impl StatusCache {
+    pub fn new(cache: SharedCache, ttl: Duration) -> Self {
+        Self { cache, ttl }
+    }
+
+    pub async fn write(&self, tx: &transaction::Model) {
+        let fields = [
+            ("user_id", tx.user_id.to_string()),
+            ("status", tx.status.as_str().to_string()),
+            ("offer_id", tx.offer_id.to_string()),
+            ("amount", tx.amount.to_string()),
+            ("currency", tx.currency.clone()),
+            ("failure_reason", tx.failure_reason.clone().unwrap_or_default()),
+            ("updated_at", tx.updated_at.to_rfc3339()),
+        ];
+        if let Err(e) =
+            self.cache.hash_set_if_newer(&transaction_status_key(tx.id), tx.revision, &fields, self.ttl).await
+        {
+            tracing::warn!(transaction_id = %tx.id, error = %e, "could not cache the transaction status");
+        }
+    }
+}

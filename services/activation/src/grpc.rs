@@ -1,0 +1,80 @@
+//! The public activation gRPC service.
+
+use std::sync::Arc;
+
+use offers_kit::Error;
+use offers_kit::credentials::user;
+use offers_proto::account::v1::{SubscriptionOfOffer, lookup_subscription_request::Lookup};
+use offers_proto::activation::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::service::Activation;
+
+pub struct ActivationApi(pub Arc<Activation>);
+
+/// The `idempotency-key` metadata entry, if the caller sent one.
+fn idempotency_key<T>(request: &Request<T>) -> Result<Option<String>, Error> {
+    match request.metadata().get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|k| Some(k.to_string()))
+            .map_err(|_| Error::invalid_request("Idempotency-Key must be visible ASCII")),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::activation_service_server::ActivationService for ActivationApi {
+    async fn activate_offer(
+        &self,
+        request: Request<pb::ActivateOfferRequest>,
+    ) -> Result<Response<pb::ActivateOfferResponse>, Status> {
+        let who = user(&request)?;
+        let key = idempotency_key(&request)?;
+        let tx = self.0.activate(&who, &request.get_ref().offer_id, key.as_deref()).await?;
+        // A replay repeats the first answer, which was the transaction as
+        // created: PENDING, whatever it has become since.
+        Ok(Response::new(pb::ActivateOfferResponse {
+            transaction_id: tx.id,
+            status: offers_proto::account::v1::TransactionStatus::Pending.into(),
+        }))
+    }
+
+    async fn renew_subscription(
+        &self,
+        request: Request<pb::RenewSubscriptionRequest>,
+    ) -> Result<Response<pb::RenewSubscriptionResponse>, Status> {
+        let who = user(&request)?;
+        let key = idempotency_key(&request)?;
+        let target = match request.into_inner().target {
+            Some(pb::renew_subscription_request::Target::SubscriptionId(id)) => Lookup::Id(id),
+            Some(pb::renew_subscription_request::Target::OfferId(offer_id)) => {
+                Lookup::OfOffer(SubscriptionOfOffer { user_id: who.user_id.to_string(), offer_id })
+            }
+            None => return Err(Error::invalid_request("subscription_id or offer_id is required").into()),
+        };
+        let tx = self.0.renew(&who, target, key.as_deref()).await?;
+        Ok(Response::new(pb::RenewSubscriptionResponse {
+            transaction_id: tx.id,
+            status: offers_proto::account::v1::TransactionStatus::Pending.into(),
+        }))
+    }
+
+    async fn get_activation_status(
+        &self,
+        request: Request<pb::GetActivationStatusRequest>,
+    ) -> Result<Response<pb::GetActivationStatusResponse>, Status> {
+        let who = user(&request)?;
+        let id = request.get_ref().transaction_id.clone();
+        let view = self.0.status(&who, &id).await?;
+        Ok(Response::new(pb::GetActivationStatusResponse {
+            transaction_id: id,
+            status: view.status.into(),
+            offer_id: view.offer_id,
+            amount: view.amount,
+            currency_code: view.currency,
+            failure_reason: view.failure_reason,
+            update_time: view.updated_at,
+        }))
+    }
+}

@@ -1,0 +1,190 @@
+//! Activate, renew and report status: validation through the catalog,
+//! money through the ledger, status from the cache first.
+
+use offers_kit::cache::{SharedCache, transaction_status_key};
+use offers_kit::grpc::{InternalChannel, parse_id};
+use offers_kit::token::Principal;
+use offers_kit::{Error, ErrorCode};
+use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
+use offers_proto::catalog::v1::{self as catalog, catalog_admin_service_client::CatalogAdminServiceClient};
+use sha2::{Digest, Sha256};
+
+pub struct Activation {
+    pub catalog: CatalogAdminServiceClient<InternalChannel>,
+    pub ledger: LedgerServiceClient<InternalChannel>,
+    pub cache: SharedCache,
+}
+
+/// The caller's key, scoped to them, and a hash of what they asked.
+pub struct Keyed<'a> {
+    pub key: Option<&'a str>,
+    pub request: String,
+}
+
+/// What the status endpoint reports.
+pub struct StatusView {
+    pub status: account::TransactionStatus,
+    pub offer_id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub failure_reason: String,
+    pub updated_at: Option<prost_types::Timestamp>,
+}
+
+/// Checks an `Idempotency-Key`: 1 to 255 visible ASCII characters.
+pub fn check_key(key: &str) -> Result<(), Error> {
+    if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(Error::invalid_request("Idempotency-Key must be 1 to 255 visible ASCII characters"))
+    }
+}
+
+fn status_of(value: &str) -> account::TransactionStatus {
+    account::TransactionStatus::from_str_name(&format!("TRANSACTION_STATUS_{value}")).unwrap_or_default()
+}
+
+impl Activation {
+    /// An offer that exists and is on sale.
+    async fn sellable(&self, offer_id: &str) -> Result<catalog::Offer, Error> {
+        let id = parse_id(offer_id, "offer id")?;
+        let offer = self
+            .catalog
+            .clone()
+            .lookup_offer(catalog::LookupOfferRequest { id: id.to_string() })
+            .await?
+            .into_inner()
+            .offer
+            .ok_or_else(|| Error::not_found("offer"))?;
+        if !offer.is_active {
+            return Err(Error::new(ErrorCode::OfferInactive, format!("offer {} is not on sale", offer.code)));
+        }
+        Ok(offer)
+    }
+
+    async fn buy(
+        &self,
+        who: &Principal,
+        kind: account::TransactionKind,
+        offer: catalog::Offer,
+        subscription_id: String,
+        keyed: Keyed<'_>,
+    ) -> Result<account::Transaction, Error> {
+        let (scope, key, hash) = match keyed.key {
+            Some(key) => {
+                check_key(key)?;
+                (
+                    format!("user:{}", who.user_id),
+                    key.to_string(),
+                    hex::encode(Sha256::digest(keyed.request.as_bytes())),
+                )
+            }
+            None => Default::default(),
+        };
+        let request = account::PurchaseRequest {
+            user_id: who.user_id.to_string(),
+            kind: kind.into(),
+            offer: Some(account::OfferSnapshot {
+                offer_id: offer.id,
+                code: offer.code,
+                name: offer.name,
+                price: offer.price,
+                currency_code: offer.currency_code,
+                duration_days: offer.duration_days,
+            }),
+            subscription_id,
+            partner_id: String::new(),
+            reference: String::new(),
+            idempotency_scope: scope,
+            idempotency_key: key,
+            request_hash: hash,
+        };
+        let done = self.ledger.clone().purchase(request).await?.into_inner();
+        done.transaction.ok_or_else(|| Error::internal("the ledger returned no transaction"))
+    }
+
+    pub async fn activate(
+        &self,
+        who: &Principal,
+        offer_id: &str,
+        key: Option<&str>,
+    ) -> Result<account::Transaction, Error> {
+        let offer = self.sellable(offer_id).await?;
+        let keyed = Keyed { key, request: format!("activate:{}", offer.id) };
+        self.buy(who, account::TransactionKind::Activation, offer, String::new(), keyed).await
+    }
+
+    pub async fn renew(
+        &self,
+        who: &Principal,
+        target: account::lookup_subscription_request::Lookup,
+        key: Option<&str>,
+    ) -> Result<account::Transaction, Error> {
+        use account::lookup_subscription_request::Lookup;
+        let request = match &target {
+            Lookup::Id(id) => format!("renew:{}", parse_id(id, "subscription id")?),
+            Lookup::OfOffer(of) => format!("renew-offer:{}", parse_id(&of.offer_id, "offer id")?),
+        };
+        let subscription = self
+            .ledger
+            .clone()
+            .lookup_subscription(account::LookupSubscriptionRequest { lookup: Some(target) })
+            .await?
+            .into_inner()
+            .subscription
+            .ok_or_else(|| Error::not_found("subscription"))?;
+        // Someone else's subscription does not exist, as far as the caller can tell.
+        if subscription.user_id != who.user_id.to_string() {
+            return Err(Error::not_found("subscription"));
+        }
+        let offer = self.sellable(&subscription.offer_id).await?;
+        self.buy(who, account::TransactionKind::Renewal, offer, subscription.id, Keyed { key, request }).await
+    }
+
+    /// The caller's transaction status: the cache first, then the ledger
+    /// (which reads the database and refills the cache).
+    pub async fn status(&self, who: &Principal, transaction_id: &str) -> Result<StatusView, Error> {
+        let id = parse_id(transaction_id, "transaction id")?;
+        let owner = who.user_id.to_string();
+        match self.cache.hash_get(&transaction_status_key(id)).await {
+            Ok(hit) if hit.contains_key("status") && hit.contains_key("user_id") => {
+                metrics::counter!("offers_activation_status_cache_total", "result" => "hit").increment(1);
+                if hit["user_id"] != owner {
+                    return Err(Error::not_found("transaction"));
+                }
+                let field = |k: &str| hit.get(k).cloned().unwrap_or_default();
+                return Ok(StatusView {
+                    status: status_of(&field("status")),
+                    offer_id: field("offer_id"),
+                    amount: field("amount").parse().unwrap_or_default(),
+                    currency: field("currency"),
+                    failure_reason: field("failure_reason"),
+                    updated_at: chrono::DateTime::parse_from_rfc3339(&field("updated_at"))
+                        .ok()
+                        .map(|t| offers_kit::grpc::to_timestamp(t.to_utc())),
+                });
+            }
+            Ok(_) => metrics::counter!("offers_activation_status_cache_total", "result" => "miss").increment(1),
+            Err(e) => tracing::warn!(error = %e, "cache unavailable; reading the status from the ledger"),
+        }
+        let tx = self
+            .ledger
+            .clone()
+            .lookup_transaction(account::LookupTransactionRequest { id: id.to_string() })
+            .await?
+            .into_inner()
+            .transaction
+            .ok_or_else(|| Error::not_found("transaction"))?;
+        if tx.user_id != owner {
+            return Err(Error::not_found("transaction"));
+        }
+        Ok(StatusView {
+            status: tx.status(),
+            offer_id: tx.offer_id,
+            amount: tx.amount,
+            currency: tx.currency_code,
+            failure_reason: tx.failure_reason,
+            updated_at: tx.update_time,
+        })
+    }
+}

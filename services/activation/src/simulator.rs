@@ -1,0 +1,74 @@
+//! A stand-in for the external provisioning system, for the embedded mode,
+//! the tests and load tests: success by default; offer `SIM-FAIL` is always
+//! rejected; `SIM-FLAKY` fails twice transiently per transaction, then
+//! succeeds. Optional latency and a random transient failure rate. Like a
+//! real provider it is idempotent: a transaction it provisioned stays
+//! provisioned however often it is asked.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Default)]
+struct Seen {
+    calls: u32,
+    provisioned: bool,
+}
+
+#[derive(Clone)]
+struct Simulator {
+    latency: Duration,
+    failure_percent: u8,
+    seen: Arc<Mutex<HashMap<String, Seen>>>,
+}
+
+#[derive(Deserialize)]
+struct Activation {
+    transaction_id: String,
+    offer_code: String,
+}
+
+pub fn router(latency: Duration, failure_percent: u8) -> Router {
+    let simulator = Simulator { latency, failure_percent, seen: Arc::default() };
+    Router::new().route("/v1/activations", post(activate)).with_state(simulator)
+}
+
+async fn activate(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Activation>,
+) -> (StatusCode, axum::Json<serde_json::Value>) {
+    if !sim.latency.is_zero() {
+        tokio::time::sleep(sim.latency).await;
+    }
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or(&body.transaction_id).to_string();
+    let roll: u8 = rand::random_range(0..100);
+    let mut seen = sim.seen.lock().unwrap_or_else(|p| p.into_inner());
+    let entry = seen.entry(key.clone()).or_default();
+    entry.calls += 1;
+    let answer = if entry.provisioned {
+        None
+    } else if body.offer_code == "SIM-FAIL" {
+        Some((StatusCode::UNPROCESSABLE_ENTITY, "the offer cannot be provisioned on this line"))
+    } else if body.offer_code == "SIM-FLAKY" && entry.calls <= 2 {
+        Some((StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable"))
+    } else if roll < sim.failure_percent {
+        Some((StatusCode::SERVICE_UNAVAILABLE, "random failure (simulated)"))
+    } else {
+        None
+    };
+    match answer {
+        Some((status, error)) => (status, axum::Json(json!({ "error": error }))),
+        None => {
+            entry.provisioned = true;
+            (StatusCode::OK, axum::Json(json!({ "status": "ACTIVE", "provider_reference": format!("SIM-{key}") })))
+        }
+    }
+}
