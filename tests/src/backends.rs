@@ -115,6 +115,9 @@ impl Drop for Resources {
                                 .await;
                             pg.close().await.ok();
                         }
+                        let bus = offers_kit::bus::RabbitBus::new(&amqp_url(), &prefix, 1);
+                        let tiers: Vec<u64> = (10..=20).map(|p| 1u64 << p).collect();
+                        let _ = bus.delete_topology(offers_kit::jobs::TOPICS, &tiers).await;
                         if let Ok(client) = redis::Client::open(redis_url())
                             && let Ok(mut conn) = client.get_multiplexed_async_connection().await
                         {

@@ -14,6 +14,7 @@ use offers::suite::{Suite, SuiteOptions};
 use offers_kit::config::Settings;
 use offers_kit::token::generate_keypair;
 use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 pub use api::{Api, Reply};
@@ -22,13 +23,16 @@ pub use backends::Backend;
 pub struct TestSuite {
     pub backend: Backend,
     pub api: Api,
+    /// The settings in effect (upstreams point at this suite).
     pub settings: Settings,
     /// The suite's token-signing key, for forging tokens in tests.
     pub private_key_pem: String,
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
     pub internal_grpc_addr: SocketAddr,
+    base: Settings,
     suite: Option<Suite>,
+    simulator: CancellationToken,
     _resources: backends::Resources,
 }
 
@@ -51,32 +55,50 @@ impl TestSuite {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         (settings.http_addr, settings.grpc_addr, settings.internal_grpc_addr) = (any, any, any);
         settings.shutdown_grace_secs = 2;
+        // Tests wait for retries and the reconciler; keep both quick.
+        settings.provisioning.timeout_ms = 1_000;
+        settings.provisioning.retry_base_ms = 50;
+        settings.provisioning.retry_max_ms = 200;
+        settings.ledger.attempt_lease_secs = 2;
+        settings.ledger.pending_deadline_secs = 3;
+        settings.ledger.reconcile_interval_ms = 250;
+        settings.ledger.relay_interval_ms = 100;
+        let simulator = CancellationToken::new();
+        let sim =
+            offers::suite::start_simulator(any, &settings.provisioning, simulator.clone()).await.expect("simulator");
+        settings.provisioning.url = Some(format!("http://{sim}"));
         configure(&mut settings);
 
-        let suite = Suite::start(settings.clone(), SuiteOptions { roles: Role::ALL.to_vec(), migrate: true })
-            .await
-            .expect("suite starts");
-        let grpc_addr = suite.grpc_addr.expect("gRPC listener");
-        let internal_grpc_addr = suite.internal_grpc_addr.expect("internal listener");
-        let http_addr = suite.http_addr;
-        settings.upstream.auth = format!("http://{grpc_addr}");
-        settings.upstream.catalog = format!("http://{grpc_addr}");
-        settings.upstream.auth_internal = format!("http://{internal_grpc_addr}");
-        settings.upstream.catalog_internal = format!("http://{internal_grpc_addr}");
+        let suite = start(&settings).await;
         let this = TestSuite {
             backend,
-            api: Api::new(http_addr),
-            settings,
+            api: Api::new(suite.http_addr),
+            settings: suite.settings.clone(),
             private_key_pem,
-            http_addr,
-            grpc_addr,
-            internal_grpc_addr,
+            http_addr: suite.http_addr,
+            grpc_addr: suite.grpc_addr.expect("gRPC listener"),
+            internal_grpc_addr: suite.internal_grpc_addr.expect("internal listener"),
+            base: settings,
             suite: Some(suite),
+            simulator,
             _resources: resources,
         };
         let currency = this.settings.currency.clone();
         offers::dev::seed(&mut this.admin(), &currency).await.expect("demo data");
         Some(this)
+    }
+
+    /// Kills the running suite at once — no grace, no acks, as a crash would
+    /// — and starts a new one on the same database, cache and bus.
+    pub async fn crash_and_restart(&mut self) {
+        drop(self.suite.take());
+        let suite = start(&self.base).await;
+        self.api = Api::new(suite.http_addr);
+        self.settings = suite.settings.clone();
+        self.http_addr = suite.http_addr;
+        self.grpc_addr = suite.grpc_addr.expect("gRPC listener");
+        self.internal_grpc_addr = suite.internal_grpc_addr.expect("internal listener");
+        self.suite = Some(suite);
     }
 
     /// An administrative client holding the service credential.
@@ -97,8 +119,16 @@ impl TestSuite {
             .expect("connect")
     }
 
+    fn running(&self) -> &Suite {
+        self.suite.as_ref().expect("running suite")
+    }
+
     pub fn database(&self) -> &sea_orm::DatabaseConnection {
-        self.suite.as_ref().and_then(|s| s.db.as_ref()).expect("database")
+        self.running().db.as_ref().expect("database")
+    }
+
+    pub fn bus(&self) -> offers_kit::bus::SharedBus {
+        self.running().bus.clone().expect("bus")
     }
 
     /// Logs in and returns the access token.
@@ -108,12 +138,98 @@ impl TestSuite {
         reply.str("access_token").to_string()
     }
 
+    /// A new user with `balance` minor units, logged in.
+    pub async fn user_with_balance(&self, balance: i64) -> (String, String) {
+        let username = format!("u{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let mut admin = self.admin();
+        let request = offers_proto::auth::v1::CreateUserRequest {
+            username: username.clone(),
+            password: offers::dev::DEMO_PASSWORD.into(),
+            email: format!("{username}@example.com"),
+            ..Default::default()
+        };
+        let offers::admin::Created::New(user) = admin.create_user(request).await.expect("user") else {
+            panic!("user exists")
+        };
+        if balance > 0 {
+            admin
+                .credit(&user.id, balance, &self.settings.currency, &format!("test:{username}"), "test")
+                .await
+                .expect("credit");
+        }
+        (user.id, self.token(&username).await)
+    }
+
+    pub async fn offer_id(&self, token: &str, code: &str) -> String {
+        let list = self.api.get("/api/v1/offers/", Some(token)).await;
+        let offers = list.body["results"].as_array().expect("results");
+        let offer = offers.iter().find(|o| o["code"] == code).unwrap_or_else(|| panic!("no offer {code}"));
+        offer["id"].as_str().expect("id").to_string()
+    }
+
+    pub async fn balance(&self, token: &str) -> i64 {
+        let reply = self.api.get("/api/v1/account/balance/", Some(token)).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body["balance"].as_i64().expect("balance")
+    }
+
+    pub async fn activate(&self, token: &str, offer_id: &str) -> Reply {
+        self.api.post("/api/v1/activation/", Some(token), &serde_json::json!({ "offer_id": offer_id })).await
+    }
+
+    /// Polls the status endpoint until the transaction leaves PENDING.
+    pub async fn settled(&self, token: &str, transaction_id: &str) -> Reply {
+        let path = format!("/api/v1/activation/status/{transaction_id}/");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let reply = self.api.get(&path, Some(token)).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            if reply.body["status"] != "PENDING" {
+                return reply;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{transaction_id} still PENDING after 60 s");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The transaction as its owner's transaction list shows it.
+    pub async fn transaction(&self, token: &str, transaction_id: &str) -> serde_json::Value {
+        let reply = self.api.get(&format!("/api/v1/account/transactions/{transaction_id}/"), Some(token)).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body
+    }
+
+    /// Every balance equals the sum of its ledger entries and is not negative.
+    pub async fn assert_ledger_invariant(&self) {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = self.database();
+        let sql = "SELECT b.balance AS balance, \
+                   CAST(COALESCE((SELECT SUM(e.amount) FROM account_ledger_entries e WHERE e.user_id = b.user_id), 0) AS BIGINT) AS total \
+                   FROM account_balances b";
+        let rows =
+            db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.expect("ledger query");
+        assert!(!rows.is_empty(), "no balances at all");
+        for row in rows {
+            let balance: i64 = row.try_get("", "balance").expect("balance");
+            let total: i64 = row.try_get("", "total").expect("total");
+            assert!(balance >= 0, "negative balance {balance}");
+            assert_eq!(balance, total, "a balance differs from the sum of its ledger entries");
+        }
+    }
+
     /// Stops the servers (the backend resources go when the suite drops).
     pub async fn stop(mut self) {
         if let Some(suite) = self.suite.take() {
             suite.stop().await;
         }
+        self.simulator.cancel();
     }
+}
+
+async fn start(settings: &Settings) -> Suite {
+    Suite::start(settings.clone(), SuiteOptions { roles: Role::ALL.to_vec(), migrate: true })
+        .await
+        .expect("suite starts")
 }
 
 fn init_logs() {
@@ -138,6 +254,7 @@ macro_rules! both {
                 async fn $name() {
                     if let Some(suite) = $crate::TestSuite::spawn($crate::Backend::Embedded).await {
                         super::$name(&suite).await;
+                        suite.assert_ledger_invariant().await;
                         suite.stop().await;
                     }
                 }
@@ -149,6 +266,7 @@ macro_rules! both {
                 async fn $name() {
                     if let Some(suite) = $crate::TestSuite::spawn($crate::Backend::Real).await {
                         super::$name(&suite).await;
+                        suite.assert_ledger_invariant().await;
                         suite.stop().await;
                     }
                 }

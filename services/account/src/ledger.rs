@@ -64,6 +64,16 @@ pub struct Settled {
     pub applied: bool,
 }
 
+/// One ledger entry to write; `key` makes it happen at most once.
+struct Entry {
+    user_id: Uuid,
+    transaction_id: Option<Uuid>,
+    kind: EntryKind,
+    amount: i64,
+    key: String,
+    memo: String,
+}
+
 pub struct Ledger {
     db: DatabaseConnection,
     status: StatusCache,
@@ -149,28 +159,19 @@ impl Ledger {
         Ok(())
     }
 
-    async fn record(
-        &self,
-        db: &impl ConnectionTrait,
-        user_id: Uuid,
-        transaction_id: Option<Uuid>,
-        kind: EntryKind,
-        amount: i64,
-        key: String,
-        memo: String,
-    ) -> Result<(), LedgerError> {
-        let entry = ledger_entry::ActiveModel {
+    async fn record(&self, db: &impl ConnectionTrait, entry: Entry) -> Result<(), LedgerError> {
+        let row = ledger_entry::ActiveModel {
             id: Set(Uuid::now_v7()),
-            user_id: Set(user_id),
-            transaction_id: Set(transaction_id),
-            kind: Set(kind),
-            amount: Set(amount),
+            user_id: Set(entry.user_id),
+            transaction_id: Set(entry.transaction_id),
+            kind: Set(entry.kind),
+            amount: Set(entry.amount),
             currency: Set(self.currency.clone()),
-            idempotency_key: Set(key),
-            memo: Set(memo),
+            idempotency_key: Set(entry.key),
+            memo: Set(entry.memo),
             created_at: Set(Utc::now()),
         };
-        ledger_entry::Entity::insert(entry).exec_without_returning(db).await?;
+        ledger_entry::Entity::insert(row).exec_without_returning(db).await?;
         Ok(())
     }
 
@@ -254,7 +255,15 @@ impl Ledger {
                 return Err(LedgerError::InsufficientBalance { needed: amount });
             }
             let memo = format!("{} {}", kind_label(p.kind), p.offer.code);
-            self.record(txn, p.user_id, Some(id), EntryKind::Purchase, -amount, format!("purchase:{id}"), memo).await?;
+            let entry = Entry {
+                user_id: p.user_id,
+                transaction_id: Some(id),
+                kind: EntryKind::Purchase,
+                amount: -amount,
+                key: format!("purchase:{id}"),
+                memo,
+            };
+            self.record(txn, entry).await?;
         }
         let row = transaction::ActiveModel {
             id: Set(id),
@@ -449,7 +458,8 @@ impl Ledger {
             (EntryKind::PartnerCredit, format!("partner-credit:{}", tx.id))
         };
         let memo = format!("{} {} failed", kind_label(tx.kind), tx.offer_code);
-        self.record(txn, tx.user_id, Some(tx.id), kind, tx.amount, key, memo).await?;
+        let entry = Entry { user_id: tx.user_id, transaction_id: Some(tx.id), kind, amount: tx.amount, key, memo };
+        self.record(txn, entry).await?;
         self.add(txn, tx.user_id, tx.amount).await
     }
 
@@ -472,8 +482,15 @@ impl Ledger {
             return Err(LedgerError::Invalid("idempotency_key is required".into()));
         }
         let txn = self.db.begin().await?;
-        let recorded =
-            self.record(&txn, user_id, None, EntryKind::TopUp, amount, format!("topup:{key}"), memo.into()).await;
+        let entry = Entry {
+            user_id,
+            transaction_id: None,
+            kind: EntryKind::TopUp,
+            amount,
+            key: format!("topup:{key}"),
+            memo: memo.into(),
+        };
+        let recorded = self.record(&txn, entry).await;
         let applied = match recorded {
             Ok(()) => {
                 self.add(&txn, user_id, amount).await?;

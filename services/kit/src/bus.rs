@@ -208,19 +208,23 @@ impl RabbitBus {
             )
             .await?;
         tracing::info!(topic, "consuming");
-        let in_flight = Arc::new(Semaphore::new(usize::from(self.prefetch)));
+        // Handlers run in a set owned by this call: if the consumer is
+        // aborted, so are they, and their unacked jobs go back to the queue
+        // with the connection.
+        let mut handlers = tokio::task::JoinSet::new();
+        let limit = usize::from(self.prefetch);
         loop {
+            while handlers.len() >= limit {
+                handlers.join_next().await;
+            }
             let next = tokio::select! {
                 () = shutdown.cancelled() => break,
                 next = consumer.next() => next,
             };
             let Some(delivery) = next else { break };
             let delivery = delivery?;
-            let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                break;
-            };
             let handler = handler.clone();
-            tokio::spawn(async move {
+            handlers.spawn(async move {
                 let job = Delivery { payload: delivery.data.clone(), redelivered: delivery.redelivered };
                 let outcome = match handler.handle(job).await {
                     Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
@@ -232,11 +236,11 @@ impl RabbitBus {
                     // The broker will hand the job out again; the handler is idempotent.
                     tracing::warn!(error = %e, "could not settle a delivery");
                 }
-                drop(permit);
             });
+            while handlers.try_join_next().is_some() {}
         }
         // Let running handlers finish before the channel goes away.
-        let _ = in_flight.acquire_many(u32::from(self.prefetch)).await;
+        while handlers.join_next().await.is_some() {}
         let _ = connection.close(0, "shutdown".into()).await;
         Ok(())
     }

@@ -17,6 +17,13 @@ const SERVED: &[(&str, &str)] = &[
     ("/api/v1/auth/profile/", "get"),
     ("/api/v1/offers/", "get"),
     ("/api/v1/offers/{offer_id}/", "get"),
+    ("/api/v1/offers/renew/", "post"),
+    ("/api/v1/activation/", "post"),
+    ("/api/v1/activation/status/{transaction_id}/", "get"),
+    ("/api/v1/account/balance/", "get"),
+    ("/api/v1/account/subscriptions/", "get"),
+    ("/api/v1/account/transactions/", "get"),
+    ("/api/v1/account/transactions/{transaction_id}/", "get"),
     ("/api/v1/openapi.json", "get"),
     ("/healthz", "get"),
     ("/readyz", "get"),
@@ -39,7 +46,9 @@ async fn openapi_lists_every_served_path(suite: &TestSuite) {
     // And each documented path is really routed: never the fallback's 404.
     let token = suite.token("demo").await;
     for (path, method) in SERVED {
-        let concrete = path.replace("{offer_id}", &uuid::Uuid::now_v7().to_string());
+        let concrete = path
+            .replace("{offer_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{transaction_id}", &uuid::Uuid::now_v7().to_string());
         let reply = match *method {
             "get" => suite.api.get(&concrete, Some(&token)).await,
             _ => suite.api.post(&concrete, Some(&token), &json!({})).await,

@@ -1,6 +1,7 @@
 //! End-to-end scenarios, each run against the embedded and the real
 //! backends (see `offers_tests::both!`).
 
+mod activation;
 mod auth;
 mod edge;
 mod offers;
