@@ -26,6 +26,12 @@ pub struct Caller {
     pub client_address: String,
 }
 
+/// A caller presenting a partner API key (checked by the partner service).
+pub struct PartnerCaller {
+    pub caller: Caller,
+    pub key: String,
+}
+
 /// A caller with a valid user access token.
 pub struct UserCaller {
     pub caller: Caller,
@@ -78,6 +84,20 @@ where
     }
 }
 
+impl<S: Send + Sync> FromRequestParts<S> for PartnerCaller
+where
+    EdgeAuth: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let key =
+            bearer(parts).ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "a partner API key is required"))?;
+        Ok(PartnerCaller { caller, key })
+    }
+}
+
 impl Caller {
     /// A gRPC request carrying the request id on to the services.
     pub fn grpc<T>(&self, body: T) -> tonic::Request<T> {
@@ -100,5 +120,12 @@ impl UserCaller {
     /// A gRPC request carrying the request id and the user's token.
     pub fn grpc<T>(&self, body: T) -> Result<tonic::Request<T>, ApiError> {
         with_bearer(self.caller.grpc(body), &self.token)
+    }
+}
+
+impl PartnerCaller {
+    /// A gRPC request carrying the request id and the partner's key.
+    pub fn grpc<T>(&self, body: T) -> Result<tonic::Request<T>, ApiError> {
+        with_bearer(self.caller.grpc(body), &self.key)
     }
 }

@@ -21,6 +21,7 @@ use offers_proto::account::v1::account_service_client::AccountServiceClient;
 use offers_proto::activation::v1::activation_service_client::ActivationServiceClient;
 use offers_proto::auth::v1::auth_service_client::AuthServiceClient;
 use offers_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
+use offers_proto::partner::v1::partner_service_client::PartnerServiceClient;
 use tonic::transport::Channel;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -36,6 +37,7 @@ pub struct Upstreams {
     pub catalog: CatalogServiceClient<Channel>,
     pub account: AccountServiceClient<Channel>,
     pub activation: ActivationServiceClient<Channel>,
+    pub partner: PartnerServiceClient<Channel>,
 }
 
 impl Upstreams {
@@ -46,6 +48,7 @@ impl Upstreams {
             catalog: CatalogServiceClient::new(channel(&settings.upstream.catalog, timeout)?),
             account: AccountServiceClient::new(channel(&settings.upstream.account, timeout)?),
             activation: ActivationServiceClient::new(channel(&settings.upstream.activation, timeout)?),
+            partner: PartnerServiceClient::new(channel(&settings.upstream.partner, timeout)?),
         })
     }
 }
@@ -75,6 +78,9 @@ pub fn router(settings: &Settings, upstreams: Upstreams, verifier: TokenVerifier
         .routes(routes!(routes::account::subscriptions))
         .routes(routes!(routes::account::transactions))
         .routes(routes!(routes::account::transaction))
+        .routes(routes!(routes::partner::activate))
+        .routes(routes!(routes::partner::validate))
+        .routes(routes!(routes::partner::callback))
         .with_state(state)
         .split_for_parts();
     let doc = openapi::with_operational(doc);

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi as _};
 #[openapi(
     info(title = "Offers API", version = "1.0.0", description = "Buy and renew offers from a prepaid balance."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "offers"), (name = "activation"), (name = "account"), (name = "operations"))
+    tags((name = "auth"), (name = "offers"), (name = "activation"), (name = "account"), (name = "partner"), (name = "operations"))
 )]
 pub struct ApiDoc;
 
@@ -24,6 +24,12 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        components.add_security_scheme(
+            "partner_key",
+            SecurityScheme::Http(
+                Http::builder().scheme(HttpAuthScheme::Bearer).bearer_format("partner API key").build(),
+            ),
         );
     }
 }

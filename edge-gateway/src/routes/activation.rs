@@ -43,7 +43,7 @@ pub struct ActivationStatus {
 }
 
 /// Passes the client's `Idempotency-Key` on as gRPC metadata.
-fn with_key<T>(mut request: tonic::Request<T>, headers: &HeaderMap) -> Result<tonic::Request<T>, ApiError> {
+pub fn with_key<T>(mut request: tonic::Request<T>, headers: &HeaderMap) -> Result<tonic::Request<T>, ApiError> {
     if let Some(key) = headers.get("idempotency-key") {
         let value = key
             .to_str()

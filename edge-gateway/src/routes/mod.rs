@@ -2,6 +2,7 @@ pub mod account;
 pub mod activation;
 pub mod auth;
 pub mod offers;
+pub mod partner;
 
 use serde::Serialize;
 use utoipa::ToSchema;

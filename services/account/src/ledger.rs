@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use offers_kit::config::LedgerSettings;
-use offers_kit::jobs::{self, ProvisionJob};
+use offers_kit::jobs::{self, PartnerEvent, ProvisionJob};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -385,7 +385,21 @@ impl Ledger {
             _ => self.give_back(&txn, &tx).await?,
         }
         let tx = transaction::Entity::find_by_id(id).one(&txn).await?.ok_or(LedgerError::NotFound("transaction"))?;
+        if let (Some(partner_id), Some(reference)) = (tx.partner_id, tx.reference.clone()) {
+            let event = PartnerEvent {
+                event_id: Uuid::now_v7(),
+                partner_id,
+                transaction_id: tx.id,
+                reference,
+                status: tx.status.as_str().into(),
+                failure_reason: tx.failure_reason.clone(),
+                occurred_at: now,
+                attempt: 0,
+            };
+            self.enqueue(&txn, jobs::PARTNER_CALLBACK, &event, now).await?;
+        }
         txn.commit().await?;
+        self.relay.notify_one();
         metrics::counter!("offers_ledger_settled_total", "status" => outcome.as_str(), "kind" => kind_label(tx.kind))
             .increment(1);
         self.status.write(&tx).await;

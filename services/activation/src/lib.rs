@@ -11,4 +11,4 @@ mod worker;
 pub use grpc::ActivationApi;
 pub use provider::{Outcome, Provider};
 pub use service::Activation;
-pub use worker::{Worker, backoff};
+pub use worker::Worker;

@@ -10,6 +10,7 @@ use offers_kit::bus::{Delivery, Disposition, Handler};
 use offers_kit::config::ProvisioningSettings;
 use offers_kit::grpc::InternalChannel;
 use offers_kit::jobs::ProvisionJob;
+use offers_kit::retry::backoff;
 use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
 
 use crate::provider::{Outcome, Provider};
@@ -18,15 +19,6 @@ pub struct Worker {
     pub ledger: LedgerServiceClient<InternalChannel>,
     pub provider: Provider,
     pub settings: ProvisioningSettings,
-}
-
-/// Exponential backoff with jitter: attempt n waits between half and all of
-/// `base · 2^(n-1)`, capped at `max`.
-pub fn backoff(attempt: i32, base: Duration, max: Duration) -> Duration {
-    let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(20);
-    let ceiling = base.saturating_mul(1 << exponent).min(max);
-    let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(rand::random_range(ms / 2..=ms.max(1)))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,24 +135,6 @@ impl Handler for Worker {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 Disposition::Requeue
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        let base = Duration::from_millis(100);
-        let max = Duration::from_secs(1);
-        for _ in 0..50 {
-            let first = backoff(1, base, max);
-            assert!((50..=100).contains(&first.as_millis()), "{first:?}");
-            let third = backoff(3, base, max);
-            assert!((200..=400).contains(&third.as_millis()), "{third:?}");
-            assert!(backoff(30, base, max) <= max);
         }
     }
 }

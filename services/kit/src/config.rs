@@ -29,6 +29,7 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     pub ledger: LedgerSettings,
     pub provisioning: ProvisioningSettings,
+    pub partner: PartnerSettings,
     /// Currency of balances and offers (ISO 4217).
     pub currency: String,
     /// Seconds given to in-flight work after a shutdown signal.
@@ -51,6 +52,7 @@ impl Default for Settings {
             gateway: GatewaySettings::default(),
             ledger: LedgerSettings::default(),
             provisioning: ProvisioningSettings::default(),
+            partner: PartnerSettings::default(),
             currency: "EUR".into(),
             shutdown_grace_secs: 10,
         }
@@ -164,6 +166,8 @@ pub struct UpstreamSettings {
     pub account: String,
     pub account_internal: String,
     pub activation: String,
+    pub partner: String,
+    pub partner_internal: String,
 }
 
 impl Default for UpstreamSettings {
@@ -176,14 +180,16 @@ impl Default for UpstreamSettings {
             catalog: public.clone(),
             catalog_internal: internal.clone(),
             account: public.clone(),
-            account_internal: internal,
-            activation: public,
+            account_internal: internal.clone(),
+            activation: public.clone(),
+            partner: public,
+            partner_internal: internal,
         }
     }
 }
 
 impl UpstreamSettings {
-    fn all(&self) -> [(&'static str, &String); 7] {
+    fn all(&self) -> [(&'static str, &String); 9] {
         [
             ("upstream.auth", &self.auth),
             ("upstream.auth_internal", &self.auth_internal),
@@ -192,6 +198,8 @@ impl UpstreamSettings {
             ("upstream.account", &self.account),
             ("upstream.account_internal", &self.account_internal),
             ("upstream.activation", &self.activation),
+            ("upstream.partner", &self.partner),
+            ("upstream.partner_internal", &self.partner_internal),
         ]
     }
 }
@@ -255,6 +263,34 @@ impl Default for ProvisioningSettings {
             retry_max_ms: 60_000,
             simulator_latency_ms: 0,
             simulator_failure_percent: 0,
+        }
+    }
+}
+
+/// Partner access and completion callbacks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PartnerSettings {
+    /// Requests a partner may make per second (all its keys together).
+    pub requests_per_second: u64,
+    pub callback_timeout_ms: u64,
+    pub callback_max_attempts: u32,
+    pub callback_retry_base_ms: u64,
+    pub callback_retry_max_ms: u64,
+    /// Lets `CreateApiKey` take a preset secret: the embedded mode's demo
+    /// key. Never in production.
+    pub allow_preset_keys: bool,
+}
+
+impl Default for PartnerSettings {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 20,
+            callback_timeout_ms: 5_000,
+            callback_max_attempts: 10,
+            callback_retry_base_ms: 1_000,
+            callback_retry_max_ms: 300_000,
+            allow_preset_keys: false,
         }
     }
 }
@@ -391,6 +427,15 @@ impl Settings {
         }
         if p.simulator_failure_percent > 100 {
             bad.push("provisioning.simulator_failure_percent: must be 0 to 100".into());
+        }
+        let pa = &self.partner;
+        if pa.requests_per_second == 0 || pa.callback_max_attempts == 0 || pa.callback_timeout_ms == 0 {
+            bad.push(
+                "partner: requests_per_second, callback_max_attempts and callback_timeout_ms must be positive".into(),
+            );
+        }
+        if pa.callback_retry_base_ms == 0 || pa.callback_retry_max_ms < pa.callback_retry_base_ms {
+            bad.push("partner: callback_retry_base_ms must be positive and at most callback_retry_max_ms".into());
         }
         let l = &self.ledger;
         if l.idempotency_retention_hours < 24 {

@@ -13,11 +13,13 @@ use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
 use offers_proto::auth::v1::{self as auth_pb};
 use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
 use offers_proto::catalog::v1::{self as catalog_pb};
+use offers_proto::partner::v1::{self as partner_pb, partner_admin_service_client::PartnerAdminServiceClient};
 
 pub struct AdminClient {
     pub users: UserAdminServiceClient<InternalChannel>,
     pub catalog: CatalogAdminServiceClient<InternalChannel>,
     pub ledger: LedgerServiceClient<InternalChannel>,
+    pub partners: PartnerAdminServiceClient<InternalChannel>,
 }
 
 /// The outcome of a create that may find its object already there.
@@ -45,6 +47,7 @@ impl AdminClient {
             users: UserAdminServiceClient::new(channel(&settings.upstream.auth_internal)?),
             catalog: CatalogAdminServiceClient::new(channel(&settings.upstream.catalog_internal)?),
             ledger: LedgerServiceClient::new(channel(&settings.upstream.account_internal)?),
+            partners: PartnerAdminServiceClient::new(channel(&settings.upstream.partner_internal)?),
         })
     }
 
@@ -109,5 +112,48 @@ impl AdminClient {
             catalog_pb::UpdateOfferRequest { offer: Some(offer), update_mask: Some(prost_types::FieldMask { paths }) };
         let answer = self.catalog.update_offer(request).await.map_err(Error::from_status)?;
         answer.into_inner().offer.context("no offer in the answer")
+    }
+
+    /// Creates a partner; the answer holds its first key's secret, once.
+    pub async fn create_partner(&mut self, name: &str) -> anyhow::Result<Created<partner_pb::CreatePartnerResponse>> {
+        created(self.partners.create_partner(partner_pb::CreatePartnerRequest { name: name.into() }).await)
+    }
+
+    pub async fn partner(&mut self, name: &str) -> anyhow::Result<partner_pb::Partner> {
+        let answer = self
+            .partners
+            .get_partner(partner_pb::GetPartnerRequest { name: name.into() })
+            .await
+            .map_err(Error::from_status)?;
+        answer.into_inner().partner.context("no partner in the answer")
+    }
+
+    /// Adds a key to a partner (a preset secret only where allowed).
+    pub async fn create_key(
+        &mut self,
+        partner_id: &str,
+        preset: Option<&str>,
+    ) -> anyhow::Result<partner_pb::CreateApiKeyResponse> {
+        let request = partner_pb::CreateApiKeyRequest {
+            partner_id: partner_id.into(),
+            preset_secret: preset.unwrap_or_default().into(),
+        };
+        Ok(self.partners.create_api_key(request).await.map_err(Error::from_status)?.into_inner())
+    }
+
+    pub async fn revoke_key(&mut self, key_id: &str) -> anyhow::Result<partner_pb::ApiKey> {
+        let request = partner_pb::RevokeApiKeyRequest { api_key_id: key_id.into() };
+        let answer = self.partners.revoke_api_key(request).await.map_err(Error::from_status)?;
+        answer.into_inner().api_key.context("no key in the answer")
+    }
+
+    pub async fn set_partner_status(
+        &mut self,
+        partner_id: &str,
+        status: partner_pb::PartnerStatus,
+    ) -> anyhow::Result<partner_pb::Partner> {
+        let request = partner_pb::SetPartnerStatusRequest { partner_id: partner_id.into(), status: status.into() };
+        let answer = self.partners.set_partner_status(request).await.map_err(Error::from_status)?;
+        answer.into_inner().partner.context("no partner in the answer")
     }
 }

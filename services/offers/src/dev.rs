@@ -15,6 +15,8 @@ use crate::admin::{AdminClient, Created};
 pub const DEMO_PASSWORD: &str = "demo-password";
 pub const DEMO_USERS: [&str; 2] = ["demo", "demo2"];
 pub const DEMO_BALANCE: i64 = 100_000;
+pub const DEMO_PARTNER: &str = "demo-partner";
+pub const DEMO_PARTNER_KEY: &str = "demo-partner-key";
 
 /// Points the settings at the data directory, creating what is missing:
 /// the SQLite file, an Ed25519 key pair and an internal credential. They
@@ -36,6 +38,8 @@ pub fn prepare(settings: &mut Settings, data_dir: &Path) -> anyhow::Result<()> {
     settings.auth.private_key_file = Some(private);
     settings.auth.public_key_file = Some(public);
     settings.internal.token = Some(SecretString::from(internal_token(data_dir)?));
+    // The demo partner's well-known key; never allowed outside this mode.
+    settings.partner.allow_preset_keys = true;
     Ok(())
 }
 
@@ -94,7 +98,8 @@ fn offer(
     }
 }
 
-/// Demo users and offers; what exists already is left alone.
+/// Demo users, balances, offers and the demo partner; what exists already
+/// is left alone.
 pub async fn seed(admin: &mut AdminClient, currency: &str) -> anyhow::Result<()> {
     for username in DEMO_USERS {
         let request = auth_pb::CreateUserRequest {
@@ -142,6 +147,15 @@ pub async fn seed(admin: &mut AdminClient, currency: &str) -> anyhow::Result<()>
         if let Created::New(created) = admin.create_offer(o).await? {
             tracing::info!(code, id = %created.id, "seeded demo offer");
         }
+    }
+    if let Created::New(created) = admin.create_partner(DEMO_PARTNER).await? {
+        let partner = created.partner.context("no partner in the answer")?;
+        // The generated first key is not needed: the demo key is well known.
+        if let Some(generated) = created.api_key {
+            admin.revoke_key(&generated.id).await?;
+        }
+        admin.create_key(&partner.id, Some(DEMO_PARTNER_KEY)).await?;
+        tracing::info!(id = %partner.id, "seeded demo partner");
     }
     Ok(())
 }

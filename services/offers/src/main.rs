@@ -112,6 +112,9 @@ enum AdminTask {
     /// Manage offers.
     #[command(subcommand)]
     Offer(OfferTask),
+    /// Manage partners and their API keys.
+    #[command(subcommand)]
+    Partner(PartnerTask),
     /// Credit a user's balance (a top-up), once per key.
     Credit {
         /// Username or user id.
@@ -126,6 +129,43 @@ enum AdminTask {
         key: Option<String>,
         #[arg(long, default_value = "admin top-up")]
         memo: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PartnerTask {
+    /// Create a partner; prints its first API key, once.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// Suspend a partner: every key of it is refused until reactivated.
+    Suspend {
+        #[arg(long)]
+        name: String,
+    },
+    /// Reactivate a suspended partner.
+    Activate {
+        #[arg(long)]
+        name: String,
+    },
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyTask),
+}
+
+#[derive(Subcommand)]
+enum KeyTask {
+    /// Add a key (the old ones keep working until revoked: rotation
+    /// without downtime); prints it once.
+    Create {
+        #[arg(long)]
+        partner: String,
+    },
+    /// Revoke a key by its id.
+    Revoke {
+        #[arg(long)]
+        id: String,
     },
 }
 
@@ -341,6 +381,7 @@ async fn admin(settings: Settings, data_dir: &Path, task: AdminTask) -> anyhow::
                 offers::admin::Created::Existing => anyhow::bail!("that username is taken"),
             }
         }
+        AdminTask::Partner(task) => partner_admin(&mut client, task).await?,
         AdminTask::Credit { user, amount, key, memo } => {
             let user = client.user(&user).await?;
             let key = key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -415,6 +456,45 @@ async fn admin(settings: Settings, data_dir: &Path, task: AdminTask) -> anyhow::
             offer.is_active = active.unwrap_or_default();
             let updated = client.update_offer(offer, paths).await?;
             println!("updated offer {} ({})", updated.code, updated.id);
+        }
+    }
+    Ok(())
+}
+
+async fn partner_admin(client: &mut AdminClient, task: PartnerTask) -> anyhow::Result<()> {
+    use offers_proto::partner::v1::PartnerStatus;
+    match task {
+        PartnerTask::Create { name } => match client.create_partner(&name).await? {
+            offers::admin::Created::New(created) => {
+                let partner = created.partner.context("no partner")?;
+                let key = created.api_key.context("no key")?;
+                println!("created partner {} ({})", partner.name, partner.id);
+                println!("API key {} (id {}) — shown once, store it now:\n{}", key.prefix, key.id, created.secret);
+            }
+            offers::admin::Created::Existing => anyhow::bail!("a partner with that name exists"),
+        },
+        PartnerTask::Suspend { name } => {
+            let partner = client.partner(&name).await?;
+            client.set_partner_status(&partner.id, PartnerStatus::Suspended).await?;
+            println!("suspended {}", partner.name);
+        }
+        PartnerTask::Activate { name } => {
+            let partner = client.partner(&name).await?;
+            client.set_partner_status(&partner.id, PartnerStatus::Active).await?;
+            println!("reactivated {}", partner.name);
+        }
+        PartnerTask::Key(KeyTask::Create { partner }) => {
+            let found = client.partner(&partner).await?;
+            let created = client.create_key(&found.id, None).await?;
+            let key = created.api_key.context("no key")?;
+            println!(
+                "API key {} (id {}) for {} — shown once, store it now:\n{}",
+                key.prefix, key.id, found.name, created.secret
+            );
+        }
+        PartnerTask::Key(KeyTask::Revoke { id }) => {
+            let key = client.revoke_key(&id).await?;
+            println!("revoked key {} ({})", key.prefix, key.id);
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ impl MigratorTrait for Migrator {
         let mut all = offers_auth::migrations();
         all.extend(offers_catalog::migrations());
         all.extend(offers_account::migrations());
+        all.extend(offers_partner::migrations());
         all
     }
 }

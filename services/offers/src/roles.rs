@@ -16,26 +16,29 @@ pub enum Role {
     Activation,
     /// Consumes provisioning jobs and drives the provisioning system.
     Worker,
+    /// Partner activation and validation (public + internal gRPC), with
+    /// the completion-callback worker.
+    Partner,
     /// The REST/JSON edge on the HTTP listener.
     Gateway,
 }
 
 impl Role {
     pub const ALL: &'static [Role] =
-        &[Role::Auth, Role::Catalog, Role::Account, Role::Activation, Role::Worker, Role::Gateway];
+        &[Role::Auth, Role::Catalog, Role::Account, Role::Activation, Role::Worker, Role::Partner, Role::Gateway];
 
     /// Whether the role keeps state in the database.
     pub fn needs_database(self) -> bool {
-        matches!(self, Role::Auth | Role::Catalog | Role::Account)
+        matches!(self, Role::Auth | Role::Catalog | Role::Account | Role::Partner)
     }
 
     /// Whether the role publishes or consumes jobs.
     pub fn needs_bus(self) -> bool {
-        matches!(self, Role::Account | Role::Worker)
+        matches!(self, Role::Account | Role::Worker | Role::Partner)
     }
 
     /// Whether the role serves gRPC.
     pub fn serves_grpc(self) -> bool {
-        matches!(self, Role::Auth | Role::Catalog | Role::Account | Role::Activation)
+        matches!(self, Role::Auth | Role::Catalog | Role::Account | Role::Activation | Role::Partner)
     }
 }

@@ -16,6 +16,7 @@ use offers_kit::ops::{self, BusCheck, CacheCheck, DatabaseCheck, Readiness};
 use offers_kit::token::{TokenSigner, TokenVerifier, read_key};
 use offers_proto::account::v1::ledger_service_client::LedgerServiceClient;
 use offers_proto::activation::v1::activation_service_server::ActivationServiceServer;
+use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
 use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
@@ -185,10 +186,13 @@ impl Suite {
                 (up.catalog, up.catalog_internal) = (public.clone(), internal.clone());
             }
             if has(Role::Account) {
-                (up.account, up.account_internal) = (public.clone(), internal);
+                (up.account, up.account_internal) = (public.clone(), internal.clone());
             }
             if has(Role::Activation) {
-                up.activation = public;
+                up.activation = public.clone();
+            }
+            if has(Role::Partner) {
+                (up.partner, up.partner_internal) = (public, internal.clone());
             }
         }
 
@@ -246,8 +250,26 @@ impl Suite {
                 Ok(())
             });
         }
-        if has(Role::Activation) || has(Role::Worker) {
+        if has(Role::Activation) || has(Role::Worker) || has(Role::Partner) {
             let clients = InternalClients::new(&settings, credential)?;
+            if let (Some(db), Some(bus), true) = (&db, &bus, has(Role::Partner)) {
+                let partner_clients = offers_partner::Clients {
+                    users: clients.users.clone(),
+                    catalog: clients.catalog.clone(),
+                    ledger: clients.ledger.clone(),
+                };
+                let partners =
+                    offers_partner::Partners::new(db.clone(), cache.clone(), settings.partner.clone(), partner_clients);
+                let (public, admin) = offers_partner::servers(Arc::new(partners));
+                services.public(public);
+                services.internal(admin);
+                let callbacks = offers_partner::CallbackWorker::new(db.clone(), bus.clone(), settings.partner.clone())?;
+                let (bus, stop) = (bus.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    bus.consume(offers_kit::jobs::PARTNER_CALLBACK, Arc::new(callbacks), stop).await;
+                    Ok(())
+                });
+            }
             if has(Role::Activation) {
                 let activation = offers_activation::Activation {
                     catalog: clients.catalog.clone(),
@@ -343,6 +365,7 @@ impl Suite {
 
 /// Clients of the internal services, presenting the service credential.
 struct InternalClients {
+    users: UserAdminServiceClient<InternalChannel>,
     catalog: CatalogAdminServiceClient<InternalChannel>,
     ledger: LedgerServiceClient<InternalChannel>,
 }
@@ -353,6 +376,7 @@ impl InternalClients {
         let timeout = Duration::from_millis(settings.gateway.upstream_timeout_ms);
         let up = &settings.upstream;
         Ok(Self {
+            users: UserAdminServiceClient::new(internal_channel(&up.auth_internal, credential.clone(), timeout)?),
             catalog: CatalogAdminServiceClient::new(internal_channel(
                 &up.catalog_internal,
                 credential.clone(),

@@ -1,0 +1,208 @@
+//! Completion callbacks: when a partner's transaction settles, the ledger
+//! queues an event; this worker posts it to the partner's callback URL,
+//! signed, retrying with backoff. A delivery is claimed before it is made
+//! and recorded once it succeeds, so each event is delivered successfully
+//! at most once; partners dedupe on the event id all the same.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use hmac::{Hmac, Mac};
+use offers_kit::bus::{Delivery, Disposition, Handler, SharedBus};
+use offers_kit::config::PartnerSettings;
+use offers_kit::jobs::{self, PartnerEvent};
+use offers_kit::retry::backoff;
+use sea_orm::sea_query::{Condition, Expr, ExprTrait, OnConflict};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use serde_json::json;
+use sha2::Sha256;
+
+use crate::entity::{delivery, partner};
+
+pub const SIGNATURE_HEADER: &str = "X-Offers-Signature";
+pub const TIMESTAMP_HEADER: &str = "X-Offers-Timestamp";
+pub const EVENT_HEADER: &str = "X-Offers-Event-Id";
+
+/// `v1=` and the hex HMAC-SHA256 of `"{timestamp}.{body}"` under the secret.
+pub fn sign(secret: &str, timestamp: i64, body: &str) -> String {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        unreachable!("HMAC takes keys of any length")
+    };
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub struct CallbackWorker {
+    pub db: DatabaseConnection,
+    pub bus: SharedBus,
+    pub http: reqwest::Client,
+    pub settings: PartnerSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("bus: {0}")]
+    Bus(#[from] offers_kit::bus::BusError),
+}
+
+impl CallbackWorker {
+    pub fn new(db: DatabaseConnection, bus: SharedBus, settings: PartnerSettings) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder().timeout(Duration::from_millis(settings.callback_timeout_ms)).build()?;
+        Ok(Self { db, bus, http, settings })
+    }
+
+    /// Takes the event for delivery, unless it was delivered, given up on,
+    /// or is being delivered by someone else right now.
+    async fn claim(&self, event: &PartnerEvent) -> Result<bool, DeliveryError> {
+        let now = Utc::now();
+        let row = delivery::ActiveModel {
+            event_id: Set(event.event_id),
+            partner_id: Set(event.partner_id),
+            transaction_id: Set(event.transaction_id),
+            attempts: Set(0),
+            lease_until: Set(None),
+            delivered_at: Set(None),
+            abandoned_at: Set(None),
+            last_error: Set(None),
+            created_at: Set(now),
+        };
+        delivery::Entity::insert(row)
+            .on_conflict(OnConflict::column(delivery::Column::EventId).do_nothing().to_owned())
+            .exec_without_returning(&self.db)
+            .await?;
+        let lease =
+            chrono::Duration::milliseconds(i64::try_from(self.settings.callback_timeout_ms).unwrap_or(60_000) * 2);
+        let claimed = delivery::Entity::update_many()
+            .col_expr(delivery::Column::LeaseUntil, Expr::value(now + lease))
+            .filter(delivery::Column::EventId.eq(event.event_id))
+            .filter(delivery::Column::DeliveredAt.is_null())
+            .filter(delivery::Column::AbandonedAt.is_null())
+            .filter(
+                Condition::any().add(delivery::Column::LeaseUntil.is_null()).add(delivery::Column::LeaseUntil.lt(now)),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(claimed.rows_affected == 1)
+    }
+
+    async fn record(
+        &self,
+        event: &PartnerEvent,
+        outcome: Result<(), String>,
+        give_up: bool,
+    ) -> Result<(), DeliveryError> {
+        let now = Utc::now();
+        let mut update = delivery::Entity::update_many()
+            .col_expr(delivery::Column::Attempts, Expr::col(delivery::Column::Attempts).add(1))
+            .col_expr(delivery::Column::LeaseUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None));
+        update = match &outcome {
+            Ok(()) => update.col_expr(delivery::Column::DeliveredAt, Expr::value(now)),
+            Err(error) => {
+                let update = update.col_expr(delivery::Column::LastError, Expr::value(error.clone()));
+                if give_up { update.col_expr(delivery::Column::AbandonedAt, Expr::value(now)) } else { update }
+            }
+        };
+        update.filter(delivery::Column::EventId.eq(event.event_id)).exec(&self.db).await?;
+        Ok(())
+    }
+
+    async fn post(&self, url: &str, secret: &str, event: &PartnerEvent) -> Result<(), String> {
+        let body = json!({
+            "event_id": event.event_id,
+            "reference": event.reference,
+            "transaction_id": event.transaction_id,
+            "status": event.status,
+            "failure_reason": event.failure_reason,
+            "occurred_at": event.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        })
+        .to_string();
+        let timestamp = Utc::now().timestamp();
+        let response = self
+            .http
+            .post(url)
+            .header("Content-Type", "application/json")
+            .header(EVENT_HEADER, event.event_id.to_string())
+            .header(TIMESTAMP_HEADER, timestamp.to_string())
+            .header(SIGNATURE_HEADER, sign(secret, timestamp, &body))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("callback failed: {e}"))?;
+        if response.status().is_success() { Ok(()) } else { Err(format!("callback answered {}", response.status())) }
+    }
+
+    async fn deliver(&self, event: PartnerEvent) -> Result<(), DeliveryError> {
+        if !self.claim(&event).await? {
+            return Ok(());
+        }
+        let partner = partner::Entity::find_by_id(event.partner_id).one(&self.db).await?;
+        let Some((url, secret)) = partner.and_then(|p| p.callback_url.zip(p.callback_secret)) else {
+            // Nobody to tell: the partner registered no callback.
+            return self.record(&event, Err("no callback URL registered".into()), true).await;
+        };
+        let outcome = self.post(&url, &secret, &event).await;
+        let attempt = event.attempt + 1;
+        let give_up = attempt >= self.settings.callback_max_attempts;
+        match &outcome {
+            Ok(()) => metrics::counter!("offers_partner_callbacks_total", "result" => "delivered").increment(1),
+            Err(e) if give_up => {
+                metrics::counter!("offers_partner_callbacks_total", "result" => "abandoned").increment(1);
+                tracing::error!(event_id = %event.event_id, partner_id = %event.partner_id, error = %e, "giving up on a callback");
+            }
+            Err(e) => {
+                metrics::counter!("offers_partner_callbacks_total", "result" => "retry").increment(1);
+                tracing::warn!(event_id = %event.event_id, partner_id = %event.partner_id, attempt, error = %e, "callback failed; will retry");
+            }
+        }
+        let failed = outcome.is_err();
+        self.record(&event, outcome, give_up).await?;
+        if failed && !give_up {
+            let delay = backoff(
+                i32::try_from(attempt).unwrap_or(i32::MAX),
+                Duration::from_millis(self.settings.callback_retry_base_ms),
+                Duration::from_millis(self.settings.callback_retry_max_ms),
+            );
+            let retry = PartnerEvent { attempt, ..event };
+            let payload = serde_json::to_vec(&retry).unwrap_or_default();
+            // Acked only once the retry is with the broker, so it cannot be lost.
+            self.bus.publish(jobs::PARTNER_CALLBACK, &payload, Some(delay)).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Handler for CallbackWorker {
+    async fn handle(&self, delivery: Delivery) -> Disposition {
+        let event: PartnerEvent = match serde_json::from_slice(&delivery.payload) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::error!(error = %e, "dropping a malformed callback event");
+                return Disposition::Ack;
+            }
+        };
+        match self.deliver(event).await {
+            Ok(()) => Disposition::Ack,
+            Err(e) => {
+                tracing::warn!(error = %e, "callback delivery could not be recorded; requeueing");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Disposition::Requeue
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signatures_cover_timestamp_and_body() {
+        let a = super::sign("secret", 1, "{}");
+        assert!(a.starts_with("v1=") && a.len() == 3 + 64);
+        assert_ne!(a, super::sign("secret", 2, "{}"));
+        assert_ne!(a, super::sign("other", 1, "{}"));
+        assert_eq!(a, super::sign("secret", 1, "{}"));
+    }
+}

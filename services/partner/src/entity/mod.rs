@@ -1,0 +1,3 @@
+pub mod api_key;
+pub mod delivery;
+pub mod partner;

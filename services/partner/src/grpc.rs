@@ -1,0 +1,173 @@
+//! The partner gRPC services: the public one authenticates partners by API
+//! key; the admin one is internal.
+
+use std::sync::Arc;
+
+use offers_kit::Error;
+use offers_kit::credentials::bearer;
+use offers_kit::grpc::{parse_id, to_timestamp};
+use offers_proto::account::v1::TransactionStatus;
+use offers_proto::partner::v1 as pb;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::entity::{api_key, partner};
+use crate::error::PartnerError;
+use crate::service::{ActivationRequest, IssuedKey, Partners};
+
+pub struct PartnerApi(pub Arc<Partners>);
+pub struct PartnerAdminApi(pub Arc<Partners>);
+
+fn partner_proto(p: partner::Model) -> pb::Partner {
+    let status = match p.status {
+        partner::Status::Active => pb::PartnerStatus::Active,
+        partner::Status::Suspended => pb::PartnerStatus::Suspended,
+    };
+    pb::Partner {
+        id: p.id.to_string(),
+        name: p.name,
+        status: status.into(),
+        callback_url: p.callback_url.unwrap_or_default(),
+        create_time: Some(to_timestamp(p.created_at)),
+    }
+}
+
+fn key_proto(k: api_key::Model) -> pb::ApiKey {
+    pb::ApiKey {
+        id: k.id.to_string(),
+        partner_id: k.partner_id.to_string(),
+        prefix: k.prefix,
+        create_time: Some(to_timestamp(k.created_at)),
+        revoke_time: k.revoked_at.map(to_timestamp),
+    }
+}
+
+fn err(e: PartnerError) -> Status {
+    Error::from(e).into()
+}
+
+impl PartnerApi {
+    /// The calling partner, from the API key in `authorization`.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<partner::Model, Status> {
+        let key = bearer(request.metadata()).ok_or_else(|| err(PartnerError::Unauthorized))?;
+        let partner = self.0.authenticate(key).await.map_err(err)?;
+        metrics::counter!("offers_partner_requests_total", "partner" => partner.name.clone()).increment(1);
+        Ok(partner)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::partner_service_server::PartnerService for PartnerApi {
+    async fn activate_offer(
+        &self,
+        request: Request<pb::ActivateOfferRequest>,
+    ) -> Result<Response<pb::ActivateOfferResponse>, Status> {
+        let partner = self.caller(&request).await?;
+        let span = tracing::info_span!("partner", partner_id = %partner.id, partner = %partner.name);
+        let idempotency_key = match request.metadata().get("idempotency-key") {
+            None => None,
+            Some(v) => match v.to_str() {
+                Ok(k) if (1..=255).contains(&k.len()) => Some(k.to_string()),
+                _ => {
+                    return Err(
+                        Error::invalid_request("Idempotency-Key must be 1 to 255 visible ASCII characters").into()
+                    );
+                }
+            },
+        };
+        let body = request.into_inner();
+        let activation =
+            ActivationRequest { user_id: body.user_id, offer_id: body.offer_id, amount: body.amount, idempotency_key };
+        let tx = self.0.activate(&partner, activation).instrument(span).await.map_err(err)?;
+        tracing::info!(partner_id = %partner.id, reference = %tx.reference, transaction_id = %tx.id, "partner activation accepted");
+        Ok(Response::new(pb::ActivateOfferResponse {
+            reference: tx.reference,
+            transaction_id: tx.id,
+            // A replay repeats the first answer: the transaction as created.
+            status: TransactionStatus::Pending.into(),
+        }))
+    }
+
+    async fn validate_reference(
+        &self,
+        request: Request<pb::ValidateReferenceRequest>,
+    ) -> Result<Response<pb::ValidateReferenceResponse>, Status> {
+        let partner = self.caller(&request).await?;
+        let tx = self.0.validate(&partner, &request.get_ref().reference).await.map_err(err)?;
+        Ok(Response::new(pb::ValidateReferenceResponse {
+            status: tx.status,
+            reference: tx.reference,
+            transaction_id: tx.id,
+            user_id: tx.user_id,
+            offer_id: tx.offer_id,
+            is_valid: true,
+        }))
+    }
+
+    async fn set_callback(
+        &self,
+        request: Request<pb::SetCallbackRequest>,
+    ) -> Result<Response<pb::SetCallbackResponse>, Status> {
+        let partner = self.caller(&request).await?;
+        let secret = self.0.set_callback(&partner, &request.get_ref().callback_url).await.map_err(err)?;
+        Ok(Response::new(pb::SetCallbackResponse { signing_secret: secret.unwrap_or_default() }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
+    async fn create_partner(
+        &self,
+        request: Request<pb::CreatePartnerRequest>,
+    ) -> Result<Response<pb::CreatePartnerResponse>, Status> {
+        let (partner, IssuedKey { key, secret }) = self.0.create_partner(&request.get_ref().name).await.map_err(err)?;
+        Ok(Response::new(pb::CreatePartnerResponse {
+            partner: Some(partner_proto(partner)),
+            api_key: Some(key_proto(key)),
+            secret,
+        }))
+    }
+
+    async fn set_partner_status(
+        &self,
+        request: Request<pb::SetPartnerStatusRequest>,
+    ) -> Result<Response<pb::SetPartnerStatusResponse>, Status> {
+        let body = request.into_inner();
+        let id = parse_id(&body.partner_id, "partner id")?;
+        let status = match pb::PartnerStatus::try_from(body.status) {
+            Ok(pb::PartnerStatus::Active) => partner::Status::Active,
+            Ok(pb::PartnerStatus::Suspended) => partner::Status::Suspended,
+            _ => return Err(Error::invalid_request("status must be ACTIVE or SUSPENDED").into()),
+        };
+        let partner = self.0.set_status(id, status).await.map_err(err)?;
+        Ok(Response::new(pb::SetPartnerStatusResponse { partner: Some(partner_proto(partner)) }))
+    }
+
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+        let body = request.into_inner();
+        let id = parse_id(&body.partner_id, "partner id")?;
+        let preset = (!body.preset_secret.is_empty()).then_some(body.preset_secret);
+        let IssuedKey { key, secret } = self.0.create_key(id, preset).await.map_err(err)?;
+        Ok(Response::new(pb::CreateApiKeyResponse { api_key: Some(key_proto(key)), secret }))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
+        let id = parse_id(&request.get_ref().api_key_id, "API key id")?;
+        let key = self.0.revoke_key(id).await.map_err(err)?;
+        Ok(Response::new(pb::RevokeApiKeyResponse { api_key: Some(key_proto(key)) }))
+    }
+
+    async fn get_partner(
+        &self,
+        request: Request<pb::GetPartnerRequest>,
+    ) -> Result<Response<pb::GetPartnerResponse>, Status> {
+        let partner = self.0.partner_by_name(&request.get_ref().name).await.map_err(err)?;
+        Ok(Response::new(pb::GetPartnerResponse { partner: Some(partner_proto(partner)) }))
+    }
+}

@@ -1,0 +1,60 @@
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::*;
+
+pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+    vec![Box::new(CreatePartners)]
+}
+
+struct CreatePartners;
+
+impl MigrationName for CreatePartners {
+    fn name(&self) -> &str {
+        "m20261126_000400_partner_partners_keys_deliveries"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreatePartners {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("partner_partners")
+                .col(uuid("id").primary_key())
+                .col(string_uniq("name"))
+                .col(string_len("status", 16))
+                .col(string_null("callback_url"))
+                .col(string_null("callback_secret"))
+                .col(timestamp_with_time_zone("created_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("partner_api_keys")
+                .col(uuid("id").primary_key())
+                .col(uuid("partner_id"))
+                .col(string("prefix"))
+                .col(string_uniq("key_hash"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone_null("revoked_at"))
+                .foreign_key(ForeignKey::create().from("partner_api_keys", "partner_id").to("partner_partners", "id"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("partner_callback_deliveries")
+                .col(uuid("event_id").primary_key())
+                .col(uuid("partner_id"))
+                .col(uuid("transaction_id"))
+                .col(integer("attempts"))
+                .col(timestamp_with_time_zone_null("lease_until"))
+                .col(timestamp_with_time_zone_null("delivered_at"))
+                .col(timestamp_with_time_zone_null("abandoned_at"))
+                .col(text_null("last_error"))
+                .col(timestamp_with_time_zone("created_at"))
+                .to_owned(),
+        )
+        .await
+    }
+}

@@ -1,0 +1,279 @@
+//! Partners: who they are, their keys, and what they may do — activate an
+//! offer they sold to a user, look up their own references.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use offers_kit::cache::SharedCache;
+use offers_kit::config::PartnerSettings;
+use offers_kit::grpc::InternalChannel;
+use offers_kit::{Error, ErrorCode};
+use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
+use offers_proto::auth::v1::{self as auth, user_admin_service_client::UserAdminServiceClient};
+use offers_proto::catalog::v1::{self as catalog, catalog_admin_service_client::CatalogAdminServiceClient};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::entity::partner::Status;
+use crate::entity::{api_key, partner};
+use crate::error::PartnerError;
+use crate::keys;
+
+pub struct Clients {
+    pub users: UserAdminServiceClient<InternalChannel>,
+    pub catalog: CatalogAdminServiceClient<InternalChannel>,
+    pub ledger: LedgerServiceClient<InternalChannel>,
+}
+
+pub struct Partners {
+    db: DatabaseConnection,
+    cache: SharedCache,
+    settings: PartnerSettings,
+    clients: Clients,
+}
+
+pub struct ActivationRequest {
+    pub user_id: String,
+    pub offer_id: String,
+    pub amount: i64,
+    pub idempotency_key: Option<String>,
+}
+
+/// A new key: what is stored of it, and the secret shown once.
+pub struct IssuedKey {
+    pub key: api_key::Model,
+    pub secret: String,
+}
+
+fn not_found_is(err: Error, instead: PartnerError) -> PartnerError {
+    if err.code == ErrorCode::NotFound || err.code == ErrorCode::InvalidId {
+        instead
+    } else {
+        PartnerError::Upstream(err)
+    }
+}
+
+impl Partners {
+    pub fn new(db: DatabaseConnection, cache: SharedCache, settings: PartnerSettings, clients: Clients) -> Self {
+        Self { db, cache, settings, clients }
+    }
+
+    /// The active partner a key belongs to; revoked keys and suspended
+    /// partners are refused alike.
+    pub async fn authenticate(&self, key: &str) -> Result<partner::Model, PartnerError> {
+        let found = api_key::Entity::find()
+            .filter(api_key::Column::KeyHash.eq(keys::hash(key)))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .one(&self.db)
+            .await?
+            .ok_or(PartnerError::Unauthorized)?;
+        let partner = partner::Entity::find_by_id(found.partner_id)
+            .one(&self.db)
+            .await?
+            .filter(|p| p.status == Status::Active)
+            .ok_or(PartnerError::Unauthorized)?;
+        self.rate_limit(&partner).await?;
+        Ok(partner)
+    }
+
+    /// A fixed one-second window per partner, shared by all its keys and all
+    /// replicas. Without the cache, requests go through (logged).
+    async fn rate_limit(&self, partner: &partner::Model) -> Result<(), PartnerError> {
+        let key = format!("ratelimit:partner:{}", partner.id);
+        match self.cache.hit(&key, Duration::from_secs(1)).await {
+            Ok((count, retry_after_secs)) if count > self.settings.requests_per_second => {
+                metrics::counter!("offers_partner_rate_limited_total", "partner" => partner.name.clone()).increment(1);
+                Err(PartnerError::RateLimited { retry_after_secs })
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "partner rate limit unavailable; allowing");
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn activate(
+        &self,
+        partner: &partner::Model,
+        request: ActivationRequest,
+    ) -> Result<account::Transaction, PartnerError> {
+        let user_id = Uuid::parse_str(&request.user_id).map_err(|_| PartnerError::InvalidUser)?;
+        let offer_id = Uuid::parse_str(&request.offer_id).map_err(|_| PartnerError::InvalidOffer)?;
+        let lookup = auth::GetUserRequest { lookup: Some(auth::get_user_request::Lookup::Id(user_id.to_string())) };
+        let user = match self.clients.users.clone().get_user(lookup).await {
+            Ok(answer) => answer.into_inner().user,
+            Err(status) => return Err(not_found_is(Error::from_status(status), PartnerError::InvalidUser)),
+        };
+        if !user.is_some_and(|u| u.is_active) {
+            return Err(PartnerError::InvalidUser);
+        }
+        let offer = match self
+            .clients
+            .catalog
+            .clone()
+            .lookup_offer(catalog::LookupOfferRequest { id: offer_id.to_string() })
+            .await
+        {
+            Ok(answer) => answer.into_inner().offer.filter(|o| o.is_active).ok_or(PartnerError::InvalidOffer)?,
+            Err(status) => return Err(not_found_is(Error::from_status(status), PartnerError::InvalidOffer)),
+        };
+        if request.amount != offer.price {
+            return Err(PartnerError::AmountMismatch { price: offer.price });
+        }
+        let (scope, key, hash) = match &request.idempotency_key {
+            Some(key) => (
+                format!("partner:{}", partner.id),
+                key.clone(),
+                hex::encode(Sha256::digest(format!("partner-activate:{user_id}:{offer_id}:{}", request.amount))),
+            ),
+            None => Default::default(),
+        };
+        let purchase = account::PurchaseRequest {
+            user_id: user_id.to_string(),
+            kind: account::TransactionKind::PartnerActivation.into(),
+            offer: Some(account::OfferSnapshot {
+                offer_id: offer.id,
+                code: offer.code,
+                name: offer.name,
+                price: offer.price,
+                currency_code: offer.currency_code,
+                duration_days: offer.duration_days,
+            }),
+            subscription_id: String::new(),
+            partner_id: partner.id.to_string(),
+            reference: keys::new_reference(),
+            idempotency_scope: scope,
+            idempotency_key: key,
+            request_hash: hash,
+        };
+        let done = self.clients.ledger.clone().purchase(purchase).await?.into_inner();
+        metrics::counter!("offers_partner_activations_total", "partner" => partner.name.clone()).increment(1);
+        done.transaction.ok_or_else(|| PartnerError::Upstream(Error::internal("the ledger returned no transaction")))
+    }
+
+    /// One of this partner's transactions by reference; another partner's is
+    /// not found.
+    pub async fn validate(
+        &self,
+        partner: &partner::Model,
+        reference: &str,
+    ) -> Result<account::Transaction, PartnerError> {
+        if !keys::is_reference(reference) {
+            return Err(PartnerError::MalformedReference);
+        }
+        let request = account::GetTransactionByReferenceRequest {
+            reference: reference.into(),
+            partner_id: partner.id.to_string(),
+        };
+        match self.clients.ledger.clone().get_transaction_by_reference(request).await {
+            Ok(answer) => answer.into_inner().transaction.ok_or(PartnerError::NotFound("transaction")),
+            Err(status) => Err(not_found_is(Error::from_status(status), PartnerError::NotFound("transaction"))),
+        }
+    }
+
+    /// Sets (or, with an empty URL, clears) the callback URL, and returns a
+    /// new signing secret for it.
+    pub async fn set_callback(&self, partner: &partner::Model, url: &str) -> Result<Option<String>, PartnerError> {
+        let (url, secret) = if url.is_empty() {
+            (None, None)
+        } else {
+            let parsed: http::Uri =
+                url.parse().map_err(|_| PartnerError::Invalid("callback_url is not a URL".into()))?;
+            if !matches!(parsed.scheme_str(), Some("https" | "http")) || parsed.host().is_none() {
+                return Err(PartnerError::Invalid("callback_url must be an http(s) URL".into()));
+            }
+            (Some(url.to_string()), Some(keys::new_signing_secret()))
+        };
+        partner::Entity::update_many()
+            .col_expr(partner::Column::CallbackUrl, Expr::value(url))
+            .col_expr(partner::Column::CallbackSecret, Expr::value(secret.clone()))
+            .filter(partner::Column::Id.eq(partner.id))
+            .exec(&self.db)
+            .await?;
+        Ok(secret)
+    }
+
+    pub async fn create_partner(&self, name: &str) -> Result<(partner::Model, IssuedKey), PartnerError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 100 {
+            return Err(PartnerError::Invalid("name must be 1 to 100 characters".into()));
+        }
+        let row = partner::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            name: Set(name.into()),
+            status: Set(Status::Active),
+            callback_url: Set(None),
+            callback_secret: Set(None),
+            created_at: Set(Utc::now()),
+        };
+        let created = partner::Entity::insert(row)
+            .exec_with_returning(&self.db)
+            .await
+            .map_err(|e| if offers_kit::db::is_unique_violation(&e) { PartnerError::NameTaken } else { e.into() })?;
+        let key = self.create_key(created.id, None).await?;
+        Ok((created, key))
+    }
+
+    pub async fn partner(&self, id: Uuid) -> Result<partner::Model, PartnerError> {
+        partner::Entity::find_by_id(id).one(&self.db).await?.ok_or(PartnerError::NotFound("partner"))
+    }
+
+    pub async fn partner_by_name(&self, name: &str) -> Result<partner::Model, PartnerError> {
+        partner::Entity::find()
+            .filter(partner::Column::Name.eq(name))
+            .one(&self.db)
+            .await?
+            .ok_or(PartnerError::NotFound("partner"))
+    }
+
+    pub async fn set_status(&self, id: Uuid, status: Status) -> Result<partner::Model, PartnerError> {
+        partner::Entity::update_many()
+            .col_expr(partner::Column::Status, Expr::value(status))
+            .filter(partner::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        self.partner(id).await
+    }
+
+    /// A new key for a partner; its other keys keep working, so keys rotate
+    /// without downtime.
+    pub async fn create_key(&self, partner_id: Uuid, preset: Option<String>) -> Result<IssuedKey, PartnerError> {
+        if preset.is_some() && !self.settings.allow_preset_keys {
+            return Err(PartnerError::PresetRefused);
+        }
+        self.partner(partner_id).await?;
+        let secret = preset.unwrap_or_else(keys::new_key);
+        if secret.len() < 16 {
+            return Err(PartnerError::Invalid("a key must be at least 16 characters".into()));
+        }
+        let row = api_key::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            partner_id: Set(partner_id),
+            prefix: Set(keys::prefix(&secret)),
+            key_hash: Set(keys::hash(&secret)),
+            created_at: Set(Utc::now()),
+            revoked_at: Set(None),
+        };
+        let key = api_key::Entity::insert(row).exec_with_returning(&self.db).await.map_err(|e| {
+            if offers_kit::db::is_unique_violation(&e) {
+                PartnerError::Invalid("that key exists".into())
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(IssuedKey { key, secret })
+    }
+
+    pub async fn revoke_key(&self, key_id: Uuid) -> Result<api_key::Model, PartnerError> {
+        api_key::Entity::update_many()
+            .col_expr(api_key::Column::RevokedAt, Expr::value(Utc::now()))
+            .filter(api_key::Column::Id.eq(key_id))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        api_key::Entity::find_by_id(key_id).one(&self.db).await?.ok_or(PartnerError::NotFound("API key"))
+    }
+}
