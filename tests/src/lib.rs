@@ -67,6 +67,8 @@ impl TestSuite {
         let sim =
             offers::suite::start_simulator(any, &settings.provisioning, simulator.clone()).await.expect("simulator");
         settings.provisioning.url = Some(format!("http://{sim}"));
+        // The demo partner's preset key, as in the embedded mode.
+        settings.partner.allow_preset_keys = true;
         configure(&mut settings);
 
         let suite = start(&settings).await;

@@ -196,7 +196,11 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
             partner_id: optional_id(&b.partner_id, "partner id")?,
             reference: (!b.reference.is_empty()).then_some(b.reference),
             idempotency,
+            replay_only: b.replay_only,
         };
+        if purchase.replay_only && purchase.idempotency.is_none() {
+            return Err(Error::invalid_request("replay_only needs an idempotency key").into());
+        }
         if kind == Kind::Renewal && purchase.subscription_id.is_none() {
             return Err(Error::invalid_request("a renewal needs subscription_id").into());
         }
@@ -240,7 +244,8 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
             _ => return Err(Error::invalid_request("status must be SUCCESS or FAILED").into()),
         };
         let reason = (!b.failure_reason.is_empty()).then_some(b.failure_reason);
-        let settled = self.0.settle(id, outcome, reason).await.map_err(ledger_err)?;
+        let attempt = (b.attempt > 0).then_some(b.attempt);
+        let settled = self.0.settle(id, outcome, reason, attempt).await.map_err(ledger_err)?;
         Ok(Response::new(pb::SettleTransactionResponse {
             transaction: Some(transaction_proto(settled.transaction)),
             applied: settled.applied,

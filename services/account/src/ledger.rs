@@ -50,6 +50,8 @@ pub struct Purchase {
     pub partner_id: Option<Uuid>,
     pub reference: Option<String>,
     pub idempotency: Option<Idempotency>,
+    /// Answer only a replay; never create.
+    pub replay_only: bool,
 }
 
 pub struct Purchased {
@@ -63,6 +65,10 @@ pub struct Settled {
     /// False when the transaction had already left PENDING.
     pub applied: bool,
 }
+
+/// The largest amount one operation may move (10^12 minor units): far above
+/// any real price or top-up, far below where sums could overflow.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 
 /// One ledger entry to write; `key` makes it happen at most once.
 struct Entry {
@@ -200,17 +206,17 @@ impl Ledger {
     /// idempotency key, a repeat of the same request returns the first
     /// transaction and charges nothing.
     pub async fn purchase(&self, p: Purchase) -> Result<Purchased, LedgerError> {
-        if p.offer.price <= 0 {
-            return Err(LedgerError::Invalid("price must be positive".into()));
+        if p.offer.price <= 0 || p.offer.price > MAX_AMOUNT {
+            return Err(LedgerError::Invalid(format!("price must be between 1 and {MAX_AMOUNT}")));
         }
         if p.offer.currency != self.currency {
             return Err(LedgerError::CurrencyMismatch { offer: p.offer.currency, balance: self.currency.clone() });
         }
-        if let Some(idem) = &p.idempotency
-            && let Some(existing) =
-                idempotency_key::Entity::find_by_id((idem.scope.clone(), idem.key.clone())).one(&self.db).await?
-        {
-            return self.replay(existing, &idem.request_hash).await;
+        if let Some(existing) = self.stored_key(&p).await? {
+            return self.replay(existing, p.idempotency.as_ref().map_or("", |i| i.request_hash.as_str())).await;
+        }
+        if p.replay_only {
+            return Err(LedgerError::NotFound("request with this idempotency key"));
         }
         let txn = self.db.begin().await?;
         match self.purchase_in(&txn, &p).await {
@@ -223,17 +229,25 @@ impl Ledger {
             }
             Err(e) => {
                 txn.rollback().await?;
-                // Lost a race with a concurrent request carrying the same key.
-                if let (LedgerError::Db(db), Some(idem)) = (&e, &p.idempotency)
-                    && offers_kit::db::is_unique_violation(db)
-                    && let Some(existing) = idempotency_key::Entity::find_by_id((idem.scope.clone(), idem.key.clone()))
-                        .one(&self.db)
-                        .await?
-                {
-                    return self.replay(existing, &idem.request_hash).await;
+                // A concurrent request with the same key got there first: it
+                // blocked this one on the key's unique index and committed.
+                // Whatever this attempt ran into, the answer is that one's.
+                match self.stored_key(&p).await? {
+                    Some(existing) => {
+                        self.replay(existing, p.idempotency.as_ref().map_or("", |i| i.request_hash.as_str())).await
+                    }
+                    None => Err(e),
                 }
-                Err(e)
             }
+        }
+    }
+
+    async fn stored_key(&self, p: &Purchase) -> Result<Option<idempotency_key::Model>, LedgerError> {
+        match &p.idempotency {
+            Some(idem) => {
+                Ok(idempotency_key::Entity::find_by_id((idem.scope.clone(), idem.key.clone())).one(&self.db).await?)
+            }
+            None => Ok(None),
         }
     }
 
@@ -241,6 +255,19 @@ impl Ledger {
         let now = Utc::now();
         let id = Uuid::now_v7();
         let amount = p.offer.price;
+        // The key first: a concurrent request with the same key waits here on
+        // the unique index until this one ends, then fails and replays it —
+        // before it can touch the balance.
+        if let Some(idem) = &p.idempotency {
+            let key = idempotency_key::ActiveModel {
+                scope: Set(idem.scope.clone()),
+                key: Set(idem.key.clone()),
+                request_hash: Set(idem.request_hash.clone()),
+                transaction_id: Set(id),
+                created_at: Set(now),
+            };
+            idempotency_key::Entity::insert(key).exec_without_returning(txn).await?;
+        }
         self.ensure_balance(txn, p.user_id).await?;
         if p.kind.debits() {
             // The one statement that takes money: it happens only if the money is there.
@@ -289,16 +316,6 @@ impl Ledger {
         };
         let created = transaction::Entity::insert(row).exec_with_returning(txn).await?;
         self.enqueue(txn, jobs::PROVISION, &ProvisionJob { transaction_id: id, attempt: 1 }, now).await?;
-        if let Some(idem) = &p.idempotency {
-            let key = idempotency_key::ActiveModel {
-                scope: Set(idem.scope.clone()),
-                key: Set(idem.key.clone()),
-                request_hash: Set(idem.request_hash.clone()),
-                transaction_id: Set(id),
-                created_at: Set(now),
-            };
-            idempotency_key::Entity::insert(key).exec_without_returning(txn).await?;
-        }
         Ok(created)
     }
 
@@ -360,26 +377,42 @@ impl Ledger {
 
     /// Moves a PENDING transaction to SUCCESS (creating or extending its
     /// subscription) or FAILED (giving the money back), exactly once.
-    pub async fn settle(&self, id: Uuid, outcome: Status, reason: Option<String>) -> Result<Settled, LedgerError> {
+    pub async fn settle(
+        &self,
+        id: Uuid,
+        outcome: Status,
+        reason: Option<String>,
+        attempt: Option<i32>,
+    ) -> Result<Settled, LedgerError> {
         if outcome == Status::Pending {
             return Err(LedgerError::Invalid("a transaction settles to SUCCESS or FAILED".into()));
         }
         let txn = self.db.begin().await?;
         let now = Utc::now();
-        let moved = transaction::Entity::update_many()
+        let mut moving = transaction::Entity::update_many()
             .col_expr(transaction::Column::Status, Expr::value(outcome))
             .col_expr(transaction::Column::FailureReason, Expr::value(reason.clone()))
             .col_expr(transaction::Column::Revision, Expr::col(transaction::Column::Revision).add(1))
             .col_expr(transaction::Column::UpdatedAt, Expr::value(now))
             .filter(transaction::Column::Id.eq(id))
-            .filter(transaction::Column::Status.eq(Status::Pending))
-            .exec(&txn)
-            .await?;
+            .filter(transaction::Column::Status.eq(Status::Pending));
+        // A stale attempt (one that outlived its lease while a later one was
+        // claimed) must not decide the outcome.
+        if let Some(attempt) = attempt {
+            moving = moving.filter(transaction::Column::Attempts.eq(attempt));
+        }
+        let moved = moving.exec(&txn).await?;
         if moved.rows_affected != 1 {
             txn.rollback().await?;
             return Ok(Settled { transaction: self.transaction(id).await?, applied: false });
         }
         let tx = transaction::Entity::find_by_id(id).one(&txn).await?.ok_or(LedgerError::NotFound("transaction"))?;
+        // Serialise everything that settles for this user on their balance
+        // row (FOR UPDATE on PostgreSQL; SQLite runs one transaction at a
+        // time anyway): two settlements extending one subscription must not
+        // both read the old expiry.
+        self.ensure_balance(&txn, tx.user_id).await?;
+        balance::Entity::find_by_id(tx.user_id).lock_exclusive().one(&txn).await?;
         match outcome {
             Status::Success => self.provisioned(&txn, &tx, now).await?,
             _ => self.give_back(&txn, &tx).await?,
@@ -486,8 +519,8 @@ impl Ledger {
         key: &str,
         memo: &str,
     ) -> Result<(bool, balance::Model), LedgerError> {
-        if amount <= 0 {
-            return Err(LedgerError::Invalid("amount must be positive".into()));
+        if amount <= 0 || amount > MAX_AMOUNT {
+            return Err(LedgerError::Invalid(format!("amount must be between 1 and {MAX_AMOUNT}")));
         }
         if currency != self.currency {
             return Err(LedgerError::CurrencyMismatch { offer: currency.into(), balance: self.currency.clone() });
@@ -501,7 +534,7 @@ impl Ledger {
             transaction_id: None,
             kind: EntryKind::TopUp,
             amount,
-            key: format!("topup:{key}"),
+            key: format!("topup:{user_id}:{key}"),
             memo: memo.into(),
         };
         let recorded = self.record(&txn, entry).await;

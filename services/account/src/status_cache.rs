@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use offers_kit::cache::{SharedCache, transaction_status_key};
 
-use crate::entity::transaction;
+use crate::entity::transaction::{self, Status};
+
+const PENDING_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct StatusCache {
@@ -29,10 +31,14 @@ impl StatusCache {
             ("failure_reason", tx.failure_reason.clone().unwrap_or_default()),
             ("updated_at", tx.updated_at.to_rfc3339()),
         ];
-        if let Err(e) =
-            self.cache.hash_set_if_newer(&transaction_status_key(tx.id), tx.revision, &fields, self.ttl).await
-        {
+        // A settled status never changes and may stay long; a PENDING one is
+        // kept briefly, so a write that fails after settlement (leaving the
+        // old PENDING behind) costs at most that long a wrong answer.
+        let ttl = if tx.status == Status::Pending { self.ttl.min(PENDING_TTL) } else { self.ttl };
+        let key = transaction_status_key(tx.id);
+        if let Err(e) = self.cache.hash_set_if_newer(&key, tx.revision, &fields, ttl).await {
             tracing::warn!(transaction_id = %tx.id, error = %e, "could not cache the transaction status");
+            let _ = self.cache.delete(&[&key]).await;
         }
     }
 }

@@ -11,9 +11,12 @@ use serde_json::json;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Provisioned,
-    /// The provider refused for good (a 4xx): retrying will not help.
+    /// The provider refused this request for good (400, 410, 422):
+    /// retrying will not help.
     Rejected(String),
-    /// Timeout, connection failure, 5xx, 408 or 429: worth another try.
+    /// Anything else that is not a success — timeouts, connection failures,
+    /// 5xx, 408, 429, and 401/403/404/409, which say more about our set-up
+    /// or a request in flight than about the transaction: worth another try.
     Transient(String),
 }
 

@@ -45,21 +45,16 @@ fn status_of(value: &str) -> account::TransactionStatus {
 }
 
 impl Activation {
-    /// An offer that exists and is on sale.
-    async fn sellable(&self, offer_id: &str) -> Result<catalog::Offer, Error> {
+    /// An offer that exists (on sale or not).
+    async fn offer(&self, offer_id: &str) -> Result<catalog::Offer, Error> {
         let id = parse_id(offer_id, "offer id")?;
-        let offer = self
-            .catalog
+        self.catalog
             .clone()
             .lookup_offer(catalog::LookupOfferRequest { id: id.to_string() })
             .await?
             .into_inner()
             .offer
-            .ok_or_else(|| Error::not_found("offer"))?;
-        if !offer.is_active {
-            return Err(Error::new(ErrorCode::OfferInactive, format!("offer {} is not on sale", offer.code)));
-        }
-        Ok(offer)
+            .ok_or_else(|| Error::not_found("offer"))
     }
 
     async fn buy(
@@ -81,6 +76,13 @@ impl Activation {
             }
             None => Default::default(),
         };
+        // An offer taken off sale since a keyed request succeeded still
+        // replays that request; only a new purchase is refused.
+        let replay_only = !offer.is_active;
+        if replay_only && key.is_empty() {
+            return Err(Error::new(ErrorCode::OfferInactive, format!("offer {} is not on sale", offer.code)));
+        }
+        let code = offer.code.clone();
         let request = account::PurchaseRequest {
             user_id: who.user_id.to_string(),
             kind: kind.into(),
@@ -98,8 +100,17 @@ impl Activation {
             idempotency_scope: scope,
             idempotency_key: key,
             request_hash: hash,
+            replay_only,
         };
-        let done = self.ledger.clone().purchase(request).await?.into_inner();
+        let done = match self.ledger.clone().purchase(request).await {
+            Ok(done) => done.into_inner(),
+            Err(status) => match Error::from_status(status) {
+                e if replay_only && e.code == ErrorCode::NotFound => {
+                    return Err(Error::new(ErrorCode::OfferInactive, format!("offer {code} is not on sale")));
+                }
+                e => return Err(e),
+            },
+        };
         done.transaction.ok_or_else(|| Error::internal("the ledger returned no transaction"))
     }
 
@@ -109,7 +120,7 @@ impl Activation {
         offer_id: &str,
         key: Option<&str>,
     ) -> Result<account::Transaction, Error> {
-        let offer = self.sellable(offer_id).await?;
+        let offer = self.offer(offer_id).await?;
         let keyed = Keyed { key, request: format!("activate:{}", offer.id) };
         self.buy(who, account::TransactionKind::Activation, offer, String::new(), keyed).await
     }
@@ -137,7 +148,7 @@ impl Activation {
         if subscription.user_id != who.user_id.to_string() {
             return Err(Error::not_found("subscription"));
         }
-        let offer = self.sellable(&subscription.offer_id).await?;
+        let offer = self.offer(&subscription.offer_id).await?;
         self.buy(who, account::TransactionKind::Renewal, offer, subscription.id, Keyed { key, request }).await
     }
 

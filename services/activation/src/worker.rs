@@ -22,8 +22,23 @@ pub struct Worker {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("ledger unavailable: {0}")]
+#[error("ledger call failed: {0}")]
 struct LedgerDown(#[from] tonic::Status);
+
+/// Whether a failed ledger call may work later.
+fn retryable(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Unknown
+            | Code::Aborted
+            | Code::Internal
+            | Code::ResourceExhausted
+    )
+}
 
 impl Worker {
     async fn process(&self, job: ProvisionJob) -> Result<(), LedgerDown> {
@@ -76,6 +91,7 @@ impl Worker {
                         transaction_id: transaction_id.into(),
                         status: (*status).into(),
                         failure_reason: reason.clone(),
+                        attempt,
                     })
                     .await
                     .map(drop),
@@ -128,12 +144,18 @@ impl Handler for Worker {
         };
         match self.process(job).await {
             Ok(()) => Disposition::Ack,
-            Err(e) => {
+            Err(LedgerDown(status)) if retryable(&status) => {
                 // Nothing was claimed: put the job back, after a pause so an
                 // outage does not become a busy loop.
-                tracing::warn!(transaction_id = %job.transaction_id, error = %e, "requeueing");
+                tracing::warn!(transaction_id = %job.transaction_id, error = %status, "ledger unreachable; requeueing");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 Disposition::Requeue
+            }
+            Err(LedgerDown(status)) => {
+                // The ledger refused the job itself (unknown transaction, bad
+                // id): it will never succeed, so it must not loop.
+                tracing::error!(transaction_id = %job.transaction_id, error = %status, "dropping a job the ledger refuses");
+                Disposition::Ack
             }
         }
     }

@@ -15,6 +15,10 @@ use crate::entity::{self as offer, Model as Offer};
 use crate::error::CatalogError;
 
 const TTL: Duration = Duration::from_secs(300);
+/// Prices above this are mistakes (the ledger refuses such amounts too).
+const MAX_PRICE: i64 = 1_000_000_000_000;
+/// Allowances above this are mistakes.
+const MAX_ALLOWANCE: i64 = 1_000_000_000;
 const GENERATION: &str = "catalog:generation";
 /// The generation counter lives as long as Redis keeps it; a lost counter
 /// starts over at zero, and the keys it named are gone with it.
@@ -43,10 +47,13 @@ impl OfferFields {
             (code_ok, "code must be 2 to 32 characters of A-Z, 0-9 and '-'".to_string()),
             (!self.name.trim().is_empty() && self.name.len() <= 200, "name must be 1 to 200 characters".into()),
             (self.description.len() <= 2000, "description must be at most 2000 characters".into()),
-            (self.price > 0, "price must be a positive amount in minor units".into()),
+            (self.price > 0 && self.price <= MAX_PRICE, format!("price must be between 1 and {MAX_PRICE} minor units")),
             (self.currency == currency, format!("currency must be {currency}")),
             ((1..=3650).contains(&self.duration_days), "duration_days must be between 1 and 3650".into()),
-            (self.data_mb >= 0 && self.voice_minutes >= 0 && self.sms >= 0, "allowances must not be negative".into()),
+            (
+                [self.data_mb, self.voice_minutes, self.sms].iter().all(|a| (0..=MAX_ALLOWANCE).contains(a)),
+                format!("allowances must be between 0 and {MAX_ALLOWANCE}"),
+            ),
         ];
         match checks.into_iter().find(|(ok, _)| !ok) {
             Some((_, message)) => Err(CatalogError::Invalid(message)),

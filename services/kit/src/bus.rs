@@ -24,6 +24,8 @@ pub enum BusError {
     Broker(#[from] lapin::Error),
     #[error("message broker refused the message")]
     Nacked,
+    #[error("message broker did not answer in time")]
+    TimedOut,
 }
 
 /// One received job.
@@ -260,9 +262,50 @@ fn quorum() -> FieldTable {
     args
 }
 
+/// How long a publish (with its confirm) may take before the broker counts
+/// as unavailable: a blocked broker (memory or disk alarm) would otherwise
+/// hold the publisher, and the outbox relay behind it, forever.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[async_trait]
 impl Bus for RabbitBus {
     async fn publish(&self, topic: &str, payload: &[u8], delay: Option<Duration>) -> Result<(), BusError> {
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_confirmed(topic, payload, delay)).await {
+            Ok(result) => result,
+            Err(_) => {
+                // The channel may be wedged; start afresh next time.
+                *self.state.lock().await = None;
+                Err(BusError::TimedOut)
+            }
+        }
+    }
+
+    async fn consume(&self, topic: &str, handler: Arc<dyn Handler>, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        while !shutdown.is_cancelled() {
+            match self.consume_once(topic, &handler, &shutdown).await {
+                Ok(()) => backoff = Duration::from_millis(200),
+                Err(e) => {
+                    tracing::warn!(topic, error = %e, retry_in_ms = backoff.as_millis() as u64, "consumer lost the broker");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn ping(&self) -> Result<(), BusError> {
+        tokio::time::timeout(PUBLISH_TIMEOUT, self.with_state(async |_| Ok(())))
+            .await
+            .map_err(|_| BusError::TimedOut)?
+    }
+}
+
+impl RabbitBus {
+    async fn publish_confirmed(&self, topic: &str, payload: &[u8], delay: Option<Duration>) -> Result<(), BusError> {
         self.with_state(async |state| {
             let (exchange, routing_key, properties) = match delay {
                 None => {
@@ -295,27 +338,6 @@ impl Bus for RabbitBus {
             if confirm.is_ack() && confirm.take_message().is_none() { Ok(()) } else { Err(BusError::Nacked) }
         })
         .await
-    }
-
-    async fn consume(&self, topic: &str, handler: Arc<dyn Handler>, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
-        while !shutdown.is_cancelled() {
-            match self.consume_once(topic, &handler, &shutdown).await {
-                Ok(()) => backoff = Duration::from_millis(200),
-                Err(e) => {
-                    tracing::warn!(topic, error = %e, retry_in_ms = backoff.as_millis() as u64, "consumer lost the broker");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-    }
-
-    async fn ping(&self) -> Result<(), BusError> {
-        self.with_state(async |_| Ok(())).await
     }
 }
 

@@ -148,6 +148,7 @@ impl Partners {
             idempotency_scope: scope,
             idempotency_key: key,
             request_hash: hash,
+            replay_only: false,
         };
         let done = self.clients.ledger.clone().purchase(purchase).await?.into_inner();
         metrics::counter!("offers_partner_activations_total", "partner" => partner.name.clone()).increment(1);

@@ -24,6 +24,9 @@ const SERVED: &[(&str, &str)] = &[
     ("/api/v1/account/subscriptions/", "get"),
     ("/api/v1/account/transactions/", "get"),
     ("/api/v1/account/transactions/{transaction_id}/", "get"),
+    ("/api/v1/partner/activate/", "post"),
+    ("/api/v1/partner/validate/{reference}/", "get"),
+    ("/api/v1/partner/callback/", "post"),
     ("/api/v1/openapi.json", "get"),
     ("/healthz", "get"),
     ("/readyz", "get"),
@@ -48,7 +51,8 @@ async fn openapi_lists_every_served_path(suite: &TestSuite) {
     for (path, method) in SERVED {
         let concrete = path
             .replace("{offer_id}", &uuid::Uuid::now_v7().to_string())
-            .replace("{transaction_id}", &uuid::Uuid::now_v7().to_string());
+            .replace("{transaction_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{reference}", "REF-000000000000");
         let reply = match *method {
             "get" => suite.api.get(&concrete, Some(&token)).await,
             _ => suite.api.post(&concrete, Some(&token), &json!({})).await,

@@ -5,3 +5,4 @@ mod activation;
 mod auth;
 mod edge;
 mod offers;
+mod partner;

@@ -1,0 +1,329 @@
+//! Partners: keys, activation on a user's behalf, references, callbacks.
+
+use std::sync::{Arc, Mutex};
+
+use offers_proto::partner::v1::PartnerStatus;
+use offers_tests::{Backend, Reply, TestSuite, both};
+use serde_json::{Value, json};
+
+const DEMO_KEY: &str = "demo-partner-key";
+
+async fn user_id(suite: &TestSuite, token: &str) -> String {
+    suite.api.get("/api/v1/auth/profile/", Some(token)).await.str("id").to_string()
+}
+
+async fn partner_activate(suite: &TestSuite, key: &str, body: &Value) -> Reply {
+    suite.api.post("/api/v1/partner/activate/", Some(key), body).await
+}
+
+/// Polls the partner's view of a reference until it leaves PENDING.
+async fn settled_reference(suite: &TestSuite, key: &str, reference: &str) -> Reply {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let reply = suite.api.get(&format!("/api/v1/partner/validate/{reference}/"), Some(key)).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        if reply.body["status"] != "PENDING" {
+            return reply;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{reference} still PENDING");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A second partner with its own key.
+async fn other_partner(suite: &TestSuite, name: &str) -> (String, String) {
+    let mut admin = suite.admin();
+    let offers::admin::Created::New(created) = admin.create_partner(name).await.expect("partner") else {
+        panic!("partner exists")
+    };
+    (created.partner.expect("partner").id, created.secret)
+}
+
+async fn partner_activation_succeeds_without_charging(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let user = user_id(suite, &token).await;
+    let before = suite.balance(&token).await;
+    let offer = suite.offer_id(&token, "DATA-1GB").await;
+    let accepted = partner_activate(suite, DEMO_KEY, &json!({"user_id": user, "offer_id": offer, "amount": 500})).await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    assert_eq!(accepted.body["status"], "PENDING");
+    let reference = accepted.str("reference").to_string();
+    assert!(reference.starts_with("REF-") && reference.len() == 16, "{reference}");
+    assert!(reference[4..].chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()));
+
+    let valid = settled_reference(suite, DEMO_KEY, &reference).await;
+    assert_eq!(valid.body["status"], "SUCCESS", "{}", valid.body);
+    assert_eq!(valid.body["is_valid"], true);
+    assert_eq!(
+        (valid.body["user_id"].as_str(), valid.body["offer_id"].as_str()),
+        (Some(user.as_str()), Some(offer.as_str()))
+    );
+    assert_eq!(valid.body["transaction_id"], accepted.body["transaction_id"]);
+    assert_eq!(suite.balance(&token).await, before, "the partner collected the money; nothing is charged here");
+
+    // The user sees it, with its kind and reference, and the subscription.
+    let tx = suite.transaction(&token, accepted.str("transaction_id")).await;
+    assert_eq!((tx["kind"].as_str(), tx["reference"].as_str()), (Some("PARTNER_ACTIVATION"), Some(reference.as_str())));
+    let list = suite.api.get("/api/v1/account/transactions/", Some(&token)).await;
+    assert!(list.body["results"].as_array().expect("results").iter().any(|t| t["reference"] == reference.as_str()));
+    let subs = suite.api.get("/api/v1/account/subscriptions/", Some(&token)).await;
+    assert_eq!(subs.body["results"][0]["offer_id"], offer.as_str());
+    let status =
+        suite.api.get(&format!("/api/v1/activation/status/{}/", accepted.str("transaction_id")), Some(&token)).await;
+    assert_eq!(status.body["status"], "SUCCESS");
+}
+
+async fn failed_partner_activation_credits_the_user_once(suite: &TestSuite) {
+    let token = suite.token("demo2").await;
+    let user = user_id(suite, &token).await;
+    let before = suite.balance(&token).await;
+    let offer = suite.offer_id(&token, "SIM-FAIL").await;
+    let accepted = partner_activate(suite, DEMO_KEY, &json!({"user_id": user, "offer_id": offer, "amount": 100})).await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let done = settled_reference(suite, DEMO_KEY, accepted.str("reference")).await;
+    assert_eq!(done.body["status"], "FAILED");
+    assert_eq!(suite.balance(&token).await, before + 100, "the user's money is not lost: credited exactly the amount");
+    // Duplicate settle attempts change nothing more.
+    let id = accepted.str("transaction_id").to_string();
+    let mut admin = suite.admin();
+    let settle = offers_proto::account::v1::SettleTransactionRequest {
+        transaction_id: id,
+        status: offers_proto::account::v1::TransactionStatus::Failed.into(),
+        failure_reason: "again".into(),
+        attempt: 0,
+    };
+    let again = admin.ledger.settle_transaction(settle).await.expect("settle").into_inner();
+    assert!(!again.applied);
+    assert_eq!(suite.balance(&token).await, before + 100, "credited once");
+}
+
+async fn partner_input_is_checked(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let user = user_id(suite, &token).await;
+    let offer = suite.offer_id(&token, "DATA-1GB").await;
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let cases = [
+        (json!({"user_id": unknown, "offer_id": offer, "amount": 500}), "invalid_user"),
+        (json!({"user_id": "nope", "offer_id": offer, "amount": 500}), "invalid_user"),
+        (json!({"user_id": user, "offer_id": unknown, "amount": 500}), "invalid_offer"),
+        (json!({"user_id": user, "offer_id": "nope", "amount": 500}), "invalid_offer"),
+        (json!({"user_id": user, "offer_id": offer, "amount": 499}), "amount_mismatch"),
+        (json!({"user_id": user, "offer_id": offer}), "invalid_request"),
+        (json!({"user_id": user, "offer_id": offer, "amount": "500"}), "invalid_request"),
+        (json!({"user_id": user, "offer_id": offer, "amount": 5.5}), "invalid_request"),
+    ];
+    for (body, code) in cases {
+        let reply = partner_activate(suite, DEMO_KEY, &body).await;
+        reply.assert_problem(400, code);
+        if code == "invalid_request" {
+            let detail = reply.body["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains("amount"), "the detail names the field: {detail}");
+        }
+    }
+    // An inactive offer cannot be sold by partners either.
+    let voice = suite.offer_id(&token, "VOICE-100").await;
+    let off = offers_proto::catalog::v1::Offer { id: voice.clone(), is_active: false, ..Default::default() };
+    suite.admin().update_offer(off, vec!["is_active".into()]).await.expect("deactivate");
+    partner_activate(suite, DEMO_KEY, &json!({"user_id": user, "offer_id": voice, "amount": 300}))
+        .await
+        .assert_problem(400, "invalid_offer");
+    suite.api.get("/api/v1/partner/validate/REF-12/", Some(DEMO_KEY)).await.assert_problem(400, "invalid_id");
+}
+
+async fn partner_credentials_are_enforced(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let user = user_id(suite, &token).await;
+    let offer = suite.offer_id(&token, "DATA-1GB").await;
+    let body = json!({"user_id": user, "offer_id": offer, "amount": 500});
+    partner_activate(suite, "pk_live_not-a-real-key", &body).await.assert_problem(401, "unauthenticated");
+    suite.api.post("/api/v1/partner/activate/", None, &body).await.assert_problem(401, "unauthenticated");
+    // A user's access token is no partner key.
+    partner_activate(suite, &token, &body).await.assert_problem(401, "unauthenticated");
+
+    let (partner_id, first) = other_partner(suite, "rotating-bank").await;
+    assert!(first.starts_with("pk_live_"));
+    let mut admin = suite.admin();
+    let second = admin.create_key(&partner_id, None).await.expect("second key");
+    // Both keys live at once: rotation without downtime.
+    for key in [&first, &second.secret] {
+        assert_eq!(suite.api.get("/api/v1/partner/validate/REF-000000000000/", Some(key)).await.status, 404);
+    }
+    let first_id = admin.partner("rotating-bank").await.expect("partner").id;
+    assert_eq!(first_id, partner_id);
+    // Revoke the first: it stops, the second goes on.
+    let listed = second.api_key.expect("key");
+    assert!(listed.prefix.starts_with("pk_live_"));
+    let revoked = admin.create_key(&partner_id, None).await.expect("third");
+    admin.revoke_key(&revoked.api_key.expect("key").id).await.expect("revoke");
+    suite
+        .api
+        .get("/api/v1/partner/validate/REF-000000000000/", Some(&revoked.secret))
+        .await
+        .assert_problem(401, "unauthenticated");
+    assert_eq!(suite.api.get("/api/v1/partner/validate/REF-000000000000/", Some(&second.secret)).await.status, 404);
+    // Suspended: every key is refused, until reactivated.
+    admin.set_partner_status(&partner_id, PartnerStatus::Suspended).await.expect("suspend");
+    partner_activate(suite, &second.secret, &body).await.assert_problem(401, "unauthenticated");
+    admin.set_partner_status(&partner_id, PartnerStatus::Active).await.expect("reactivate");
+    assert_eq!(partner_activate(suite, &second.secret, &body).await.status, 202);
+    // Preset secrets are refused outside the embedded mode's demo data.
+    let preset = admin.create_key(&partner_id, Some("chosen-by-the-caller-123")).await;
+    assert_eq!(suite.settings.partner.allow_preset_keys, preset.is_ok());
+}
+
+async fn references_are_private_to_their_partner(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let user = user_id(suite, &token).await;
+    let offer = suite.offer_id(&token, "DATA-1GB").await;
+    let accepted = partner_activate(suite, DEMO_KEY, &json!({"user_id": user, "offer_id": offer, "amount": 500})).await;
+    let reference = accepted.str("reference").to_string();
+    let (_, other_key) = other_partner(suite, "other-bank").await;
+    let theirs = suite.api.get(&format!("/api/v1/partner/validate/{reference}/"), Some(&other_key)).await;
+    assert_eq!(theirs.status, 404);
+    assert_eq!(theirs.body, json!({"reference": reference, "is_valid": false, "error": "Transaction not found"}));
+    settled_reference(suite, DEMO_KEY, &reference).await;
+}
+
+async fn partner_idempotency_is_per_partner(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let user = user_id(suite, &token).await;
+    let data = suite.offer_id(&token, "DATA-1GB").await;
+    let voice = suite.offer_id(&token, "VOICE-100").await;
+    let key = [("Idempotency-Key", "bank-order-1")];
+    let body = json!({"user_id": user, "offer_id": data, "amount": 500});
+    let first = suite.api.post_with("/api/v1/partner/activate/", Some(DEMO_KEY), &body, &key).await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    let replay = suite.api.post_with("/api/v1/partner/activate/", Some(DEMO_KEY), &body, &key).await;
+    assert_eq!((replay.status, &replay.body), (202, &first.body));
+    let reused = json!({"user_id": user, "offer_id": voice, "amount": 300});
+    suite
+        .api
+        .post_with("/api/v1/partner/activate/", Some(DEMO_KEY), &reused, &key)
+        .await
+        .assert_problem(422, "idempotency_key_reused");
+    // Another partner's identical key is its own.
+    let (_, other_key) = other_partner(suite, "second-bank").await;
+    let theirs = suite.api.post_with("/api/v1/partner/activate/", Some(&other_key), &body, &key).await;
+    assert_eq!(theirs.status, 202);
+    assert_ne!(theirs.body["reference"], first.body["reference"]);
+    settled_reference(suite, DEMO_KEY, first.str("reference")).await;
+    settled_reference(suite, &other_key, theirs.str("reference")).await;
+    let list = suite.api.get("/api/v1/account/transactions/", Some(&token)).await;
+    assert_eq!(list.body["results"].as_array().expect("results").len(), 2, "one each, not three");
+}
+
+both!(
+    partner_activation_succeeds_without_charging,
+    failed_partner_activation_credits_the_user_once,
+    partner_input_is_checked,
+    partner_credentials_are_enforced,
+    references_are_private_to_their_partner,
+    partner_idempotency_is_per_partner,
+);
+
+/// A partner's callback endpoint: answers 500 the first time, then 200,
+/// and keeps what it received.
+async fn callback_receiver() -> (String, Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>>) {
+    let received: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
+    let seen = received.clone();
+    let app = axum::Router::new().route(
+        "/hooks/offers",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let seen = seen.clone();
+            async move {
+                let mut seen = seen.lock().expect("lock");
+                seen.push((headers, body));
+                if seen.len() == 1 { axum::http::StatusCode::INTERNAL_SERVER_ERROR } else { axum::http::StatusCode::OK }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hooks/offers", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+async fn callbacks_are_signed_and_retried(backend: Backend) {
+    let Some(suite) = TestSuite::spawn_with(backend, |s| {
+        s.partner.callback_retry_base_ms = 50;
+        s.partner.callback_retry_max_ms = 200;
+    })
+    .await
+    else {
+        return;
+    };
+    let (url, received) = callback_receiver().await;
+    let registered = suite.api.post("/api/v1/partner/callback/", Some(DEMO_KEY), &json!({"callback_url": url})).await;
+    assert_eq!(registered.status, 200, "{}", registered.body);
+    let secret = registered.str("signing_secret").to_string();
+    suite
+        .api
+        .post("/api/v1/partner/callback/", Some(DEMO_KEY), &json!({"callback_url": "ftp://x"}))
+        .await
+        .assert_problem(400, "invalid_request");
+
+    let token = suite.token("demo").await;
+    let user = user_id(&suite, &token).await;
+    let offer = suite.offer_id(&token, "SIM-FAIL").await;
+    let accepted =
+        partner_activate(&suite, DEMO_KEY, &json!({"user_id": user, "offer_id": offer, "amount": 100})).await;
+    let reference = accepted.str("reference").to_string();
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while received.lock().expect("lock").len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the callback was not retried to success");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let received = received.lock().expect("lock").clone();
+    assert_eq!(received.len(), 2, "one failure, one success, and nothing after the success");
+    let (first, second) = (&received[0], &received[1]);
+    assert_eq!(first.1, second.1, "a retry sends the same event");
+    let event: Value = serde_json::from_str(&second.1).expect("json");
+    assert_eq!((event["reference"].as_str(), event["status"].as_str()), (Some(reference.as_str()), Some("FAILED")));
+    assert_eq!(event["transaction_id"], accepted.body["transaction_id"]);
+    assert!(event["failure_reason"].as_str().is_some() && event["occurred_at"].as_str().is_some());
+    let header = |name: &str| second.0.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert_eq!(header("x-offers-event-id"), event["event_id"].as_str().expect("event id"));
+    let timestamp: i64 = header("x-offers-timestamp").parse().expect("timestamp");
+    assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 120);
+    assert_eq!(header("x-offers-signature"), offers_partner::sign(&secret, timestamp, &second.1), "a valid signature");
+    assert_ne!(header("x-offers-signature"), offers_partner::sign("wrong-secret", timestamp, &second.1));
+    suite.assert_ledger_invariant().await;
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_are_signed_and_retried_embedded() {
+    callbacks_are_signed_and_retried(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_are_signed_and_retried_real() {
+    callbacks_are_signed_and_retried(Backend::Real).await;
+}
+
+async fn partners_are_rate_limited(backend: Backend) {
+    let Some(suite) = TestSuite::spawn_with(backend, |s| s.partner.requests_per_second = 3).await else {
+        return;
+    };
+    let replies = futures_util::future::join_all(
+        (0..8).map(|_| suite.api.get("/api/v1/partner/validate/REF-000000000000/", Some(DEMO_KEY))),
+    )
+    .await;
+    let limited: Vec<_> = replies.iter().filter(|r| r.status == 429).collect();
+    assert!(!limited.is_empty() && limited.len() <= 5, "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    limited[0].assert_problem(429, "rate_limited");
+    assert!(limited[0].header("retry-after").is_some());
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partners_are_rate_limited_embedded() {
+    partners_are_rate_limited(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partners_are_rate_limited_real() {
+    partners_are_rate_limited(Backend::Real).await;
+}
