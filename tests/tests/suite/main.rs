@@ -3,6 +3,7 @@
 
 mod activation;
 mod auth;
+mod bus;
 mod edge;
 mod offers;
 mod partner;
