@@ -4,22 +4,20 @@
 //! or not at all — and every state change is conditional, so retries and
 //! redeliveries change nothing the second time.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Duration, Utc};
 use offers_kit::config::LedgerSettings;
 use offers_kit::jobs::{self, PartnerEvent, ProvisionJob};
+use offers_kit::outbox::{Outbox, OutboxError};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, TransactionTrait,
 };
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::entity::ledger_entry::EntryKind;
 use crate::entity::transaction::{Kind, Status};
-use crate::entity::{balance, idempotency_key, ledger_entry, outbox, subscription, transaction};
+use crate::entity::{balance, idempotency_key, ledger_entry, subscription, transaction};
 use crate::error::LedgerError;
 use crate::status_cache::StatusCache;
 
@@ -85,16 +83,11 @@ pub struct Ledger {
     status: StatusCache,
     settings: LedgerSettings,
     currency: String,
-    /// Wakes the outbox relay when a job was just written.
-    relay: Arc<Notify>,
+    outbox: Outbox,
 }
 
 fn secs(s: u64) -> Duration {
     Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
-}
-
-fn millis(ms: u64) -> Duration {
-    Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX / 1000))
 }
 
 impl Ledger {
@@ -103,9 +96,9 @@ impl Ledger {
         status: StatusCache,
         settings: LedgerSettings,
         currency: String,
-        relay: Arc<Notify>,
+        outbox: Outbox,
     ) -> Self {
-        Self { db, status, settings, currency, relay }
+        Self { db, status, settings, currency, outbox }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -152,17 +145,10 @@ impl Ledger {
         payload: &impl serde::Serialize,
         at: DateTime<Utc>,
     ) -> Result<(), LedgerError> {
-        let row = outbox::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            topic: Set(topic.into()),
-            payload: Set(serde_json::to_string(payload)?),
-            available_at: Set(at),
-            lease_until: Set(None),
-            published_at: Set(None),
-            created_at: Set(Utc::now()),
-        };
-        outbox::Entity::insert(row).exec_without_returning(db).await?;
-        Ok(())
+        self.outbox.enqueue(db, topic, payload, at).await.map_err(|e| match e {
+            OutboxError::Db(e) => LedgerError::Db(e),
+            other => LedgerError::Invalid(other.to_string()),
+        })
     }
 
     async fn record(&self, db: &impl ConnectionTrait, entry: Entry) -> Result<(), LedgerError> {
@@ -224,7 +210,7 @@ impl Ledger {
                 txn.commit().await?;
                 metrics::counter!("offers_ledger_purchases_total", "kind" => kind_label(p.kind)).increment(1);
                 self.status.write(&created).await;
-                self.relay.notify_one();
+                self.outbox.notify();
                 Ok(Purchased { transaction: created, replayed: false })
             }
             Err(e) => {
@@ -370,7 +356,7 @@ impl Ledger {
         txn.commit().await?;
         if updated.rows_affected == 1 {
             metrics::counter!("offers_ledger_retries_scheduled_total").increment(1);
-            self.relay.notify_one();
+            self.outbox.notify();
         }
         Ok(updated.rows_affected == 1)
     }
@@ -432,7 +418,7 @@ impl Ledger {
             self.enqueue(&txn, jobs::PARTNER_CALLBACK, &event, now).await?;
         }
         txn.commit().await?;
-        self.relay.notify_one();
+        self.outbox.notify();
         metrics::counter!("offers_ledger_settled_total", "status" => outcome.as_str(), "kind" => kind_label(tx.kind))
             .increment(1);
         self.status.write(&tx).await;
@@ -666,7 +652,7 @@ impl Ledger {
         }
         txn.commit().await?;
         if updated.rows_affected == 1 {
-            self.relay.notify_one();
+            self.outbox.notify();
         }
         Ok(updated.rows_affected == 1)
     }
@@ -680,15 +666,8 @@ impl Ledger {
             .filter(idempotency_key::Column::CreatedAt.lt(keep_keys))
             .exec(&self.db)
             .await?;
-        outbox::Entity::delete_many()
-            .filter(outbox::Column::PublishedAt.lt(now - Duration::days(1)))
-            .exec(&self.db)
-            .await?;
+        self.outbox.prune(&self.db).await?;
         Ok(())
-    }
-
-    pub(crate) fn relay_interval(&self) -> std::time::Duration {
-        millis(self.settings.relay_interval_ms).to_std().unwrap_or_default()
     }
 }
 

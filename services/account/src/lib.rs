@@ -9,7 +9,6 @@ mod grpc;
 mod ledger;
 mod migration;
 mod reconciler;
-mod relay;
 mod status_cache;
 
 use std::sync::Arc;
@@ -18,10 +17,10 @@ use std::time::Duration;
 use offers_kit::bus::SharedBus;
 use offers_kit::cache::SharedCache;
 use offers_kit::config::LedgerSettings;
+use offers_kit::outbox::Outbox;
 use offers_proto::account::v1::account_service_server::AccountServiceServer;
 use offers_proto::account::v1::ledger_service_server::LedgerServiceServer;
 use sea_orm::DatabaseConnection;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use error::LedgerError;
@@ -33,7 +32,10 @@ pub use migration::migrations;
 /// the reconciler.
 pub struct Account {
     ledger: Arc<Ledger>,
-    relay: relay::Relay,
+    outbox: Outbox,
+    db: DatabaseConnection,
+    bus: SharedBus,
+    relay_interval: Duration,
 }
 
 impl Account {
@@ -44,11 +46,11 @@ impl Account {
         settings: LedgerSettings,
         currency: String,
     ) -> Self {
-        let wake = Arc::new(Notify::new());
+        let outbox = Outbox::new("account_outbox");
         let status = status_cache::StatusCache::new(cache, Duration::from_secs(settings.status_cache_ttl_secs));
-        let ledger = Arc::new(Ledger::new(db.clone(), status, settings, currency, wake.clone()));
-        let relay = relay::Relay { db, bus, wake, interval: ledger.relay_interval() };
-        Self { ledger, relay }
+        let relay_interval = Duration::from_millis(settings.relay_interval_ms);
+        let ledger = Arc::new(Ledger::new(db.clone(), status, settings, currency, outbox.clone()));
+        Self { ledger, outbox, db, bus, relay_interval }
     }
 
     /// The public and internal gRPC services.
@@ -61,6 +63,7 @@ impl Account {
 
     /// Runs the outbox relay and the reconciler until `shutdown`.
     pub async fn run_background(self, shutdown: CancellationToken) {
-        tokio::join!(self.relay.run(shutdown.clone()), reconciler::run(self.ledger, shutdown));
+        let relay = self.outbox.relay(self.db, self.bus, self.relay_interval, shutdown.clone());
+        tokio::join!(relay, reconciler::run(self.ledger, shutdown));
     }
 }

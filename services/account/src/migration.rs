@@ -135,27 +135,6 @@ impl MigrationTrait for CreateLedger {
                 .to_owned(),
         )
         .await?;
-        m.create_table(
-            Table::create()
-                .table("account_outbox")
-                .col(uuid("id").primary_key())
-                .col(string("topic"))
-                .col(text("payload"))
-                .col(timestamp_with_time_zone("available_at"))
-                .col(timestamp_with_time_zone_null("lease_until"))
-                .col(timestamp_with_time_zone_null("published_at"))
-                .col(timestamp_with_time_zone("created_at"))
-                .to_owned(),
-        )
-        .await?;
-        m.create_index(
-            Index::create()
-                .name("account_outbox_unpublished")
-                .table("account_outbox")
-                .col("published_at")
-                .col("id")
-                .to_owned(),
-        )
-        .await
+        offers_kit::outbox::Outbox::create_table(m, "account_outbox").await
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod grpc;
 pub mod jobs;
 pub mod ops;
+pub mod outbox;
 pub mod retry;
 pub mod telemetry;
 pub mod token;
