@@ -30,6 +30,7 @@ pub struct Settings {
     pub ledger: LedgerSettings,
     pub provisioning: ProvisioningSettings,
     pub partner: PartnerSettings,
+    pub notifier: NotifierSettings,
     /// Currency of balances and offers (ISO 4217).
     pub currency: String,
     /// Seconds given to in-flight work after a shutdown signal.
@@ -53,6 +54,7 @@ impl Default for Settings {
             ledger: LedgerSettings::default(),
             provisioning: ProvisioningSettings::default(),
             partner: PartnerSettings::default(),
+            notifier: NotifierSettings::default(),
             currency: "EUR".into(),
             shutdown_grace_secs: 10,
         }
@@ -295,6 +297,67 @@ impl Default for PartnerSettings {
     }
 }
 
+/// Expiry reminders: when to look, and how to reach people.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifierSettings {
+    /// Remind this many hours before expiry; each subscription is reminded
+    /// once per window, by the smallest window it falls in.
+    pub windows_hours: Vec<u32>,
+    /// When the daily run happens, `HH:MM` UTC.
+    pub run_at_utc: String,
+    /// How often the in-process scheduler checks whether today's run is due.
+    pub check_interval_secs: u64,
+    /// `smtp://host:port` (or `smtps://user:pass@host`); email is sent only when set.
+    #[serde(serialize_with = "redact_optional_url")]
+    pub smtp_url: Option<String>,
+    pub smtp_from: String,
+    /// The SMS provider's HTTP endpoint; SMS is sent only when set.
+    pub sms_url: Option<String>,
+    #[serde(serialize_with = "redact")]
+    pub sms_api_key: Option<SecretString>,
+    pub sms_sender: String,
+    /// Messages are appended here instead (the embedded mode's sink).
+    pub sink_file: Option<PathBuf>,
+    pub send_timeout_ms: u64,
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for NotifierSettings {
+    fn default() -> Self {
+        Self {
+            windows_hours: vec![72],
+            run_at_utc: "08:00".into(),
+            check_interval_secs: 60,
+            smtp_url: None,
+            smtp_from: "Offers <no-reply@offers.invalid>".into(),
+            sms_url: None,
+            sms_api_key: None,
+            sms_sender: "Offers".into(),
+            sink_file: None,
+            send_timeout_ms: 10_000,
+            max_attempts: 5,
+            retry_base_ms: 2_000,
+            retry_max_ms: 600_000,
+        }
+    }
+}
+
+impl NotifierSettings {
+    /// The daily run time as (hour, minute), if well formed.
+    pub fn run_at(&self) -> Option<(u32, u32)> {
+        let (h, m) = self.run_at_utc.split_once(':')?;
+        let (h, m) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60).then_some((h, m))
+    }
+
+    pub fn has_channel(&self) -> bool {
+        self.smtp_url.is_some() || self.sms_url.is_some() || self.sink_file.is_some()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetrySettings {
@@ -437,6 +500,24 @@ impl Settings {
         if pa.callback_retry_base_ms == 0 || pa.callback_retry_max_ms < pa.callback_retry_base_ms {
             bad.push("partner: callback_retry_base_ms must be positive and at most callback_retry_max_ms".into());
         }
+        let n = &self.notifier;
+        if n.windows_hours.is_empty() || n.windows_hours.iter().any(|w| !(1..=720).contains(w)) {
+            bad.push("notifier.windows_hours: one or more windows of 1 to 720 hours".into());
+        }
+        if n.run_at().is_none() {
+            bad.push(format!("notifier.run_at_utc: expected HH:MM, got {:?}", n.run_at_utc));
+        }
+        if n.max_attempts == 0 || n.send_timeout_ms == 0 || n.check_interval_secs == 0 {
+            bad.push("notifier: max_attempts, send_timeout_ms and check_interval_secs must be positive".into());
+        }
+        if n.retry_base_ms == 0 || n.retry_max_ms < n.retry_base_ms {
+            bad.push("notifier: retry_base_ms must be positive and at most retry_max_ms".into());
+        }
+        if let Some(url) = &n.smtp_url
+            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+        {
+            bad.push("notifier.smtp_url: expected smtp://… or smtps://…".into());
+        }
         let l = &self.ledger;
         if l.idempotency_retention_hours < 24 {
             bad.push("ledger.idempotency_retention_hours: must be at least 24".into());
@@ -478,6 +559,13 @@ fn redact<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S
 /// Hides the password part of `scheme://user:password@host/...`.
 fn redact_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&redacted_url(url))
+}
+
+fn redact_optional_url<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&redacted_url(url)),
+        None => s.serialize_none(),
+    }
 }
 
 pub fn redacted_url(url: &str) -> String {

@@ -34,5 +34,16 @@ pub struct PartnerEvent {
     pub attempt: u32,
 }
 
+/// Send one expiry reminder.
+pub const REMINDER: &str = "notification.reminder";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReminderJob {
+    pub reminder_id: Uuid,
+    /// Delivery attempts made before this one.
+    #[serde(default)]
+    pub attempt: u32,
+}
+
 /// Every topic, for tooling that must know them all (tests clean them up).
-pub const TOPICS: &[&str] = &[PROVISION, PARTNER_CALLBACK];
+pub const TOPICS: &[&str] = &[PROVISION, PARTNER_CALLBACK, REMINDER];

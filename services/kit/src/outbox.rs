@@ -140,7 +140,8 @@ impl Outbox {
         )
     }
 
-    async fn drain(&self, db: &DatabaseConnection, bus: &SharedBus) -> Result<(), OutboxError> {
+    /// Publishes everything due now, batch after batch.
+    pub async fn drain(&self, db: &DatabaseConnection, bus: &SharedBus) -> Result<(), OutboxError> {
         loop {
             let now = Utc::now();
             let select = Query::select()

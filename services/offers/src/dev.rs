@@ -38,6 +38,8 @@ pub fn prepare(settings: &mut Settings, data_dir: &Path) -> anyhow::Result<()> {
     settings.auth.private_key_file = Some(private);
     settings.auth.public_key_file = Some(public);
     settings.internal.token = Some(SecretString::from(internal_token(data_dir)?));
+    // Reminders go to a file a newcomer can read.
+    settings.notifier.sink_file = Some(data_dir.join("notifications.log"));
     // The demo partner's well-known key; never allowed outside this mode.
     settings.partner.allow_preset_keys = true;
     Ok(())

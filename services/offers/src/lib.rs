@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod dev;
+pub mod jobs;
 pub mod migrator;
 pub mod roles;
 pub mod suite;

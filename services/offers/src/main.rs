@@ -63,6 +63,15 @@ enum Command {
     },
     /// Show the effective configuration (secrets redacted).
     Config,
+    /// One-shot jobs (for Kubernetes CronJobs).
+    Jobs {
+        /// Read the internal credential from this embedded-mode data
+        /// directory when internal.token is not configured.
+        #[arg(long, default_value = ".offers")]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        job: Job,
+    },
     /// Run the provisioning-system simulator alone (for load tests and for
     /// a multi-process local setup). Never a production default.
     SimProvider {
@@ -74,6 +83,17 @@ enum Command {
         /// Percentage of calls that fail transiently at random.
         #[arg(long)]
         failure_percent: Option<u8>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Job {
+    /// Queue a reminder for every subscription expiring within a reminder
+    /// window, once per subscription, window and expiry.
+    ExpiringSubscriptions {
+        /// Run as of this time (RFC 3339) instead of now.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 
@@ -275,6 +295,21 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { data_dir, task } => admin(settings, &data_dir, task).await,
+        Command::Jobs { data_dir, job: Job::ExpiringSubscriptions { at } } => {
+            let _telemetry = offers_kit::telemetry::init(&settings.telemetry)?;
+            if settings.internal_token().is_none() {
+                // Embedded mode: the credential and the database are the data directory's.
+                settings.database.url = format!("sqlite://{}?mode=rwc", data_dir.join("offers.db").display());
+            }
+            let token = internal_token(&settings, &data_dir)?;
+            match offers::jobs::expiring_subscriptions(&settings, &token, at.unwrap_or_else(chrono::Utc::now)).await? {
+                Some(report) => {
+                    println!("reminders queued: {}; already reminded: {}", report.scheduled, report.already_reminded);
+                    Ok(())
+                }
+                None => anyhow::bail!("another expiring-subscriptions run holds the lock; nothing done"),
+            }
+        }
         Command::Config => {
             println!("{}", settings.dump());
             Ok(())
@@ -358,12 +393,17 @@ async fn shutdown_signal() {
     }
 }
 
-async fn admin(settings: Settings, data_dir: &Path, task: AdminTask) -> anyhow::Result<()> {
-    let token = match settings.internal_token() {
-        Some(token) => token.to_string(),
+/// The configured service credential, or the embedded mode's.
+fn internal_token(settings: &Settings, data_dir: &Path) -> anyhow::Result<String> {
+    match settings.internal_token() {
+        Some(token) => Ok(token.to_string()),
         None => offers::dev::internal_token_if_present(data_dir)
-            .context("internal.token (OFFERS_INTERNAL__TOKEN) is not set and no embedded-mode credential was found")?,
-    };
+            .context("internal.token (OFFERS_INTERNAL__TOKEN) is not set and no embedded-mode credential was found"),
+    }
+}
+
+async fn admin(settings: Settings, data_dir: &Path, task: AdminTask) -> anyhow::Result<()> {
+    let token = internal_token(&settings, data_dir)?;
     let mut client = AdminClient::connect(&settings, &token)?;
     match task {
         AdminTask::User(UserTask::Create { username, password, email, phone_number, first_name, last_name, admin }) => {

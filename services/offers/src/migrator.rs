@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
         all.extend(offers_catalog::migrations());
         all.extend(offers_account::migrations());
         all.extend(offers_partner::migrations());
+        all.extend(offers_notifier::migrations());
         all
     }
 }

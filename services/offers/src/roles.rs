@@ -19,22 +19,36 @@ pub enum Role {
     /// Partner activation and validation (public + internal gRPC), with
     /// the completion-callback worker.
     Partner,
+    /// Delivers expiry reminders by email and SMS.
+    Notifier,
+    /// Runs the daily expiring-subscriptions pass (one replica at a time)
+    /// and relays the reminders it queues.
+    Scheduler,
     /// The REST/JSON edge on the HTTP listener.
     Gateway,
 }
 
 impl Role {
-    pub const ALL: &'static [Role] =
-        &[Role::Auth, Role::Catalog, Role::Account, Role::Activation, Role::Worker, Role::Partner, Role::Gateway];
+    pub const ALL: &'static [Role] = &[
+        Role::Auth,
+        Role::Catalog,
+        Role::Account,
+        Role::Activation,
+        Role::Worker,
+        Role::Partner,
+        Role::Notifier,
+        Role::Scheduler,
+        Role::Gateway,
+    ];
 
     /// Whether the role keeps state in the database.
     pub fn needs_database(self) -> bool {
-        matches!(self, Role::Auth | Role::Catalog | Role::Account | Role::Partner)
+        matches!(self, Role::Auth | Role::Catalog | Role::Account | Role::Partner | Role::Notifier | Role::Scheduler)
     }
 
     /// Whether the role publishes or consumes jobs.
     pub fn needs_bus(self) -> bool {
-        matches!(self, Role::Account | Role::Worker | Role::Partner)
+        matches!(self, Role::Account | Role::Worker | Role::Partner | Role::Notifier | Role::Scheduler)
     }
 
     /// Whether the role serves gRPC.

@@ -250,7 +250,8 @@ impl Suite {
                 Ok(())
             });
         }
-        if has(Role::Activation) || has(Role::Worker) || has(Role::Partner) {
+        let needs_clients = [Role::Activation, Role::Worker, Role::Partner, Role::Notifier, Role::Scheduler];
+        if needs_clients.into_iter().any(has) {
             let clients = InternalClients::new(&settings, credential)?;
             if let (Some(db), Some(bus), true) = (&db, &bus, has(Role::Partner)) {
                 let partner_clients = offers_partner::Clients {
@@ -277,6 +278,36 @@ impl Suite {
                     cache: cache.clone(),
                 };
                 services.public(ActivationServiceServer::new(offers_activation::ActivationApi(Arc::new(activation))));
+            }
+            if let (Some(db), Some(bus), true) = (&db, &bus, has(Role::Notifier)) {
+                let channels = offers_notifier::Channels::from_settings(&settings.notifier)?;
+                let worker = offers_notifier::ReminderWorker {
+                    db: db.clone(),
+                    bus: bus.clone(),
+                    users: clients.users.clone(),
+                    channels,
+                    settings: settings.notifier.clone(),
+                };
+                let (bus, stop) = (bus.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    bus.consume(offers_kit::jobs::REMINDER, Arc::new(worker), stop).await;
+                    Ok(())
+                });
+            }
+            if let (Some(db), Some(bus), true) = (&db, &bus, has(Role::Scheduler)) {
+                let outbox = offers_kit::outbox::Outbox::new(offers_notifier::OUTBOX);
+                let scheduler = scheduler(&settings, db.clone(), clients.ledger.clone(), outbox.clone());
+                let relay = outbox.relay(
+                    db.clone(),
+                    bus.clone(),
+                    Duration::from_millis(settings.ledger.relay_interval_ms),
+                    shutdown.clone(),
+                );
+                let stop = shutdown.clone();
+                tasks.spawn(async move {
+                    tokio::join!(relay, scheduler.run_daily(stop));
+                    Ok(())
+                });
             }
             if let (Some(bus), true) = (&bus, has(Role::Worker)) {
                 tasks.spawn(run_worker(&settings, clients.ledger, bus.clone(), shutdown.clone())?);
@@ -363,15 +394,25 @@ impl Suite {
     }
 }
 
-/// Clients of the internal services, presenting the service credential.
-struct InternalClients {
-    users: UserAdminServiceClient<InternalChannel>,
-    catalog: CatalogAdminServiceClient<InternalChannel>,
+/// The expiring-subscriptions scheduler over this process's connections.
+pub fn scheduler(
+    settings: &Settings,
+    db: DatabaseConnection,
     ledger: LedgerServiceClient<InternalChannel>,
+    outbox: offers_kit::outbox::Outbox,
+) -> offers_notifier::Scheduler {
+    offers_notifier::Scheduler::new(db, ledger, outbox, settings.notifier.clone())
+}
+
+/// Clients of the internal services, presenting the service credential.
+pub struct InternalClients {
+    pub users: UserAdminServiceClient<InternalChannel>,
+    pub catalog: CatalogAdminServiceClient<InternalChannel>,
+    pub ledger: LedgerServiceClient<InternalChannel>,
 }
 
 impl InternalClients {
-    fn new(settings: &Settings, token: &str) -> anyhow::Result<Self> {
+    pub fn new(settings: &Settings, token: &str) -> anyhow::Result<Self> {
         let credential = ServiceCredential::new(token)?;
         let timeout = Duration::from_millis(settings.gateway.upstream_timeout_ms);
         let up = &settings.upstream;

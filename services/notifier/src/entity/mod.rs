@@ -1,0 +1,3 @@
+pub mod lock;
+pub mod reminder;
+pub mod run;
