@@ -38,7 +38,7 @@ fn under_ci() -> bool {
 
 pub enum Resources {
     Embedded { dir: PathBuf },
-    Real { database: String, prefix: String },
+    Real { database: String, prefix: String, dir: PathBuf },
 }
 
 impl Resources {
@@ -60,8 +60,17 @@ impl Resources {
                 let admin = Database::connect(format!("{}/postgres", postgres_url())).await.expect("postgres");
                 admin.execute_unprepared(&format!("CREATE DATABASE {database}")).await.expect("create database");
                 admin.close().await.ok();
-                Some(Resources::Real { database, prefix: format!("t{id}") })
+                let dir = std::env::temp_dir().join(format!("offers-test-{id}"));
+                std::fs::create_dir_all(&dir).expect("temp dir");
+                Some(Resources::Real { database, prefix: format!("t{id}"), dir })
             }
+        }
+    }
+
+    /// A path in this test's own scratch directory.
+    pub fn scratch_file(&self, name: &str) -> PathBuf {
+        match self {
+            Resources::Embedded { dir } | Resources::Real { dir, .. } => dir.join(name),
         }
     }
 
@@ -72,7 +81,7 @@ impl Resources {
                 settings.cache.url = "memory://".into();
                 settings.bus.url = "memory://".into();
             }
-            Resources::Real { database, prefix } => {
+            Resources::Real { database, prefix, .. } => {
                 settings.database.url = format!("{}/{database}", postgres_url());
                 settings.database.max_connections = 8;
                 settings.cache.url = redis_url();
@@ -103,7 +112,8 @@ impl Drop for Resources {
             Resources::Embedded { dir } => {
                 let _ = std::fs::remove_dir_all(dir);
             }
-            Resources::Real { database, prefix } => {
+            Resources::Real { database, prefix, dir } => {
+                let _ = std::fs::remove_dir_all(dir);
                 let (database, prefix) = (database.clone(), prefix.clone());
                 // Drop cannot await; clean up on a runtime of its own.
                 let cleanup = std::thread::spawn(move || {

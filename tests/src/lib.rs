@@ -67,6 +67,10 @@ impl TestSuite {
         let sim =
             offers::suite::start_simulator(any, &settings.provisioning, simulator.clone()).await.expect("simulator");
         settings.provisioning.url = Some(format!("http://{sim}"));
+        // Reminders go to a file by default, as in the embedded mode.
+        settings.notifier.sink_file = Some(resources.scratch_file("notifications.log"));
+        settings.notifier.retry_base_ms = 50;
+        settings.notifier.retry_max_ms = 200;
         // The demo partner's preset key, as in the embedded mode.
         settings.partner.allow_preset_keys = true;
         configure(&mut settings);
@@ -217,6 +221,15 @@ impl TestSuite {
             assert!(balance >= 0, "negative balance {balance}");
             assert_eq!(balance, total, "a balance differs from the sum of its ledger entries");
         }
+    }
+
+    /// Runs the one-shot expiring-subscriptions job as of `at`.
+    pub async fn expiring_subscriptions(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<offers_notifier::RunReport> {
+        let token = self.settings.internal_token().expect("internal token");
+        offers::jobs::expiring_subscriptions(&self.settings, token, at).await.expect("job runs")
     }
 
     /// Stops the servers (the backend resources go when the suite drops).

@@ -5,5 +5,6 @@ mod activation;
 mod auth;
 mod bus;
 mod edge;
+mod notifier;
 mod offers;
 mod partner;

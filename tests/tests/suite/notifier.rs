@@ -1,0 +1,256 @@
+//! Expiry reminders: scheduled once per subscription, window and expiry,
+//! delivered by the channels that reach the user, retried when they fail.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use offers_kit::jobs::{self, ReminderJob};
+use offers_proto::catalog::v1::Offer;
+use offers_tests::{Backend, TestSuite, both};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// A subscription to a new offer of `days`, settled, for a new user.
+async fn subscription_of(suite: &TestSuite, code: &str, days: i32, phone: &str) -> (String, String) {
+    let mut admin = suite.admin();
+    let offer = Offer {
+        code: code.into(),
+        name: format!("Bundle {code}"),
+        price: 100,
+        currency_code: suite.settings.currency.clone(),
+        duration_days: days,
+        is_active: true,
+        ..Default::default()
+    };
+    let offer = match admin.create_offer(offer).await.expect("offer") {
+        offers::admin::Created::New(o) => o.id,
+        offers::admin::Created::Existing => panic!("offer {code} exists"),
+    };
+    let username = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let request = offers_proto::auth::v1::CreateUserRequest {
+        username: username.clone(),
+        password: offers::dev::DEMO_PASSWORD.into(),
+        email: format!("{username}@example.com"),
+        phone_number: phone.into(),
+        first_name: "Rita".into(),
+        ..Default::default()
+    };
+    let offers::admin::Created::New(user) = admin.create_user(request).await.expect("user") else { panic!("exists") };
+    admin.credit(&user.id, 10_000, &suite.settings.currency, &username, "test").await.expect("credit");
+    let token = suite.token(&username).await;
+    let tx = suite.activate(&token, &offer).await.str("transaction_id").to_string();
+    assert_eq!(suite.settled(&token, &tx).await.body["status"], "SUCCESS");
+    let sub = suite.transaction(&token, &tx).await["subscription_id"].as_str().expect("subscription").to_string();
+    (token, sub)
+}
+
+fn sink(suite: &TestSuite) -> String {
+    let path = suite.settings.notifier.sink_file.clone().expect("sink");
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Waits until `check` holds (reminders are delivered asynchronously).
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn reminders_go_out_once(suite: &TestSuite) {
+    subscription_of(suite, "EXP-2D", 2, "").await;
+    subscription_of(suite, "EXP-10D", 10, "").await;
+    let now = Utc::now();
+    let first = suite.expiring_subscriptions(now).await.expect("ran");
+    assert_eq!(first.scheduled, 1, "only the one expiring within 3 days: {first:?}");
+    let second = suite.expiring_subscriptions(now).await.expect("ran");
+    assert_eq!((second.scheduled, second.already_reminded), (0, 1), "a rerun sends nothing");
+    eventually("the reminder", || sink(suite).contains("Bundle EXP-2D")).await;
+    let log = sink(suite);
+    assert!(log.contains("renew"), "the text carries a renewal hint: {log}");
+    assert!(!log.contains("EXP-10D"));
+
+    // The same job delivered again: nothing more goes out.
+    let reminder: uuid::Uuid = {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = suite.database();
+        let row = db
+            .query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT id FROM notifier_reminders"))
+            .await
+            .expect("query")
+            .expect("a reminder");
+        row.try_get("", "id").expect("id")
+    };
+    let job = serde_json::to_vec(&ReminderJob { reminder_id: reminder, attempt: 0 }).expect("json");
+    suite.bus().publish(jobs::REMINDER, &job, None).await.expect("publish");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink(suite).matches("--- email to").count(), 1, "exactly one reminder: {}", sink(suite));
+
+    // Seen from three days on, the 2-day subscription has expired: nothing for it.
+    let later = suite.expiring_subscriptions(now + chrono::Duration::days(3)).await.expect("ran");
+    assert_eq!(later.scheduled, 0);
+}
+
+async fn renewal_rearms_the_reminder(suite: &TestSuite) {
+    let (token, sub) = subscription_of(suite, "EXP-REN", 2, "").await;
+    let now = Utc::now();
+    assert_eq!(suite.expiring_subscriptions(now).await.expect("ran").scheduled, 1);
+    let renewal = suite.api.post("/api/v1/offers/renew/", Some(&token), &json!({"subscription_id": sub})).await;
+    suite.settled(&token, renewal.str("transaction_id")).await;
+    // Now it expires in four days: two days on, its new expiry is due a reminder of its own.
+    let later = suite.expiring_subscriptions(now + chrono::Duration::days(2)).await.expect("ran");
+    assert_eq!(later.scheduled, 1, "{later:?}");
+    eventually("both reminders", || sink(suite).matches("--- email to").count() == 2).await;
+}
+
+async fn concurrent_runs_queue_one_set(suite: &TestSuite) {
+    subscription_of(suite, "EXP-RACE", 1, "").await;
+    let now = Utc::now();
+    let (a, b) = tokio::join!(suite.expiring_subscriptions(now), suite.expiring_subscriptions(now));
+    let total = a.map_or(0, |r| r.scheduled) + b.map_or(0, |r| r.scheduled);
+    assert_eq!(total, 1, "{a:?} {b:?}");
+    eventually("the reminder", || sink(suite).contains("Bundle EXP-RACE")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink(suite).matches("--- email to").count(), 1, "{}", sink(suite));
+}
+
+both!(reminders_go_out_once, renewal_rearms_the_reminder, concurrent_runs_queue_one_set);
+
+/// A minimal SMTP server: accepts every message and keeps its envelope and data.
+async fn smtp_server() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let store = got.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let _ = write.write_all(b"220 test ESMTP\r\n").await;
+                let mut transcript = String::new();
+                let mut in_data = false;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    transcript.push_str(&line);
+                    transcript.push('\n');
+                    let reply: &[u8] = if in_data {
+                        if line == "." {
+                            in_data = false;
+                            b"250 queued\r\n"
+                        } else {
+                            continue;
+                        }
+                    } else {
+                        let upper = line.to_ascii_uppercase();
+                        if upper.starts_with("EHLO") {
+                            b"250-test\r\n250 OK\r\n"
+                        } else if upper.starts_with("DATA") {
+                            in_data = true;
+                            b"354 go on\r\n"
+                        } else if upper.starts_with("QUIT") {
+                            let _ = write.write_all(b"221 bye\r\n").await;
+                            break;
+                        } else {
+                            b"250 OK\r\n"
+                        }
+                    };
+                    let _ = write.write_all(reply).await;
+                }
+                store.lock().expect("lock").push(transcript);
+            });
+        }
+    });
+    (port, got)
+}
+
+async fn email_goes_over_smtp(backend: Backend) {
+    let (port, got) = smtp_server().await;
+    let Some(suite) = TestSuite::spawn_with(backend, |s| {
+        s.notifier.sink_file = None;
+        s.notifier.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        s.notifier.smtp_from = "Offers <no-reply@offers.test>".into();
+    })
+    .await
+    else {
+        return;
+    };
+    let (token, _) = subscription_of(&suite, "EXP-MAIL", 1, "").await;
+    let email = suite.api.get("/api/v1/auth/profile/", Some(&token)).await.str("email").to_string();
+    assert_eq!(suite.expiring_subscriptions(Utc::now()).await.expect("ran").scheduled, 1);
+    eventually("the email", || !got.lock().expect("lock").is_empty()).await;
+    let transcript = got.lock().expect("lock")[0].clone();
+    assert!(transcript.contains(&format!("RCPT TO:<{email}>")), "{transcript}");
+    assert!(transcript.contains("MAIL FROM:<no-reply@offers.test>"), "{transcript}");
+    assert!(transcript.contains("Bundle EXP-MAIL") && transcript.contains("renew"), "{transcript}");
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_goes_over_smtp_embedded() {
+    email_goes_over_smtp(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_goes_over_smtp_real() {
+    email_goes_over_smtp(Backend::Real).await;
+}
+
+/// An SMS provider that fails `failures` times with 503, then accepts.
+async fn sms_provider(failures: usize) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let store = got.clone();
+    let app = axum::Router::new().route(
+        "/sms",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let store = store.clone();
+            async move {
+                let mut seen = store.lock().expect("lock");
+                seen.push(body);
+                if seen.len() <= failures {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::ACCEPTED
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/sms", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+async fn sms_is_retried_to_success(backend: Backend) {
+    let (url, got) = sms_provider(2).await;
+    let Some(suite) = TestSuite::spawn_with(backend, |s| {
+        s.notifier.sink_file = None;
+        s.notifier.sms_url = Some(url);
+    })
+    .await
+    else {
+        return;
+    };
+    // A user with a phone number (their email has no channel here).
+    subscription_of(&suite, "EXP-SMS", 1, "+15550100").await;
+    assert_eq!(suite.expiring_subscriptions(Utc::now()).await.expect("ran").scheduled, 1);
+    eventually("three SMS attempts", || got.lock().expect("lock").len() >= 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = got.lock().expect("lock").clone();
+    assert_eq!(got.len(), 3, "two failures, one success, then nothing: {got:?}");
+    assert_eq!(got[2]["to"], "+15550100");
+    assert!(got[2]["text"].as_str().is_some_and(|t| t.contains("Bundle EXP-SMS")), "{got:?}");
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_is_retried_to_success_embedded() {
+    sms_is_retried_to_success(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_is_retried_to_success_real() {
+    sms_is_retried_to_success(Backend::Real).await;
+}
