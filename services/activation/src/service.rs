@@ -86,14 +86,7 @@ impl Activation {
         let request = account::PurchaseRequest {
             user_id: who.user_id.to_string(),
             kind: kind.into(),
-            offer: Some(account::OfferSnapshot {
-                offer_id: offer.id,
-                code: offer.code,
-                name: offer.name,
-                price: offer.price,
-                currency_code: offer.currency_code,
-                duration_days: offer.duration_days,
-            }),
+            offer: Some(offer.into()),
             subscription_id,
             partner_id: String::new(),
             reference: String::new(),

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use offers_kit::bus::{Delivery, Disposition, Handler};
+use offers_kit::bus::{Delivery, Disposition, Handler, requeue_later};
 use offers_kit::config::ProvisioningSettings;
 use offers_kit::grpc::InternalChannel;
 use offers_kit::jobs::ProvisionJob;
@@ -134,23 +134,11 @@ enum Settle {
 #[async_trait]
 impl Handler for Worker {
     async fn handle(&self, delivery: Delivery) -> Disposition {
-        let job: ProvisionJob = match serde_json::from_slice(&delivery.payload) {
-            Ok(job) => job,
-            Err(e) => {
-                // A malformed job will never parse; keeping it would loop forever.
-                tracing::error!(error = %e, "dropping a malformed provisioning job");
-                return Disposition::Ack;
-            }
-        };
+        let Some(job) = delivery.decode::<ProvisionJob>() else { return Disposition::Ack };
         match self.process(job).await {
             Ok(()) => Disposition::Ack,
-            Err(LedgerDown(status)) if retryable(&status) => {
-                // Nothing was claimed: put the job back, after a pause so an
-                // outage does not become a busy loop.
-                tracing::warn!(transaction_id = %job.transaction_id, error = %status, "ledger unreachable; requeueing");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                Disposition::Requeue
-            }
+            // Nothing was claimed: the job can go back.
+            Err(LedgerDown(status)) if retryable(&status) => requeue_later(&status).await,
             Err(LedgerDown(status)) => {
                 // The ledger refused the job itself (unknown transaction, bad
                 // id): it will never succeed, so it must not loop.

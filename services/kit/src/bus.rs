@@ -50,6 +50,28 @@ pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, delivery: Delivery) -> Disposition;
 }
 
+impl Delivery {
+    /// The job as `T`; a payload that will never parse is logged and `None`
+    /// (ack it: keeping it would loop forever).
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        match serde_json::from_slice(&self.payload) {
+            Ok(job) => Some(job),
+            Err(e) => {
+                tracing::error!(error = %e, "dropping a malformed job");
+                None
+            }
+        }
+    }
+}
+
+/// A handler could not record its outcome and nothing is settled: the job
+/// goes back, after a pause so an outage does not become a busy loop.
+pub async fn requeue_later(error: &(dyn std::fmt::Display + Sync)) -> Disposition {
+    tracing::warn!(error = %error, "job not done; requeueing");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Disposition::Requeue
+}
+
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Publishes durably; returns only once the broker has taken the job.
@@ -121,14 +143,7 @@ impl RabbitBus {
             let connection = self.connect().await?;
             let publisher = connection.create_channel().await?;
             publisher.confirm_select(ConfirmSelectOptions::default()).await?;
-            publisher
-                .exchange_declare(
-                    self.exchange().into(),
-                    ExchangeKind::Direct,
-                    ExchangeDeclareOptions { durable: true, ..Default::default() },
-                    FieldTable::default(),
-                )
-                .await?;
+            self.declare_exchange(&publisher).await?;
             *guard = Some(RabbitState { connection, publisher, declared: HashSet::new() });
         }
         let state = guard.as_mut().ok_or(BusError::Nacked)?;
@@ -138,6 +153,12 @@ impl RabbitBus {
             *guard = None;
         }
         result
+    }
+
+    async fn declare_exchange(&self, channel: &Channel) -> Result<(), BusError> {
+        let options = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        channel.exchange_declare(self.exchange().into(), ExchangeKind::Direct, options, FieldTable::default()).await?;
+        Ok(())
     }
 
     async fn declare_topic(&self, channel: &Channel, topic: &str) -> Result<(), BusError> {
@@ -191,14 +212,7 @@ impl RabbitBus {
     ) -> Result<(), BusError> {
         let connection = self.connect().await?;
         let channel = connection.create_channel().await?;
-        channel
-            .exchange_declare(
-                self.exchange().into(),
-                ExchangeKind::Direct,
-                ExchangeDeclareOptions { durable: true, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await?;
+        self.declare_exchange(&channel).await?;
         self.declare_topic(&channel, topic).await?;
         channel.basic_qos(self.prefetch, BasicQosOptions::default()).await?;
         let mut consumer = channel

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use offers_kit::bus::{Delivery, Disposition, Handler, SharedBus};
+use offers_kit::bus::{Delivery, Disposition, Handler, SharedBus, requeue_later};
 use offers_kit::config::NotifierSettings;
 use offers_kit::grpc::InternalChannel;
 use offers_kit::jobs::{self, ReminderJob};
@@ -152,20 +152,10 @@ impl ReminderWorker {
 #[async_trait]
 impl Handler for ReminderWorker {
     async fn handle(&self, delivery: Delivery) -> Disposition {
-        let job: ReminderJob = match serde_json::from_slice(&delivery.payload) {
-            Ok(job) => job,
-            Err(e) => {
-                tracing::error!(error = %e, "dropping a malformed reminder job");
-                return Disposition::Ack;
-            }
-        };
+        let Some(job) = delivery.decode::<ReminderJob>() else { return Disposition::Ack };
         match self.deliver(job).await {
             Ok(()) => Disposition::Ack,
-            Err(e) => {
-                tracing::warn!(reminder_id = %job.reminder_id, error = %e, "reminder delivery failed; requeueing");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                Disposition::Requeue
-            }
+            Err(e) => requeue_later(&e).await,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use hmac::{Hmac, Mac};
-use offers_kit::bus::{Delivery, Disposition, Handler, SharedBus};
+use offers_kit::bus::{Delivery, Disposition, Handler, SharedBus, requeue_later};
 use offers_kit::config::PartnerSettings;
 use offers_kit::jobs::{self, PartnerEvent};
 use offers_kit::retry::backoff;
@@ -177,20 +177,10 @@ impl CallbackWorker {
 #[async_trait]
 impl Handler for CallbackWorker {
     async fn handle(&self, delivery: Delivery) -> Disposition {
-        let event: PartnerEvent = match serde_json::from_slice(&delivery.payload) {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::error!(error = %e, "dropping a malformed callback event");
-                return Disposition::Ack;
-            }
-        };
+        let Some(event) = delivery.decode::<PartnerEvent>() else { return Disposition::Ack };
         match self.deliver(event).await {
             Ok(()) => Disposition::Ack,
-            Err(e) => {
-                tracing::warn!(error = %e, "callback delivery could not be recorded; requeueing");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                Disposition::Requeue
-            }
+            Err(e) => requeue_later(&e).await,
         }
     }
 }

@@ -134,14 +134,7 @@ impl Partners {
         let purchase = account::PurchaseRequest {
             user_id: user_id.to_string(),
             kind: account::TransactionKind::PartnerActivation.into(),
-            offer: Some(account::OfferSnapshot {
-                offer_id: offer.id,
-                code: offer.code,
-                name: offer.name,
-                price: offer.price,
-                currency_code: offer.currency_code,
-                duration_days: offer.duration_days,
-            }),
+            offer: Some(offer.into()),
             subscription_id: String::new(),
             partner_id: partner.id.to_string(),
             reference: keys::new_reference(),

@@ -29,3 +29,17 @@ pub mod partner {
         tonic::include_proto!("offers.partner.v1");
     }
 }
+
+/// What the ledger keeps of an offer when it is bought.
+impl From<catalog::v1::Offer> for account::v1::OfferSnapshot {
+    fn from(offer: catalog::v1::Offer) -> Self {
+        account::v1::OfferSnapshot {
+            offer_id: offer.id,
+            code: offer.code,
+            name: offer.name,
+            price: offer.price,
+            currency_code: offer.currency_code,
+            duration_days: offer.duration_days,
+        }
+    }
+}
