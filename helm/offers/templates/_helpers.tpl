@@ -51,15 +51,15 @@ Service links are off: Kubernetes would inject OFFERS_<SERVICE>_* variables
 for the chart's own Services, which the binary reads as unknown settings.
 */}}
 {{- define "offers.podSpec" -}}
+automountServiceAccountToken: false
+enableServiceLinks: false
+{{- with .Values.serviceAccountName }}
+serviceAccountName: {{ . }}
+{{- end }}
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.serviceAccountName }}
-serviceAccountName: {{ . }}
-{{- end }}
-automountServiceAccountToken: false
-enableServiceLinks: false
 securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- with .Values.nodeSelector }}

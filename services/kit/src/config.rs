@@ -418,7 +418,12 @@ impl Settings {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment.merge(Env::prefixed("OFFERS_").split("__"))
+        // OFFERS_CONFIG (the file itself) and OFFERS_NEW_PASSWORD (an admin
+        // command's input) are command-line settings, not configuration keys.
+        let env = Env::prefixed("OFFERS_")
+            .filter(|key| !["config", "new_password"].iter().any(|k| key.as_str().eq_ignore_ascii_case(k)))
+            .split("__");
+        figment.merge(env)
     }
 
     /// Checks every value and reports all problems together, naming each key.
