@@ -344,7 +344,8 @@ async fn run_dev(mut settings: Settings, data_dir: &Path) -> anyhow::Result<()> 
          \x20 REST      http://{http}/api/v1/   (OpenAPI: http://{http}/api/v1/openapi.json)\n\
          \x20 gRPC      {grpc}   internal gRPC {internal}\n\
          \x20 provisioning simulator http://{sim}\n\
-         \x20 demo users: demo / {pw}  and  demo2 / {pw}  (balance {balance} each)\n\n\
+         \x20 demo users: demo / {pw}  and  demo2 / {pw}  (balance {balance} each)\n\
+         \x20 demo partner key: {partner_key}   reminders: {dir}/notifications.log\n\n\
          Try:\n\
          \x20 curl -s -X POST http://{http}/api/v1/auth/login/ -H 'Content-Type: application/json' \
          -d '{{\"username\":\"demo\",\"password\":\"{pw}\"}}'\n\n\
@@ -354,6 +355,7 @@ async fn run_dev(mut settings: Settings, data_dir: &Path) -> anyhow::Result<()> 
         internal = suite.internal_grpc_addr.map(|a| a.to_string()).unwrap_or_default(),
         pw = offers::dev::DEMO_PASSWORD,
         balance = offers::dev::DEMO_BALANCE,
+        partner_key = offers::dev::DEMO_PARTNER_KEY,
     );
     let outcome = run_until_signal(suite).await;
     simulator.cancel();
