@@ -515,12 +515,13 @@ impl Ledger {
             return Err(LedgerError::Invalid("idempotency_key is required".into()));
         }
         let txn = self.db.begin().await?;
+        let key = format!("topup:{user_id}:{key}");
         let entry = Entry {
             user_id,
             transaction_id: None,
             kind: EntryKind::TopUp,
             amount,
-            key: format!("topup:{user_id}:{key}"),
+            key: key.clone(),
             memo: memo.into(),
         };
         let recorded = self.record(&txn, entry).await;
@@ -532,6 +533,14 @@ impl Ledger {
             }
             Err(LedgerError::Db(e)) if offers_kit::db::is_unique_violation(&e) => {
                 txn.rollback().await?;
+                // The same key again: a replay if it credited the same amount.
+                let earlier = ledger_entry::Entity::find()
+                    .filter(ledger_entry::Column::IdempotencyKey.eq(key))
+                    .one(&self.db)
+                    .await?;
+                if earlier.is_some_and(|e| e.amount != amount) {
+                    return Err(LedgerError::IdempotencyKeyReused);
+                }
                 false
             }
             Err(e) => return Err(e),

@@ -263,7 +263,28 @@ async fn status_and_lists_check_their_input(suite: &TestSuite) {
     }
 }
 
+async fn top_ups_happen_once_per_key(suite: &TestSuite) {
+    let (user, token) = suite.user_with_balance(0).await;
+    let (other, other_token) = suite.user_with_balance(0).await;
+    let mut admin = suite.admin();
+    let currency = suite.settings.currency.clone();
+    let (applied, balance) = admin.credit(&user, 1_000, &currency, "topup-1", "test").await.expect("credit");
+    assert!(applied);
+    assert_eq!(balance.balance, 1_000);
+    let (again, balance) = admin.credit(&user, 1_000, &currency, "topup-1", "test").await.expect("replay");
+    assert!(!again, "the same key credits once");
+    assert_eq!(balance.balance, 1_000);
+    let reused = admin.credit(&user, 2_000, &currency, "topup-1", "test").await;
+    assert!(reused.is_err_and(|e| e.to_string().contains("idempotency_key_reused")));
+    // Keys are per user.
+    assert!(admin.credit(&other, 500, &currency, "topup-1", "test").await.expect("credit").0);
+    assert!(admin.credit(&user, 0, &currency, "topup-2", "test").await.is_err(), "nothing is credited for zero");
+    assert!(admin.credit(&user, 10, "XXX", "topup-3", "test").await.is_err(), "another currency is refused");
+    assert_eq!((suite.balance(&token).await, suite.balance(&other_token).await), (1_000, 500));
+}
+
 both!(
+    top_ups_happen_once_per_key,
     activation_succeeds_end_to_end,
     rejected_activation_refunds_exactly,
     flaky_provisioning_succeeds_on_the_third_attempt,
