@@ -55,8 +55,10 @@ where
         let request_id = parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         let forwarded = auth
             .trust_forwarded_for
+            // The last hop is the one our own proxy added; earlier ones are
+            // whatever the client wrote.
             .then(|| {
-                parts.headers.get("x-forwarded-for")?.to_str().ok()?.split(',').next().map(|s| s.trim().to_string())
+                parts.headers.get("x-forwarded-for")?.to_str().ok()?.rsplit(',').next().map(|s| s.trim().to_string())
             })
             .flatten();
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());

@@ -82,6 +82,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
+pub async fn method_not_allowed() -> ApiError {
+    ApiError(Error::new(ErrorCode::MethodNotAllowed, "this method is not allowed on this path"))
+}
+
 pub async fn not_found() -> ApiError {
     ApiError(Error::new(ErrorCode::NotFound, "no such path"))
 }

@@ -88,6 +88,7 @@ pub fn router(settings: &Settings, upstreams: Upstreams, verifier: TokenVerifier
     api.route("/api/v1/openapi.json", get(move || async move { axum::Json(doc) }))
         .merge(ops::router(readiness))
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.gateway.body_limit_bytes))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();

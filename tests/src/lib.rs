@@ -73,6 +73,8 @@ impl TestSuite {
         settings.notifier.retry_max_ms = 200;
         // The demo partner's preset key, as in the embedded mode.
         settings.partner.allow_preset_keys = true;
+        // Callbacks go to test servers on loopback.
+        settings.partner.allow_private_callbacks = true;
         configure(&mut settings);
 
         let suite = start(&settings).await;

@@ -192,17 +192,19 @@ impl Ledger {
     /// idempotency key, a repeat of the same request returns the first
     /// transaction and charges nothing.
     pub async fn purchase(&self, p: Purchase) -> Result<Purchased, LedgerError> {
-        if p.offer.price <= 0 || p.offer.price > MAX_AMOUNT {
-            return Err(LedgerError::Invalid(format!("price must be between 1 and {MAX_AMOUNT}")));
-        }
-        if p.offer.currency != self.currency {
-            return Err(LedgerError::CurrencyMismatch { offer: p.offer.currency, balance: self.currency.clone() });
-        }
+        // A replay is answered before anything else is checked: what was
+        // accepted once stays accepted, whatever changed since.
         if let Some(existing) = self.stored_key(&p).await? {
             return self.replay(existing, p.idempotency.as_ref().map_or("", |i| i.request_hash.as_str())).await;
         }
         if p.replay_only {
             return Err(LedgerError::NotFound("request with this idempotency key"));
+        }
+        if p.offer.price <= 0 || p.offer.price > MAX_AMOUNT {
+            return Err(LedgerError::Invalid(format!("price must be between 1 and {MAX_AMOUNT}")));
+        }
+        if p.offer.currency != self.currency {
+            return Err(LedgerError::CurrencyMismatch { offer: p.offer.currency, balance: self.currency.clone() });
         }
         let txn = self.db.begin().await?;
         match self.purchase_in(&txn, &p).await {

@@ -282,6 +282,10 @@ pub struct PartnerSettings {
     /// Lets `CreateApiKey` take a preset secret: the embedded mode's demo
     /// key. Never in production.
     pub allow_preset_keys: bool,
+    /// Lets callback URLs be plain http or point at loopback and private
+    /// addresses (the embedded mode and tests). Off, callbacks go only to
+    /// public https endpoints, so a partner cannot aim them inside our network.
+    pub allow_private_callbacks: bool,
 }
 
 impl Default for PartnerSettings {
@@ -293,6 +297,7 @@ impl Default for PartnerSettings {
             callback_retry_base_ms: 1_000,
             callback_retry_max_ms: 300_000,
             allow_preset_keys: false,
+            allow_private_callbacks: false,
         }
     }
 }
@@ -453,6 +458,20 @@ impl Settings {
         if self.auth.refresh_ttl_secs < self.auth.access_ttl_secs {
             bad.push("auth.refresh_ttl_secs: must not be shorter than auth.access_ttl_secs".into());
         }
+        if let Some(token) = self.internal_token()
+            && token.len() < 16
+        {
+            bad.push("internal.token: must be at least 16 characters (it guards the internal listener)".into());
+        }
+        if self.auth.refresh_ttl_secs > 365 * 24 * 3600 {
+            bad.push("auth.refresh_ttl_secs: at most a year".into());
+        }
+        if self.auth.login_per_username == 0 || self.auth.login_per_address == 0 {
+            bad.push("auth.login_per_username and auth.login_per_address: at least 1".into());
+        }
+        if !(100..=300_000).contains(&self.gateway.upstream_timeout_ms) {
+            bad.push("gateway.upstream_timeout_ms: between 100 and 300000".into());
+        }
         if self.auth.login_window_secs == 0 {
             bad.push("auth.login_window_secs: must be at least 1".into());
         }
@@ -488,6 +507,9 @@ impl Settings {
         if p.max_attempts == 0 || p.max_attempts > 50 {
             bad.push("provisioning.max_attempts: must be between 1 and 50".into());
         }
+        if p.timeout_ms == 0 || p.timeout_ms > 600_000 || p.retry_max_ms > 86_400_000 {
+            bad.push("provisioning: timeout_ms between 1 and 600000, retry_max_ms at most a day".into());
+        }
         if p.timeout_ms == 0 || p.retry_base_ms == 0 || p.retry_max_ms < p.retry_base_ms {
             bad.push(
                 "provisioning: timeout_ms and retry_base_ms must be positive, retry_max_ms ≥ retry_base_ms".into(),
@@ -502,6 +524,9 @@ impl Settings {
                 "partner: requests_per_second, callback_max_attempts and callback_timeout_ms must be positive".into(),
             );
         }
+        if pa.callback_timeout_ms > 60_000 || pa.callback_retry_max_ms > 86_400_000 || pa.callback_max_attempts > 100 {
+            bad.push("partner: callback_timeout_ms at most 60000, callback_retry_max_ms at most a day, callback_max_attempts at most 100".into());
+        }
         if pa.callback_retry_base_ms == 0 || pa.callback_retry_max_ms < pa.callback_retry_base_ms {
             bad.push("partner: callback_retry_base_ms must be positive and at most callback_retry_max_ms".into());
         }
@@ -511,6 +536,18 @@ impl Settings {
         }
         if n.run_at().is_none() {
             bad.push(format!("notifier.run_at_utc: expected HH:MM, got {:?}", n.run_at_utc));
+        }
+        if n.send_timeout_ms > 60_000
+            || n.retry_max_ms > 86_400_000
+            || n.check_interval_secs > 3600
+            || n.max_attempts > 100
+        {
+            bad.push("notifier: send_timeout_ms at most 60000, retry_max_ms at most a day, check_interval_secs at most 3600, max_attempts at most 100".into());
+        }
+        if let Some(url) = &n.sms_url
+            && url.parse::<http::Uri>().map(|u| u.scheme().is_none()).unwrap_or(true)
+        {
+            bad.push(format!("notifier.sms_url: expected an http(s):// URL, got {url:?}"));
         }
         if n.max_attempts == 0 || n.send_timeout_ms == 0 || n.check_interval_secs == 0 {
             bad.push("notifier: max_attempts, send_timeout_ms and check_interval_secs must be positive".into());
@@ -534,7 +571,14 @@ impl Settings {
         {
             bad.push("ledger: deadlines, leases and intervals must be positive".into());
         }
-        if l.attempt_lease_secs * 1000 <= p.timeout_ms {
+        if l.pending_deadline_secs > 86_400 || l.attempt_lease_secs > 3_600 || l.idempotency_retention_hours > 2_160 {
+            bad.push("ledger: pending_deadline_secs at most a day, attempt_lease_secs at most an hour, idempotency_retention_hours at most 90 days".into());
+        }
+        if l.reconcile_interval_ms > 3_600_000 || l.relay_interval_ms > 60_000 || l.status_cache_ttl_secs > 30 * 86_400
+        {
+            bad.push("ledger: reconcile_interval_ms at most an hour, relay_interval_ms at most a minute, status_cache_ttl_secs at most 30 days".into());
+        }
+        if l.attempt_lease_secs.saturating_mul(1000) <= p.timeout_ms {
             bad.push("ledger.attempt_lease_secs: must outlast one provisioning call (provisioning.timeout_ms)".into());
         }
         if bad.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(bad)) }
@@ -601,11 +645,13 @@ mod tests {
         s.database.url = "mysql://x".into();
         s.currency = "euro".into();
         s.telemetry.log_format = "xml".into();
+        s.internal.token = Some(SecretString::from(""));
         let Err(ConfigError::Invalid(errors)) = s.validate() else {
             panic!("expected invalid");
         };
         let joined = errors.join("\n");
-        assert_eq!(errors.len(), 3, "{joined}");
+        assert_eq!(errors.len(), 4, "{joined}");
+        assert!(joined.contains("internal.token"));
         assert!(joined.contains("database.url"));
         assert!(joined.contains("currency"));
         assert!(joined.contains("telemetry.log_format"));

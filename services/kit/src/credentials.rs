@@ -84,7 +84,10 @@ impl ServiceCredentialCheck {
 
 impl Interceptor for ServiceCredentialCheck {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let presented: [u8; 32] = Sha256::digest(bearer(request.metadata()).unwrap_or_default().as_bytes()).into();
+        let Some(presented) = bearer(request.metadata()).filter(|t| !t.is_empty()) else {
+            return Err(Error::new(ErrorCode::Unauthenticated, "a service credential is required").into());
+        };
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         // Compare digests without an early exit, so timing says nothing.
         let diff = presented.iter().zip(self.digest.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
         if diff == 0 {

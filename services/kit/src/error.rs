@@ -50,6 +50,7 @@ error_codes! {
     PermissionDenied => ("permission_denied", PermissionDenied, 403, "Not allowed"),
     RateLimited => ("rate_limited", ResourceExhausted, 429, "Too many requests"),
     PayloadTooLarge => ("payload_too_large", InvalidArgument, 413, "The request body is too large"),
+    MethodNotAllowed => ("method_not_allowed", Unimplemented, 405, "Method not allowed"),
     InsufficientBalance => ("insufficient_balance", FailedPrecondition, 400, "The balance does not cover the price"),
     OfferInactive => ("offer_inactive", FailedPrecondition, 400, "The offer is not available"),
     CurrencyMismatch => ("currency_mismatch", FailedPrecondition, 400, "The currencies do not match"),

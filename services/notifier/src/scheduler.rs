@@ -12,7 +12,7 @@ use offers_kit::grpc::{InternalChannel, from_timestamp, to_timestamp};
 use offers_kit::jobs::{self, ReminderJob};
 use offers_kit::outbox::Outbox;
 use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Condition, Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -67,7 +67,11 @@ impl Scheduler {
         Self { db, ledger, outbox, settings, holder: Uuid::new_v4().to_string() }
     }
 
-    async fn lock(&self, now: DateTime<Utc>) -> Result<bool, NotifierError> {
+    /// Takes (or, for its holder, extends) the lease; wall-clock time, not
+    /// the pass's `as of` time, so a pass run for another moment cannot
+    /// steal or leave behind a lock.
+    async fn lock(&self) -> Result<bool, NotifierError> {
+        let now = Utc::now();
         let row = lock::ActiveModel {
             name: Set(LOCK.into()),
             holder: Set(String::new()),
@@ -81,7 +85,11 @@ impl Scheduler {
             .col_expr(lock::Column::Holder, Expr::value(self.holder.clone()))
             .col_expr(lock::Column::LockedUntil, Expr::value(now + LOCK_LEASE))
             .filter(lock::Column::Name.eq(LOCK))
-            .filter(lock::Column::LockedUntil.lt(now))
+            .filter(
+                Condition::any()
+                    .add(lock::Column::LockedUntil.lt(now))
+                    .add(lock::Column::Holder.eq(self.holder.clone())),
+            )
             .exec(&self.db)
             .await?;
         Ok(taken.rows_affected == 1)
@@ -99,7 +107,7 @@ impl Scheduler {
 
     /// One pass as of `now`; `None` when another run holds the lock.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Option<RunReport>, NotifierError> {
-        if !self.lock(now).await? {
+        if !self.lock().await? {
             return Ok(None);
         }
         let outcome = self.schedule(now).await;
@@ -119,8 +127,10 @@ impl Scheduler {
         for (window, from, to) in bands(&self.settings.windows_hours) {
             let mut page_token = String::new();
             loop {
+                // Never remind of what has already expired, whatever `now` the pass is for.
+                let after = Ord::max(now + from, Utc::now());
                 let request = account::ListExpiringSubscriptionsRequest {
-                    expire_after: Some(to_timestamp(now + from)),
+                    expire_after: Some(to_timestamp(after)),
                     expire_before: Some(to_timestamp(now + to)),
                     page_size: 200,
                     page_token: page_token.clone(),
@@ -137,6 +147,8 @@ impl Scheduler {
                     break;
                 }
                 page_token = page.next_page_token;
+                // A long pass keeps its lease.
+                self.lock().await?;
             }
         }
         if report.scheduled > 0 {
@@ -210,29 +222,34 @@ impl Scheduler {
     }
 
     /// Runs once a day at the configured UTC time, on whichever replica gets
-    /// there first; a day whose run did not finish (a crash) is run again
-    /// at the next check.
+    /// there first. The pass is anchored at the day's nominal time, so
+    /// consecutive days' windows meet exactly; a day whose run did not
+    /// happen or did not finish (everything down, a crash) is caught up at
+    /// the next check.
     pub async fn run_daily(self, shutdown: CancellationToken) {
         let Some((hour, minute)) = self.settings.run_at() else { return };
         let at = NaiveTime::from_hms_opt(hour, minute, 0).unwrap_or(NaiveTime::MIN);
         let every = Duration::from_secs(self.settings.check_interval_secs);
         loop {
             let now = Utc::now();
-            let period = now.date_naive().to_string();
-            if now.time() >= at {
-                match self.finished(&period).await {
-                    Ok(false) => match self.run_once(now).await {
-                        Ok(Some(report)) => {
-                            if let Err(e) = self.mark_finished(&period, report).await {
-                                tracing::warn!(error = %e, "could not record the finished run");
-                            }
+            // The latest scheduled moment not in the future.
+            let mut due = now.date_naive().and_time(at).and_utc();
+            if due > now {
+                due -= chrono::Duration::days(1);
+            }
+            let period = due.date_naive().to_string();
+            match self.finished(&period).await {
+                Ok(false) => match self.run_once(due).await {
+                    Ok(Some(report)) => {
+                        if let Err(e) = self.mark_finished(&period, report).await {
+                            tracing::warn!(error = %e, "could not record the finished run");
                         }
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %e, "expiring-subscriptions run failed; will retry"),
-                    },
-                    Ok(true) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not check today's run"),
-                }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "expiring-subscriptions run failed; will retry"),
+                },
+                Ok(true) => {}
+                Err(e) => tracing::warn!(error = %e, "could not check the latest run"),
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,

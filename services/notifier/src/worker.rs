@@ -21,6 +21,14 @@ use crate::channels::{Channels, Text};
 use crate::entity::reminder::{self, Status};
 use crate::error::NotifierError;
 
+enum Claim {
+    Taken(reminder::Model),
+    /// Sent, skipped or failed for good: nothing to do, ever.
+    Done,
+    /// Being sent elsewhere; its lease ends after this long.
+    Busy(Duration),
+}
+
 pub struct ReminderWorker {
     pub db: DatabaseConnection,
     pub bus: SharedBus,
@@ -43,9 +51,10 @@ pub fn render(name: &str, offer: &str, expires_at: chrono::DateTime<Utc>) -> Tex
 }
 
 impl ReminderWorker {
-    async fn claim(&self, job: &ReminderJob) -> Result<Option<reminder::Model>, NotifierError> {
+    async fn claim(&self, job: &ReminderJob) -> Result<Claim, NotifierError> {
         let now = Utc::now();
-        let lease = chrono::Duration::milliseconds(i64::try_from(self.settings.send_timeout_ms).unwrap_or(60_000) * 3);
+        // Long enough for the user lookup and every channel's exchanges.
+        let lease = chrono::Duration::milliseconds(i64::try_from(self.settings.send_timeout_ms).unwrap_or(60_000) * 10);
         let claimed = reminder::Entity::update_many()
             .col_expr(reminder::Column::LeaseUntil, Expr::value(now + lease))
             .filter(reminder::Column::Id.eq(job.reminder_id))
@@ -55,10 +64,23 @@ impl ReminderWorker {
             )
             .exec(&self.db)
             .await?;
-        if claimed.rows_affected != 1 {
-            return Ok(None);
-        }
-        Ok(reminder::Entity::find_by_id(job.reminder_id).one(&self.db).await?)
+        let row = reminder::Entity::find_by_id(job.reminder_id).one(&self.db).await?;
+        Ok(match row {
+            Some(row) if claimed.rows_affected == 1 => Claim::Taken(row),
+            Some(row) if row.status == Status::Queued => {
+                let left = row.lease_until.map_or(chrono::Duration::zero(), |until| until - now);
+                Claim::Busy(left.to_std().unwrap_or_default() + Duration::from_secs(1))
+            }
+            _ => Claim::Done,
+        })
+    }
+
+    /// Republishes the job to run after `delay`; acked only once the copy is
+    /// with the broker, so it cannot be lost.
+    async fn later(&self, job: ReminderJob, delay: Duration) -> Result<(), NotifierError> {
+        let payload = serde_json::to_vec(&job).unwrap_or_default();
+        self.bus.publish(jobs::REMINDER, &payload, Some(delay)).await?;
+        Ok(())
     }
 
     async fn finish(
@@ -82,9 +104,29 @@ impl ReminderWorker {
     }
 
     async fn deliver(&self, job: ReminderJob) -> Result<(), NotifierError> {
-        let Some(reminder) = self.claim(&job).await? else {
-            return Ok(());
+        let reminder = match self.claim(&job).await? {
+            Claim::Taken(reminder) => reminder,
+            Claim::Done => return Ok(()),
+            // Someone holds it (or held it and died): look again after the lease.
+            Claim::Busy(wait) => return self.later(job, wait).await,
         };
+        let id = reminder.id;
+        let result = self.send(job, reminder).await;
+        if result.is_err() {
+            // Give it back so the requeued job can take it at once.
+            let released = reminder::Entity::update_many()
+                .col_expr(reminder::Column::LeaseUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None))
+                .filter(reminder::Column::Id.eq(id))
+                .exec(&self.db)
+                .await;
+            if let Err(e) = released {
+                tracing::warn!(reminder_id = %id, error = %e, "could not release a reminder; its lease will expire");
+            }
+        }
+        result
+    }
+
+    async fn send(&self, job: ReminderJob, reminder: reminder::Model) -> Result<(), NotifierError> {
         let lookup =
             auth::GetUserRequest { lookup: Some(auth::get_user_request::Lookup::Id(reminder.user_id.to_string())) };
         let user = match self.users.clone().get_user(lookup).await {
@@ -141,11 +183,7 @@ impl ReminderWorker {
             Duration::from_millis(self.settings.retry_base_ms),
             Duration::from_millis(self.settings.retry_max_ms),
         );
-        let next = ReminderJob { reminder_id: reminder.id, attempt };
-        let payload = serde_json::to_vec(&next).unwrap_or_default();
-        // Acked only once the retry is with the broker, so it cannot be lost.
-        self.bus.publish(jobs::REMINDER, &payload, Some(delay)).await?;
-        Ok(())
+        self.later(ReminderJob { reminder_id: reminder.id, attempt }, delay).await
     }
 }
 

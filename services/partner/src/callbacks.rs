@@ -33,6 +33,28 @@ pub fn sign(secret: &str, timestamp: i64, body: &str) -> String {
     format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Whether every address the URL's host resolves to is public.
+async fn resolves_publicly(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else { return false };
+    let Some(host) = uri.host() else { return false };
+    let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+    match tokio::net::lookup_host((host.trim_matches(['[', ']']), port)).await {
+        Ok(addresses) => {
+            let addresses: Vec<_> = addresses.collect();
+            !addresses.is_empty() && addresses.iter().all(|a| crate::keys::is_public(a.ip()))
+        }
+        Err(_) => false,
+    }
+}
+
+enum Claim {
+    Taken,
+    /// Delivered or given up on: nothing to do, ever.
+    Done,
+    /// Being delivered elsewhere; its lease ends after this long.
+    Busy(Duration),
+}
+
 pub struct CallbackWorker {
     pub db: DatabaseConnection,
     pub bus: SharedBus,
@@ -50,13 +72,18 @@ enum DeliveryError {
 
 impl CallbackWorker {
     pub fn new(db: DatabaseConnection, bus: SharedBus, settings: PartnerSettings) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder().timeout(Duration::from_millis(settings.callback_timeout_ms)).build()?;
+        // No redirects: a callback goes where the partner registered it, and
+        // nowhere a response points to.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(settings.callback_timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         Ok(Self { db, bus, http, settings })
     }
 
     /// Takes the event for delivery, unless it was delivered, given up on,
     /// or is being delivered by someone else right now.
-    async fn claim(&self, event: &PartnerEvent) -> Result<bool, DeliveryError> {
+    async fn claim(&self, event: &PartnerEvent) -> Result<Claim, DeliveryError> {
         let now = Utc::now();
         let row = delivery::ActiveModel {
             event_id: Set(event.event_id),
@@ -85,7 +112,30 @@ impl CallbackWorker {
             )
             .exec(&self.db)
             .await?;
-        Ok(claimed.rows_affected == 1)
+        if claimed.rows_affected == 1 {
+            return Ok(Claim::Taken);
+        }
+        let row = delivery::Entity::find_by_id(event.event_id).one(&self.db).await?;
+        Ok(match row {
+            Some(row) if row.delivered_at.is_none() && row.abandoned_at.is_none() => {
+                let left = row.lease_until.map_or(chrono::Duration::zero(), |until| until - now);
+                Claim::Busy(left.to_std().unwrap_or_default() + Duration::from_secs(1))
+            }
+            _ => Claim::Done,
+        })
+    }
+
+    /// Gives the event back after a failure, so the next delivery of its
+    /// job can take it at once.
+    async fn release(&self, event: &PartnerEvent) {
+        let released = delivery::Entity::update_many()
+            .col_expr(delivery::Column::LeaseUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None))
+            .filter(delivery::Column::EventId.eq(event.event_id))
+            .exec(&self.db)
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(event_id = %event.event_id, error = %e, "could not release a callback; its lease will expire");
+        }
     }
 
     async fn record(
@@ -135,14 +185,38 @@ impl CallbackWorker {
     }
 
     async fn deliver(&self, event: PartnerEvent) -> Result<(), DeliveryError> {
-        if !self.claim(&event).await? {
-            return Ok(());
+        match self.claim(&event).await? {
+            Claim::Done => return Ok(()),
+            // Someone holds it (or held it and died): look again once the
+            // lease is over, rather than dropping the event.
+            Claim::Busy(wait) => return self.later(&event, wait).await,
+            Claim::Taken => {}
         }
+        let result = self.attempt(&event).await;
+        if result.is_err() {
+            self.release(&event).await;
+        }
+        result
+    }
+
+    async fn later(&self, event: &PartnerEvent, delay: Duration) -> Result<(), DeliveryError> {
+        let payload = serde_json::to_vec(event).unwrap_or_default();
+        // Acked only once the copy is with the broker, so it cannot be lost.
+        self.bus.publish(jobs::PARTNER_CALLBACK, &payload, Some(delay)).await?;
+        Ok(())
+    }
+
+    async fn attempt(&self, event: &PartnerEvent) -> Result<(), DeliveryError> {
+        let event = event.clone();
         let partner = partner::Entity::find_by_id(event.partner_id).one(&self.db).await?;
         let Some((url, secret)) = partner.and_then(|p| p.callback_url.zip(p.callback_secret)) else {
             // Nobody to tell: the partner registered no callback.
             return self.record(&event, Err("no callback URL registered".into()), true).await;
         };
+        if !self.settings.allow_private_callbacks && !resolves_publicly(&url).await {
+            // Checked at delivery too: a name can be pointed inside after registration.
+            return self.record(&event, Err("callback URL does not resolve to a public address".into()), true).await;
+        }
         let outcome = self.post(&url, &secret, &event).await;
         let attempt = event.attempt + 1;
         let give_up = attempt >= self.settings.callback_max_attempts;
@@ -165,10 +239,7 @@ impl CallbackWorker {
                 Duration::from_millis(self.settings.callback_retry_base_ms),
                 Duration::from_millis(self.settings.callback_retry_max_ms),
             );
-            let retry = PartnerEvent { attempt, ..event };
-            let payload = serde_json::to_vec(&retry).unwrap_or_default();
-            // Acked only once the retry is with the broker, so it cannot be lost.
-            self.bus.publish(jobs::PARTNER_CALLBACK, &payload, Some(delay)).await?;
+            self.later(&PartnerEvent { attempt, ..event }, delay).await?;
         }
         Ok(())
     }

@@ -48,10 +48,11 @@ pub struct IssuedKey {
 }
 
 fn not_found_is(err: Error, instead: PartnerError) -> PartnerError {
-    if err.code == ErrorCode::NotFound || err.code == ErrorCode::InvalidId {
-        instead
-    } else {
-        PartnerError::Upstream(err)
+    match err.code {
+        ErrorCode::NotFound | ErrorCode::InvalidId => instead,
+        // Our own services refusing us is our misconfiguration, never the partner's 401.
+        ErrorCode::Unauthenticated | ErrorCode::PermissionDenied => PartnerError::Upstream(Error::internal(err)),
+        _ => PartnerError::Upstream(err),
     }
 }
 
@@ -102,6 +103,39 @@ impl Partners {
     ) -> Result<account::Transaction, PartnerError> {
         let user_id = Uuid::parse_str(&request.user_id).map_err(|_| PartnerError::InvalidUser)?;
         let offer_id = Uuid::parse_str(&request.offer_id).map_err(|_| PartnerError::InvalidOffer)?;
+        let (scope, key, hash) = match &request.idempotency_key {
+            Some(key) => (
+                format!("partner:{}", partner.id),
+                key.clone(),
+                hex::encode(Sha256::digest(format!("partner-activate:{user_id}:{offer_id}:{}", request.amount))),
+            ),
+            None => Default::default(),
+        };
+        if !key.is_empty() {
+            // A retry of an accepted request gets its first answer, even if
+            // the user, the offer or its price changed since.
+            let probe = account::PurchaseRequest {
+                user_id: user_id.to_string(),
+                kind: account::TransactionKind::PartnerActivation.into(),
+                offer: Some(account::OfferSnapshot { offer_id: offer_id.to_string(), ..Default::default() }),
+                partner_id: partner.id.to_string(),
+                idempotency_scope: scope.clone(),
+                idempotency_key: key.clone(),
+                request_hash: hash.clone(),
+                replay_only: true,
+                ..Default::default()
+            };
+            match self.clients.ledger.clone().purchase(probe).await {
+                Ok(done) => {
+                    return done
+                        .into_inner()
+                        .transaction
+                        .ok_or_else(|| PartnerError::Upstream(Error::internal("the ledger returned no transaction")));
+                }
+                Err(status) if status.code() == tonic::Code::NotFound => {}
+                Err(status) => return Err(status.into()),
+            }
+        }
         let lookup = auth::GetUserRequest { lookup: Some(auth::get_user_request::Lookup::Id(user_id.to_string())) };
         let user = match self.clients.users.clone().get_user(lookup).await {
             Ok(answer) => answer.into_inner().user,
@@ -123,14 +157,6 @@ impl Partners {
         if request.amount != offer.price {
             return Err(PartnerError::AmountMismatch { price: offer.price });
         }
-        let (scope, key, hash) = match &request.idempotency_key {
-            Some(key) => (
-                format!("partner:{}", partner.id),
-                key.clone(),
-                hex::encode(Sha256::digest(format!("partner-activate:{user_id}:{offer_id}:{}", request.amount))),
-            ),
-            None => Default::default(),
-        };
         let purchase = account::PurchaseRequest {
             user_id: user_id.to_string(),
             kind: account::TransactionKind::PartnerActivation.into(),
@@ -176,8 +202,20 @@ impl Partners {
         } else {
             let parsed: http::Uri =
                 url.parse().map_err(|_| PartnerError::Invalid("callback_url is not a URL".into()))?;
-            if !matches!(parsed.scheme_str(), Some("https" | "http")) || parsed.host().is_none() {
-                return Err(PartnerError::Invalid("callback_url must be an http(s) URL".into()));
+            let open = self.settings.allow_private_callbacks;
+            let scheme_ok = match parsed.scheme_str() {
+                Some("https") => true,
+                Some("http") => open,
+                _ => false,
+            };
+            let host = parsed.host().unwrap_or_default().trim_matches(['[', ']']);
+            let host_ok = !host.is_empty()
+                && (open
+                    || (!host.eq_ignore_ascii_case("localhost")
+                        && host.parse::<std::net::IpAddr>().map_or(true, keys::is_public)));
+            if !scheme_ok || !host_ok {
+                let expected = if open { "an http(s) URL" } else { "an https URL of a public host" };
+                return Err(PartnerError::Invalid(format!("callback_url must be {expected}")));
             }
             (Some(url.to_string()), Some(keys::new_signing_secret()))
         };

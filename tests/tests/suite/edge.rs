@@ -83,6 +83,16 @@ async fn every_answer_carries_a_request_id(suite: &TestSuite) {
     assert_eq!(reply.header("x-request-id"), Some("req-from-client-42"));
 }
 
+async fn wrong_methods_get_a_problem(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    suite.api.get("/api/v1/offers/renew/", Some(&token)).await.assert_problem(405, "method_not_allowed");
+    suite
+        .api
+        .post("/api/v1/account/balance/", Some(&token), &json!({}))
+        .await
+        .assert_problem(405, "method_not_allowed");
+}
+
 async fn oversized_bodies_are_refused(suite: &TestSuite) {
     let huge = "x".repeat(suite.settings.gateway.body_limit_bytes + 1);
     let reply = suite.api.post("/api/v1/auth/login/", None, &json!({"username": huge, "password": "p"})).await;
@@ -135,6 +145,7 @@ both!(
     openapi_lists_every_served_path,
     every_answer_carries_a_request_id,
     oversized_bodies_are_refused,
+    wrong_methods_get_a_problem,
     readiness_and_metrics,
     grpc_health_and_internal_credential,
 );

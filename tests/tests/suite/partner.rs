@@ -327,3 +327,36 @@ async fn partners_are_rate_limited_embedded() {
 async fn partners_are_rate_limited_real() {
     partners_are_rate_limited(Backend::Real).await;
 }
+
+async fn callbacks_stay_out_of_our_network(backend: Backend) {
+    let Some(suite) = TestSuite::spawn_with(backend, |s| s.partner.allow_private_callbacks = false).await else {
+        return;
+    };
+    for url in [
+        "http://hooks.example.com/x",
+        "https://127.0.0.1/x",
+        "https://10.0.0.7/x",
+        "https://[::1]/x",
+        "https://localhost/x",
+        "https://169.254.169.254/latest",
+    ] {
+        let reply = suite.api.post("/api/v1/partner/callback/", Some(DEMO_KEY), &json!({"callback_url": url})).await;
+        reply.assert_problem(400, "invalid_request");
+    }
+    let ok = suite
+        .api
+        .post("/api/v1/partner/callback/", Some(DEMO_KEY), &json!({"callback_url": "https://hooks.example.com/offers"}))
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_stay_out_of_our_network_embedded() {
+    callbacks_stay_out_of_our_network(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_stay_out_of_our_network_real() {
+    callbacks_stay_out_of_our_network(Backend::Real).await;
+}
