@@ -141,7 +141,27 @@ async fn grpc_health_and_internal_credential(suite: &TestSuite) {
     assert_eq!(public.get_user(lookup()).await.expect_err("not served").code(), tonic::Code::Unimplemented);
 }
 
+async fn grpc_web_is_accepted(suite: &TestSuite) {
+    // A browser's gRPC-Web call over HTTP/1.1: one empty HealthCheckRequest frame.
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/grpc.health.v1.Health/Check", suite.grpc_addr))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(vec![0u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().expect("ascii").to_string();
+    assert!(content_type.starts_with("application/grpc-web"), "{content_type}");
+    let body = response.bytes().await.expect("body");
+    // A data frame holding HealthCheckResponse { status: SERVING }, then the trailers.
+    assert_eq!(&body[..7], &[0, 0, 0, 0, 2, 0x08, 0x01], "{body:?}");
+    assert!(String::from_utf8_lossy(&body[7..]).contains("grpc-status:0"), "{body:?}");
+}
+
 both!(
+    grpc_web_is_accepted,
     openapi_lists_every_served_path,
     every_answer_carries_a_request_id,
     oversized_bodies_are_refused,
