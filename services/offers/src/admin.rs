@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use offers_kit::config::Settings;
-use offers_kit::credentials::ServiceCredential;
-use offers_kit::grpc::{InternalChannel, internal_channel};
+use offers_kit::grpc::InternalChannel;
 use offers_kit::{Error, ErrorCode};
 use offers_proto::account::v1::{self as account_pb, ledger_service_client::LedgerServiceClient};
 use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
@@ -14,6 +13,8 @@ use offers_proto::auth::v1::{self as auth_pb};
 use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
 use offers_proto::catalog::v1::{self as catalog_pb};
 use offers_proto::partner::v1::{self as partner_pb, partner_admin_service_client::PartnerAdminServiceClient};
+
+use crate::clients::InternalClients;
 
 pub struct AdminClient {
     pub users: UserAdminServiceClient<InternalChannel>,
@@ -39,16 +40,12 @@ fn created<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Resu
 }
 
 impl AdminClient {
+    /// Administrative calls may be slow (password hashing), hence the
+    /// generous deadline.
     pub fn connect(settings: &Settings, token: &str) -> anyhow::Result<Self> {
-        let credential = ServiceCredential::new(token)?;
-        let timeout = Duration::from_secs(30);
-        let channel = |url: &str| internal_channel(url, credential.clone(), timeout).context("bad upstream URL");
-        Ok(Self {
-            users: UserAdminServiceClient::new(channel(&settings.upstream.auth_internal)?),
-            catalog: CatalogAdminServiceClient::new(channel(&settings.upstream.catalog_internal)?),
-            ledger: LedgerServiceClient::new(channel(&settings.upstream.account_internal)?),
-            partners: PartnerAdminServiceClient::new(channel(&settings.upstream.partner_internal)?),
-        })
+        let InternalClients { users, catalog, ledger, partners } =
+            InternalClients::new(settings, token, Duration::from_secs(30))?;
+        Ok(Self { users, catalog, ledger, partners })
     }
 
     /// Creates a user and opens their balance.

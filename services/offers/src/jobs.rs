@@ -6,7 +6,8 @@ use offers_kit::config::Settings;
 use offers_kit::outbox::Outbox;
 use offers_notifier::RunReport;
 
-use crate::suite::{InternalClients, connect_database, scheduler};
+use crate::clients::InternalClients;
+use crate::suite::{connect_database, scheduler};
 
 /// Queues the reminders due at `at`; `None` when another run holds the
 /// lock. The reminders' jobs go through the notifier's outbox: published
@@ -18,7 +19,8 @@ pub async fn expiring_subscriptions(
     at: DateTime<Utc>,
 ) -> anyhow::Result<Option<RunReport>> {
     let db = connect_database(settings, false).await?;
-    let clients = InternalClients::new(settings, token)?;
+    let clients =
+        InternalClients::new(settings, token, std::time::Duration::from_millis(settings.gateway.upstream_timeout_ms))?;
     let outbox = Outbox::new(offers_notifier::OUTBOX);
     let report = scheduler(settings, db.clone(), clients.ledger, outbox.clone()).run_once(at).await?;
     if settings.bus.url != "memory://" {

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod clients;
 pub mod dev;
 pub mod jobs;
 pub mod migrator;

@@ -10,14 +10,12 @@ use anyhow::Context;
 use offers_kit::bus::{self, SharedBus};
 use offers_kit::cache::{self, SharedCache};
 use offers_kit::config::Settings;
-use offers_kit::credentials::{AccessTokenInterceptor, ServiceCredential, ServiceCredentialCheck};
-use offers_kit::grpc::{InternalChannel, internal_channel};
+use offers_kit::credentials::{AccessTokenInterceptor, ServiceCredentialCheck};
+use offers_kit::grpc::InternalChannel;
 use offers_kit::ops::{self, BusCheck, CacheCheck, DatabaseCheck, Readiness};
 use offers_kit::token::{TokenSigner, TokenVerifier, read_key};
 use offers_proto::account::v1::ledger_service_client::LedgerServiceClient;
 use offers_proto::activation::v1::activation_service_server::ActivationServiceServer;
-use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
-use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use secrecy::ExposeSecret;
@@ -32,6 +30,7 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::clients::InternalClients;
 use crate::migrator::Migrator;
 use crate::roles::Role;
 
@@ -252,7 +251,11 @@ impl Suite {
         }
         let needs_clients = [Role::Activation, Role::Worker, Role::Partner, Role::Notifier, Role::Scheduler];
         if needs_clients.into_iter().any(has) {
-            let clients = InternalClients::new(&settings, credential)?;
+            let clients = InternalClients::new(
+                &settings,
+                credential,
+                Duration::from_millis(settings.gateway.upstream_timeout_ms),
+            )?;
             if let (Some(db), Some(bus), true) = (&db, &bus, has(Role::Partner)) {
                 let partner_clients = offers_partner::Clients {
                     users: clients.users.clone(),
@@ -402,30 +405,6 @@ pub fn scheduler(
     outbox: offers_kit::outbox::Outbox,
 ) -> offers_notifier::Scheduler {
     offers_notifier::Scheduler::new(db, ledger, outbox, settings.notifier.clone())
-}
-
-/// Clients of the internal services, presenting the service credential.
-pub struct InternalClients {
-    pub users: UserAdminServiceClient<InternalChannel>,
-    pub catalog: CatalogAdminServiceClient<InternalChannel>,
-    pub ledger: LedgerServiceClient<InternalChannel>,
-}
-
-impl InternalClients {
-    pub fn new(settings: &Settings, token: &str) -> anyhow::Result<Self> {
-        let credential = ServiceCredential::new(token)?;
-        let timeout = Duration::from_millis(settings.gateway.upstream_timeout_ms);
-        let up = &settings.upstream;
-        Ok(Self {
-            users: UserAdminServiceClient::new(internal_channel(&up.auth_internal, credential.clone(), timeout)?),
-            catalog: CatalogAdminServiceClient::new(internal_channel(
-                &up.catalog_internal,
-                credential.clone(),
-                timeout,
-            )?),
-            ledger: LedgerServiceClient::new(internal_channel(&up.account_internal, credential, timeout)?),
-        })
-    }
 }
 
 /// The provisioning worker, consuming until shutdown.
