@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use chrono::Utc;
-use offers_kit::cache::SharedCache;
+use offers_kit::cache::{SharedCache, rate_limit};
 use offers_kit::config::AuthSettings;
 use offers_kit::token::TokenSigner;
 use sea_orm::sea_query::Expr;
@@ -75,13 +75,9 @@ impl Auth {
             (format!("ratelimit:login:user:{}", username.to_lowercase()), self.settings.login_per_username),
         ];
         for (key, limit) in checks {
-            match self.cache.hit(&key, window).await {
-                Ok((count, retry_after_secs)) if count > limit => {
-                    metrics::counter!("offers_auth_login_rate_limited_total").increment(1);
-                    return Err(AuthError::RateLimited { retry_after_secs });
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "login rate limit unavailable; allowing"),
+            if let Err(retry_after_secs) = rate_limit(self.cache.as_ref(), &key, limit, window).await {
+                metrics::counter!("offers_auth_login_rate_limited_total").increment(1);
+                return Err(AuthError::RateLimited { retry_after_secs });
             }
         }
         Ok(())

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use offers_kit::cache::SharedCache;
+use offers_kit::cache::{SharedCache, rate_limit};
 use offers_kit::config::PartnerSettings;
 use offers_kit::grpc::InternalChannel;
 use offers_kit::{Error, ErrorCode};
@@ -83,17 +83,12 @@ impl Partners {
     /// replicas. Without the cache, requests go through (logged).
     async fn rate_limit(&self, partner: &partner::Model) -> Result<(), PartnerError> {
         let key = format!("ratelimit:partner:{}", partner.id);
-        match self.cache.hit(&key, Duration::from_secs(1)).await {
-            Ok((count, retry_after_secs)) if count > self.settings.requests_per_second => {
+        rate_limit(self.cache.as_ref(), &key, self.settings.requests_per_second, Duration::from_secs(1)).await.map_err(
+            |retry_after_secs| {
                 metrics::counter!("offers_partner_rate_limited_total", "partner" => partner.name.clone()).increment(1);
-                Err(PartnerError::RateLimited { retry_after_secs })
-            }
-            Ok(_) => Ok(()),
-            Err(e) => {
-                tracing::warn!(error = %e, "partner rate limit unavailable; allowing");
-                Ok(())
-            }
-        }
+                PartnerError::RateLimited { retry_after_secs }
+            },
+        )
     }
 
     pub async fn activate(
