@@ -82,6 +82,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// `axum::extract::Path`, but a path segment that cannot be decoded is a
+/// problem+json 400 `invalid_id`.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => Err(ApiError(Error::new(ErrorCode::InvalidId, rejection.body_text()))),
+        }
+    }
+}
+
 pub async fn method_not_allowed() -> ApiError {
     ApiError(Error::new(ErrorCode::MethodNotAllowed, "this method is not allowed on this path"))
 }

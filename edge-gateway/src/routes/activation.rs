@@ -1,4 +1,4 @@
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use offers_kit::error::Problem;
 use offers_proto::activation::v1 as pb;
@@ -10,7 +10,7 @@ use super::account::status_name;
 use super::rfc3339;
 use crate::Upstreams;
 use crate::context::UserCaller;
-use crate::error::{ApiError, Json};
+use crate::error::{ApiError, Json, Path};
 
 #[derive(Deserialize, ToSchema)]
 pub struct ActivateBody {

@@ -1,4 +1,4 @@
-use axum::extract::{Path, State};
+use axum::extract::State;
 use offers_kit::error::Problem;
 use offers_proto::catalog::v1 as pb;
 use serde::{Deserialize, Serialize};
@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::{Page, PageQuery};
 use crate::Upstreams;
 use crate::context::UserCaller;
-use crate::error::{ApiError, Json, Query};
+use crate::error::{ApiError, Json, Path, Query};
 
 #[derive(Serialize, ToSchema)]
 pub struct Offer {

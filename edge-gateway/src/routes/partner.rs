@@ -1,4 +1,4 @@
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use offers_kit::ErrorCode;
@@ -11,7 +11,7 @@ use super::account::status_name;
 use super::activation::with_key;
 use crate::Upstreams;
 use crate::context::PartnerCaller;
-use crate::error::{ApiError, Json};
+use crate::error::{ApiError, Json, Path};
 
 #[derive(Deserialize, ToSchema)]
 pub struct PartnerActivateBody {
@@ -58,6 +58,24 @@ pub struct CallbackRegistered {
     pub signing_secret: Option<String>,
 }
 
+/// A bad body from a caller whose key is also bad gets the 401, as it
+/// would anywhere else: the key is checked (by a lookup that needs nothing
+/// else) before the body's problem is reported.
+async fn credentials_first<T>(
+    up: &Upstreams,
+    partner: &PartnerCaller,
+    body: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let Err(problem) = body else { return body };
+    let probe = partner.grpc(pb::ValidateReferenceRequest { reference: "REF-000000000000".into() })?;
+    match up.partner.clone().validate_reference(probe).await {
+        Err(status) if matches!(status.code(), tonic::Code::Unauthenticated | tonic::Code::ResourceExhausted) => {
+            Err(status.into())
+        }
+        _ => Err(problem),
+    }
+}
+
 /// Activate an offer the partner sold to a user (charges nothing here).
 #[utoipa::path(post, path = "/api/v1/partner/activate/", tag = "partner", security(("partner_key" = [])),
     request_body = PartnerActivateBody,
@@ -69,8 +87,9 @@ pub async fn activate(
     State(up): State<Upstreams>,
     partner: PartnerCaller,
     headers: HeaderMap,
-    Json(body): Json<PartnerActivateBody>,
+    body: Result<Json<PartnerActivateBody>, ApiError>,
 ) -> Result<(StatusCode, Json<PartnerAccepted>), ApiError> {
+    let Json(body) = credentials_first(&up, &partner, body).await?;
     let request = pb::ActivateOfferRequest { user_id: body.user_id, offer_id: body.offer_id, amount: body.amount };
     let answer = up.partner.clone().activate_offer(with_key(partner.grpc(request)?, &headers)?).await?.into_inner();
     let status = status_name(answer.status());
@@ -123,8 +142,9 @@ pub async fn validate(
 pub async fn callback(
     State(up): State<Upstreams>,
     partner: PartnerCaller,
-    Json(body): Json<CallbackBody>,
+    body: Result<Json<CallbackBody>, ApiError>,
 ) -> Result<Json<CallbackRegistered>, ApiError> {
+    let Json(body) = credentials_first(&up, &partner, body).await?;
     let request = partner.grpc(pb::SetCallbackRequest { callback_url: body.callback_url.clone() })?;
     let answer = up.partner.clone().set_callback(request).await?.into_inner();
     let signing_secret = (!answer.signing_secret.is_empty()).then_some(answer.signing_secret);

@@ -237,6 +237,8 @@ async fn idempotency_keys_replay_and_refuse_reuse(suite: &TestSuite) {
 async fn status_and_lists_check_their_input(suite: &TestSuite) {
     let token = suite.token("demo").await;
     suite.api.get("/api/v1/activation/status/nope/", Some(&token)).await.assert_problem(400, "invalid_id");
+    // A segment that does not even decode (invalid UTF-8) is a problem too.
+    suite.api.get("/api/v1/activation/status/%FF%FE/", Some(&token)).await.assert_problem(400, "invalid_id");
     let unknown = uuid::Uuid::now_v7();
     suite
         .api

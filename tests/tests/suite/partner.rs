@@ -136,6 +136,8 @@ async fn partner_credentials_are_enforced(suite: &TestSuite) {
     let offer = suite.offer_id(&token, "DATA-1GB").await;
     let body = json!({"user_id": user, "offer_id": offer, "amount": 500});
     partner_activate(suite, "pk_live_not-a-real-key", &body).await.assert_problem(401, "unauthenticated");
+    // A bad key with a bad body is still a 401: credentials come first.
+    partner_activate(suite, "pk_live_not-a-real-key", &json!({})).await.assert_problem(401, "unauthenticated");
     suite.api.post("/api/v1/partner/activate/", None, &body).await.assert_problem(401, "unauthenticated");
     // A user's access token is no partner key.
     partner_activate(suite, &token, &body).await.assert_problem(401, "unauthenticated");
