@@ -187,22 +187,32 @@ enum Value {
 /// The embedded-mode cache: one process, so a map under a lock will do.
 #[derive(Default)]
 pub struct MemoryCache {
-    entries: Mutex<HashMap<String, (Value, Instant)>>,
+    entries: Mutex<(HashMap<String, (Value, Instant)>, u64)>,
 }
 
+/// Expired entries are dropped when touched, and all of them every so many
+/// operations, so no operation pays for a scan of the whole map.
+const SWEEP_EVERY: u64 = 1024;
+
 impl MemoryCache {
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, (Value, Instant)>) -> R) -> R {
-        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    fn with<R>(&self, key: &str, f: impl FnOnce(&mut HashMap<String, (Value, Instant)>) -> R) -> R {
+        let mut guard = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (entries, ops) = &mut *guard;
         let now = Instant::now();
-        entries.retain(|_, (_, expires)| *expires > now);
-        f(&mut entries)
+        *ops += 1;
+        if *ops % SWEEP_EVERY == 0 {
+            entries.retain(|_, (_, expires)| *expires > now);
+        } else if entries.get(key).is_some_and(|(_, expires)| *expires <= now) {
+            entries.remove(key);
+        }
+        f(entries)
     }
 }
 
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
-        Ok(self.with(|m| match m.get(key) {
+        Ok(self.with(key, |m| match m.get(key) {
             Some((Value::Text(v), _)) => Some(v.clone()),
             Some((Value::Counter(n), _)) => Some(n.to_string()),
             _ => None,
@@ -210,12 +220,12 @@ impl Cache for MemoryCache {
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
-        self.with(|m| m.insert(key.into(), (Value::Text(value.into()), Instant::now() + ttl)));
+        self.with(key, |m| m.insert(key.into(), (Value::Text(value.into()), Instant::now() + ttl)));
         Ok(())
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<(), CacheError> {
-        self.with(|m| keys.iter().for_each(|k| drop(m.remove(*k))));
+        self.with("", |m| keys.iter().for_each(|k| drop(m.remove(*k))));
         Ok(())
     }
 
@@ -226,7 +236,7 @@ impl Cache for MemoryCache {
         fields: &[(&str, String)],
         ttl: Duration,
     ) -> Result<bool, CacheError> {
-        Ok(self.with(|m| {
+        Ok(self.with(key, |m| {
             if let Some((Value::Hash(h), _)) = m.get(key)
                 && h.get("revision").and_then(|r| r.parse::<i64>().ok()).is_some_and(|r| r >= revision)
             {
@@ -240,14 +250,14 @@ impl Cache for MemoryCache {
     }
 
     async fn hash_get(&self, key: &str) -> Result<HashMap<String, String>, CacheError> {
-        Ok(self.with(|m| match m.get(key) {
+        Ok(self.with(key, |m| match m.get(key) {
             Some((Value::Hash(h), _)) => h.clone(),
             _ => HashMap::new(),
         }))
     }
 
     async fn hit(&self, key: &str, window: Duration) -> Result<(u64, u64), CacheError> {
-        Ok(self.with(|m| {
+        Ok(self.with(key, |m| {
             let now = Instant::now();
             let entry = m.entry(key.into()).or_insert((Value::Counter(0), now + window));
             let count = match &mut entry.0 {
