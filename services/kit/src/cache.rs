@@ -184,10 +184,13 @@ enum Value {
     Counter(u64),
 }
 
+type Entries = HashMap<String, (Value, Instant)>;
+
 /// The embedded-mode cache: one process, so a map under a lock will do.
 #[derive(Default)]
 pub struct MemoryCache {
-    entries: Mutex<(HashMap<String, (Value, Instant)>, u64)>,
+    /// The entries and the count of operations since the start.
+    entries: Mutex<(Entries, u64)>,
 }
 
 /// Expired entries are dropped when touched, and all of them every so many
@@ -195,7 +198,7 @@ pub struct MemoryCache {
 const SWEEP_EVERY: u64 = 1024;
 
 impl MemoryCache {
-    fn with<R>(&self, key: &str, f: impl FnOnce(&mut HashMap<String, (Value, Instant)>) -> R) -> R {
+    fn with<R>(&self, key: &str, f: impl FnOnce(&mut Entries) -> R) -> R {
         let mut guard = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let (entries, ops) = &mut *guard;
         let now = Instant::now();
