@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use offers_kit::Error;
 use offers_kit::credentials::user;
+use offers_kit::grpc::idempotency_key;
 use offers_proto::account::v1::{SubscriptionOfOffer, lookup_subscription_request::Lookup};
 use offers_proto::activation::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -12,17 +13,6 @@ use crate::service::Activation;
 
 pub struct ActivationApi(pub Arc<Activation>);
 
-/// The `idempotency-key` metadata entry, if the caller sent one.
-fn idempotency_key<T>(request: &Request<T>) -> Result<Option<String>, Error> {
-    match request.metadata().get("idempotency-key") {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(|k| Some(k.to_string()))
-            .map_err(|_| Error::invalid_request("Idempotency-Key must be visible ASCII")),
-    }
-}
-
 #[tonic::async_trait]
 impl pb::activation_service_server::ActivationService for ActivationApi {
     async fn activate_offer(
@@ -30,7 +20,7 @@ impl pb::activation_service_server::ActivationService for ActivationApi {
         request: Request<pb::ActivateOfferRequest>,
     ) -> Result<Response<pb::ActivateOfferResponse>, Status> {
         let who = user(&request)?;
-        let key = idempotency_key(&request)?;
+        let key = idempotency_key(request.metadata())?;
         let tx = self.0.activate(&who, &request.get_ref().offer_id, key.as_deref()).await?;
         // A replay repeats the first answer, which was the transaction as
         // created: PENDING, whatever it has become since.
@@ -45,7 +35,7 @@ impl pb::activation_service_server::ActivationService for ActivationApi {
         request: Request<pb::RenewSubscriptionRequest>,
     ) -> Result<Response<pb::RenewSubscriptionResponse>, Status> {
         let who = user(&request)?;
-        let key = idempotency_key(&request)?;
+        let key = idempotency_key(request.metadata())?;
         let target = match request.into_inner().target {
             Some(pb::renew_subscription_request::Target::SubscriptionId(id)) => Lookup::Id(id),
             Some(pb::renew_subscription_request::Target::OfferId(offer_id)) => {

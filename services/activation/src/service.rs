@@ -31,15 +31,6 @@ pub struct StatusView {
     pub updated_at: Option<prost_types::Timestamp>,
 }
 
-/// Checks an `Idempotency-Key`: 1 to 255 visible ASCII characters.
-pub fn check_key(key: &str) -> Result<(), Error> {
-    if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
-        Ok(())
-    } else {
-        Err(Error::invalid_request("Idempotency-Key must be 1 to 255 visible ASCII characters"))
-    }
-}
-
 fn status_of(value: &str) -> account::TransactionStatus {
     account::TransactionStatus::from_str_name(&format!("TRANSACTION_STATUS_{value}")).unwrap_or_default()
 }
@@ -66,14 +57,11 @@ impl Activation {
         keyed: Keyed<'_>,
     ) -> Result<account::Transaction, Error> {
         let (scope, key, hash) = match keyed.key {
-            Some(key) => {
-                check_key(key)?;
-                (
-                    format!("user:{}", who.user_id),
-                    key.to_string(),
-                    hex::encode(Sha256::digest(keyed.request.as_bytes())),
-                )
-            }
+            Some(key) => (
+                format!("user:{}", who.user_id),
+                key.to_string(),
+                hex::encode(Sha256::digest(keyed.request.as_bytes())),
+            ),
             None => Default::default(),
         };
         // An offer taken off sale since a keyed request succeeded still

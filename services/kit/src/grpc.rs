@@ -27,6 +27,18 @@ pub fn internal_channel(url: &str, credential: ServiceCredential, timeout: Durat
     Ok(InterceptedService::new(channel(url, timeout)?, credential))
 }
 
+/// The caller's `Idempotency-Key` (metadata `idempotency-key`), if any: 1 to
+/// 255 visible ASCII characters, or `invalid_request`.
+pub fn idempotency_key(metadata: &tonic::metadata::MetadataMap) -> Result<Option<String>, Error> {
+    let Some(value) = metadata.get("idempotency-key") else { return Ok(None) };
+    match value.to_str() {
+        Ok(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(key.to_string()))
+        }
+        _ => Err(Error::invalid_request("Idempotency-Key must be 1 to 255 visible ASCII characters")),
+    }
+}
+
 /// Parses a UUID from a request; a malformed one is `invalid_id`.
 pub fn parse_id(value: &str, what: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(value).map_err(|_| Error::new(ErrorCode::InvalidId, format!("{what} is not a valid id")))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use offers_kit::Error;
 use offers_kit::credentials::bearer;
-use offers_kit::grpc::{parse_id, to_timestamp};
+use offers_kit::grpc::{idempotency_key, parse_id, to_timestamp};
 use offers_proto::account::v1::TransactionStatus;
 use offers_proto::partner::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -64,17 +64,7 @@ impl pb::partner_service_server::PartnerService for PartnerApi {
     ) -> Result<Response<pb::ActivateOfferResponse>, Status> {
         let partner = self.caller(&request).await?;
         let span = tracing::info_span!("partner", partner_id = %partner.id, partner = %partner.name);
-        let idempotency_key = match request.metadata().get("idempotency-key") {
-            None => None,
-            Some(v) => match v.to_str() {
-                Ok(k) if (1..=255).contains(&k.len()) => Some(k.to_string()),
-                _ => {
-                    return Err(
-                        Error::invalid_request("Idempotency-Key must be 1 to 255 visible ASCII characters").into()
-                    );
-                }
-            },
-        };
+        let idempotency_key = idempotency_key(request.metadata())?;
         let body = request.into_inner();
         let activation =
             ActivationRequest { user_id: body.user_id, offer_id: body.offer_id, amount: body.amount, idempotency_key };
