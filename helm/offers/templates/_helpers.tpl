@@ -4,8 +4,8 @@
 {{- end }}
 
 {{/*
-Base name of every resource; roles append "-<role>", so it is kept to 40
-characters to leave room for the suffix.
+Base name of every resource; roles append "-<role>" (and headless Services
+"-<role>-headless"), so it is kept to 40 characters to leave room for the suffix.
 */}}
 {{- define "offers.fullname" -}}
 {{- if .Values.fullnameOverride }}
@@ -36,6 +36,12 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/* Selector of one component's pods: (dict "ctx" $ "component" "auth"). */}}
+{{- define "offers.componentSelector" -}}
+{{ include "offers.selectorLabels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
 {{- define "offers.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
@@ -45,45 +51,107 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{ include "offers.fullname" .ctx }}-{{ .role }}
 {{- end }}
 
+{{/* The headless Service of a gRPC role: (dict "ctx" $ "role" "auth"). */}}
+{{- define "offers.headlessName" -}}
+{{ include "offers.fullname" .ctx }}-{{ .role }}-headless
+{{- end }}
+
+{{/* The ServiceAccount of the chart's pods; empty for the namespace default. */}}
+{{- define "offers.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "offers.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
 {{/*
-Pod-level settings shared by Deployments, the migration Job and the CronJob.
+What each component of the release needs, as YAML (read with fromYaml).
+Components are the roles of `offers serve`, "reminders" (the CronJob running
+`offers jobs expiring-subscriptions`), "migrate" (the hook running `offers
+migrate`) and "admin" (the toolbox for `offers admin`).
+  uses:     egress groups under networkPolicy.egress (and the Secret
+            variables: database, cache, bus), mirroring
+            services/offers/src/roles.rs (needs_database, needs_bus) and the
+            settings each role reads.
+  public:   gRPC roles whose public port it calls (the gateway's upstreams).
+  internal: gRPC roles whose internal port it calls (the internal clients it
+            uses; services/offers/src/suite.rs and clients.rs).
+Both the Secret-backed variables and the NetworkPolicies are derived from it.
+*/}}
+{{- define "offers.components" -}}
+auth:       {uses: [database, cache]}
+catalog:    {uses: [database, cache]}
+account:    {uses: [database, cache, bus]}
+activation: {uses: [cache], internal: [catalog, account]}
+worker:     {uses: [cache, bus, provisioning], internal: [account]}
+partner:    {uses: [database, cache, bus, partnerCallbacks], internal: [auth, catalog, account]}
+notifier:   {uses: [database, cache, bus, smtp, sms], internal: [auth]}
+scheduler:  {uses: [database, cache, bus], internal: [account]}
+gateway:    {uses: [cache], public: [auth, catalog, account, activation, partner]}
+reminders:  {uses: [database, cache, bus], internal: [account]}
+migrate:    {uses: [database]}
+admin:      {uses: [database, cache, bus], internal: [auth, catalog, account, partner]}
+{{- end }}
+
+{{/*
+Pod-level settings shared by every pod: (dict "ctx" $ "serviceAccount" name).
 Service links are off: Kubernetes would inject OFFERS_<SERVICE>_* variables
-for the chart's own Services, which the binary reads as unknown settings.
+for the chart's own Services, which the binary reads as unknown settings. The
+token is not mounted: Offers never calls the Kubernetes API.
 */}}
 {{- define "offers.podSpec" -}}
+{{- $v := .ctx.Values -}}
 automountServiceAccountToken: false
 enableServiceLinks: false
-{{- with .Values.serviceAccountName }}
+{{- with .serviceAccount }}
 serviceAccountName: {{ . }}
 {{- end }}
-{{- with .Values.imagePullSecrets }}
+{{- with $v.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 securityContext:
-  {{- toYaml .Values.podSecurityContext | nindent 2 }}
-{{- with .Values.nodeSelector }}
+  {{- toYaml $v.podSecurityContext | nindent 2 }}
+{{- with $v.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.affinity }}
+{{- with $v.affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.tolerations }}
+{{- with $v.tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
 
+{{/* Spread constraints of a role's pods: (dict "ctx" $ "role" "auth"). */}}
+{{- define "offers.topologySpread" -}}
+{{- $t := .ctx.Values.topologySpread }}
+{{- if and $t.enabled $t.topologyKeys }}
+topologySpreadConstraints:
+  {{- range $t.topologyKeys }}
+  - maxSkew: {{ $t.maxSkew }}
+    topologyKey: {{ . }}
+    whenUnsatisfiable: {{ $t.whenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- include "offers.componentSelector" (dict "ctx" $.ctx "component" $.role) | nindent 8 }}
+    matchLabelKeys: [pod-template-hash]
+  {{- end }}
+{{- end }}
+{{- end }}
+
 {{/*
-Secret-backed variables of a role: (dict "ctx" $ "role" "auth"). The role
-"jobs" is the one-shot CronJob. Which role needs what mirrors
-services/offers/src/roles.rs (needs_database, needs_bus).
+Secret-backed variables of a component: (dict "ctx" $ "role" "auth"). Which
+component gets the database and bus URLs comes from "offers.components".
 */}}
 {{- define "offers.secretEnv" -}}
 {{- $secret := .ctx.Values.existingSecret }}
-{{- $keys := .ctx.Values.secretKeys -}}
+{{- $keys := .ctx.Values.secretKeys }}
+{{- $uses := (get (include "offers.components" .ctx | fromYaml) .role).uses -}}
 - name: OFFERS_INTERNAL__TOKEN
   valueFrom:
     secretKeyRef:
@@ -94,14 +162,14 @@ services/offers/src/roles.rs (needs_database, needs_bus).
     secretKeyRef:
       name: {{ $secret }}
       key: {{ $keys.cacheUrl }}
-{{- if has .role (list "auth" "catalog" "account" "partner" "notifier" "scheduler" "jobs") }}
+{{- if has "database" $uses }}
 - name: OFFERS_DATABASE__URL
   valueFrom:
     secretKeyRef:
       name: {{ $secret }}
       key: {{ $keys.databaseUrl }}
 {{- end }}
-{{- if has .role (list "account" "worker" "partner" "notifier" "scheduler" "jobs") }}
+{{- if has "bus" $uses }}
 - name: OFFERS_BUS__URL
   valueFrom:
     secretKeyRef:
@@ -126,7 +194,7 @@ services/offers/src/roles.rs (needs_database, needs_bus).
     secretKeyRef:
       name: {{ $secret }}
       key: {{ $keys.smtpUrl }}
-      optional: true
+      optional: {{ not .ctx.Values.config.notifier.smtpConfigured }}
 - name: OFFERS_NOTIFIER__SMS_API_KEY
   valueFrom:
     secretKeyRef:
@@ -134,4 +202,75 @@ services/offers/src/roles.rs (needs_database, needs_bus).
       key: {{ $keys.smsApiKey }}
       optional: true
 {{- end }}
+{{- end }}
+
+{{/* The public-key volume every pod that verifies tokens mounts. */}}
+{{- define "offers.keysVolume" -}}
+- name: keys
+  secret:
+    secretName: {{ .ctx.Values.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .ctx.Values.secretKeys.authPublicKey }}
+        path: public.pem
+      {{- if eq .role "auth" }}
+      - key: {{ .ctx.Values.secretKeys.authPrivateKey }}
+        path: private.pem
+      {{- end }}
+{{- end }}
+
+{{/*
+Settings a role cannot run without: the render fails with a message instead
+of producing a pod that crash-loops.
+*/}}
+{{- define "offers.validate" -}}
+{{- $v := .Values }}
+{{- if and $v.roles.worker.enabled (not $v.config.provisioningUrl) }}
+{{- fail "roles.worker.enabled is true but config.provisioningUrl is empty: the worker cannot run without the provisioning system's URL (set it, or leave the worker disabled)" }}
+{{- end }}
+{{- if and $v.roles.notifier.enabled (not $v.config.notifier.smsUrl) (not $v.config.notifier.smtpConfigured) }}
+{{- fail "roles.notifier.enabled is true but it has no channel: set config.notifier.smsUrl, or put the SMTP URL in the Secret and set config.notifier.smtpConfigured=true" }}
+{{- end }}
+{{- if and $v.ingress.enabled (not $v.roles.gateway.enabled) }}
+{{- fail "ingress.enabled needs roles.gateway.enabled: the Ingress routes to the gateway" }}
+{{- end }}
+{{- range $role, $r := $v.roles }}
+{{- if and $r.enabled $r.autoscaling.enabled }}
+{{- $a := include "offers.autoscaling" (dict "ctx" $ "role" $role) | fromYaml }}
+{{- if lt (int $a.maxReplicas) (int $a.minReplicas) }}
+{{- fail (printf "roles.%s.autoscaling: maxReplicas (%v) is below minReplicas (%v)" $role $a.maxReplicas $a.minReplicas) }}
+{{- end }}
+{{- if and (kindIs "invalid" $a.targetCPUUtilizationPercentage) (not $a.metrics) }}
+{{- fail (printf "roles.%s.autoscaling: nothing to scale on (targetCPUUtilizationPercentage is null and metrics is empty)" $role) }}
+{{- end }}
+{{- if and (not (kindIs "invalid" $a.targetCPUUtilizationPercentage)) (not (dig "requests" "cpu" "" $r.resources)) }}
+{{- fail (printf "roles.%s.autoscaling scales on CPU, which needs roles.%s.resources.requests.cpu" $role $role) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The autoscaler settings of a role, as YAML: the top-level `autoscaling`
+with each key given in roles.<role>.autoscaling replacing it (a plain
+per-key override, so that 0, false and null override too).
+*/}}
+{{- define "offers.autoscaling" -}}
+{{- $a := deepCopy .ctx.Values.autoscaling }}
+{{- range $k, $val := (get .ctx.Values.roles .role).autoscaling }}
+{{- $_ := set $a $k $val }}
+{{- end }}
+{{- toYaml $a }}
+{{- end }}
+
+{{/* The components this release runs, as a YAML list (read with fromYamlArray). */}}
+{{- define "offers.presentComponents" -}}
+{{- $present := list }}
+{{- range $role, $r := .Values.roles }}
+{{- if $r.enabled }}{{ $present = append $present $role }}{{ end }}
+{{- end }}
+{{- if .Values.cronJob.enabled }}{{ $present = append $present "reminders" }}{{ end }}
+{{- if .Values.migrations.enabled }}{{ $present = append $present "migrate" }}{{ end }}
+{{- if .Values.adminToolbox.enabled }}{{ $present = append $present "admin" }}{{ end }}
+{{- toYaml $present }}
 {{- end }}
