@@ -71,12 +71,14 @@ Components are the roles of `offers serve`, "reminders" (the CronJob running
 `offers jobs expiring-subscriptions`), "migrate" (the hook running `offers
 migrate`) and "admin" (the toolbox for `offers admin`).
   uses:     egress groups under networkPolicy.egress (and the Secret
-            variables: database, cache, bus), mirroring
-            services/offers/src/roles.rs (needs_database, needs_bus) and the
-            settings each role reads.
+            variables: database, cache, bus), mirroring the binary's
+            Role::needs_database / Role::needs_bus and the settings each role
+            reads.
   public:   gRPC roles whose public port it calls (the gateway's upstreams).
-  internal: gRPC roles whose internal port it calls (the internal clients it
-            uses; services/offers/src/suite.rs and clients.rs).
+  internal: gRPC roles whose internal port it calls (the internal clients
+            the binary wires into that role).
+deploy/checks/render.py checks the rendered NetworkPolicies against the same
+graph, written out independently.
 Both the Secret-backed variables and the NetworkPolicies are derived from it.
 */}}
 {{- define "offers.components" -}}
