@@ -1,14 +1,35 @@
 //! How the edge answers errors: RFC 9457 problem+json with a stable `code`,
-//! and a JSON body extractor whose rejections say which field is wrong.
+//! and extractors whose rejections are such problems too.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use offers_kit::error::Problem;
 use offers_kit::{Error, ErrorCode};
-use serde::de::DeserializeOwned;
+
+/// RFC 9457 problem details.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: String,
+}
+
+impl From<&Error> for Problem {
+    fn from(err: &Error) -> Self {
+        err.log();
+        Problem {
+            type_uri: format!("urn:offers:problem:{}", err.code),
+            title: err.code.title().into(),
+            status: err.code.http_status(),
+            detail: err.message.clone(),
+            code: err.code.as_str().into(),
+        }
+    }
+}
 
 /// Any failure a handler returns.
 pub struct ApiError(pub Error);
@@ -44,6 +65,13 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+/// A path segment that cannot be decoded is a malformed id.
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError(Error::new(ErrorCode::InvalidId, rejection.body_text()))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = Problem::from(&self.0);
@@ -59,43 +87,25 @@ impl IntoResponse for ApiError {
 }
 
 /// `axum::Json`, but a bad body is a problem+json 400 naming the field.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
 pub struct Json<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
-        Ok(Json(value))
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
     }
 }
 
 /// `axum::extract::Query`, but a bad query string is a problem+json 400.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct Query<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
-        Ok(Query(value))
-    }
-}
-
-/// `axum::extract::Path`, but a path segment that cannot be decoded is a
-/// problem+json 400 `invalid_id`.
+/// `axum::extract::Path`, but an undecodable segment is a problem+json 400.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
-
-impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(value)) => Ok(Path(value)),
-            Err(rejection) => Err(ApiError(Error::new(ErrorCode::InvalidId, rejection.body_text()))),
-        }
-    }
-}
 
 pub async fn method_not_allowed() -> ApiError {
     ApiError(Error::new(ErrorCode::MethodNotAllowed, "this method is not allowed on this path"))
@@ -103,10 +113,4 @@ pub async fn method_not_allowed() -> ApiError {
 
 pub async fn not_found() -> ApiError {
     ApiError(Error::new(ErrorCode::NotFound, "no such path"))
-}
-
-impl<T: serde::Serialize> IntoResponse for Json<T> {
-    fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
-    }
 }

@@ -1,21 +1,16 @@
 //! The REST/JSON edge: `/api/v1/...` translated to gRPC calls on the
 //! public services, with the bearer token checked here first.
-#![forbid(unsafe_code)]
 
 mod context;
 mod error;
 mod openapi;
 mod routes;
-
-use std::time::Duration;
+mod settings;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{HeaderName, Request};
 use axum::routing::get;
-use offers_kit::config::Settings;
-use offers_kit::grpc::channel;
-use offers_kit::ops::{self, Readiness};
 use offers_kit::token::TokenVerifier;
 use offers_proto::account::v1::account_service_client::AccountServiceClient;
 use offers_proto::activation::v1::activation_service_client::ActivationServiceClient;
@@ -29,6 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use context::{EdgeAuth, REQUEST_ID};
+pub use settings::GatewaySettings;
 
 /// gRPC clients of the public services.
 #[derive(Clone)]
@@ -40,30 +36,17 @@ pub struct Upstreams {
     pub partner: PartnerServiceClient<Channel>,
 }
 
-impl Upstreams {
-    pub fn from_settings(settings: &Settings) -> offers_kit::Result<Self> {
-        let timeout = Duration::from_millis(settings.gateway.upstream_timeout_ms);
-        Ok(Self {
-            auth: AuthServiceClient::new(channel(&settings.upstream.auth, timeout)?),
-            catalog: CatalogServiceClient::new(channel(&settings.upstream.catalog, timeout)?),
-            account: AccountServiceClient::new(channel(&settings.upstream.account, timeout)?),
-            activation: ActivationServiceClient::new(channel(&settings.upstream.activation, timeout)?),
-            partner: PartnerServiceClient::new(channel(&settings.upstream.partner, timeout)?),
-        })
-    }
-}
-
 #[derive(Clone, FromRef)]
 struct AppState {
     upstreams: Upstreams,
     auth: EdgeAuth,
 }
 
-/// The whole edge: REST paths, OpenAPI, operational paths, and the layers
-/// every request goes through.
-pub fn router(settings: &Settings, upstreams: Upstreams, verifier: TokenVerifier, readiness: Readiness) -> Router {
-    let state =
-        AppState { upstreams, auth: EdgeAuth { verifier, trust_forwarded_for: settings.gateway.trust_forwarded_for } };
+/// The whole edge: REST paths, OpenAPI, the process's operational paths
+/// (`ops`: health, readiness, metrics), and the layers every request goes
+/// through.
+pub fn router(settings: &GatewaySettings, upstreams: Upstreams, verifier: TokenVerifier, ops: Router) -> Router {
+    let state = AppState { upstreams, auth: EdgeAuth { verifier, trust_forwarded_for: settings.trust_forwarded_for } };
     let (api, doc) = OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(routes::auth::login))
         .routes(routes!(routes::auth::refresh))
@@ -86,10 +69,10 @@ pub fn router(settings: &Settings, upstreams: Upstreams, verifier: TokenVerifier
     let doc = openapi::with_operational(doc);
     let request_id = HeaderName::from_static(REQUEST_ID);
     api.route("/api/v1/openapi.json", get(move || async move { axum::Json(doc) }))
-        .merge(ops::router(readiness))
+        .merge(ops)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(settings.gateway.body_limit_bytes))
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
             tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id,

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use deadpool_redis::redis;
-use offers_kit::config::Settings;
+use offers::settings::Settings;
 use sea_orm::{ConnectionTrait, Database};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,20 +67,18 @@ impl Resources {
         }
     }
 
-    /// A path in this test's own scratch directory.
-    pub fn scratch_file(&self, name: &str) -> PathBuf {
+    /// This test's own scratch directory.
+    pub fn scratch_dir(&self) -> PathBuf {
         match self {
-            Resources::Embedded { dir } | Resources::Real { dir, .. } => dir.join(name),
+            Resources::Embedded { dir } | Resources::Real { dir, .. } => dir.clone(),
         }
     }
 
+    /// Points the settings at this test's backends (the embedded ones are
+    /// the scratch directory's, already there).
     pub fn apply(&self, settings: &mut Settings) {
         match self {
-            Resources::Embedded { dir } => {
-                settings.database.url = format!("sqlite://{}?mode=rwc", dir.join("offers.db").display());
-                settings.cache.url = "memory://".into();
-                settings.bus.url = "memory://".into();
-            }
+            Resources::Embedded { .. } => {}
             Resources::Real { database, prefix, .. } => {
                 settings.database.url = format!("{}/{database}", postgres_url());
                 settings.database.max_connections = 8;
@@ -127,7 +125,7 @@ impl Drop for Resources {
                         }
                         let bus = offers_kit::bus::RabbitBus::new(&amqp_url(), &prefix, 1);
                         let tiers: Vec<u64> = (10..=20).map(|p| 1u64 << p).collect();
-                        let _ = bus.delete_topology(offers_kit::jobs::TOPICS, &tiers).await;
+                        let _ = bus.delete_topology(offers::TOPICS, &tiers).await;
                         if let Ok(client) = redis::Client::open(redis_url())
                             && let Ok(mut conn) = client.get_multiplexed_async_connection().await
                         {

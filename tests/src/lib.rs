@@ -9,11 +9,9 @@ pub mod backends;
 use std::net::SocketAddr;
 
 use offers::admin::AdminClient;
+use offers::process::Process;
 use offers::roles::Role;
-use offers::suite::{Suite, SuiteOptions};
-use offers_kit::config::Settings;
-use offers_kit::token::generate_keypair;
-use secrecy::SecretString;
+use offers::settings::Settings;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -31,7 +29,7 @@ pub struct TestSuite {
     pub grpc_addr: SocketAddr,
     pub internal_grpc_addr: SocketAddr,
     base: Settings,
-    suite: Option<Suite>,
+    suite: Option<Process>,
     simulator: CancellationToken,
     _resources: backends::Resources,
 }
@@ -46,12 +44,13 @@ impl TestSuite {
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<TestSuite> {
         init_logs();
         let resources = backends::Resources::provision(backend).await?;
-        let mut settings = Settings::default();
+        // The embedded mode's settings in the test's scratch directory (keys,
+        // credential, reminder sink, the demo partner's preset key, callbacks
+        // to local servers), on the backend under test.
+        let mut settings = Settings::default().embedded(&resources.scratch_dir()).expect("embedded settings");
         resources.apply(&mut settings);
-        let (private_key_pem, public_key_pem) = generate_keypair().expect("key pair");
-        settings.auth.private_key_pem = Some(SecretString::from(private_key_pem.clone()));
-        settings.auth.public_key_pem = Some(public_key_pem);
-        settings.internal.token = Some(SecretString::from(format!("test-{}", uuid::Uuid::new_v4())));
+        let key_file = settings.auth.private_key_file.clone().expect("private key file");
+        let private_key_pem = std::fs::read_to_string(key_file).expect("private key");
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         (settings.http_addr, settings.grpc_addr, settings.internal_grpc_addr) = (any, any, any);
         settings.shutdown_grace_secs = 2;
@@ -64,17 +63,10 @@ impl TestSuite {
         settings.ledger.reconcile_interval_ms = 250;
         settings.ledger.relay_interval_ms = 100;
         let simulator = CancellationToken::new();
-        let sim =
-            offers::suite::start_simulator(any, &settings.provisioning, simulator.clone()).await.expect("simulator");
+        let sim = offers::dev::start_simulator(&settings, simulator.clone()).await.expect("simulator");
         settings.provisioning.url = Some(format!("http://{sim}"));
-        // Reminders go to a file by default, as in the embedded mode.
-        settings.notifier.sink_file = Some(resources.scratch_file("notifications.log"));
         settings.notifier.retry_base_ms = 50;
         settings.notifier.retry_max_ms = 200;
-        // The demo partner's preset key, as in the embedded mode.
-        settings.partner.allow_preset_keys = true;
-        // Callbacks go to test servers on loopback.
-        settings.partner.allow_private_callbacks = true;
         configure(&mut settings);
 
         let suite = start(&settings).await;
@@ -127,7 +119,7 @@ impl TestSuite {
             .expect("connect")
     }
 
-    fn running(&self) -> &Suite {
+    fn running(&self) -> &Process {
         self.suite.as_ref().expect("running suite")
     }
 
@@ -231,7 +223,7 @@ impl TestSuite {
         at: chrono::DateTime<chrono::Utc>,
     ) -> Option<offers_notifier::RunReport> {
         let token = self.settings.internal_token().expect("internal token");
-        offers::jobs::expiring_subscriptions(&self.settings, token, at).await.expect("job runs")
+        offers::cron::expiring_subscriptions(&self.settings, token, at).await.expect("job runs")
     }
 
     /// Stops the servers (the backend resources go when the suite drops).
@@ -243,15 +235,13 @@ impl TestSuite {
     }
 }
 
-async fn start(settings: &Settings) -> Suite {
-    Suite::start(settings.clone(), SuiteOptions { roles: Role::ALL.to_vec(), migrate: true })
-        .await
-        .expect("suite starts")
+async fn start(settings: &Settings) -> Process {
+    Process::start(settings.clone(), Role::ALL, true).await.expect("suite starts")
 }
 
 fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        let telemetry = offers_kit::config::TelemetrySettings {
+        let telemetry = offers_kit::telemetry::TelemetrySettings {
             log_filter: std::env::var("TEST_LOG").unwrap_or_else(|_| "info".into()),
             ..Default::default()
         };

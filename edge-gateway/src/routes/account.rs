@@ -1,13 +1,12 @@
 use axum::extract::State;
-use offers_kit::error::Problem;
 use offers_proto::account::v1 as pb;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Page, PageQuery, rfc3339};
+use super::{Page, PageQuery, rfc3339, short, status_name};
 use crate::Upstreams;
 use crate::context::UserCaller;
-use crate::error::{ApiError, Json, Path, Query};
+use crate::error::{ApiError, Json, Path, Problem, Query};
 
 #[derive(Serialize, ToSchema)]
 pub struct Balance {
@@ -46,17 +45,8 @@ pub struct Transaction {
     pub updated_at: Option<String>,
 }
 
-/// The name of an enum value without its proto prefix (`TRANSACTION_STATUS_PENDING` → `PENDING`).
-pub fn short(name: &str, prefix: &str) -> String {
-    name.strip_prefix(prefix).unwrap_or(name).to_string()
-}
-
 fn non_empty(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
-}
-
-pub fn status_name(status: pb::TransactionStatus) -> String {
-    short(status.as_str_name(), "TRANSACTION_STATUS_")
 }
 
 impl From<pb::Transaction> for Transaction {

@@ -1,16 +1,13 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use offers_kit::error::Problem;
 use offers_proto::activation::v1 as pb;
 use serde::{Deserialize, Serialize};
-use tonic::metadata::MetadataValue;
 use utoipa::ToSchema;
 
-use super::account::status_name;
-use super::rfc3339;
+use super::{rfc3339, status_name, with_key};
 use crate::Upstreams;
 use crate::context::UserCaller;
-use crate::error::{ApiError, Json, Path};
+use crate::error::{ApiError, Json, Path, Problem};
 
 #[derive(Deserialize, ToSchema)]
 pub struct ActivateBody {
@@ -40,19 +37,6 @@ pub struct ActivationStatus {
     pub currency: String,
     pub failure_reason: Option<String>,
     pub updated_at: Option<String>,
-}
-
-/// Passes the client's `Idempotency-Key` on as gRPC metadata.
-pub fn with_key<T>(mut request: tonic::Request<T>, headers: &HeaderMap) -> Result<tonic::Request<T>, ApiError> {
-    if let Some(key) = headers.get("idempotency-key") {
-        let value = key
-            .to_str()
-            .ok()
-            .and_then(|k| MetadataValue::try_from(k).ok())
-            .ok_or_else(|| offers_kit::Error::invalid_request("Idempotency-Key must be visible ASCII"))?;
-        request.metadata_mut().insert("idempotency-key", value);
-    }
-    Ok(request)
 }
 
 fn accepted(transaction_id: String, status: i32) -> (StatusCode, Json<Accepted>) {

@@ -1,5 +1,4 @@
 use axum::extract::State;
-use offers_kit::error::Problem;
 use offers_proto::auth::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -7,7 +6,7 @@ use utoipa::ToSchema;
 use super::rfc3339;
 use crate::Upstreams;
 use crate::context::{Caller, UserCaller};
-use crate::error::{ApiError, Json};
+use crate::error::{ApiError, Json, Problem};
 
 #[derive(Deserialize, ToSchema)]
 pub struct LoginBody {

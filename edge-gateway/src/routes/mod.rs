@@ -4,8 +4,13 @@ pub mod auth;
 pub mod offers;
 pub mod partner;
 
+use axum::http::HeaderMap;
+use offers_proto::account::v1::TransactionStatus;
 use serde::Serialize;
+use tonic::metadata::MetadataValue;
 use utoipa::ToSchema;
+
+use crate::error::ApiError;
 
 /// A page of a list, newest first.
 #[derive(Serialize, ToSchema)]
@@ -42,4 +47,26 @@ impl PageQuery {
 
 pub fn rfc3339(t: Option<&prost_types::Timestamp>) -> Option<String> {
     t.and_then(offers_kit::grpc::from_timestamp).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+}
+
+/// The name of an enum value without its proto prefix (`TRANSACTION_STATUS_PENDING` → `PENDING`).
+pub fn short(name: &str, prefix: &str) -> String {
+    name.strip_prefix(prefix).unwrap_or(name).to_string()
+}
+
+pub fn status_name(status: TransactionStatus) -> String {
+    short(status.as_str_name(), "TRANSACTION_STATUS_")
+}
+
+/// Passes the client's `Idempotency-Key` on as gRPC metadata.
+pub fn with_key<T>(mut request: tonic::Request<T>, headers: &HeaderMap) -> Result<tonic::Request<T>, ApiError> {
+    if let Some(key) = headers.get("idempotency-key") {
+        let value = key
+            .to_str()
+            .ok()
+            .and_then(|k| MetadataValue::try_from(k).ok())
+            .ok_or_else(|| offers_kit::Error::invalid_request("Idempotency-Key must be visible ASCII"))?;
+        request.metadata_mut().insert("idempotency-key", value);
+    }
+    Ok(request)
 }

@@ -2,16 +2,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use offers_kit::ErrorCode;
-use offers_kit::error::Problem;
 use offers_proto::partner::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::account::status_name;
-use super::activation::with_key;
+use super::{status_name, with_key};
 use crate::Upstreams;
 use crate::context::PartnerCaller;
-use crate::error::{ApiError, Json, Path};
+use crate::error::{ApiError, Json, Path, Problem};
 
 #[derive(Deserialize, ToSchema)]
 pub struct PartnerActivateBody {

@@ -31,3 +31,9 @@ impl From<LedgerError> for Error {
         Error::new(code, err.to_string())
     }
 }
+
+impl From<LedgerError> for tonic::Status {
+    fn from(err: LedgerError) -> Self {
+        Error::from(err).into()
+    }
+}

@@ -40,32 +40,16 @@ fn subscription_proto(s: subscription::Model) -> pb::Subscription {
     }
 }
 
-pub fn kind_proto(kind: Kind) -> pb::TransactionKind {
-    match kind {
-        Kind::Activation => pb::TransactionKind::Activation,
-        Kind::Renewal => pb::TransactionKind::Renewal,
-        Kind::PartnerActivation => pb::TransactionKind::PartnerActivation,
-    }
-}
-
-fn status_proto(status: TxStatus) -> pb::TransactionStatus {
-    match status {
-        TxStatus::Pending => pb::TransactionStatus::Pending,
-        TxStatus::Success => pb::TransactionStatus::Success,
-        TxStatus::Failed => pb::TransactionStatus::Failed,
-    }
-}
-
 fn transaction_proto(t: transaction::Model) -> pb::Transaction {
     pb::Transaction {
         id: t.id.to_string(),
         user_id: t.user_id.to_string(),
-        kind: kind_proto(t.kind).into(),
+        kind: pb::TransactionKind::from(t.kind).into(),
         offer_id: t.offer_id.to_string(),
         subscription_id: t.subscription_id.map(|s| s.to_string()).unwrap_or_default(),
         amount: t.amount,
         currency_code: t.currency,
-        status: status_proto(t.status).into(),
+        status: pb::TransactionStatus::from(t.status).into(),
         reference: t.reference.unwrap_or_default(),
         partner_id: t.partner_id.map(|p| p.to_string()).unwrap_or_default(),
         failure_reason: t.failure_reason.unwrap_or_default(),
@@ -90,10 +74,6 @@ fn next_token<T>(items: &[T], limit: u64, id: impl Fn(&T) -> Uuid) -> String {
     }
 }
 
-fn ledger_err(e: LedgerError) -> Status {
-    Error::from(e).into()
-}
-
 #[tonic::async_trait]
 impl pb::account_service_server::AccountService for AccountApi {
     async fn get_balance(
@@ -101,7 +81,7 @@ impl pb::account_service_server::AccountService for AccountApi {
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
         let principal = user(&request)?;
-        let balance = self.0.balance(principal.user_id).await.map_err(ledger_err)?;
+        let balance = self.0.balance(principal.user_id).await?;
         Ok(Response::new(pb::GetBalanceResponse { balance: Some(balance_proto(balance)) }))
     }
 
@@ -112,8 +92,7 @@ impl pb::account_service_server::AccountService for AccountApi {
         let principal = user(&request)?;
         let body = request.into_inner();
         let limit = page_size(body.page_size);
-        let items =
-            self.0.subscriptions(principal.user_id, page_after(&body.page_token)?, limit).await.map_err(ledger_err)?;
+        let items = self.0.subscriptions(principal.user_id, page_after(&body.page_token)?, limit).await?;
         let next_page_token = next_token(&items, limit, |s| s.id);
         Ok(Response::new(pb::ListSubscriptionsResponse {
             subscriptions: items.into_iter().map(subscription_proto).collect(),
@@ -128,8 +107,7 @@ impl pb::account_service_server::AccountService for AccountApi {
         let principal = user(&request)?;
         let body = request.into_inner();
         let limit = page_size(body.page_size);
-        let items =
-            self.0.transactions(principal.user_id, page_after(&body.page_token)?, limit).await.map_err(ledger_err)?;
+        let items = self.0.transactions(principal.user_id, page_after(&body.page_token)?, limit).await?;
         let next_page_token = next_token(&items, limit, |t| t.id);
         Ok(Response::new(pb::ListTransactionsResponse {
             transactions: items.into_iter().map(transaction_proto).collect(),
@@ -143,10 +121,10 @@ impl pb::account_service_server::AccountService for AccountApi {
     ) -> Result<Response<pb::GetTransactionResponse>, Status> {
         let principal = user(&request)?;
         let id = parse_id(&request.get_ref().id, "transaction id")?;
-        let tx = self.0.transaction(id).await.map_err(ledger_err)?;
+        let tx = self.0.transaction(id).await?;
         // Someone else's transaction does not exist, as far as the caller can tell.
         if tx.user_id != principal.user_id {
-            return Err(ledger_err(LedgerError::NotFound("transaction")));
+            return Err(LedgerError::NotFound("transaction").into());
         }
         Ok(Response::new(pb::GetTransactionResponse { transaction: Some(transaction_proto(tx)) }))
     }
@@ -168,7 +146,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         request: Request<pb::OpenAccountRequest>,
     ) -> Result<Response<pb::OpenAccountResponse>, Status> {
         let user_id = parse_id(&request.get_ref().user_id, "user id")?;
-        let balance = self.0.open_account(user_id).await.map_err(ledger_err)?;
+        let balance = self.0.open_account(user_id).await?;
         Ok(Response::new(pb::OpenAccountResponse { balance: Some(balance_proto(balance)) }))
     }
 
@@ -185,7 +163,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
             user_id: parse_id(&b.user_id, "user id")?,
             kind,
             offer: OfferSnapshot {
-                id: parse_id(&offer.offer_id, "offer id")?,
+                id: parse_id(&offer.id, "offer id")?,
                 code: offer.code,
                 name: offer.name,
                 price: offer.price,
@@ -204,7 +182,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         if kind == Kind::Renewal && purchase.subscription_id.is_none() {
             return Err(Error::invalid_request("a renewal needs subscription_id").into());
         }
-        let done = self.0.purchase(purchase).await.map_err(ledger_err)?;
+        let done = self.0.purchase(purchase).await?;
         Ok(Response::new(pb::PurchaseResponse {
             transaction: Some(transaction_proto(done.transaction)),
             replayed: done.replayed,
@@ -217,7 +195,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
     ) -> Result<Response<pb::ClaimAttemptResponse>, Status> {
         let b = request.into_inner();
         let id = parse_id(&b.transaction_id, "transaction id")?;
-        let (claimed, tx) = self.0.claim_attempt(id, b.attempt).await.map_err(ledger_err)?;
+        let (claimed, tx) = self.0.claim_attempt(id, b.attempt).await?;
         Ok(Response::new(pb::ClaimAttemptResponse { claimed, transaction: Some(transaction_proto(tx)) }))
     }
 
@@ -228,7 +206,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         let b = request.into_inner();
         let id = parse_id(&b.transaction_id, "transaction id")?;
         let delay = std::time::Duration::from_millis(u64::try_from(b.delay_ms).unwrap_or(0));
-        self.0.schedule_retry(id, b.attempt, delay, &b.last_error).await.map_err(ledger_err)?;
+        self.0.schedule_retry(id, b.attempt, delay, &b.last_error).await?;
         Ok(Response::new(pb::ScheduleRetryResponse {}))
     }
 
@@ -245,7 +223,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         };
         let reason = (!b.failure_reason.is_empty()).then_some(b.failure_reason);
         let attempt = (b.attempt > 0).then_some(b.attempt);
-        let settled = self.0.settle(id, outcome, reason, attempt).await.map_err(ledger_err)?;
+        let settled = self.0.settle(id, outcome, reason, attempt).await?;
         Ok(Response::new(pb::SettleTransactionResponse {
             transaction: Some(transaction_proto(settled.transaction)),
             applied: settled.applied,
@@ -255,11 +233,8 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
     async fn credit(&self, request: Request<pb::CreditRequest>) -> Result<Response<pb::CreditResponse>, Status> {
         let b = request.into_inner();
         let user_id = parse_id(&b.user_id, "user id")?;
-        let (applied, balance) = self
-            .0
-            .credit(user_id, b.amount, &b.currency_code, &b.idempotency_key, &b.memo)
-            .await
-            .map_err(ledger_err)?;
+        let (applied, balance) =
+            self.0.credit(user_id, b.amount, &b.currency_code, &b.idempotency_key, &b.memo).await?;
         Ok(Response::new(pb::CreditResponse { balance: Some(balance_proto(balance)), applied }))
     }
 
@@ -268,7 +243,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         request: Request<pb::LookupTransactionRequest>,
     ) -> Result<Response<pb::LookupTransactionResponse>, Status> {
         let id = parse_id(&request.get_ref().id, "transaction id")?;
-        let tx = self.0.lookup(id).await.map_err(ledger_err)?;
+        let tx = self.0.lookup(id).await?;
         Ok(Response::new(pb::LookupTransactionResponse { transaction: Some(transaction_proto(tx)) }))
     }
 
@@ -278,7 +253,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
     ) -> Result<Response<pb::GetTransactionByReferenceResponse>, Status> {
         let b = request.into_inner();
         let partner_id = parse_id(&b.partner_id, "partner id")?;
-        let tx = self.0.by_reference(&b.reference, partner_id).await.map_err(ledger_err)?;
+        let tx = self.0.by_reference(&b.reference, partner_id).await?;
         Ok(Response::new(pb::GetTransactionByReferenceResponse { transaction: Some(transaction_proto(tx)) }))
     }
 
@@ -296,8 +271,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
                     .await
             }
             None => return Err(Error::invalid_request("id or of_offer is required").into()),
-        }
-        .map_err(ledger_err)?;
+        }?;
         Ok(Response::new(pb::LookupSubscriptionResponse { subscription: Some(subscription_proto(found)) }))
     }
 
@@ -317,7 +291,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
             .and_then(from_timestamp)
             .ok_or_else(|| Error::invalid_request("expire_before is required"))?;
         let limit = page_size(b.page_size);
-        let items = self.0.expiring(after, before, page_after(&b.page_token)?, limit).await.map_err(ledger_err)?;
+        let items = self.0.expiring(after, before, page_after(&b.page_token)?, limit).await?;
         let next_page_token = next_token(&items, limit, |s| s.id);
         Ok(Response::new(pb::ListExpiringSubscriptionsResponse {
             subscriptions: items.into_iter().map(subscription_proto).collect(),

@@ -5,9 +5,8 @@
 //! redeliveries change nothing the second time.
 
 use chrono::{DateTime, Duration, Utc};
-use offers_kit::config::LedgerSettings;
-use offers_kit::jobs::{self, PartnerEvent, ProvisionJob};
 use offers_kit::outbox::{Outbox, OutboxError};
+use offers_proto::contracts::{Job, PartnerEvent, ProvisionJob};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -19,6 +18,7 @@ use crate::entity::ledger_entry::EntryKind;
 use crate::entity::transaction::{Kind, Status};
 use crate::entity::{balance, idempotency_key, ledger_entry, subscription, transaction};
 use crate::error::LedgerError;
+use crate::settings::LedgerSettings;
 use crate::status_cache::StatusCache;
 
 /// The offer as bought; the transaction keeps this copy.
@@ -101,10 +101,6 @@ impl Ledger {
         Self { db, status, settings, currency, outbox }
     }
 
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.db
-    }
-
     pub fn settings(&self) -> &LedgerSettings {
         &self.settings
     }
@@ -138,14 +134,8 @@ impl Ledger {
         }))
     }
 
-    async fn enqueue(
-        &self,
-        db: &impl ConnectionTrait,
-        topic: &str,
-        payload: &impl serde::Serialize,
-        at: DateTime<Utc>,
-    ) -> Result<(), LedgerError> {
-        self.outbox.enqueue(db, topic, payload, at).await.map_err(|e| match e {
+    async fn enqueue<J: Job>(&self, db: &impl ConnectionTrait, job: &J, at: DateTime<Utc>) -> Result<(), LedgerError> {
+        self.outbox.enqueue(db, J::TOPIC, job, at).await.map_err(|e| match e {
             OutboxError::Db(e) => LedgerError::Db(e),
             other => LedgerError::Invalid(other.to_string()),
         })
@@ -303,7 +293,7 @@ impl Ledger {
             updated_at: Set(now),
         };
         let created = transaction::Entity::insert(row).exec_with_returning(txn).await?;
-        self.enqueue(txn, jobs::PROVISION, &ProvisionJob { transaction_id: id, attempt: 1 }, now).await?;
+        self.enqueue(txn, &ProvisionJob { transaction_id: id, attempt: 1 }, now).await?;
         Ok(created)
     }
 
@@ -353,7 +343,7 @@ impl Ledger {
             .await?;
         if updated.rows_affected == 1 {
             let job = ProvisionJob { transaction_id: id, attempt: attempt + 1 };
-            self.enqueue(&txn, jobs::PROVISION, &job, now + delay).await?;
+            self.enqueue(&txn, &job, now + delay).await?;
         }
         txn.commit().await?;
         if updated.rows_affected == 1 {
@@ -417,7 +407,7 @@ impl Ledger {
                 occurred_at: now,
                 attempt: 0,
             };
-            self.enqueue(&txn, jobs::PARTNER_CALLBACK, &event, now).await?;
+            self.enqueue(&txn, &event, now).await?;
         }
         txn.commit().await?;
         self.outbox.notify();
@@ -659,7 +649,7 @@ impl Ledger {
             .await?;
         if updated.rows_affected == 1 {
             let job = ProvisionJob { transaction_id: tx.id, attempt: tx.attempts + 1 };
-            self.enqueue(&txn, jobs::PROVISION, &job, now).await?;
+            self.enqueue(&txn, &job, now).await?;
         }
         txn.commit().await?;
         if updated.rows_affected == 1 {

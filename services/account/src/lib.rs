@@ -1,7 +1,6 @@
 //! The account service: balances, the append-only ledger, transactions,
 //! subscriptions, idempotency keys and the outbox. The only writer of money
 //! and of transaction state.
-#![forbid(unsafe_code)]
 
 mod entity;
 mod error;
@@ -9,61 +8,52 @@ mod grpc;
 mod ledger;
 mod migration;
 mod reconciler;
+mod settings;
 mod status_cache;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use offers_kit::Parts;
 use offers_kit::bus::SharedBus;
 use offers_kit::cache::SharedCache;
-use offers_kit::config::LedgerSettings;
 use offers_kit::outbox::Outbox;
 use offers_proto::account::v1::account_service_server::AccountServiceServer;
 use offers_proto::account::v1::ledger_service_server::LedgerServiceServer;
 use sea_orm::DatabaseConnection;
-use tokio_util::sync::CancellationToken;
 
 pub use error::LedgerError;
-pub use grpc::{AccountApi, LedgerApi};
-pub use ledger::Ledger;
 pub use migration::migrations;
+pub use settings::LedgerSettings;
 
-/// The account service with its background work: the outbox relay and
-/// the reconciler.
-pub struct Account {
-    ledger: Arc<Ledger>,
-    outbox: Outbox,
-    db: DatabaseConnection,
-    bus: SharedBus,
-    relay_interval: Duration,
+use crate::grpc::{AccountApi, LedgerApi};
+use crate::ledger::Ledger;
+use crate::status_cache::StatusCache;
+
+/// The account service's outbox table.
+const OUTBOX: &str = "account_outbox";
+
+/// What the account service runs on.
+pub struct Deps {
+    pub db: DatabaseConnection,
+    pub cache: SharedCache,
+    pub bus: SharedBus,
+    /// The one currency of every balance.
+    pub currency: String,
 }
 
-impl Account {
-    pub fn new(
-        db: DatabaseConnection,
-        cache: SharedCache,
-        bus: SharedBus,
-        settings: LedgerSettings,
-        currency: String,
-    ) -> Self {
-        let outbox = Outbox::new("account_outbox");
-        let status = status_cache::StatusCache::new(cache, Duration::from_secs(settings.status_cache_ttl_secs));
-        let relay_interval = Duration::from_millis(settings.relay_interval_ms);
-        let ledger = Arc::new(Ledger::new(db.clone(), status, settings, currency, outbox.clone()));
-        Self { ledger, outbox, db, bus, relay_interval }
-    }
-
-    /// The public and internal gRPC services.
-    pub fn servers(&self) -> (AccountServiceServer<AccountApi>, LedgerServiceServer<LedgerApi>) {
-        (
-            AccountServiceServer::new(AccountApi(self.ledger.clone())),
-            LedgerServiceServer::new(LedgerApi(self.ledger.clone())),
-        )
-    }
-
-    /// Runs the outbox relay and the reconciler until `shutdown`.
-    pub async fn run_background(self, shutdown: CancellationToken) {
-        let relay = self.outbox.relay(self.db, self.bus, self.relay_interval, shutdown.clone());
-        tokio::join!(relay, reconciler::run(self.ledger, shutdown));
-    }
+/// The public `AccountService`, the internal `LedgerService`, the outbox
+/// relay and the reconciler.
+pub fn build(settings: &LedgerSettings, deps: Deps) -> Parts {
+    let Deps { db, cache, bus, currency } = deps;
+    let outbox = Outbox::new(OUTBOX);
+    let status = StatusCache::new(cache, Duration::from_secs(settings.status_cache_ttl_secs));
+    let ledger = Arc::new(Ledger::new(db.clone(), status, settings.clone(), currency, outbox.clone()));
+    let relay_interval = Duration::from_millis(settings.relay_interval_ms);
+    let mut parts = Parts::default();
+    parts.public.add(AccountServiceServer::new(AccountApi(ledger.clone())));
+    parts.internal.add(LedgerServiceServer::new(LedgerApi(ledger.clone())));
+    parts
+        .task("account outbox relay", move |stop| outbox.relay(db, bus, relay_interval, stop))
+        .task("reconciler", move |stop| reconciler::run(ledger, stop))
 }

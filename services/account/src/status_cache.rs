@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use offers_kit::cache::{SharedCache, transaction_status_key};
+use offers_kit::cache::SharedCache;
+use offers_proto::contracts::StatusEntry;
 
 use crate::entity::transaction::{self, Status};
 
@@ -22,21 +23,22 @@ impl StatusCache {
     }
 
     pub async fn write(&self, tx: &transaction::Model) {
-        let fields = [
-            ("user_id", tx.user_id.to_string()),
-            ("status", tx.status.as_str().to_string()),
-            ("offer_id", tx.offer_id.to_string()),
-            ("amount", tx.amount.to_string()),
-            ("currency", tx.currency.clone()),
-            ("failure_reason", tx.failure_reason.clone().unwrap_or_default()),
-            ("updated_at", tx.updated_at.to_rfc3339()),
-        ];
+        let entry = StatusEntry {
+            user_id: tx.user_id,
+            status: tx.status.into(),
+            offer_id: tx.offer_id,
+            amount: tx.amount,
+            currency: tx.currency.clone(),
+            failure_reason: tx.failure_reason.clone(),
+            updated_at: tx.updated_at,
+            revision: tx.revision,
+        };
         // A settled status never changes and may stay long; a PENDING one is
         // kept briefly, so a write that fails after settlement (leaving the
         // old PENDING behind) costs at most that long a wrong answer.
         let ttl = if tx.status == Status::Pending { self.ttl.min(PENDING_TTL) } else { self.ttl };
-        let key = transaction_status_key(tx.id);
-        if let Err(e) = self.cache.hash_set_if_newer(&key, tx.revision, &fields, ttl).await {
+        let key = StatusEntry::key(tx.id);
+        if let Err(e) = self.cache.hash_set_if_newer(&key, entry.revision, &entry.to_fields(), ttl).await {
             tracing::warn!(transaction_id = %tx.id, error = %e, "could not cache the transaction status");
             let _ = self.cache.delete(&[&key]).await;
         }

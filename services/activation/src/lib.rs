@@ -1,14 +1,68 @@
 //! The activation service: `activate`, `renew` and `status` for users, the
 //! worker that drives the provisioning system, and a simulator of it.
-#![forbid(unsafe_code)]
 
 mod grpc;
 mod provider;
 mod service;
+mod settings;
 pub mod simulator;
 mod worker;
 
-pub use grpc::ActivationApi;
-pub use provider::{Outcome, Provider};
-pub use service::Activation;
-pub use worker::Worker;
+use std::sync::Arc;
+use std::time::Duration;
+
+use offers_kit::Parts;
+use offers_kit::bus::SharedBus;
+use offers_kit::cache::SharedCache;
+use offers_kit::grpc::InternalChannel;
+use offers_proto::account::v1::ledger_service_client::LedgerServiceClient;
+use offers_proto::activation::v1::activation_service_server::ActivationServiceServer;
+use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
+use offers_proto::contracts::{Job, ProvisionJob};
+
+pub use settings::ProvisioningSettings;
+
+use crate::grpc::ActivationApi;
+use crate::provider::Provider;
+use crate::service::Activation;
+use crate::worker::Worker;
+
+/// What the activation service calls.
+pub struct Deps {
+    pub catalog: CatalogAdminServiceClient<InternalChannel>,
+    pub ledger: LedgerServiceClient<InternalChannel>,
+    pub cache: SharedCache,
+}
+
+/// The public `ActivationService`.
+pub fn build(deps: Deps) -> Parts {
+    let activation = Activation { catalog: deps.catalog, ledger: deps.ledger, cache: deps.cache };
+    let mut parts = Parts::default();
+    parts.public.add(ActivationServiceServer::new(ActivationApi(Arc::new(activation))));
+    parts
+}
+
+/// What the provisioning worker uses.
+pub struct WorkerDeps {
+    pub ledger: LedgerServiceClient<InternalChannel>,
+    pub bus: SharedBus,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("the worker needs provisioning.url (OFFERS_PROVISIONING__URL)")]
+    NoProvider,
+    #[error("provisioning client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// The provisioning worker, consuming provisioning jobs until shutdown.
+pub fn build_worker(settings: &ProvisioningSettings, deps: WorkerDeps) -> Result<Parts, WorkerError> {
+    let url = settings.url.as_deref().ok_or(WorkerError::NoProvider)?;
+    let provider = Provider::new(url, settings.api_key.clone(), Duration::from_millis(settings.timeout_ms))?;
+    let worker = Arc::new(Worker { ledger: deps.ledger, provider, settings: settings.clone() });
+    let bus = deps.bus;
+    Ok(Parts::default().task("provisioning worker", move |stop| async move {
+        bus.consume(ProvisionJob::TOPIC, worker, stop).await;
+    }))
+}

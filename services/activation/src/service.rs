@@ -1,12 +1,13 @@
 //! Activate, renew and report status: validation through the catalog,
 //! money through the ledger, status from the cache first.
 
-use offers_kit::cache::{SharedCache, transaction_status_key};
-use offers_kit::grpc::{InternalChannel, parse_id};
+use offers_kit::cache::SharedCache;
+use offers_kit::grpc::{InternalChannel, parse_id, to_timestamp};
 use offers_kit::token::Principal;
 use offers_kit::{Error, ErrorCode};
 use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
 use offers_proto::catalog::v1::{self as catalog, catalog_admin_service_client::CatalogAdminServiceClient};
+use offers_proto::contracts::StatusEntry;
 use sha2::{Digest, Sha256};
 
 pub struct Activation {
@@ -29,10 +30,6 @@ pub struct StatusView {
     pub currency: String,
     pub failure_reason: String,
     pub updated_at: Option<prost_types::Timestamp>,
-}
-
-fn status_of(value: &str) -> account::TransactionStatus {
-    account::TransactionStatus::from_str_name(&format!("TRANSACTION_STATUS_{value}")).unwrap_or_default()
 }
 
 impl Activation {
@@ -74,7 +71,7 @@ impl Activation {
         let request = account::PurchaseRequest {
             user_id: who.user_id.to_string(),
             kind: kind.into(),
-            offer: Some(offer.into()),
+            offer: Some(offer),
             subscription_id,
             partner_id: String::new(),
             reference: String::new(),
@@ -137,26 +134,24 @@ impl Activation {
     /// (which reads the database and refills the cache).
     pub async fn status(&self, who: &Principal, transaction_id: &str) -> Result<StatusView, Error> {
         let id = parse_id(transaction_id, "transaction id")?;
-        let owner = who.user_id.to_string();
-        match self.cache.hash_get(&transaction_status_key(id)).await {
-            Ok(hit) if hit.contains_key("status") && hit.contains_key("user_id") => {
-                metrics::counter!("offers_activation_status_cache_total", "result" => "hit").increment(1);
-                if hit["user_id"] != owner {
-                    return Err(Error::not_found("transaction"));
+        match self.cache.hash_get(&StatusEntry::key(id)).await {
+            Ok(fields) => match StatusEntry::from_fields(&fields) {
+                Some(entry) => {
+                    metrics::counter!("offers_activation_status_cache_total", "result" => "hit").increment(1);
+                    if entry.user_id != who.user_id {
+                        return Err(Error::not_found("transaction"));
+                    }
+                    return Ok(StatusView {
+                        status: entry.status,
+                        offer_id: entry.offer_id.to_string(),
+                        amount: entry.amount,
+                        currency: entry.currency,
+                        failure_reason: entry.failure_reason.unwrap_or_default(),
+                        updated_at: Some(to_timestamp(entry.updated_at)),
+                    });
                 }
-                let field = |k: &str| hit.get(k).cloned().unwrap_or_default();
-                return Ok(StatusView {
-                    status: status_of(&field("status")),
-                    offer_id: field("offer_id"),
-                    amount: field("amount").parse().unwrap_or_default(),
-                    currency: field("currency"),
-                    failure_reason: field("failure_reason"),
-                    updated_at: chrono::DateTime::parse_from_rfc3339(&field("updated_at"))
-                        .ok()
-                        .map(|t| offers_kit::grpc::to_timestamp(t.to_utc())),
-                });
-            }
-            Ok(_) => metrics::counter!("offers_activation_status_cache_total", "result" => "miss").increment(1),
+                None => metrics::counter!("offers_activation_status_cache_total", "result" => "miss").increment(1),
+            },
             Err(e) => tracing::warn!(error = %e, "cache unavailable; reading the status from the ledger"),
         }
         let tx = self
@@ -167,7 +162,7 @@ impl Activation {
             .into_inner()
             .transaction
             .ok_or_else(|| Error::not_found("transaction"))?;
-        if tx.user_id != owner {
+        if tx.user_id != who.user_id.to_string() {
             return Err(Error::not_found("transaction"));
         }
         Ok(StatusView {

@@ -6,6 +6,7 @@
 //! provisioned however often it is asked.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
 struct Seen {
@@ -38,6 +40,24 @@ struct Activation {
 pub fn router(latency: Duration, failure_percent: u8) -> Router {
     let simulator = Simulator { latency, failure_percent, seen: Arc::default() };
     Router::new().route("/v1/activations", post(activate)).with_state(simulator)
+}
+
+/// Serves the simulator on `addr` until `shutdown`; returns the bound address.
+pub async fn start(
+    addr: SocketAddr,
+    latency: Duration,
+    failure_percent: u8,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = router(latency, failure_percent);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+            tracing::error!(error = %e, "provisioning simulator failed");
+        }
+    });
+    Ok(bound)
 }
 
 async fn activate(

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use offers_kit::bus::{Delivery, Disposition, Handler, requeue_later};
-use offers_kit::config::ProvisioningSettings;
 use offers_kit::grpc::InternalChannel;
-use offers_kit::jobs::ProvisionJob;
 use offers_kit::retry::backoff;
 use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
+use offers_proto::contracts::ProvisionJob;
 
 use crate::provider::{Outcome, Provider};
+use crate::settings::ProvisioningSettings;
 
 pub struct Worker {
     pub ledger: LedgerServiceClient<InternalChannel>,

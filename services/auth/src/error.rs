@@ -22,6 +22,8 @@ pub enum AuthError {
     Password(#[from] PasswordError),
     #[error("token signing failed: {0}")]
     Signing(#[from] jsonwebtoken::errors::Error),
+    #[error(transparent)]
+    Key(#[from] offers_kit::token::KeyError),
 }
 
 impl From<AuthError> for Error {
@@ -33,7 +35,15 @@ impl From<AuthError> for Error {
             AuthError::UsernameTaken => Error::new(ErrorCode::AlreadyExists, err.to_string()),
             AuthError::InvalidInput(message) => Error::invalid_request(message),
             AuthError::RateLimited { retry_after_secs } => Error::rate_limited(retry_after_secs),
-            AuthError::Db(_) | AuthError::Password(_) | AuthError::Signing(_) => Error::internal(err),
+            AuthError::Db(_) | AuthError::Password(_) | AuthError::Signing(_) | AuthError::Key(_) => {
+                Error::internal(err)
+            }
         }
+    }
+}
+
+impl From<AuthError> for tonic::Status {
+    fn from(err: AuthError) -> Self {
+        Error::from(err).into()
     }
 }

@@ -50,7 +50,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
         let password = required(&body.password, "password")?;
         // The edge passes the end client's address; direct callers are limited by theirs.
         let address = if body.client_address.is_empty() { peer } else { body.client_address.clone() };
-        let pair = self.0.login(username, password, &address).await.map_err(Error::from)?;
+        let pair = self.0.login(username, password, &address).await?;
         Ok(Response::new(pb::LoginResponse { tokens: tokens(pair) }))
     }
 
@@ -60,7 +60,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
     ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
         let body = request.into_inner();
         let token = required(&body.refresh_token, "refresh_token")?;
-        let pair = self.0.refresh(token).await.map_err(Error::from)?;
+        let pair = self.0.refresh(token).await?;
         Ok(Response::new(pb::RefreshTokenResponse { tokens: tokens(pair) }))
     }
 
@@ -68,7 +68,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
         let principal = user(&request)?;
         let body = request.into_inner();
         let token = required(&body.refresh_token, "refresh_token")?;
-        self.0.logout(principal.user_id, token).await.map_err(Error::from)?;
+        self.0.logout(principal.user_id, token).await?;
         Ok(Response::new(pb::LogoutResponse {}))
     }
 
@@ -77,7 +77,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
         let principal = user(&request)?;
-        let found = self.0.user_by_id(principal.user_id).await.map_err(Error::from)?;
+        let found = self.0.user_by_id(principal.user_id).await?;
         if !found.is_active {
             return Err(Error::new(ErrorCode::InvalidToken, "the account is disabled").into());
         }
@@ -103,8 +103,7 @@ impl pb::user_admin_service_server::UserAdminService for UserAdminApi {
                 last_name: b.last_name,
                 is_admin: b.is_admin,
             })
-            .await
-            .map_err(Error::from)?;
+            .await?;
         Ok(Response::new(pb::CreateUserResponse { user: Some(to_proto(created)) }))
     }
 
@@ -113,8 +112,7 @@ impl pb::user_admin_service_server::UserAdminService for UserAdminApi {
             Some(pb::get_user_request::Lookup::Id(id)) => self.0.user_by_id(parse_id(&id, "user id")?).await,
             Some(pb::get_user_request::Lookup::Username(name)) => self.0.user_by_username(&name).await,
             None => return Err(Error::invalid_request("id or username is required").into()),
-        }
-        .map_err(Error::from)?;
+        }?;
         Ok(Response::new(pb::GetUserResponse { user: Some(to_proto(found)) }))
     }
 }

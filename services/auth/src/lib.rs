@@ -1,6 +1,5 @@
 //! The auth service: users, argon2id passwords, Ed25519 access tokens and
 //! rotating refresh tokens.
-#![forbid(unsafe_code)]
 
 mod entity;
 mod error;
@@ -8,18 +7,34 @@ mod grpc;
 mod migration;
 mod password;
 mod service;
+mod settings;
 
 use std::sync::Arc;
 
+use offers_kit::Parts;
+use offers_kit::cache::SharedCache;
 use offers_proto::auth::v1::auth_service_server::AuthServiceServer;
 use offers_proto::auth::v1::user_admin_service_server::UserAdminServiceServer;
+use sea_orm::DatabaseConnection;
 
 pub use error::AuthError;
-pub use grpc::{AuthApi, UserAdminApi};
 pub use migration::migrations;
-pub use service::{Auth, NewUser};
+pub use settings::AuthSettings;
 
-/// The public and internal gRPC services of one [`Auth`].
-pub fn servers(auth: Arc<Auth>) -> (AuthServiceServer<AuthApi>, UserAdminServiceServer<UserAdminApi>) {
-    (AuthServiceServer::new(AuthApi(auth.clone())), UserAdminServiceServer::new(UserAdminApi(auth)))
+use crate::grpc::{AuthApi, UserAdminApi};
+use crate::service::Auth;
+
+/// What the auth service runs on.
+pub struct Deps {
+    pub db: DatabaseConnection,
+    pub cache: SharedCache,
+}
+
+/// The public `AuthService` and the internal `UserAdminService`.
+pub fn build(settings: &AuthSettings, deps: Deps) -> Result<Parts, AuthError> {
+    let auth = Arc::new(Auth::new(deps.db, deps.cache, settings.signer()?, settings.clone()));
+    let mut parts = Parts::default();
+    parts.public.add(AuthServiceServer::new(AuthApi(auth.clone())));
+    parts.internal.add(UserAdminServiceServer::new(UserAdminApi(auth)));
+    Ok(parts)
 }

@@ -5,7 +5,6 @@ use std::time::Duration;
 use base64::Engine;
 use chrono::Utc;
 use offers_kit::cache::{SharedCache, rate_limit};
-use offers_kit::config::AuthSettings;
 use offers_kit::token::TokenSigner;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait};
@@ -15,6 +14,7 @@ use uuid::Uuid;
 use crate::entity::{refresh_token, user};
 use crate::error::AuthError;
 use crate::password;
+use crate::settings::AuthSettings;
 
 pub struct TokenPair {
     pub access_token: String,

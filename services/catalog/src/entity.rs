@@ -1,6 +1,8 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// An offer as stored: the catalog's domain type (see `offer.rs`), also
+/// what the cache holds.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "catalog_offers")]
 pub struct Model {

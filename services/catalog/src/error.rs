@@ -25,3 +25,9 @@ impl From<CatalogError> for Error {
         }
     }
 }
+
+impl From<CatalogError> for tonic::Status {
+    fn from(err: CatalogError) -> Self {
+        Error::from(err).into()
+    }
+}

@@ -1,25 +1,39 @@
 //! The catalog service: offers, with a cache-aside read path.
-#![forbid(unsafe_code)]
 
 mod entity;
 mod error;
 mod grpc;
 mod migration;
+mod offer;
 mod service;
 
 use std::sync::Arc;
 
+use offers_kit::Parts;
+use offers_kit::cache::SharedCache;
 use offers_proto::catalog::v1::catalog_admin_service_server::CatalogAdminServiceServer;
 use offers_proto::catalog::v1::catalog_service_server::CatalogServiceServer;
+use sea_orm::DatabaseConnection;
 
 pub use error::CatalogError;
-pub use grpc::{CatalogAdminApi, CatalogApi};
 pub use migration::migrations;
-pub use service::{Catalog, OfferFields};
 
-/// The public and internal gRPC services of one [`Catalog`].
-pub fn servers(
-    catalog: Arc<Catalog>,
-) -> (CatalogServiceServer<CatalogApi>, CatalogAdminServiceServer<CatalogAdminApi>) {
-    (CatalogServiceServer::new(CatalogApi(catalog.clone())), CatalogAdminServiceServer::new(CatalogAdminApi(catalog)))
+use crate::grpc::{CatalogAdminApi, CatalogApi};
+use crate::service::Catalog;
+
+/// What the catalog runs on.
+pub struct Deps {
+    pub db: DatabaseConnection,
+    pub cache: SharedCache,
+    /// The one currency offers are priced in.
+    pub currency: String,
+}
+
+/// The public `CatalogService` and the internal `CatalogAdminService`.
+pub fn build(deps: Deps) -> Parts {
+    let catalog = Arc::new(Catalog::new(deps.db, deps.cache, deps.currency));
+    let mut parts = Parts::default();
+    parts.public.add(CatalogServiceServer::new(CatalogApi(catalog.clone())));
+    parts.internal.add(CatalogAdminServiceServer::new(CatalogAdminApi(catalog)));
+    parts
 }

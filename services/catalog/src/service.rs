@@ -8,59 +8,18 @@ use std::time::Duration;
 
 use chrono::Utc;
 use offers_kit::cache::SharedCache;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, IntoActiveModel, QueryOrder};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryOrder};
 use uuid::Uuid;
 
-use crate::entity::{self as offer, Model as Offer};
+use crate::entity;
 use crate::error::CatalogError;
+use crate::offer::Offer;
 
 const TTL: Duration = Duration::from_secs(300);
-/// Prices above this are mistakes (the ledger refuses such amounts too).
-const MAX_PRICE: i64 = 1_000_000_000_000;
-/// Allowances above this are mistakes.
-const MAX_ALLOWANCE: i64 = 1_000_000_000;
 const GENERATION: &str = "catalog:generation";
 /// The generation counter lives as long as Redis keeps it; a lost counter
 /// starts over at zero, and the keys it named are gone with it.
 const GENERATION_WINDOW: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-
-/// Everything about an offer that can be set, validated.
-#[derive(Debug, Clone)]
-pub struct OfferFields {
-    pub code: String,
-    pub name: String,
-    pub description: String,
-    pub price: i64,
-    pub currency: String,
-    pub duration_days: i32,
-    pub data_mb: i64,
-    pub voice_minutes: i64,
-    pub sms: i64,
-    pub is_active: bool,
-}
-
-impl OfferFields {
-    pub fn validate(&self, currency: &str) -> Result<(), CatalogError> {
-        let code_ok = (2..=32).contains(&self.code.len())
-            && self.code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-');
-        let checks = [
-            (code_ok, "code must be 2 to 32 characters of A-Z, 0-9 and '-'".to_string()),
-            (!self.name.trim().is_empty() && self.name.len() <= 200, "name must be 1 to 200 characters".into()),
-            (self.description.len() <= 2000, "description must be at most 2000 characters".into()),
-            (self.price > 0 && self.price <= MAX_PRICE, format!("price must be between 1 and {MAX_PRICE} minor units")),
-            (self.currency == currency, format!("currency must be {currency}")),
-            ((1..=3650).contains(&self.duration_days), "duration_days must be between 1 and 3650".into()),
-            (
-                [self.data_mb, self.voice_minutes, self.sms].iter().all(|a| (0..=MAX_ALLOWANCE).contains(a)),
-                format!("allowances must be between 0 and {MAX_ALLOWANCE}"),
-            ),
-        ];
-        match checks.into_iter().find(|(ok, _)| !ok) {
-            Some((_, message)) => Err(CatalogError::Invalid(message)),
-            None => Ok(()),
-        }
-    }
-}
 
 pub struct Catalog {
     db: DatabaseConnection,
@@ -110,7 +69,7 @@ impl Catalog {
         let key =
             format!("catalog:g{}:offers:{}", self.generation().await, if include_inactive { "all" } else { "active" });
         self.cached(key, async || {
-            let mut offers = offer::Entity::find().order_by_desc(offer::Column::Id).all(&self.db).await?;
+            let mut offers = entity::Entity::find().order_by_desc(entity::Column::Id).all(&self.db).await?;
             offers.retain(|o| include_inactive || o.is_active);
             Ok(offers)
         })
@@ -119,67 +78,35 @@ impl Catalog {
 
     pub async fn get(&self, id: Uuid) -> Result<Offer, CatalogError> {
         let key = format!("catalog:g{}:offer:{id}", self.generation().await);
-        self.cached(key, async || offer::Entity::find_by_id(id).one(&self.db).await?.ok_or(CatalogError::NotFound))
+        self.cached(key, async || entity::Entity::find_by_id(id).one(&self.db).await?.ok_or(CatalogError::NotFound))
             .await
     }
 
-    pub async fn create(&self, fields: OfferFields) -> Result<Offer, CatalogError> {
-        fields.validate(&self.currency)?;
-        let now = Utc::now();
-        let model = offer::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            code: Set(fields.code.clone()),
-            name: Set(fields.name),
-            description: Set(fields.description),
-            price: Set(fields.price),
-            currency: Set(fields.currency),
-            duration_days: Set(fields.duration_days),
-            data_mb: Set(fields.data_mb),
-            voice_minutes: Set(fields.voice_minutes),
-            sms: Set(fields.sms),
-            is_active: Set(fields.is_active),
-            created_at: Set(now),
-            updated_at: Set(now),
-        };
-        let created = offer::Entity::insert(model).exec_with_returning(&self.db).await.map_err(|e| {
-            if offers_kit::db::is_unique_violation(&e) { CatalogError::CodeTaken(fields.code) } else { e.into() }
-        })?;
+    pub async fn create(&self, offer: offers_proto::catalog::v1::Offer) -> Result<Offer, CatalogError> {
+        let offer = Offer::from_proto(offer, Uuid::now_v7(), Utc::now());
+        offer.validate(&self.currency)?;
+        let code = offer.code.clone();
+        let created =
+            entity::Entity::insert(offer.into_active_model().reset_all()).exec_with_returning(&self.db).await.map_err(
+                |e| if offers_kit::db::is_unique_violation(&e) { CatalogError::CodeTaken(code) } else { e.into() },
+            )?;
         self.invalidate().await;
         Ok(created)
     }
 
-    /// Applies `change` to the stored offer; the code never changes.
-    pub async fn update(&self, id: Uuid, change: impl FnOnce(&mut OfferFields)) -> Result<Offer, CatalogError> {
-        let current = offer::Entity::find_by_id(id).one(&self.db).await?.ok_or(CatalogError::NotFound)?;
-        let mut fields = OfferFields {
-            code: current.code.clone(),
-            name: current.name.clone(),
-            description: current.description.clone(),
-            price: current.price,
-            currency: current.currency.clone(),
-            duration_days: current.duration_days,
-            data_mb: current.data_mb,
-            voice_minutes: current.voice_minutes,
-            sms: current.sms,
-            is_active: current.is_active,
-        };
-        change(&mut fields);
-        if fields.code != current.code {
-            return Err(CatalogError::Invalid("code cannot be changed".into()));
-        }
-        fields.validate(&self.currency)?;
-        let mut model = current.into_active_model();
-        model.name = Set(fields.name);
-        model.description = Set(fields.description);
-        model.price = Set(fields.price);
-        model.currency = Set(fields.currency);
-        model.duration_days = Set(fields.duration_days);
-        model.data_mb = Set(fields.data_mb);
-        model.voice_minutes = Set(fields.voice_minutes);
-        model.sms = Set(fields.sms);
-        model.is_active = Set(fields.is_active);
-        model.updated_at = Set(Utc::now());
-        let updated = offer::Entity::update(model).exec(&self.db).await?;
+    /// Takes the fields `paths` names (all when empty) from `new`; the code
+    /// never changes.
+    pub async fn update(
+        &self,
+        id: Uuid,
+        new: offers_proto::catalog::v1::Offer,
+        paths: &[String],
+    ) -> Result<Offer, CatalogError> {
+        let current = entity::Entity::find_by_id(id).one(&self.db).await?.ok_or(CatalogError::NotFound)?;
+        let mut offer = current.updated(&Offer::from_proto(new, id, Utc::now()), paths)?;
+        offer.updated_at = Utc::now();
+        offer.validate(&self.currency)?;
+        let updated = entity::Entity::update(offer.into_active_model().reset_all()).exec(&self.db).await?;
         self.invalidate().await;
         Ok(updated)
     }

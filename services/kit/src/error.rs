@@ -141,7 +141,8 @@ impl Error {
         Self { code, message, retry_after_secs, source }
     }
 
-    fn log(&self) {
+    /// Logs the cause of an error that has one (internal, unavailable).
+    pub fn log(&self) {
         if let Some(source) = &self.source {
             tracing::error!(code = %self.code, error = %source, chain = ?source, "request failed");
         }
@@ -205,30 +206,6 @@ fn code_for_grpc(code: Code) -> ErrorCode {
     }
 }
 
-/// RFC 9457 problem details, as the edge answers them.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct Problem {
-    #[serde(rename = "type")]
-    pub type_uri: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-    pub code: String,
-}
-
-impl From<&Error> for Problem {
-    fn from(err: &Error) -> Self {
-        err.log();
-        Problem {
-            type_uri: format!("urn:offers:problem:{}", err.code),
-            title: err.code.title().into(),
-            status: err.code.http_status(),
-            detail: err.message.clone(),
-            code: err.code.as_str().into(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,16 +224,16 @@ mod tests {
     fn internal_errors_hide_their_cause() {
         let status: Status = Error::internal(std::io::Error::other("disk on fire")).into();
         assert_eq!(status.message(), "internal error");
-        let problem = Problem::from(&Error::from_status(status));
-        assert_eq!(problem.status, 500);
-        assert!(!problem.detail.contains("disk"));
+        let err = Error::from_status(status);
+        assert_eq!(err.code, ErrorCode::Internal);
+        assert!(!err.message.contains("disk"));
     }
 
     #[test]
     fn foreign_statuses_map_by_grpc_code() {
         let err = Error::from_status(Status::unavailable("connection refused"));
         assert_eq!(err.code, ErrorCode::Unavailable);
-        assert_eq!(Problem::from(&err).status, 503);
+        assert_eq!(err.code.http_status(), 503);
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! Shared plumbing of the Offers services.
-#![forbid(unsafe_code)]
+//! Shared plumbing of the Offers services: configuration, errors and their
+//! gRPC mapping, tokens and credentials, the database, the cache and the bus
+//! (with their embedded implementations; Redis, RabbitMQ and telemetry
+//! behind features the binary turns on), the outbox, leased delivery, and
+//! the shape of what a service contributes to a process.
 
 pub mod bus;
 pub mod cache;
@@ -8,11 +11,13 @@ pub mod credentials;
 pub mod db;
 pub mod error;
 pub mod grpc;
-pub mod jobs;
-pub mod ops;
+pub mod lease;
 pub mod outbox;
+pub mod parts;
 pub mod retry;
+#[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod token;
 
 pub use error::{Error, ErrorCode, Result};
+pub use parts::Parts;

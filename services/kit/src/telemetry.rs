@@ -11,9 +11,52 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::TelemetrySettings;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Problems, Validate, is_url, redact_optional_url};
 
 static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `text` or `json`.
+    pub log_format: String,
+    /// `tracing` filter directives, e.g. `info,offers_auth=debug`.
+    pub log_filter: String,
+    /// OTLP/gRPC collector; traces are exported only when set.
+    #[serde(serialize_with = "redact_optional_url")]
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_format: "text".into(),
+            log_filter: "info".into(),
+            otlp_endpoint: None,
+            service_name: "offers".into(),
+        }
+    }
+}
+
+impl Validate for TelemetrySettings {
+    fn validate(&self, p: &mut Problems) {
+        let format = &self.log_format;
+        p.check(
+            matches!(format.as_str(), "text" | "json"),
+            "log_format",
+            format!("expected text or json, got {format:?}"),
+        );
+        if let Err(e) = EnvFilter::try_new(&self.log_filter) {
+            p.check(false, "log_filter", e);
+        }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            p.check(is_url(endpoint), "otlp_endpoint", "expected an http(s):// URL");
+        }
+    }
+}
 
 /// Flushes buffered spans when dropped at the end of `main`.
 pub struct TelemetryGuard {

@@ -1,20 +1,90 @@
 //! The notifier: reminds users before their subscriptions expire. A daily
 //! scheduler queues reminders through its outbox; a worker delivers them by
-//! email and SMS.
-#![forbid(unsafe_code)]
+//! every channel that reaches the user.
 
 mod channels;
 mod entity;
 mod error;
 mod migration;
 mod scheduler;
+mod settings;
 mod worker;
 
-pub use channels::{ChannelError, Channels};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use offers_kit::Parts;
+use offers_kit::bus::SharedBus;
+use offers_kit::grpc::InternalChannel;
+use offers_kit::outbox::Outbox;
+use offers_proto::account::v1::ledger_service_client::LedgerServiceClient;
+use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
+use offers_proto::contracts::Job;
+use sea_orm::DatabaseConnection;
+
+pub use channels::{Channel, ChannelError, SendError, Text};
 pub use error::NotifierError;
 pub use migration::migrations;
-pub use scheduler::{RunReport, Scheduler, bands};
-pub use worker::{ReminderWorker, render};
+pub use scheduler::{RunReport, bands};
+pub use settings::NotifierSettings;
+pub use worker::{ReminderJob, render};
+
+use crate::scheduler::Scheduler;
+use crate::worker::ReminderWorker;
 
 /// The notifier's outbox table.
-pub const OUTBOX: &str = "notifier_outbox";
+const OUTBOX: &str = "notifier_outbox";
+
+/// What the reminder worker uses.
+pub struct DeliveryDeps {
+    pub db: DatabaseConnection,
+    pub bus: SharedBus,
+    pub users: UserAdminServiceClient<InternalChannel>,
+}
+
+/// The reminder worker, delivering by every configured channel.
+pub fn build_delivery(settings: &NotifierSettings, deps: DeliveryDeps) -> Result<Parts, ChannelError> {
+    let channels = channels::from_settings(settings)?;
+    let bus = deps.bus.clone();
+    let worker = Arc::new(ReminderWorker::new(deps.db, deps.bus, deps.users, channels, settings.clone()));
+    Ok(Parts::default().task("reminder worker", move |stop| async move {
+        bus.consume(ReminderJob::TOPIC, worker, stop).await;
+    }))
+}
+
+/// What the scheduler uses.
+pub struct SchedulerDeps {
+    pub db: DatabaseConnection,
+    pub bus: SharedBus,
+    pub ledger: LedgerServiceClient<InternalChannel>,
+}
+
+/// The daily expiring-subscriptions pass and the relay of its outbox.
+pub fn build_scheduler(settings: &NotifierSettings, relay_interval: Duration, deps: SchedulerDeps) -> Parts {
+    let outbox = Outbox::new(OUTBOX);
+    let scheduler = Scheduler::new(deps.db.clone(), deps.ledger, outbox.clone(), settings.clone());
+    let (db, bus) = (deps.db, deps.bus);
+    Parts::default()
+        .task("notifier outbox relay", move |stop| outbox.relay(db, bus, relay_interval, stop))
+        .task("reminder scheduler", move |stop| scheduler.run_daily(stop))
+}
+
+/// One expiring-subscriptions pass as of `at` (for a CronJob); `None` when
+/// another run holds the lock. With a bus, the queued reminders are
+/// published before returning; without one (the embedded mode, whose bus
+/// lives in the running process) that process's relay publishes them.
+pub async fn run_once(
+    settings: &NotifierSettings,
+    db: DatabaseConnection,
+    ledger: LedgerServiceClient<InternalChannel>,
+    bus: Option<SharedBus>,
+    at: DateTime<Utc>,
+) -> Result<Option<RunReport>, NotifierError> {
+    let outbox = Outbox::new(OUTBOX);
+    let report = Scheduler::new(db.clone(), ledger, outbox.clone(), settings.clone()).run_once(at).await?;
+    if let Some(bus) = bus {
+        outbox.drain(&db, &bus).await?;
+    }
+    Ok(report)
+}

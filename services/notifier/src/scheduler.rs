@@ -7,11 +7,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveTime, Utc};
-use offers_kit::config::NotifierSettings;
 use offers_kit::grpc::{InternalChannel, from_timestamp, to_timestamp};
-use offers_kit::jobs::{self, ReminderJob};
 use offers_kit::outbox::Outbox;
 use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
+use offers_proto::contracts::Job;
 use sea_orm::sea_query::{Condition, Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait};
 use tokio_util::sync::CancellationToken;
@@ -19,6 +18,8 @@ use uuid::Uuid;
 
 use crate::entity::{lock, reminder, run};
 use crate::error::NotifierError;
+use crate::settings::NotifierSettings;
+use crate::worker::ReminderJob;
 
 const LOCK: &str = "expiring-subscriptions";
 const LOCK_LEASE: chrono::Duration = chrono::Duration::minutes(10);
@@ -199,7 +200,7 @@ impl Scheduler {
             txn.rollback().await?;
             return Ok(false);
         }
-        self.outbox.enqueue(&txn, jobs::REMINDER, &ReminderJob { reminder_id: id, attempt: 0 }, Utc::now()).await?;
+        self.outbox.enqueue(&txn, ReminderJob::TOPIC, &ReminderJob { reminder_id: id, attempt: 0 }, Utc::now()).await?;
         txn.commit().await?;
         Ok(true)
     }

@@ -8,33 +8,42 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use offers_kit::bus::{Delivery, Disposition, Handler, SharedBus, requeue_later};
-use offers_kit::config::NotifierSettings;
 use offers_kit::grpc::InternalChannel;
-use offers_kit::jobs::{self, ReminderJob};
+use offers_kit::lease::{Follow, Lease};
 use offers_kit::retry::backoff;
 use offers_kit::{Error, ErrorCode};
 use offers_proto::auth::v1::{self as auth, user_admin_service_client::UserAdminServiceClient};
+use offers_proto::contracts::Job;
 use sea_orm::sea_query::{Condition, Expr, ExprTrait};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::channels::{Channels, Text};
 use crate::entity::reminder::{self, Status};
 use crate::error::NotifierError;
+use crate::settings::NotifierSettings;
 
-enum Claim {
-    Taken(reminder::Model),
-    /// Sent, skipped or failed for good: nothing to do, ever.
-    Done,
-    /// Being sent elsewhere; its lease ends after this long.
-    Busy(Duration),
+/// Send one expiry reminder (scheduler → reminder worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReminderJob {
+    pub reminder_id: Uuid,
+    /// Delivery attempts made before this one.
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+impl Job for ReminderJob {
+    const TOPIC: &'static str = "notification.reminder";
 }
 
 pub struct ReminderWorker {
-    pub db: DatabaseConnection,
-    pub bus: SharedBus,
-    pub users: UserAdminServiceClient<InternalChannel>,
-    pub channels: Channels,
-    pub settings: NotifierSettings,
+    db: DatabaseConnection,
+    bus: SharedBus,
+    users: UserAdminServiceClient<InternalChannel>,
+    channels: Channels,
+    settings: NotifierSettings,
+    lease: Lease,
 }
 
 pub fn render(name: &str, offer: &str, expires_at: chrono::DateTime<Utc>) -> Text {
@@ -51,36 +60,21 @@ pub fn render(name: &str, offer: &str, expires_at: chrono::DateTime<Utc>) -> Tex
 }
 
 impl ReminderWorker {
-    async fn claim(&self, job: &ReminderJob) -> Result<Claim, NotifierError> {
-        let now = Utc::now();
-        // Long enough for the user lookup and every channel's exchanges.
-        let lease = chrono::Duration::milliseconds(i64::try_from(self.settings.send_timeout_ms).unwrap_or(60_000) * 10);
-        let claimed = reminder::Entity::update_many()
-            .col_expr(reminder::Column::LeaseUntil, Expr::value(now + lease))
-            .filter(reminder::Column::Id.eq(job.reminder_id))
-            .filter(reminder::Column::Status.eq(Status::Queued))
-            .filter(
-                Condition::any().add(reminder::Column::LeaseUntil.is_null()).add(reminder::Column::LeaseUntil.lt(now)),
-            )
-            .exec(&self.db)
-            .await?;
-        let row = reminder::Entity::find_by_id(job.reminder_id).one(&self.db).await?;
-        Ok(match row {
-            Some(row) if claimed.rows_affected == 1 => Claim::Taken(row),
-            Some(row) if row.status == Status::Queued => {
-                let left = row.lease_until.map_or(chrono::Duration::zero(), |until| until - now);
-                Claim::Busy(left.to_std().unwrap_or_default() + Duration::from_secs(1))
-            }
-            _ => Claim::Done,
-        })
-    }
-
-    /// Republishes the job to run after `delay`; acked only once the copy is
-    /// with the broker, so it cannot be lost.
-    async fn later(&self, job: ReminderJob, delay: Duration) -> Result<(), NotifierError> {
-        let payload = serde_json::to_vec(&job).unwrap_or_default();
-        self.bus.publish(jobs::REMINDER, &payload, Some(delay)).await?;
-        Ok(())
+    pub fn new(
+        db: DatabaseConnection,
+        bus: SharedBus,
+        users: UserAdminServiceClient<InternalChannel>,
+        channels: Channels,
+        settings: NotifierSettings,
+    ) -> Self {
+        let lease = Lease {
+            table: "notifier_reminders",
+            key: "id",
+            open: Condition::all().add(Expr::col(reminder::Column::Status).eq(Status::Queued)),
+            // Long enough for the user lookup and every channel's exchanges.
+            length: Duration::from_millis(settings.send_timeout_ms * 10),
+        };
+        Self { db, bus, users, channels, settings, lease }
     }
 
     async fn finish(
@@ -104,48 +98,33 @@ impl ReminderWorker {
     }
 
     async fn deliver(&self, job: ReminderJob) -> Result<(), NotifierError> {
-        let reminder = match self.claim(&job).await? {
-            Claim::Taken(reminder) => reminder,
-            Claim::Done => return Ok(()),
-            // Someone holds it (or held it and died): look again after the lease.
-            Claim::Busy(wait) => return self.later(job, wait).await,
-        };
-        let id = reminder.id;
-        let result = self.send(job, reminder).await;
-        if result.is_err() {
-            // Give it back so the requeued job can take it at once.
-            let released = reminder::Entity::update_many()
-                .col_expr(reminder::Column::LeaseUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None))
-                .filter(reminder::Column::Id.eq(id))
-                .exec(&self.db)
-                .await;
-            if let Err(e) = released {
-                tracing::warn!(reminder_id = %id, error = %e, "could not release a reminder; its lease will expire");
-            }
-        }
-        result
+        let id = job.reminder_id;
+        self.lease.deliver(&self.db, &self.bus, ReminderJob::TOPIC, id, &job, async || self.send(job).await).await
     }
 
-    async fn send(&self, job: ReminderJob, reminder: reminder::Model) -> Result<(), NotifierError> {
+    /// One delivery attempt; a transient failure comes back as the next
+    /// attempt's job and its delay.
+    async fn send(&self, job: ReminderJob) -> Result<Follow<ReminderJob>, NotifierError> {
+        let Some(reminder) = reminder::Entity::find_by_id(job.reminder_id).one(&self.db).await? else {
+            return Ok(None);
+        };
         let lookup =
             auth::GetUserRequest { lookup: Some(auth::get_user_request::Lookup::Id(reminder.user_id.to_string())) };
         let user = match self.users.clone().get_user(lookup).await {
             Ok(answer) => answer.into_inner().user.unwrap_or_default(),
             Err(status) => match Error::from_status(status) {
                 e if e.code == ErrorCode::NotFound => {
-                    return self.finish(reminder.id, Status::Skipped, &[], Some("user not found".into())).await;
+                    self.finish(reminder.id, Status::Skipped, &[], Some("user not found".into())).await?;
+                    return Ok(None);
                 }
-                e => {
-                    // Release the claim so the redelivered job can try again.
-                    self.finish(reminder.id, Status::Queued, &[], Some(e.to_string())).await?;
-                    return Err(e.into());
-                }
+                e => return Err(e.into()),
             },
         };
         let mut sent: Vec<&str> = reminder.sent_channels.split(',').filter(|c| !c.is_empty()).collect();
-        let targets = self.channels.reaching(&user.email, &user.phone_number);
+        let targets: Vec<_> = self.channels.iter().filter_map(|c| Some((c, c.address(&user)?))).collect();
         if targets.is_empty() {
-            return self.finish(reminder.id, Status::Skipped, &[], Some("no reachable channel".into())).await;
+            self.finish(reminder.id, Status::Skipped, &[], Some("no reachable channel".into())).await?;
+            return Ok(None);
         }
         let name = if user.first_name.is_empty() { user.username.clone() } else { user.first_name.clone() };
         let text = render(&name, &reminder.offer_name, reminder.expires_at);
@@ -154,7 +133,7 @@ impl ReminderWorker {
             if sent.contains(&channel.name()) {
                 continue;
             }
-            match self.channels.send(*channel, to, &text).await {
+            match channel.send(to, &text).await {
                 Ok(()) => {
                     metrics::counter!("offers_reminders_sent_total", "channel" => channel.name()).increment(1);
                     sent.push(channel.name());
@@ -167,7 +146,8 @@ impl ReminderWorker {
             }
         }
         if failures.is_empty() {
-            return self.finish(reminder.id, Status::Sent, &sent, None).await;
+            self.finish(reminder.id, Status::Sent, &sent, None).await?;
+            return Ok(None);
         }
         let attempt = job.attempt + 1;
         let retry = failures.iter().any(|e| e.transient) && attempt < self.settings.max_attempts;
@@ -175,7 +155,8 @@ impl ReminderWorker {
         if !retry {
             // What went out stays recorded; the rest is given up on.
             let status = if sent.is_empty() { Status::Failed } else { Status::Sent };
-            return self.finish(reminder.id, status, &sent, Some(error)).await;
+            self.finish(reminder.id, status, &sent, Some(error)).await?;
+            return Ok(None);
         }
         self.finish(reminder.id, Status::Queued, &sent, Some(error)).await?;
         let delay = backoff(
@@ -183,7 +164,7 @@ impl ReminderWorker {
             Duration::from_millis(self.settings.retry_base_ms),
             Duration::from_millis(self.settings.retry_max_ms),
         );
-        self.later(ReminderJob { reminder_id: reminder.id, attempt }, delay).await
+        Ok(Some((ReminderJob { reminder_id: reminder.id, attempt }, delay)))
     }
 }
 

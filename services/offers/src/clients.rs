@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use offers_kit::config::Settings;
 use offers_kit::credentials::ServiceCredential;
 use offers_kit::grpc::{InternalChannel, internal_channel};
 use offers_proto::account::v1::ledger_service_client::LedgerServiceClient;
@@ -11,6 +10,9 @@ use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
 use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
 use offers_proto::partner::v1::partner_admin_service_client::PartnerAdminServiceClient;
 
+use crate::settings::Settings;
+
+#[derive(Clone)]
 pub struct InternalClients {
     pub users: UserAdminServiceClient<InternalChannel>,
     pub catalog: CatalogAdminServiceClient<InternalChannel>,

@@ -1,82 +1,25 @@
-//! The embedded mode: a data directory holding the SQLite database, the
-//! token keys and the internal credential, and demo data on first start.
+//! The embedded mode: every role in one process on the data directory's
+//! SQLite file, with the provisioning simulator and demo data.
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
-use offers_kit::config::Settings;
-use offers_kit::token::generate_keypair;
 use offers_proto::auth::v1 as auth_pb;
 use offers_proto::catalog::v1 as catalog_pb;
-use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
 
 use crate::admin::{AdminClient, Created};
+use crate::process::Process;
+use crate::roles::Role;
+use crate::settings::Settings;
 
 pub const DEMO_PASSWORD: &str = "demo-password";
 pub const DEMO_USERS: [&str; 2] = ["demo", "demo2"];
 pub const DEMO_BALANCE: i64 = 100_000;
 pub const DEMO_PARTNER: &str = "demo-partner";
 pub const DEMO_PARTNER_KEY: &str = "demo-partner-key";
-
-/// Points the settings at the data directory, creating what is missing:
-/// the SQLite file, an Ed25519 key pair and an internal credential. They
-/// persist, so tokens and `offers admin` keep working across restarts.
-pub fn prepare(settings: &mut Settings, data_dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
-    settings.database.url = format!("sqlite://{}?mode=rwc", data_dir.join("offers.db").display());
-    settings.cache.url = "memory://".into();
-    settings.bus.url = "memory://".into();
-    let private = data_dir.join("auth-ed25519.pem");
-    let public = data_dir.join("auth-ed25519.pub.pem");
-    if !private.exists() || !public.exists() {
-        let (private_pem, public_pem) = generate_keypair()?;
-        write_private(&private, &private_pem)?;
-        std::fs::write(&public, public_pem)?;
-    }
-    settings.auth.private_key_pem = None;
-    settings.auth.public_key_pem = None;
-    settings.auth.private_key_file = Some(private);
-    settings.auth.public_key_file = Some(public);
-    settings.internal.token = Some(SecretString::from(internal_token(data_dir)?));
-    // Reminders go to a file a newcomer can read.
-    settings.notifier.sink_file = Some(data_dir.join("notifications.log"));
-    // The demo partner's well-known key; never allowed outside this mode.
-    settings.partner.allow_preset_keys = true;
-    // Callbacks to local test servers are fine here.
-    settings.partner.allow_private_callbacks = true;
-    Ok(())
-}
-
-/// The embedded mode's credential, if a dev suite has made one.
-pub fn internal_token_if_present(data_dir: &Path) -> Option<String> {
-    std::fs::read_to_string(data_dir.join("internal-token")).ok().map(|t| t.trim().to_string())
-}
-
-/// The embedded mode's internal credential, made on first use.
-pub fn internal_token(data_dir: &Path) -> anyhow::Result<String> {
-    if let Some(token) = internal_token_if_present(data_dir) {
-        return Ok(token);
-    }
-    let path = data_dir.join("internal-token");
-    let token = hex_token();
-    write_private(&path, &token)?;
-    Ok(token)
-}
-
-fn hex_token() -> String {
-    rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(contents.as_bytes())?;
-    Ok(())
-}
 
 fn offer(
     code: &str,
@@ -162,4 +105,47 @@ pub async fn seed(admin: &mut AdminClient, currency: &str) -> anyhow::Result<()>
         tracing::info!(id = %partner.id, "seeded demo partner");
     }
     Ok(())
+}
+
+/// Runs everything in one process (`offers dev`) until a signal, printing
+/// where it listens and how to try it.
+pub async fn run(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
+    let mut settings = settings.embedded(data_dir)?;
+    let simulator = CancellationToken::new();
+    let sim = start_simulator(&settings, simulator.clone()).await?;
+    settings.provisioning.url = Some(format!("http://{sim}"));
+    let process = Process::start(settings, Role::ALL, true).await?;
+    let token = process.settings.internal_token().context("no internal credential")?.to_string();
+    seed(&mut AdminClient::connect(&process.settings, &token)?, &process.settings.currency).await?;
+    let http = process.http_addr;
+    println!(
+        "\nOffers is running (embedded mode, data in {dir})\n\
+         \x20 REST      http://{http}/api/v1/   (OpenAPI: http://{http}/api/v1/openapi.json)\n\
+         \x20 gRPC      {grpc}   internal gRPC {internal}\n\
+         \x20 provisioning simulator http://{sim}\n\
+         \x20 demo users: demo / {pw}  and  demo2 / {pw}  (balance {balance} each)\n\
+         \x20 demo partner key: {partner_key}   reminders: {dir}/notifications.log\n\n\
+         Try:\n\
+         \x20 curl -s -X POST http://{http}/api/v1/auth/login/ -H 'Content-Type: application/json' \
+         -d '{{\"username\":\"demo\",\"password\":\"{pw}\"}}'\n\n\
+         Ctrl-C stops it.\n",
+        dir = data_dir.display(),
+        grpc = process.grpc_addr.map(|a| a.to_string()).unwrap_or_default(),
+        internal = process.internal_grpc_addr.map(|a| a.to_string()).unwrap_or_default(),
+        pw = DEMO_PASSWORD,
+        balance = DEMO_BALANCE,
+        partner_key = DEMO_PARTNER_KEY,
+    );
+    let outcome = process.run_until_signal().await;
+    simulator.cancel();
+    outcome
+}
+
+/// The provisioning simulator on a free local port, with the configured
+/// latency and failure rate.
+pub async fn start_simulator(settings: &Settings, stop: CancellationToken) -> anyhow::Result<SocketAddr> {
+    let p = &settings.provisioning;
+    let latency = Duration::from_millis(p.simulator_latency_ms);
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    Ok(offers_activation::simulator::start(any, latency, p.simulator_failure_percent, stop).await?)
 }

@@ -1,11 +1,19 @@
-//! The `offers` binary's library: roles, the suite builder, migrations,
-//! the embedded mode and administration. Tests start suites through it.
-#![forbid(unsafe_code)]
+//! The `offers` binary's library: the process builder and its roles, the
+//! composed settings, migrations, the embedded mode, administration and
+//! one-shot jobs. Tests start processes through it.
 
 pub mod admin;
 pub mod clients;
+pub mod cron;
 pub mod dev;
-pub mod jobs;
 pub mod migrator;
+pub mod ops;
+pub mod process;
 pub mod roles;
-pub mod suite;
+pub mod settings;
+
+use offers_proto::contracts::{Job, PartnerEvent, ProvisionJob};
+
+/// Every bus topic, for tooling that must know them all (tests clean up
+/// their queues by it).
+pub const TOPICS: &[&str] = &[ProvisionJob::TOPIC, PartnerEvent::TOPIC, offers_notifier::ReminderJob::TOPIC];

@@ -10,15 +10,16 @@ use async_trait::async_trait;
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use offers_kit::bus::{Delivery, Disposition, Handler, SharedBus, requeue_later};
-use offers_kit::config::PartnerSettings;
-use offers_kit::jobs::{self, PartnerEvent};
+use offers_kit::lease::{Follow, Lease};
 use offers_kit::retry::backoff;
+use offers_proto::contracts::{Job, PartnerEvent};
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::json;
 use sha2::Sha256;
 
 use crate::entity::{delivery, partner};
+use crate::settings::PartnerSettings;
 
 pub const SIGNATURE_HEADER: &str = "X-Offers-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-Offers-Timestamp";
@@ -47,19 +48,12 @@ async fn resolves_publicly(url: &str) -> bool {
     }
 }
 
-enum Claim {
-    Taken,
-    /// Delivered or given up on: nothing to do, ever.
-    Done,
-    /// Being delivered elsewhere; its lease ends after this long.
-    Busy(Duration),
-}
-
 pub struct CallbackWorker {
-    pub db: DatabaseConnection,
-    pub bus: SharedBus,
-    pub http: reqwest::Client,
-    pub settings: PartnerSettings,
+    db: DatabaseConnection,
+    bus: SharedBus,
+    http: reqwest::Client,
+    settings: PartnerSettings,
+    lease: Lease,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,13 +72,19 @@ impl CallbackWorker {
             .timeout(Duration::from_millis(settings.callback_timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { db, bus, http, settings })
+        let lease = Lease {
+            table: "partner_callback_deliveries",
+            key: "event_id",
+            open: Condition::all()
+                .add(Expr::col(delivery::Column::DeliveredAt).is_null())
+                .add(Expr::col(delivery::Column::AbandonedAt).is_null()),
+            length: Duration::from_millis(settings.callback_timeout_ms * 2),
+        };
+        Ok(Self { db, bus, http, settings, lease })
     }
 
-    /// Takes the event for delivery, unless it was delivered, given up on,
-    /// or is being delivered by someone else right now.
-    async fn claim(&self, event: &PartnerEvent) -> Result<Claim, DeliveryError> {
-        let now = Utc::now();
+    /// Makes sure the event has its delivery row (the first job creates it).
+    async fn register(&self, event: &PartnerEvent) -> Result<(), DeliveryError> {
         let row = delivery::ActiveModel {
             event_id: Set(event.event_id),
             partner_id: Set(event.partner_id),
@@ -94,48 +94,13 @@ impl CallbackWorker {
             delivered_at: Set(None),
             abandoned_at: Set(None),
             last_error: Set(None),
-            created_at: Set(now),
+            created_at: Set(Utc::now()),
         };
         delivery::Entity::insert(row)
             .on_conflict(OnConflict::column(delivery::Column::EventId).do_nothing().to_owned())
             .exec_without_returning(&self.db)
             .await?;
-        let lease =
-            chrono::Duration::milliseconds(i64::try_from(self.settings.callback_timeout_ms).unwrap_or(60_000) * 2);
-        let claimed = delivery::Entity::update_many()
-            .col_expr(delivery::Column::LeaseUntil, Expr::value(now + lease))
-            .filter(delivery::Column::EventId.eq(event.event_id))
-            .filter(delivery::Column::DeliveredAt.is_null())
-            .filter(delivery::Column::AbandonedAt.is_null())
-            .filter(
-                Condition::any().add(delivery::Column::LeaseUntil.is_null()).add(delivery::Column::LeaseUntil.lt(now)),
-            )
-            .exec(&self.db)
-            .await?;
-        if claimed.rows_affected == 1 {
-            return Ok(Claim::Taken);
-        }
-        let row = delivery::Entity::find_by_id(event.event_id).one(&self.db).await?;
-        Ok(match row {
-            Some(row) if row.delivered_at.is_none() && row.abandoned_at.is_none() => {
-                let left = row.lease_until.map_or(chrono::Duration::zero(), |until| until - now);
-                Claim::Busy(left.to_std().unwrap_or_default() + Duration::from_secs(1))
-            }
-            _ => Claim::Done,
-        })
-    }
-
-    /// Gives the event back after a failure, so the next delivery of its
-    /// job can take it at once.
-    async fn release(&self, event: &PartnerEvent) {
-        let released = delivery::Entity::update_many()
-            .col_expr(delivery::Column::LeaseUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None))
-            .filter(delivery::Column::EventId.eq(event.event_id))
-            .exec(&self.db)
-            .await;
-        if let Err(e) = released {
-            tracing::warn!(event_id = %event.event_id, error = %e, "could not release a callback; its lease will expire");
-        }
+        Ok(())
     }
 
     async fn record(
@@ -185,37 +150,28 @@ impl CallbackWorker {
     }
 
     async fn deliver(&self, event: PartnerEvent) -> Result<(), DeliveryError> {
-        match self.claim(&event).await? {
-            Claim::Done => return Ok(()),
-            // Someone holds it (or held it and died): look again once the
-            // lease is over, rather than dropping the event.
-            Claim::Busy(wait) => return self.later(&event, wait).await,
-            Claim::Taken => {}
-        }
-        let result = self.attempt(&event).await;
-        if result.is_err() {
-            self.release(&event).await;
-        }
-        result
+        self.register(&event).await?;
+        self.lease
+            .deliver(&self.db, &self.bus, PartnerEvent::TOPIC, event.event_id, &event, async || {
+                self.attempt(&event).await
+            })
+            .await
     }
 
-    async fn later(&self, event: &PartnerEvent, delay: Duration) -> Result<(), DeliveryError> {
-        let payload = serde_json::to_vec(event).unwrap_or_default();
-        // Acked only once the copy is with the broker, so it cannot be lost.
-        self.bus.publish(jobs::PARTNER_CALLBACK, &payload, Some(delay)).await?;
-        Ok(())
-    }
-
-    async fn attempt(&self, event: &PartnerEvent) -> Result<(), DeliveryError> {
+    /// One delivery attempt; a failure that is worth retrying comes back as
+    /// the next attempt's event and its delay.
+    async fn attempt(&self, event: &PartnerEvent) -> Result<Follow<PartnerEvent>, DeliveryError> {
         let event = event.clone();
         let partner = partner::Entity::find_by_id(event.partner_id).one(&self.db).await?;
         let Some((url, secret)) = partner.and_then(|p| p.callback_url.zip(p.callback_secret)) else {
             // Nobody to tell: the partner registered no callback.
-            return self.record(&event, Err("no callback URL registered".into()), true).await;
+            self.record(&event, Err("no callback URL registered".into()), true).await?;
+            return Ok(None);
         };
         if !self.settings.allow_private_callbacks && !resolves_publicly(&url).await {
             // Checked at delivery too: a name can be pointed inside after registration.
-            return self.record(&event, Err("callback URL does not resolve to a public address".into()), true).await;
+            self.record(&event, Err("callback URL does not resolve to a public address".into()), true).await?;
+            return Ok(None);
         }
         let outcome = self.post(&url, &secret, &event).await;
         let attempt = event.attempt + 1;
@@ -233,15 +189,15 @@ impl CallbackWorker {
         }
         let failed = outcome.is_err();
         self.record(&event, outcome, give_up).await?;
-        if failed && !give_up {
-            let delay = backoff(
-                i32::try_from(attempt).unwrap_or(i32::MAX),
-                Duration::from_millis(self.settings.callback_retry_base_ms),
-                Duration::from_millis(self.settings.callback_retry_max_ms),
-            );
-            self.later(&PartnerEvent { attempt, ..event }, delay).await?;
+        if !failed || give_up {
+            return Ok(None);
         }
-        Ok(())
+        let delay = backoff(
+            i32::try_from(attempt).unwrap_or(i32::MAX),
+            Duration::from_millis(self.settings.callback_retry_base_ms),
+            Duration::from_millis(self.settings.callback_retry_max_ms),
+        );
+        Ok(Some((PartnerEvent { attempt, ..event }, delay)))
     }
 }
 

@@ -26,6 +26,8 @@ pub enum PartnerError {
     Db(#[from] sea_orm::DbErr),
     #[error(transparent)]
     Upstream(#[from] Error),
+    #[error("callback client: {0}")]
+    Client(#[from] reqwest::Error),
 }
 
 impl From<tonic::Status> for PartnerError {
@@ -45,7 +47,7 @@ impl From<PartnerError> for Error {
     fn from(err: PartnerError) -> Self {
         let code = match err {
             PartnerError::Upstream(inner) => return inner,
-            PartnerError::Db(_) => return Error::internal(err),
+            PartnerError::Db(_) | PartnerError::Client(_) => return Error::internal(err),
             PartnerError::RateLimited { retry_after_secs } => return Error::rate_limited(retry_after_secs),
             PartnerError::NotFound(what) => return Error::not_found(what),
             PartnerError::Unauthorized => ErrorCode::Unauthenticated,
@@ -58,5 +60,11 @@ impl From<PartnerError> for Error {
             PartnerError::PresetRefused => ErrorCode::PermissionDenied,
         };
         Error::new(code, err.to_string())
+    }
+}
+
+impl From<PartnerError> for tonic::Status {
+    fn from(err: PartnerError) -> Self {
+        Error::from(err).into()
     }
 }

@@ -42,15 +42,11 @@ fn key_proto(k: api_key::Model) -> pb::ApiKey {
     }
 }
 
-fn err(e: PartnerError) -> Status {
-    Error::from(e).into()
-}
-
 impl PartnerApi {
     /// The calling partner, from the API key in `authorization`.
     async fn caller<T>(&self, request: &Request<T>) -> Result<partner::Model, Status> {
-        let key = bearer(request.metadata()).ok_or_else(|| err(PartnerError::Unauthorized))?;
-        let partner = self.0.authenticate(key).await.map_err(err)?;
+        let key = bearer(request.metadata()).ok_or(PartnerError::Unauthorized)?;
+        let partner = self.0.authenticate(key).await?;
         metrics::counter!("offers_partner_requests_total", "partner" => partner.name.clone()).increment(1);
         Ok(partner)
     }
@@ -68,7 +64,7 @@ impl pb::partner_service_server::PartnerService for PartnerApi {
         let body = request.into_inner();
         let activation =
             ActivationRequest { user_id: body.user_id, offer_id: body.offer_id, amount: body.amount, idempotency_key };
-        let tx = self.0.activate(&partner, activation).instrument(span).await.map_err(err)?;
+        let tx = self.0.activate(&partner, activation).instrument(span).await?;
         tracing::info!(partner_id = %partner.id, reference = %tx.reference, transaction_id = %tx.id, "partner activation accepted");
         Ok(Response::new(pb::ActivateOfferResponse {
             reference: tx.reference,
@@ -83,7 +79,7 @@ impl pb::partner_service_server::PartnerService for PartnerApi {
         request: Request<pb::ValidateReferenceRequest>,
     ) -> Result<Response<pb::ValidateReferenceResponse>, Status> {
         let partner = self.caller(&request).await?;
-        let tx = self.0.validate(&partner, &request.get_ref().reference).await.map_err(err)?;
+        let tx = self.0.validate(&partner, &request.get_ref().reference).await?;
         Ok(Response::new(pb::ValidateReferenceResponse {
             status: tx.status,
             reference: tx.reference,
@@ -99,7 +95,7 @@ impl pb::partner_service_server::PartnerService for PartnerApi {
         request: Request<pb::SetCallbackRequest>,
     ) -> Result<Response<pb::SetCallbackResponse>, Status> {
         let partner = self.caller(&request).await?;
-        let secret = self.0.set_callback(&partner, &request.get_ref().callback_url).await.map_err(err)?;
+        let secret = self.0.set_callback(&partner, &request.get_ref().callback_url).await?;
         Ok(Response::new(pb::SetCallbackResponse { signing_secret: secret.unwrap_or_default() }))
     }
 }
@@ -110,7 +106,7 @@ impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
         &self,
         request: Request<pb::CreatePartnerRequest>,
     ) -> Result<Response<pb::CreatePartnerResponse>, Status> {
-        let (partner, IssuedKey { key, secret }) = self.0.create_partner(&request.get_ref().name).await.map_err(err)?;
+        let (partner, IssuedKey { key, secret }) = self.0.create_partner(&request.get_ref().name).await?;
         Ok(Response::new(pb::CreatePartnerResponse {
             partner: Some(partner_proto(partner)),
             api_key: Some(key_proto(key)),
@@ -129,7 +125,7 @@ impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
             Ok(pb::PartnerStatus::Suspended) => partner::Status::Suspended,
             _ => return Err(Error::invalid_request("status must be ACTIVE or SUSPENDED").into()),
         };
-        let partner = self.0.set_status(id, status).await.map_err(err)?;
+        let partner = self.0.set_status(id, status).await?;
         Ok(Response::new(pb::SetPartnerStatusResponse { partner: Some(partner_proto(partner)) }))
     }
 
@@ -140,7 +136,7 @@ impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
         let body = request.into_inner();
         let id = parse_id(&body.partner_id, "partner id")?;
         let preset = (!body.preset_secret.is_empty()).then_some(body.preset_secret);
-        let IssuedKey { key, secret } = self.0.create_key(id, preset).await.map_err(err)?;
+        let IssuedKey { key, secret } = self.0.create_key(id, preset).await?;
         Ok(Response::new(pb::CreateApiKeyResponse { api_key: Some(key_proto(key)), secret }))
     }
 
@@ -149,7 +145,7 @@ impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
         let id = parse_id(&request.get_ref().api_key_id, "API key id")?;
-        let key = self.0.revoke_key(id).await.map_err(err)?;
+        let key = self.0.revoke_key(id).await?;
         Ok(Response::new(pb::RevokeApiKeyResponse { api_key: Some(key_proto(key)) }))
     }
 
@@ -157,7 +153,7 @@ impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
         &self,
         request: Request<pb::GetPartnerRequest>,
     ) -> Result<Response<pb::GetPartnerResponse>, Status> {
-        let partner = self.0.partner_by_name(&request.get_ref().name).await.map_err(err)?;
+        let partner = self.0.partner_by_name(&request.get_ref().name).await?;
         Ok(Response::new(pb::GetPartnerResponse { partner: Some(partner_proto(partner)) }))
     }
 }

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use offers_kit::cache::{SharedCache, rate_limit};
-use offers_kit::config::PartnerSettings;
 use offers_kit::grpc::InternalChannel;
 use offers_kit::{Error, ErrorCode};
 use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
@@ -20,6 +19,7 @@ use crate::entity::partner::Status;
 use crate::entity::{api_key, partner};
 use crate::error::PartnerError;
 use crate::keys;
+use crate::settings::PartnerSettings;
 
 pub struct Clients {
     pub users: UserAdminServiceClient<InternalChannel>,
@@ -112,7 +112,7 @@ impl Partners {
             let probe = account::PurchaseRequest {
                 user_id: user_id.to_string(),
                 kind: account::TransactionKind::PartnerActivation.into(),
-                offer: Some(account::OfferSnapshot { offer_id: offer_id.to_string(), ..Default::default() }),
+                offer: Some(catalog::Offer { id: offer_id.to_string(), ..Default::default() }),
                 partner_id: partner.id.to_string(),
                 idempotency_scope: scope.clone(),
                 idempotency_key: key.clone(),
@@ -155,7 +155,7 @@ impl Partners {
         let purchase = account::PurchaseRequest {
             user_id: user_id.to_string(),
             kind: account::TransactionKind::PartnerActivation.into(),
-            offer: Some(offer.into()),
+            offer: Some(offer),
             subscription_id: String::new(),
             partner_id: partner.id.to_string(),
             reference: keys::new_reference(),

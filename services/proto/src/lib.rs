@@ -1,45 +1,39 @@
-//! Generated gRPC types, clients and servers for every Offers service.
-#![allow(clippy::all, clippy::pedantic, missing_docs)]
+//! The contracts between the Offers services: the gRPC types, clients and
+//! servers generated from `proto/`, and the jobs and cache entries in
+//! [`contracts`].
+
+pub mod contracts;
 
 /// Encoded `FileDescriptorSet` of every proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
 
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod auth {
     pub mod v1 {
         tonic::include_proto!("offers.auth.v1");
     }
 }
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod catalog {
     pub mod v1 {
         tonic::include_proto!("offers.catalog.v1");
     }
 }
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod account {
     pub mod v1 {
         tonic::include_proto!("offers.account.v1");
     }
 }
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod activation {
     pub mod v1 {
         tonic::include_proto!("offers.activation.v1");
     }
 }
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod partner {
     pub mod v1 {
         tonic::include_proto!("offers.partner.v1");
-    }
-}
-
-/// What the ledger keeps of an offer when it is bought.
-impl From<catalog::v1::Offer> for account::v1::OfferSnapshot {
-    fn from(offer: catalog::v1::Offer) -> Self {
-        account::v1::OfferSnapshot {
-            offer_id: offer.id,
-            code: offer.code,
-            name: offer.name,
-            price: offer.price,
-            currency_code: offer.currency_code,
-            duration_days: offer.duration_days,
-        }
     }
 }

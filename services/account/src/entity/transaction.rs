@@ -1,3 +1,4 @@
+use offers_proto::account::v1 as pb;
 use sea_orm::entity::prelude::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
@@ -36,6 +37,26 @@ impl Status {
             Status::Pending => "PENDING",
             Status::Success => "SUCCESS",
             Status::Failed => "FAILED",
+        }
+    }
+}
+
+impl From<Kind> for pb::TransactionKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Activation => pb::TransactionKind::Activation,
+            Kind::Renewal => pb::TransactionKind::Renewal,
+            Kind::PartnerActivation => pb::TransactionKind::PartnerActivation,
+        }
+    }
+}
+
+impl From<Status> for pb::TransactionStatus {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Pending => pb::TransactionStatus::Pending,
+            Status::Success => pb::TransactionStatus::Success,
+            Status::Failed => pb::TransactionStatus::Failed,
         }
     }
 }

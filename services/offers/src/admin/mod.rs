@@ -1,10 +1,12 @@
 //! Administrative operations, done over the internal gRPC listener with the
-//! service credential, exactly as any other internal caller would.
+//! service credential, exactly as any other internal caller would; `cli`
+//! is the `offers admin` command on top of them.
+
+pub mod cli;
 
 use std::time::Duration;
 
 use anyhow::Context;
-use offers_kit::config::Settings;
 use offers_kit::grpc::InternalChannel;
 use offers_kit::{Error, ErrorCode};
 use offers_proto::account::v1::{self as account_pb, ledger_service_client::LedgerServiceClient};
@@ -15,6 +17,7 @@ use offers_proto::catalog::v1::{self as catalog_pb};
 use offers_proto::partner::v1::{self as partner_pb, partner_admin_service_client::PartnerAdminServiceClient};
 
 use crate::clients::InternalClients;
+use crate::settings::Settings;
 
 pub struct AdminClient {
     pub users: UserAdminServiceClient<InternalChannel>,

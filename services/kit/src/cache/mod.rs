@@ -1,19 +1,22 @@
 //! The cache: Redis in production, a map in memory for the embedded mode.
 //! It is never the truth; callers fall back to the database when it fails.
 
+#[cfg(feature = "redis")]
+mod redis;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use deadpool_redis::redis::{self, AsyncCommands};
+
+#[cfg(feature = "redis")]
+pub use redis::RedisCache;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("cache connection failed: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
-    #[error("cache command failed: {0}")]
-    Redis(#[from] redis::RedisError),
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
     #[error("cache is misconfigured: {0}")]
     Config(String),
 }
@@ -43,12 +46,6 @@ pub trait Cache: Send + Sync + 'static {
 
 pub type SharedCache = Arc<dyn Cache>;
 
-/// The hash holding a transaction's status: written by the ledger after
-/// each change, read first by the status endpoint.
-pub fn transaction_status_key(id: uuid::Uuid) -> String {
-    format!("tx:{id}")
-}
-
 /// Counts one request against `limit` per `window` under `key` (a fixed
 /// window, shared by every replica through the cache). `Err(seconds)` when
 /// over the limit, with the time until the window closes. Without the cache
@@ -64,118 +61,15 @@ pub async fn rate_limit(cache: &dyn Cache, key: &str, limit: u64, window: Durati
     }
 }
 
+/// The cache the settings name: in memory for `memory://`, Redis otherwise.
 pub fn from_settings(settings: &crate::config::CacheSettings) -> Result<SharedCache, CacheError> {
     if settings.url == "memory://" {
-        Ok(Arc::new(MemoryCache::default()))
-    } else {
-        Ok(Arc::new(RedisCache::new(&settings.url, &settings.prefix)?))
+        return Ok(Arc::new(MemoryCache::default()));
     }
-}
-
-pub struct RedisCache {
-    pool: deadpool_redis::Pool,
-    prefix: String,
-}
-
-impl RedisCache {
-    pub fn new(url: &str, prefix: &str) -> Result<Self, CacheError> {
-        let mut config = deadpool_redis::Config::from_url(url);
-        config.pool = Some(deadpool_redis::PoolConfig {
-            max_size: 32,
-            timeouts: deadpool_redis::Timeouts {
-                wait: Some(Duration::from_millis(500)),
-                create: Some(Duration::from_millis(500)),
-                recycle: Some(Duration::from_millis(500)),
-            },
-            ..Default::default()
-        });
-        let pool =
-            config.create_pool(Some(deadpool_redis::Runtime::Tokio1)).map_err(|e| CacheError::Config(e.to_string()))?;
-        Ok(Self { pool, prefix: prefix.into() })
-    }
-
-    fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
-    }
-
-    async fn conn(&self) -> Result<deadpool_redis::Connection, CacheError> {
-        Ok(self.pool.get().await?)
-    }
-}
-
-/// KEYS[1] = hash; ARGV = revision, ttl, then field/value pairs.
-const SET_IF_NEWER: &str = r"
-local current = redis.call('HGET', KEYS[1], 'revision')
-if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'revision', ARGV[1], unpack(ARGV, 3))
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 1
-";
-
-fn ttl_secs(ttl: Duration) -> u64 {
-    ttl.as_secs().max(1)
-}
-
-#[async_trait]
-impl Cache for RedisCache {
-    async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
-        Ok(self.conn().await?.get(self.key(key)).await?)
-    }
-
-    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
-        let _: () = self.conn().await?.set_ex(self.key(key), value, ttl_secs(ttl)).await?;
-        Ok(())
-    }
-
-    async fn delete(&self, keys: &[&str]) -> Result<(), CacheError> {
-        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
-        let _: () = self.conn().await?.del(keys).await?;
-        Ok(())
-    }
-
-    async fn hash_set_if_newer(
-        &self,
-        key: &str,
-        revision: i64,
-        fields: &[(&str, String)],
-        ttl: Duration,
-    ) -> Result<bool, CacheError> {
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(SET_IF_NEWER).arg(1).arg(self.key(key)).arg(revision).arg(ttl_secs(ttl));
-        for (field, value) in fields {
-            cmd.arg(*field).arg(value);
-        }
-        let written: i64 = cmd.query_async(&mut self.conn().await?).await?;
-        Ok(written == 1)
-    }
-
-    async fn hash_get(&self, key: &str) -> Result<HashMap<String, String>, CacheError> {
-        Ok(self.conn().await?.hgetall(self.key(key)).await?)
-    }
-
-    async fn hit(&self, key: &str, window: Duration) -> Result<(u64, u64), CacheError> {
-        let key = self.key(key);
-        let (count, ttl): (u64, i64) = redis::pipe()
-            .atomic()
-            .cmd("SET")
-            .arg(&key)
-            .arg(0)
-            .arg("EX")
-            .arg(ttl_secs(window))
-            .arg("NX")
-            .ignore()
-            .incr(&key, 1)
-            .ttl(&key)
-            .query_async(&mut self.conn().await?)
-            .await?;
-        Ok((count, u64::try_from(ttl).unwrap_or(1).max(1)))
-    }
-
-    async fn ping(&self) -> Result<(), CacheError> {
-        let _: String = redis::cmd("PING").query_async(&mut self.conn().await?).await?;
-        Ok(())
-    }
+    #[cfg(feature = "redis")]
+    return Ok(Arc::new(RedisCache::new(&settings.url, &settings.prefix)?));
+    #[cfg(not(feature = "redis"))]
+    Err(CacheError::Config("this build has no Redis support".into()))
 }
 
 enum Value {

@@ -42,7 +42,7 @@ pub fn router(readiness: Readiness) -> Router {
     Router::new()
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(|| async { crate::telemetry::metrics_handle().render() }))
+        .route("/metrics", get(|| async { offers_kit::telemetry::metrics_handle().render() }))
         .with_state(readiness)
 }
 
@@ -75,7 +75,7 @@ impl ReadinessCheck for DatabaseCheck {
     }
 }
 
-pub struct CacheCheck(pub crate::cache::SharedCache);
+pub struct CacheCheck(pub offers_kit::cache::SharedCache);
 
 #[async_trait]
 impl ReadinessCheck for CacheCheck {
@@ -87,7 +87,7 @@ impl ReadinessCheck for CacheCheck {
     }
 }
 
-pub struct BusCheck(pub crate::bus::SharedBus);
+pub struct BusCheck(pub offers_kit::bus::SharedBus);
 
 #[async_trait]
 impl ReadinessCheck for BusCheck {

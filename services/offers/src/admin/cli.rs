@@ -1,0 +1,261 @@
+//! `offers admin …`: the administrative commands.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use offers_proto::auth::v1 as auth_pb;
+use offers_proto::catalog::v1 as catalog_pb;
+use offers_proto::partner::v1::PartnerStatus;
+
+use super::{AdminClient, Created};
+
+#[derive(Subcommand)]
+pub enum AdminTask {
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserTask),
+    /// Manage offers.
+    #[command(subcommand)]
+    Offer(OfferTask),
+    /// Manage partners and their API keys.
+    #[command(subcommand)]
+    Partner(PartnerTask),
+    /// Credit a user's balance (a top-up), once per key.
+    Credit {
+        /// Username or user id.
+        #[arg(long)]
+        user: String,
+        /// Minor units.
+        #[arg(long)]
+        amount: i64,
+        /// Repeating a credit with the same key credits nothing; a fresh
+        /// key is made when none is given.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long, default_value = "admin top-up")]
+        memo: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UserTask {
+    /// Create a user.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// Read from OFFERS_NEW_PASSWORD when not given.
+        #[arg(long, env = "OFFERS_NEW_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, default_value = "")]
+        email: String,
+        #[arg(long, default_value = "")]
+        phone_number: String,
+        #[arg(long, default_value = "")]
+        first_name: String,
+        #[arg(long, default_value = "")]
+        last_name: String,
+        /// May see inactive offers.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum OfferTask {
+    /// Create an offer (name, price and duration are required).
+    Create {
+        #[arg(long)]
+        code: String,
+        #[command(flatten)]
+        offer: OfferArgs,
+    },
+    /// Change fields of an offer; only the ones given change.
+    Update {
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        offer: OfferArgs,
+    },
+}
+
+/// An offer's fields as flags; the ones not given are left out.
+#[derive(Args)]
+pub struct OfferArgs {
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    /// Price in minor units.
+    #[arg(long)]
+    price: Option<i64>,
+    /// Defaults to the configured currency on create.
+    #[arg(long)]
+    currency: Option<String>,
+    #[arg(long)]
+    duration_days: Option<i32>,
+    #[arg(long)]
+    data_mb: Option<i64>,
+    #[arg(long)]
+    voice_minutes: Option<i64>,
+    #[arg(long)]
+    sms: Option<i64>,
+    /// On sale (create: true unless given).
+    #[arg(long)]
+    active: Option<bool>,
+}
+
+impl OfferArgs {
+    /// The offer these flags describe, and the field names (update-mask
+    /// paths) of the flags given. Exhaustive on both sides, so a new offer
+    /// field is a compile error here until it has its flag.
+    fn offer(self) -> (catalog_pb::Offer, Vec<String>) {
+        let OfferArgs { name, description, price, currency, duration_days, data_mb, voice_minutes, sms, active } = self;
+        let given = [
+            ("name", name.is_some()),
+            ("description", description.is_some()),
+            ("price", price.is_some()),
+            ("currency_code", currency.is_some()),
+            ("duration_days", duration_days.is_some()),
+            ("data_mb", data_mb.is_some()),
+            ("voice_minutes", voice_minutes.is_some()),
+            ("sms", sms.is_some()),
+            ("is_active", active.is_some()),
+        ];
+        let offer = catalog_pb::Offer {
+            id: String::new(),
+            code: String::new(),
+            name: name.unwrap_or_default(),
+            description: description.unwrap_or_default(),
+            price: price.unwrap_or_default(),
+            currency_code: currency.unwrap_or_default(),
+            duration_days: duration_days.unwrap_or_default(),
+            data_mb: data_mb.unwrap_or_default(),
+            voice_minutes: voice_minutes.unwrap_or_default(),
+            sms: sms.unwrap_or_default(),
+            is_active: active.unwrap_or(true),
+        };
+        (offer, given.into_iter().filter(|(_, g)| *g).map(|(path, _)| path.to_string()).collect())
+    }
+}
+
+#[derive(Subcommand)]
+pub enum PartnerTask {
+    /// Create a partner; prints its first API key, once.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// Suspend a partner: every key of it is refused until reactivated.
+    Suspend {
+        #[arg(long)]
+        name: String,
+    },
+    /// Reactivate a suspended partner.
+    Activate {
+        #[arg(long)]
+        name: String,
+    },
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyTask),
+}
+
+#[derive(Subcommand)]
+pub enum KeyTask {
+    /// Add a key (the old ones keep working until revoked: rotation
+    /// without downtime); prints it once.
+    Create {
+        #[arg(long)]
+        partner: String,
+    },
+    /// Revoke a key by its id.
+    Revoke {
+        #[arg(long)]
+        id: String,
+    },
+}
+
+/// Runs one administrative task; `currency` is the configured one.
+pub async fn run(client: &mut AdminClient, currency: &str, task: AdminTask) -> anyhow::Result<()> {
+    match task {
+        AdminTask::User(UserTask::Create { username, password, email, phone_number, first_name, last_name, admin }) => {
+            let request = auth_pb::CreateUserRequest {
+                username,
+                password,
+                email,
+                phone_number,
+                first_name,
+                last_name,
+                is_admin: admin,
+            };
+            match client.create_user(request).await? {
+                Created::New(user) => println!("created user {} ({})", user.username, user.id),
+                Created::Existing => anyhow::bail!("that username is taken"),
+            }
+        }
+        AdminTask::Credit { user, amount, key, memo } => {
+            let user = client.user(&user).await?;
+            let key = key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let (applied, balance) = client.credit(&user.id, amount, currency, &key, &memo).await?;
+            let what = if applied { "credited" } else { "already credited with this key" };
+            println!("{what}: {} now has {} {} (key {key})", user.username, balance.balance, balance.currency_code);
+        }
+        AdminTask::Offer(OfferTask::Create { code, offer }) => {
+            let (mut offer, _) = offer.offer();
+            offer.code = code;
+            if offer.currency_code.is_empty() {
+                offer.currency_code = currency.to_string();
+            }
+            match client.create_offer(offer).await? {
+                Created::New(o) => println!("created offer {} ({})", o.code, o.id),
+                Created::Existing => anyhow::bail!("an offer with that code exists"),
+            }
+        }
+        AdminTask::Offer(OfferTask::Update { id, offer }) => {
+            let (mut offer, paths) = offer.offer();
+            anyhow::ensure!(!paths.is_empty(), "nothing to change: give at least one field");
+            offer.id = id;
+            let updated = client.update_offer(offer, paths).await?;
+            println!("updated offer {} ({})", updated.code, updated.id);
+        }
+        AdminTask::Partner(task) => partner(client, task).await?,
+    }
+    Ok(())
+}
+
+async fn partner(client: &mut AdminClient, task: PartnerTask) -> anyhow::Result<()> {
+    match task {
+        PartnerTask::Create { name } => match client.create_partner(&name).await? {
+            Created::New(created) => {
+                let partner = created.partner.context("no partner")?;
+                let key = created.api_key.context("no key")?;
+                println!("created partner {} ({})", partner.name, partner.id);
+                println!("API key {} (id {}) — shown once, store it now:\n{}", key.prefix, key.id, created.secret);
+            }
+            Created::Existing => anyhow::bail!("a partner with that name exists"),
+        },
+        PartnerTask::Suspend { name } => {
+            let partner = client.partner(&name).await?;
+            client.set_partner_status(&partner.id, PartnerStatus::Suspended).await?;
+            println!("suspended {}", partner.name);
+        }
+        PartnerTask::Activate { name } => {
+            let partner = client.partner(&name).await?;
+            client.set_partner_status(&partner.id, PartnerStatus::Active).await?;
+            println!("reactivated {}", partner.name);
+        }
+        PartnerTask::Key(KeyTask::Create { partner }) => {
+            let found = client.partner(&partner).await?;
+            let created = client.create_key(&found.id, None).await?;
+            let key = created.api_key.context("no key")?;
+            println!(
+                "API key {} (id {}) for {} — shown once, store it now:\n{}",
+                key.prefix, key.id, found.name, created.secret
+            );
+        }
+        PartnerTask::Key(KeyTask::Revoke { id }) => {
+            let key = client.revoke_key(&id).await?;
+            println!("revoked key {} ({})", key.prefix, key.id);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! One-shot jobs, for Kubernetes CronJobs (and for trying things by hand).
+
+use chrono::{DateTime, Utc};
+use offers_notifier::RunReport;
+
+use crate::clients::InternalClients;
+use crate::process::{connect_database, upstream_timeout};
+use crate::settings::Settings;
+
+/// Queues the reminders due at `at`; `None` when another run holds the
+/// lock. The reminders' jobs go through the notifier's outbox: published
+/// here when the bus is RabbitMQ, or by the running process's relay in the
+/// embedded mode (whose bus lives inside that process).
+pub async fn expiring_subscriptions(
+    settings: &Settings,
+    token: &str,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Option<RunReport>> {
+    let db = connect_database(settings, false).await?;
+    let clients = InternalClients::new(settings, token, upstream_timeout(settings))?;
+    let bus = match settings.bus.url.as_str() {
+        "memory://" => None,
+        _ => Some(offers_kit::bus::from_settings(&settings.bus)?),
+    };
+    Ok(offers_notifier::run_once(&settings.notifier, db, clients.ledger, bus, at).await?)
+}

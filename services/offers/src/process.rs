@@ -1,0 +1,292 @@
+//! One running process: binds its listeners, connects what its roles need,
+//! builds each role's parts and serves them until told to stop. `offers
+//! dev`, `offers serve` and the tests all start processes here.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use offers_kit::Parts;
+use offers_kit::bus::{self, SharedBus};
+use offers_kit::cache::{self, SharedCache};
+use offers_kit::credentials::{AccessTokenInterceptor, ServiceCredentialCheck};
+use offers_kit::parts::GrpcServices;
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::{InterceptorLayer, Routes};
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::clients::InternalClients;
+use crate::migrator::Migrator;
+use crate::ops::{self, BusCheck, CacheCheck, DatabaseCheck, Readiness};
+use crate::roles::{Role, Shared, needs_of};
+use crate::settings::Settings;
+
+/// A running process: its bound addresses and the handle to stop it.
+pub struct Process {
+    /// The settings in effect, with upstreams pointing at this process for
+    /// the roles it runs.
+    pub settings: Settings,
+    pub http_addr: SocketAddr,
+    pub grpc_addr: Option<SocketAddr>,
+    pub internal_grpc_addr: Option<SocketAddr>,
+    pub db: Option<DatabaseConnection>,
+    pub cache: SharedCache,
+    pub bus: Option<SharedBus>,
+    shutdown: CancellationToken,
+    health: Vec<(HealthReporter, Vec<&'static str>)>,
+    tasks: JoinSet<anyhow::Result<()>>,
+    grace: Duration,
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+}
+
+pub async fn connect_database(settings: &Settings, migrate: bool) -> anyhow::Result<DatabaseConnection> {
+    let db = offers_kit::db::connect(&settings.database).await.with_context(|| {
+        format!("cannot open the database {}", offers_kit::config::redacted_url(&settings.database.url))
+    })?;
+    if migrate {
+        Migrator::up(&db, None).await.context("migrations failed")?;
+    }
+    Ok(db)
+}
+
+impl Process {
+    /// Starts `roles`; with `migrate`, applies pending migrations first (dev
+    /// and tests; production runs `offers migrate` as a separate step).
+    pub async fn start(mut settings: Settings, roles: &[Role], migrate: bool) -> anyhow::Result<Process> {
+        settings.check()?;
+        let needs = needs_of(roles);
+        let http = bind(settings.http_addr).await?;
+        let http_addr = http.local_addr()?;
+        let grpc = match needs.serves {
+            Some(_) => Some((bind(settings.grpc_addr).await?, bind(settings.internal_grpc_addr).await?)),
+            None => None,
+        };
+        let grpc_addrs = grpc.as_ref().map(|(p, i)| Ok::<_, std::io::Error>((p.local_addr()?, i.local_addr()?)));
+        let grpc_addrs = grpc_addrs.transpose()?;
+        if let Some((public, internal)) = grpc_addrs {
+            // Roles in this process reach each other over the listeners just bound.
+            let (public, internal) = (format!("http://{public}"), format!("http://{internal}"));
+            for service in roles.iter().filter_map(|r| r.needs().serves) {
+                settings.upstream.serve_here(service, &public, &internal);
+            }
+        }
+
+        let db = if needs.database { Some(connect_database(&settings, migrate).await?) } else { None };
+        let cache = cache::from_settings(&settings.cache)?;
+        let bus = if needs.bus { Some(bus::from_settings(&settings.bus)?) } else { None };
+        let credential =
+            settings.internal_token().context("internal.token (OFFERS_INTERNAL__TOKEN) is required")?.to_string();
+        let clients = match needs.clients {
+            true => Some(InternalClients::new(&settings, &credential, upstream_timeout(&settings))?),
+            false => None,
+        };
+        let mut readiness = Readiness::default().report(CacheCheck(cache.clone()));
+        if let Some(bus) = &bus {
+            readiness = readiness.report(BusCheck(bus.clone()));
+        }
+        if let Some(db) = &db {
+            readiness = readiness.require(DatabaseCheck(db.clone()));
+        }
+        let shared = Shared {
+            verifier: settings.auth.verifier()?,
+            settings,
+            db,
+            cache,
+            bus,
+            clients,
+            ops: ops::router(readiness),
+        };
+        let mut parts = Parts::default();
+        for role in roles {
+            parts.merge(role.build(&shared)?);
+        }
+        let Parts { public, internal, tasks: work, http: api } = parts;
+
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        for task in work {
+            let (name, stop) = (task.name, shutdown.clone());
+            tasks.spawn(async move {
+                task.start(stop).await;
+                tracing::debug!(task = name, "stopped");
+                Ok(())
+            });
+        }
+        let mut health = Vec::new();
+        if let Some((public_listener, internal_listener)) = grpc {
+            let names = public.names().to_vec();
+            let (reporter, routes) = with_health_and_reflection(public).await?;
+            health.push((reporter, names));
+            let token = AccessTokenInterceptor::new(shared.verifier.clone());
+            tasks.spawn(serve_grpc(public_listener, routes, InterceptorLayer::new(token), shutdown.clone()));
+            let names = internal.names().to_vec();
+            let (reporter, routes) = with_health_and_reflection(internal).await?;
+            health.push((reporter, names));
+            let check = ServiceCredentialCheck::new(&credential);
+            tasks.spawn(serve_grpc(internal_listener, routes, InterceptorLayer::new(check), shutdown.clone()));
+        }
+        let router = api.unwrap_or_else(|| shared.ops.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            axum::serve(http, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .context("HTTP server failed")
+        });
+
+        let Shared { settings, db, cache, bus, .. } = shared;
+        Ok(Process {
+            grace: Duration::from_secs(settings.shutdown_grace_secs),
+            settings,
+            http_addr,
+            grpc_addr: grpc_addrs.map(|(p, _)| p),
+            internal_grpc_addr: grpc_addrs.map(|(_, i)| i),
+            db,
+            cache,
+            bus,
+            shutdown,
+            health,
+            tasks,
+        })
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until SIGINT or SIGTERM (or a server fails), then stops.
+    pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
+        let outcome = tokio::select! {
+            result = self.run_until_stopped() => result,
+            () = shutdown_signal() => {
+                tracing::info!("shutting down");
+                Ok(())
+            }
+        };
+        self.stop().await;
+        outcome
+    }
+
+    /// Waits until a server task fails or the process is told to stop.
+    pub async fn run_until_stopped(&mut self) -> anyhow::Result<()> {
+        tokio::select! {
+            () = self.shutdown.cancelled() => Ok(()),
+            Some(done) = self.tasks.join_next() => {
+                self.shutdown.cancel();
+                done.context("a server task panicked")?.context("a server stopped")?;
+                anyhow::bail!("a server stopped unexpectedly")
+            }
+        }
+    }
+
+    /// Marks every service NOT_SERVING, stops accepting work, and gives what
+    /// is in flight the grace period to finish.
+    pub async fn stop(mut self) {
+        for (reporter, names) in &self.health {
+            for name in names {
+                reporter.set_service_status(*name, ServingStatus::NotServing).await;
+            }
+            reporter.set_service_status("", ServingStatus::NotServing).await;
+        }
+        self.shutdown.cancel();
+        let drained = tokio::time::timeout(self.grace, async {
+            while let Some(done) = self.tasks.join_next().await {
+                if let Ok(Err(e)) = done {
+                    tracing::warn!(error = %e, "task ended with an error during shutdown");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("grace period over; aborting what is still running");
+            self.tasks.shutdown().await;
+        }
+    }
+}
+
+/// SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => drop(signal.recv().await),
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// How long one internal call may take.
+pub fn upstream_timeout(settings: &Settings) -> Duration {
+    Duration::from_millis(settings.gateway.upstream_timeout_ms)
+}
+
+/// A listener's services with gRPC health (each SERVING) and reflection
+/// that describes exactly what the listener serves (v1 and v1alpha).
+async fn with_health_and_reflection(services: GrpcServices) -> anyhow::Result<(HealthReporter, Routes)> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let names = services.names().to_vec();
+    for name in &names {
+        reporter.set_service_status(*name, ServingStatus::Serving).await;
+    }
+    reporter.set_service_status("", ServingStatus::Serving).await;
+    let reflection = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(offers_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for name in &names {
+            builder = builder.with_service_name(*name);
+        }
+        builder
+    };
+    let mut routes = services.into_routes();
+    routes =
+        routes.add_service(health).add_service(reflection().build_v1()?).add_service(reflection().build_v1alpha()?);
+    Ok((reporter, routes))
+}
+
+async fn serve_grpc<I>(
+    listener: TcpListener,
+    routes: Routes,
+    check: InterceptorLayer<I>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()>
+where
+    I: tonic::service::Interceptor + Clone + Send + Sync + 'static,
+{
+    let incoming = TcpListenerStream::new(listener);
+    let trace = tower_http::trace::TraceLayer::new_for_grpc().make_span_with(|request: &http::Request<_>| {
+        let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        tracing::info_span!("grpc", path = %request.uri().path(), request_id = %id)
+    });
+    Server::builder()
+        .accept_http1(true)
+        .layer(trace)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(check)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await
+        .context("gRPC server failed")
+}

@@ -1,0 +1,30 @@
+//! `gateway`: the REST/JSON edge, with the process's operational paths.
+
+use std::time::Duration;
+
+use offers_kit::Parts;
+use offers_kit::grpc::channel;
+use offers_proto::account::v1::account_service_client::AccountServiceClient;
+use offers_proto::activation::v1::activation_service_client::ActivationServiceClient;
+use offers_proto::auth::v1::auth_service_client::AuthServiceClient;
+use offers_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
+use offers_proto::partner::v1::partner_service_client::PartnerServiceClient;
+
+use super::{Needs, Shared};
+
+pub const NEEDS: Needs = Needs { database: false, bus: false, clients: false, serves: None };
+
+pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
+    let settings = &shared.settings;
+    let timeout = Duration::from_millis(settings.gateway.upstream_timeout_ms);
+    let up = &settings.upstream;
+    let upstreams = offers_gateway::Upstreams {
+        auth: AuthServiceClient::new(channel(&up.auth, timeout)?),
+        catalog: CatalogServiceClient::new(channel(&up.catalog, timeout)?),
+        account: AccountServiceClient::new(channel(&up.account, timeout)?),
+        activation: ActivationServiceClient::new(channel(&up.activation, timeout)?),
+        partner: PartnerServiceClient::new(channel(&up.partner, timeout)?),
+    };
+    let router = offers_gateway::router(&settings.gateway, upstreams, shared.verifier.clone(), shared.ops.clone());
+    Ok(Parts { http: Some(router), ..Parts::default() })
+}

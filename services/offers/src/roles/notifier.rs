@@ -1,0 +1,13 @@
+//! `notifier`: delivers expiry reminders.
+
+use offers_kit::Parts;
+
+use super::{Needs, Shared};
+
+pub const NEEDS: Needs = Needs { database: true, bus: true, clients: true, serves: None };
+
+pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
+    let deps =
+        offers_notifier::DeliveryDeps { db: shared.db()?, bus: shared.bus()?, users: shared.clients()?.users.clone() };
+    Ok(offers_notifier::build_delivery(&shared.settings.notifier, deps)?)
+}

@@ -1,0 +1,20 @@
+//! `scheduler`: the daily expiring-subscriptions pass and its outbox relay.
+
+use std::time::Duration;
+
+use offers_kit::Parts;
+
+use super::{Needs, Shared};
+
+pub const NEEDS: Needs = Needs { database: true, bus: true, clients: true, serves: None };
+
+pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
+    let settings = &shared.settings;
+    let deps = offers_notifier::SchedulerDeps {
+        db: shared.db()?,
+        bus: shared.bus()?,
+        ledger: shared.clients()?.ledger.clone(),
+    };
+    let relay_interval = Duration::from_millis(settings.ledger.relay_interval_ms);
+    Ok(offers_notifier::build_scheduler(&settings.notifier, relay_interval, deps))
+}

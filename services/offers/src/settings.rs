@@ -1,0 +1,323 @@
+//! The whole configuration of a process: each crate's own settings under
+//! its section, composed here, plus what only the binary uses (listeners,
+//! upstreams, the internal credential). `offers config` prints it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use offers_account::LedgerSettings;
+use offers_activation::ProvisioningSettings;
+use offers_auth::AuthSettings;
+use offers_gateway::GatewaySettings;
+use offers_kit::config::{
+    self, BusSettings, CacheSettings, ConfigError, DatabaseSettings, Problems, Validate, is_url, redact,
+};
+use offers_kit::telemetry::TelemetrySettings;
+use offers_notifier::NotifierSettings;
+use offers_partner::PartnerSettings;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Public HTTP listener: the REST edge, or only /healthz, /readyz and /metrics.
+    pub http_addr: SocketAddr,
+    /// Public gRPC listener (user token or partner key).
+    pub grpc_addr: SocketAddr,
+    /// Internal gRPC listener (service credential only).
+    pub internal_grpc_addr: SocketAddr,
+    pub database: DatabaseSettings,
+    pub cache: CacheSettings,
+    pub bus: BusSettings,
+    pub auth: AuthSettings,
+    pub internal: InternalSettings,
+    pub upstream: UpstreamSettings,
+    pub telemetry: TelemetrySettings,
+    pub gateway: GatewaySettings,
+    pub ledger: LedgerSettings,
+    pub provisioning: ProvisioningSettings,
+    pub partner: PartnerSettings,
+    pub notifier: NotifierSettings,
+    /// Currency of balances and offers (ISO 4217).
+    pub currency: String,
+    /// Seconds given to in-flight work after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http_addr: ([127, 0, 0, 1], 8080).into(),
+            grpc_addr: ([127, 0, 0, 1], 50051).into(),
+            internal_grpc_addr: ([127, 0, 0, 1], 50052).into(),
+            database: DatabaseSettings::default(),
+            cache: CacheSettings::default(),
+            bus: BusSettings::default(),
+            auth: AuthSettings::default(),
+            internal: InternalSettings::default(),
+            upstream: UpstreamSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            gateway: GatewaySettings::default(),
+            ledger: LedgerSettings::default(),
+            provisioning: ProvisioningSettings::default(),
+            partner: PartnerSettings::default(),
+            notifier: NotifierSettings::default(),
+            currency: "EUR".into(),
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct InternalSettings {
+    /// Shared service credential for the internal gRPC listener.
+    #[serde(serialize_with = "redact")]
+    pub token: Option<SecretString>,
+}
+
+impl Validate for InternalSettings {
+    fn validate(&self, p: &mut Problems) {
+        if let Some(token) = &self.token {
+            let ok = token.expose_secret().len() >= 16;
+            p.check(ok, "token", "must be at least 16 characters (it guards the internal listener)");
+        }
+    }
+}
+
+/// A service other roles call, by where it is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    Auth,
+    Catalog,
+    Account,
+    Activation,
+    Partner,
+}
+
+/// Where the gRPC services are reached; in one process they all point home.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamSettings {
+    pub auth: String,
+    pub auth_internal: String,
+    pub catalog: String,
+    pub catalog_internal: String,
+    pub account: String,
+    pub account_internal: String,
+    pub activation: String,
+    pub partner: String,
+    pub partner_internal: String,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        let public = "http://127.0.0.1:50051".to_string();
+        let internal = "http://127.0.0.1:50052".to_string();
+        Self {
+            auth: public.clone(),
+            auth_internal: internal.clone(),
+            catalog: public.clone(),
+            catalog_internal: internal.clone(),
+            account: public.clone(),
+            account_internal: internal.clone(),
+            activation: public.clone(),
+            partner: public,
+            partner_internal: internal,
+        }
+    }
+}
+
+impl UpstreamSettings {
+    /// Points `service` at these listeners (a role this process runs).
+    pub fn serve_here(&mut self, service: Upstream, public: &str, internal: &str) {
+        let (public_url, internal_url) = match service {
+            Upstream::Auth => (&mut self.auth, Some(&mut self.auth_internal)),
+            Upstream::Catalog => (&mut self.catalog, Some(&mut self.catalog_internal)),
+            Upstream::Account => (&mut self.account, Some(&mut self.account_internal)),
+            Upstream::Activation => (&mut self.activation, None),
+            Upstream::Partner => (&mut self.partner, Some(&mut self.partner_internal)),
+        };
+        *public_url = public.to_string();
+        if let Some(url) = internal_url {
+            *url = internal.to_string();
+        }
+    }
+}
+
+impl Validate for UpstreamSettings {
+    fn validate(&self, p: &mut Problems) {
+        let all = [
+            ("auth", &self.auth),
+            ("auth_internal", &self.auth_internal),
+            ("catalog", &self.catalog),
+            ("catalog_internal", &self.catalog_internal),
+            ("account", &self.account),
+            ("account_internal", &self.account_internal),
+            ("activation", &self.activation),
+            ("partner", &self.partner),
+            ("partner_internal", &self.partner_internal),
+        ];
+        for (key, url) in all {
+            p.check(is_url(url), key, format!("expected an http(s):// URL, got {url:?}"));
+        }
+    }
+}
+
+impl Validate for Settings {
+    fn validate(&self, p: &mut Problems) {
+        p.section("database", &self.database);
+        p.section("cache", &self.cache);
+        p.section("bus", &self.bus);
+        p.section("auth", &self.auth);
+        p.section("internal", &self.internal);
+        p.section("upstream", &self.upstream);
+        p.section("telemetry", &self.telemetry);
+        p.section("gateway", &self.gateway);
+        p.section("ledger", &self.ledger);
+        p.section("provisioning", &self.provisioning);
+        p.section("partner", &self.partner);
+        p.section("notifier", &self.notifier);
+        let currency = &self.currency;
+        let iso = currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase());
+        p.check(iso, "currency", format!("expected a three-letter ISO 4217 code, got {currency:?}"));
+        // A claimed attempt must keep the reconciler away while its call runs.
+        let outlasts = self.ledger.attempt_lease_secs.saturating_mul(1000) > self.provisioning.timeout_ms;
+        p.check(outlasts, "ledger.attempt_lease_secs", "must outlast one provisioning call (provisioning.timeout_ms)");
+    }
+}
+
+impl Settings {
+    /// Defaults, then `file` if given, then the `OFFERS_*` environment, checked.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let settings: Settings = config::load(file)?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Every problem with these settings, reported together.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let mut problems = Problems::default();
+        self.validate(&mut problems);
+        problems.into_result()
+    }
+
+    /// The embedded mode's settings in `dir`: SQLite, the in-memory cache
+    /// and the in-process bus, token keys and an internal credential made
+    /// there on first use (so tokens and `offers admin` survive restarts),
+    /// reminders written to a file, and what only the embedded mode allows
+    /// (the demo partner's preset key, callbacks to local servers).
+    pub fn embedded(mut self, dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        self.database.url = format!("sqlite://{}?mode=rwc", dir.join("offers.db").display());
+        self.cache.url = "memory://".into();
+        self.bus.url = "memory://".into();
+        let (private, public) = embedded_keys(dir)?;
+        self.auth.private_key_pem = None;
+        self.auth.public_key_pem = None;
+        self.auth.private_key_file = Some(private);
+        self.auth.public_key_file = Some(public);
+        self.internal.token = Some(SecretString::from(embedded_token(dir)?));
+        self.notifier.sink_file = Some(dir.join("notifications.log"));
+        self.partner.allow_preset_keys = true;
+        self.partner.allow_private_callbacks = true;
+        Ok(self)
+    }
+
+    pub fn internal_token(&self) -> Option<&str> {
+        self.internal.token.as_ref().map(|t| t.expose_secret())
+    }
+
+    /// The effective settings as JSON, secrets and URL passwords redacted.
+    pub fn dump(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// The embedded mode's token keys in `dir`, made on first use.
+fn embedded_keys(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let private = dir.join("auth-ed25519.pem");
+    let public = dir.join("auth-ed25519.pub.pem");
+    if !private.exists() || !public.exists() {
+        let (private_pem, public_pem) = offers_kit::token::generate_keypair()?;
+        write_private(&private, &private_pem)?;
+        std::fs::write(&public, public_pem)?;
+    }
+    Ok((private, public))
+}
+
+/// The embedded mode's internal credential in `dir`, if one was made.
+pub fn embedded_token_if_present(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join("internal-token")).ok().map(|t| t.trim().to_string())
+}
+
+/// The embedded mode's internal credential in `dir`, made on first use.
+fn embedded_token(dir: &Path) -> anyhow::Result<String> {
+    if let Some(token) = embedded_token_if_present(dir) {
+        return Ok(token);
+    }
+    let token: String = rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&dir.join("internal-token"), &token)?;
+    Ok(token)
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().check().expect("defaults validate");
+    }
+
+    #[test]
+    fn every_bad_key_is_reported_at_once() {
+        let mut s = Settings::default();
+        s.database.url = "mysql://x".into();
+        s.currency = "euro".into();
+        s.telemetry.log_format = "xml".into();
+        s.internal.token = Some(SecretString::from(""));
+        let Err(ConfigError::Invalid(errors)) = s.check() else {
+            panic!("expected invalid");
+        };
+        let joined = errors.join("\n");
+        assert_eq!(errors.len(), 4, "{joined}");
+        for key in ["internal.token", "database.url", "currency", "telemetry.log_format"] {
+            assert!(joined.contains(key), "{key} missing from {joined}");
+        }
+    }
+
+    #[test]
+    fn dump_hides_secrets() {
+        let mut s = Settings::default();
+        s.internal.token = Some(SecretString::from("hunter2"));
+        s.database.url = "postgres://app:pw@db/offers".into();
+        let dump = s.dump();
+        assert!(!dump.contains("hunter2"));
+        assert!(!dump.contains(":pw@"));
+    }
+
+    #[test]
+    fn embedded_settings_keep_their_keys_across_restarts() {
+        let dir = std::env::temp_dir().join(format!("offers-settings-{}", uuid::Uuid::new_v4()));
+        let first = Settings::default().embedded(&dir).expect("embedded");
+        let again = Settings::default().embedded(&dir).expect("embedded");
+        assert_eq!(first.internal_token(), again.internal_token());
+        assert!(first.database.url.starts_with("sqlite://"));
+        again.check().expect("valid");
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -1,0 +1,126 @@
+//! Contracts between services that do not travel over gRPC: the jobs on
+//! the bus and the transaction-status entry in the cache. The producer and
+//! the consumer of each share the one type here.
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::account::v1::TransactionStatus;
+
+/// A job on the bus: its payload is the JSON of the type, on its topic.
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    const TOPIC: &'static str;
+}
+
+/// Provision a PENDING transaction with the external system (account →
+/// activation worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionJob {
+    pub transaction_id: Uuid,
+    /// The attempt this job may make; a job whose attempt was already made
+    /// (a redelivery, a duplicate) is dropped.
+    pub attempt: i32,
+}
+
+impl Job for ProvisionJob {
+    const TOPIC: &'static str = "activation.provision";
+}
+
+/// A partner transaction reached a final state (account → partner
+/// callback worker), as its callback reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerEvent {
+    /// Stable per event: the partner dedupes on it.
+    pub event_id: Uuid,
+    pub partner_id: Uuid,
+    pub transaction_id: Uuid,
+    pub reference: String,
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    /// Delivery attempts made before this one.
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+impl Job for PartnerEvent {
+    const TOPIC: &'static str = "partner.callback";
+}
+
+/// A transaction's status as cached after every change (account writes,
+/// activation reads first). `revision` orders the writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEntry {
+    pub user_id: Uuid,
+    pub status: TransactionStatus,
+    pub offer_id: Uuid,
+    pub amount: i64,
+    pub currency: String,
+    pub failure_reason: Option<String>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub revision: i64,
+}
+
+impl StatusEntry {
+    /// The cache key of transaction `id`'s entry.
+    pub fn key(id: Uuid) -> String {
+        format!("tx:{id}")
+    }
+
+    /// The entry as hash fields (the revision travels beside them).
+    pub fn to_fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("user_id", self.user_id.to_string()),
+            ("status", self.status.as_str_name().to_string()),
+            ("offer_id", self.offer_id.to_string()),
+            ("amount", self.amount.to_string()),
+            ("currency", self.currency.clone()),
+            ("failure_reason", self.failure_reason.clone().unwrap_or_default()),
+            ("updated_at", self.updated_at.to_rfc3339()),
+        ]
+    }
+
+    /// The entry a hash holds, or `None` for an incomplete or foreign one
+    /// (read it from the database instead).
+    pub fn from_fields(fields: &HashMap<String, String>) -> Option<Self> {
+        let get = |name: &str| fields.get(name).map(String::as_str);
+        Some(Self {
+            user_id: get("user_id")?.parse().ok()?,
+            status: TransactionStatus::from_str_name(get("status")?)?,
+            offer_id: get("offer_id")?.parse().ok()?,
+            amount: get("amount")?.parse().ok()?,
+            currency: get("currency")?.to_string(),
+            failure_reason: get("failure_reason").filter(|r| !r.is_empty()).map(str::to_string),
+            updated_at: chrono::DateTime::parse_from_rfc3339(get("updated_at")?).ok()?.to_utc(),
+            revision: get("revision")?.parse().ok()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_entries_round_trip_through_fields() {
+        let entry = StatusEntry {
+            user_id: Uuid::now_v7(),
+            status: TransactionStatus::Failed,
+            offer_id: Uuid::now_v7(),
+            amount: 500,
+            currency: "EUR".into(),
+            failure_reason: Some("rejected".into()),
+            updated_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time"),
+            revision: 4,
+        };
+        let mut fields: HashMap<String, String> =
+            entry.to_fields().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        fields.insert("revision".into(), "4".into());
+        assert_eq!(StatusEntry::from_fields(&fields), Some(entry));
+        fields.remove("status");
+        assert_eq!(StatusEntry::from_fields(&fields), None);
+    }
+}
