@@ -1,6 +1,7 @@
 //! What every handler knows about its caller: the request id, the client
-//! address and, for user paths, the verified access token.
+//! address and, on user and partner paths, the bearer credential.
 
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
@@ -26,17 +27,47 @@ pub struct Caller {
     pub client_address: String,
 }
 
-/// A caller presenting a partner API key (checked by the partner service).
-pub struct PartnerCaller {
+/// A caller presenting a bearer credential of kind `K`, checked as far as
+/// the edge can (a user's token fully; a partner's key by the partner service).
+pub struct Authorized<K> {
     pub caller: Caller,
-    pub key: String,
+    secret: String,
+    kind: PhantomData<K>,
 }
 
-/// A caller with a valid user access token.
-pub struct UserCaller {
-    pub caller: Caller,
-    pub token: String,
+/// A kind of bearer credential.
+pub trait Credential {
+    /// What a request without one is told.
+    const MISSING: &'static str;
+    fn check(auth: &EdgeAuth, secret: &str) -> Result<(), Error>;
 }
+
+/// A user's access token, verified here before any upstream call.
+pub struct AccessToken;
+
+impl Credential for AccessToken {
+    const MISSING: &'static str = "an access token is required";
+
+    fn check(auth: &EdgeAuth, token: &str) -> Result<(), Error> {
+        let principal = auth.verifier.verify(token).map_err(|e| Error::new(ErrorCode::InvalidToken, e.to_string()))?;
+        tracing::Span::current().record("user_id", tracing::field::display(principal.user_id));
+        Ok(())
+    }
+}
+
+/// A partner's API key; only the partner service can tell whether it is good.
+pub struct PartnerKey;
+
+impl Credential for PartnerKey {
+    const MISSING: &'static str = "a partner API key is required";
+
+    fn check(_: &EdgeAuth, _: &str) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+pub type UserCaller = Authorized<AccessToken>;
+pub type PartnerCaller = Authorized<PartnerKey>;
 
 fn bearer(parts: &Parts) -> Option<String> {
     let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
@@ -67,7 +98,7 @@ where
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for UserCaller
+impl<S: Send + Sync, K: Credential> FromRequestParts<S> for Authorized<K>
 where
     EdgeAuth: FromRef<S>,
 {
@@ -75,28 +106,9 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        let token =
-            bearer(parts).ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "an access token is required"))?;
-        let principal = EdgeAuth::from_ref(state)
-            .verifier
-            .verify(&token)
-            .map_err(|e| Error::new(ErrorCode::InvalidToken, e.to_string()))?;
-        tracing::Span::current().record("user_id", tracing::field::display(principal.user_id));
-        Ok(UserCaller { caller, token })
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for PartnerCaller
-where
-    EdgeAuth: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        let key =
-            bearer(parts).ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "a partner API key is required"))?;
-        Ok(PartnerCaller { caller, key })
+        let secret = bearer(parts).ok_or_else(|| Error::new(ErrorCode::Unauthenticated, K::MISSING))?;
+        K::check(&EdgeAuth::from_ref(state), &secret)?;
+        Ok(Authorized { caller, secret, kind: PhantomData })
     }
 }
 
@@ -111,23 +123,13 @@ impl Caller {
     }
 }
 
-fn with_bearer<T>(mut request: tonic::Request<T>, token: &str) -> Result<tonic::Request<T>, ApiError> {
-    let value = MetadataValue::try_from(format!("Bearer {token}"))
-        .map_err(|_| Error::new(ErrorCode::InvalidToken, "the token is not printable ASCII"))?;
-    request.metadata_mut().insert("authorization", value);
-    Ok(request)
-}
-
-impl UserCaller {
-    /// A gRPC request carrying the request id and the user's token.
+impl<K> Authorized<K> {
+    /// A gRPC request carrying the request id and the caller's credential.
     pub fn grpc<T>(&self, body: T) -> Result<tonic::Request<T>, ApiError> {
-        with_bearer(self.caller.grpc(body), &self.token)
-    }
-}
-
-impl PartnerCaller {
-    /// A gRPC request carrying the request id and the partner's key.
-    pub fn grpc<T>(&self, body: T) -> Result<tonic::Request<T>, ApiError> {
-        with_bearer(self.caller.grpc(body), &self.key)
+        let mut request = self.caller.grpc(body);
+        let value = MetadataValue::try_from(format!("Bearer {}", self.secret))
+            .map_err(|_| Error::new(ErrorCode::InvalidToken, "the credential is not printable ASCII"))?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
     }
 }

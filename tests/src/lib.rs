@@ -18,6 +18,15 @@ use tonic::transport::Channel;
 pub use api::{Api, Reply};
 pub use backends::Backend;
 
+/// A purchase by the demo user, and what the test needs to check it.
+pub struct Bought {
+    pub token: String,
+    /// The balance before the purchase.
+    pub before: i64,
+    pub offer: String,
+    pub reply: Reply,
+}
+
 pub struct TestSuite {
     pub backend: Backend,
     pub api: Api,
@@ -171,6 +180,15 @@ impl TestSuite {
         let reply = self.api.get("/api/v1/account/balance/", Some(token)).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         reply.body["balance"].as_i64().expect("balance")
+    }
+
+    /// The demo user buys the offer `code`.
+    pub async fn demo_buys(&self, code: &str) -> Bought {
+        let token = self.token("demo").await;
+        let before = self.balance(&token).await;
+        let offer = self.offer_id(&token, code).await;
+        let reply = self.activate(&token, &offer).await;
+        Bought { token, before, offer, reply }
     }
 
     pub async fn activate(&self, token: &str, offer_id: &str) -> Reply {

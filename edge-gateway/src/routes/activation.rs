@@ -4,7 +4,7 @@ use offers_proto::activation::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{rfc3339, status_name, with_key};
+use super::{IdempotencyKey, rfc3339, status_name, with_key};
 use crate::Upstreams;
 use crate::context::UserCaller;
 use crate::error::{ApiError, Json, Path, Problem};
@@ -39,6 +39,27 @@ pub struct ActivationStatus {
     pub updated_at: Option<String>,
 }
 
+/// What a purchase (activation or renewal) answers.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Only its OpenAPI description is used.
+enum PurchaseAnswers {
+    /// Accepted and charged; provisioning continues in the background.
+    #[response(status = 202)]
+    Accepted(Accepted),
+    /// `insufficient_balance`, `offer_inactive`, `invalid_request`, `invalid_id`: nothing charged.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// `unauthenticated`, `invalid_token`.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated(Problem),
+    /// `not_found`: no such offer, or not the caller's subscription.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// `idempotency_key_reused`: the key came with another body.
+    #[response(status = 422, content_type = "application/problem+json")]
+    KeyReused(Problem),
+}
+
 fn accepted(transaction_id: String, status: i32) -> (StatusCode, Json<Accepted>) {
     let status = offers_proto::account::v1::TransactionStatus::try_from(status).unwrap_or_default();
     (StatusCode::ACCEPTED, Json(Accepted { transaction_id, status: status_name(status) }))
@@ -46,11 +67,7 @@ fn accepted(transaction_id: String, status: i32) -> (StatusCode, Json<Accepted>)
 
 /// Buy an offer from the balance; provisioning continues in the background.
 #[utoipa::path(post, path = "/api/v1/activation/", tag = "activation", security(("bearer" = [])),
-    request_body = ActivateBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the first answer, charged once")),
-    responses((status = 202, body = Accepted), (status = 400, body = Problem, description = "insufficient_balance, offer_inactive, invalid_request, invalid_id"),
-        (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem, description = "idempotency_key_reused")))]
+    request_body = ActivateBody, params(IdempotencyKey), responses(PurchaseAnswers))]
 pub async fn activate(
     State(up): State<Upstreams>,
     user: UserCaller,
@@ -64,11 +81,7 @@ pub async fn activate(
 
 /// Renew one of the caller's subscriptions.
 #[utoipa::path(post, path = "/api/v1/offers/renew/", tag = "activation", security(("bearer" = [])),
-    request_body = RenewBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the first answer, charged once")),
-    responses((status = 202, body = Accepted), (status = 400, body = Problem, description = "insufficient_balance, offer_inactive, invalid_request, invalid_id"),
-        (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem, description = "idempotency_key_reused")))]
+    request_body = RenewBody, params(IdempotencyKey), responses(PurchaseAnswers))]
 pub async fn renew(
     State(up): State<Upstreams>,
     user: UserCaller,

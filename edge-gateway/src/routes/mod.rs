@@ -58,6 +58,17 @@ pub fn status_name(status: TransactionStatus) -> String {
     short(status.as_str_name(), "TRANSACTION_STATUS_")
 }
 
+/// The `Idempotency-Key` header of the requests that move money.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Only its OpenAPI description is used.
+pub struct IdempotencyKey {
+    /// Same key and body: the first answer again, and no second charge;
+    /// same key with another body: 422 `idempotency_key_reused`.
+    #[serde(rename = "Idempotency-Key")]
+    key: Option<String>,
+}
+
 /// Passes the client's `Idempotency-Key` on as gRPC metadata.
 pub fn with_key<T>(mut request: tonic::Request<T>, headers: &HeaderMap) -> Result<tonic::Request<T>, ApiError> {
     if let Some(key) = headers.get("idempotency-key") {

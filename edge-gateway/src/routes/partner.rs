@@ -6,7 +6,7 @@ use offers_proto::partner::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{status_name, with_key};
+use super::{IdempotencyKey, status_name, with_key};
 use crate::Upstreams;
 use crate::context::PartnerCaller;
 use crate::error::{ApiError, Json, Path, Problem};
@@ -77,7 +77,7 @@ async fn credentials_first<T>(
 /// Activate an offer the partner sold to a user (charges nothing here).
 #[utoipa::path(post, path = "/api/v1/partner/activate/", tag = "partner", security(("partner_key" = [])),
     request_body = PartnerActivateBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Per partner: same key and body, the first answer")),
+    params(IdempotencyKey),
     responses((status = 202, body = PartnerAccepted),
         (status = 400, body = Problem, description = "invalid_user, invalid_offer, amount_mismatch, invalid_request"),
         (status = 401, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use offers_kit::cache::SharedCache;
+use offers_kit::cache::{SharedCache, VersionedHash};
 use offers_proto::contracts::StatusEntry;
 
 use crate::entity::transaction::{self, Status};
@@ -38,7 +38,9 @@ impl StatusCache {
         // old PENDING behind) costs at most that long a wrong answer.
         let ttl = if tx.status == Status::Pending { self.ttl.min(PENDING_TTL) } else { self.ttl };
         let key = StatusEntry::key(tx.id);
-        if let Err(e) = self.cache.hash_set_if_newer(&key, entry.revision, &entry.to_fields(), ttl).await {
+        let fields = entry.to_fields();
+        let hash = VersionedHash { revision: entry.revision, fields: &fields, ttl };
+        if let Err(e) = self.cache.hash_set_if_newer(&key, hash).await {
             tracing::warn!(transaction_id = %tx.id, error = %e, "could not cache the transaction status");
             let _ = self.cache.delete(&[&key]).await;
         }

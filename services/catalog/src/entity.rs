@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 /// An offer as stored: the catalog's domain type (see `offer.rs`), also
 /// what the cache holds.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "catalog_offers")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -15,16 +15,16 @@ const MAX_PRICE: i64 = 1_000_000_000_000;
 /// Allowances above this are mistakes.
 const MAX_ALLOWANCE: i64 = 1_000_000_000;
 
-type Copy = fn(&mut Offer, &Offer);
+type Copy = fn(&mut Offer, &pb::Offer);
 
-/// The fields an update mask may name (by their gRPC names), and how each
-/// is copied. The id, the code and the timestamps are never taken from a
-/// request.
+/// The fields of a sent offer that are taken (on create, all; on update,
+/// those the mask names), by their gRPC names, and how each is copied. The
+/// id, the code (set once, on create) and the timestamps are ours.
 pub const UPDATABLE: [(&str, Copy); 9] = [
     ("name", |to, from| to.name.clone_from(&from.name)),
     ("description", |to, from| to.description.clone_from(&from.description)),
     ("price", |to, from| to.price = from.price),
-    ("currency_code", |to, from| to.currency.clone_from(&from.currency)),
+    ("currency_code", |to, from| to.currency.clone_from(&from.currency_code)),
     ("duration_days", |to, from| to.duration_days = from.duration_days),
     ("data_mb", |to, from| to.data_mb = from.data_mb),
     ("voice_minutes", |to, from| to.voice_minutes = from.voice_minutes),
@@ -34,35 +34,12 @@ pub const UPDATABLE: [(&str, Copy); 9] = [
 
 impl Offer {
     /// A new offer from what an administrator sent.
-    pub fn from_proto(offer: pb::Offer, id: Uuid, now: DateTime<Utc>) -> Self {
-        let pb::Offer {
-            id: _,
-            code,
-            name,
-            description,
-            price,
-            currency_code: currency,
-            duration_days,
-            data_mb,
-            voice_minutes,
-            sms,
-            is_active,
-        } = offer;
-        Offer {
-            id,
-            code,
-            name,
-            description,
-            price,
-            currency,
-            duration_days,
-            data_mb,
-            voice_minutes,
-            sms,
-            is_active,
-            created_at: now,
-            updated_at: now,
+    pub fn from_proto(sent: &pb::Offer, id: Uuid, now: DateTime<Utc>) -> Self {
+        let mut offer = Offer { id, code: sent.code.clone(), created_at: now, updated_at: now, ..Offer::default() };
+        for (_, copy) in UPDATABLE {
+            copy(&mut offer, sent);
         }
+        offer
     }
 
     pub fn validate(&self, currency: &str) -> Result<(), CatalogError> {
@@ -87,7 +64,7 @@ impl Offer {
     }
 
     /// This offer with the fields `paths` names (all when empty) taken from `new`.
-    pub fn updated(mut self, new: &Offer, paths: &[String]) -> Result<Offer, CatalogError> {
+    pub fn updated(mut self, new: &pb::Offer, paths: &[String]) -> Result<Offer, CatalogError> {
         if let Some(bad) = paths.iter().find(|p| !UPDATABLE.iter().any(|(name, _)| name == p)) {
             return Err(CatalogError::Invalid(format!("update_mask names a field that cannot change: {bad}")));
         }
@@ -170,8 +147,8 @@ mod tests {
             duration_days: 7,
             ..Default::default()
         };
-        let old = Offer::from_proto(sent, Uuid::now_v7(), Utc::now());
-        let new = Offer { code: "B-2".into(), name: "New".into(), price: 200, ..old.clone() };
+        let old = Offer::from_proto(&sent, Uuid::now_v7(), Utc::now());
+        let new = pb::Offer { code: "B-2".into(), name: "New".into(), price: 200, ..sent };
         let updated = old.clone().updated(&new, &["price".into()]).expect("update");
         assert_eq!((updated.price, updated.name.as_str(), updated.code.as_str()), (200, "Old", "A-1"));
         assert!(old.updated(&new, &["code".into()]).is_err(), "the code never changes");

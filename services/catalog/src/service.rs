@@ -83,7 +83,7 @@ impl Catalog {
     }
 
     pub async fn create(&self, offer: offers_proto::catalog::v1::Offer) -> Result<Offer, CatalogError> {
-        let offer = Offer::from_proto(offer, Uuid::now_v7(), Utc::now());
+        let offer = Offer::from_proto(&offer, Uuid::now_v7(), Utc::now());
         offer.validate(&self.currency)?;
         let code = offer.code.clone();
         let created =
@@ -103,7 +103,7 @@ impl Catalog {
         paths: &[String],
     ) -> Result<Offer, CatalogError> {
         let current = entity::Entity::find_by_id(id).one(&self.db).await?.ok_or(CatalogError::NotFound)?;
-        let mut offer = current.updated(&Offer::from_proto(new, id, Utc::now()), paths)?;
+        let mut offer = current.updated(&new, paths)?;
         offer.updated_at = Utc::now();
         offer.validate(&self.currency)?;
         let updated = entity::Entity::update(offer.into_active_model().reset_all()).exec(&self.db).await?;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use offers_proto::contracts::{Job, ProvisionJob};
-use offers_tests::{Backend, TestSuite, both};
+use offers_tests::{Backend, Bought, TestSuite, both};
 use serde_json::json;
 
 fn time(value: &serde_json::Value) -> DateTime<Utc> {
@@ -57,10 +57,8 @@ async fn activation_succeeds_end_to_end(suite: &TestSuite) {
 }
 
 async fn rejected_activation_refunds_exactly(suite: &TestSuite) {
-    let token = suite.token("demo").await;
-    let before = suite.balance(&token).await;
-    let offer = suite.offer_id(&token, "SIM-FAIL").await;
-    let tx = suite.activate(&token, &offer).await.str("transaction_id").to_string();
+    let Bought { token, before, reply, .. } = suite.demo_buys("SIM-FAIL").await;
+    let tx = reply.str("transaction_id").to_string();
     let done = suite.settled(&token, &tx).await;
     assert_eq!(done.body["status"], "FAILED", "{}", done.body);
     assert!(done.body["failure_reason"].as_str().is_some_and(|r| r.contains("rejected")), "{}", done.body);
@@ -72,10 +70,8 @@ async fn rejected_activation_refunds_exactly(suite: &TestSuite) {
 }
 
 async fn flaky_provisioning_succeeds_on_the_third_attempt(suite: &TestSuite) {
-    let token = suite.token("demo").await;
-    let before = suite.balance(&token).await;
-    let offer = suite.offer_id(&token, "SIM-FLAKY").await;
-    let tx = suite.activate(&token, &offer).await.str("transaction_id").to_string();
+    let Bought { token, before, reply, .. } = suite.demo_buys("SIM-FLAKY").await;
+    let tx = reply.str("transaction_id").to_string();
     let done = suite.settled(&token, &tx).await;
     assert_eq!(done.body["status"], "SUCCESS", "{}", done.body);
     assert_eq!(suite.transaction(&token, &tx).await["attempts"], 3);
@@ -130,10 +126,8 @@ async fn concurrent_activations_never_overdraw(suite: &TestSuite) {
 }
 
 async fn duplicate_jobs_have_one_effect(suite: &TestSuite) {
-    let token = suite.token("demo").await;
-    let before = suite.balance(&token).await;
-    let offer = suite.offer_id(&token, "DATA-1GB").await;
-    let tx = suite.activate(&token, &offer).await.str("transaction_id").to_string();
+    let Bought { token, before, reply, .. } = suite.demo_buys("DATA-1GB").await;
+    let tx = reply.str("transaction_id").to_string();
     let id = uuid::Uuid::parse_str(&tx).expect("uuid");
     // The same job again, twice, racing the original.
     let job = serde_json::to_vec(&ProvisionJob { transaction_id: id, attempt: 1 }).expect("json");
@@ -337,10 +331,8 @@ async fn a_worker_killed_mid_attempt_charges_once(backend: Backend) {
     else {
         return;
     };
-    let token = suite.token("demo").await;
-    let before = suite.balance(&token).await;
-    let offer = suite.offer_id(&token, "DATA-1GB").await;
-    let tx = suite.activate(&token, &offer).await.str("transaction_id").to_string();
+    let Bought { before, reply, .. } = suite.demo_buys("DATA-1GB").await;
+    let tx = reply.str("transaction_id").to_string();
     calls.recv().await.expect("the provider was called");
     // Killed between the provider call and the ack.
     suite.crash_and_restart().await;
@@ -392,10 +384,7 @@ async fn broker_down_at_purchase_time_delays_but_loses_nothing() {
     else {
         return;
     };
-    let token = suite.token("demo").await;
-    let before = suite.balance(&token).await;
-    let offer = suite.offer_id(&token, "DATA-1GB").await;
-    let accepted = suite.activate(&token, &offer).await;
+    let Bought { token, before, reply: accepted, .. } = suite.demo_buys("DATA-1GB").await;
     assert_eq!(accepted.status, 202, "the purchase does not need the broker: {}", accepted.body);
     let tx = accepted.str("transaction_id").to_string();
     assert_eq!(suite.balance(&token).await, before - 500);
@@ -415,10 +404,7 @@ async fn cache_down_money_and_status_still_work() {
     let Some(suite) = TestSuite::spawn_with(Backend::Real, |s| s.cache.url = "redis://127.0.0.1:1".into()).await else {
         return;
     };
-    let token = suite.token("demo").await;
-    let before = suite.balance(&token).await;
-    let offer = suite.offer_id(&token, "DATA-1GB").await;
-    let accepted = suite.activate(&token, &offer).await;
+    let Bought { token, before, reply: accepted, .. } = suite.demo_buys("DATA-1GB").await;
     assert_eq!(accepted.status, 202, "{}", accepted.body);
     let done = suite.settled(&token, accepted.str("transaction_id")).await;
     assert_eq!(done.body["status"], "SUCCESS", "answered from the database: {}", done.body);

@@ -27,15 +27,9 @@ pub trait Cache: Send + Sync + 'static {
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError>;
     async fn delete(&self, keys: &[&str]) -> Result<(), CacheError>;
     /// Replaces a hash (and its time to live) unless it already holds a
-    /// `revision` field at least `revision`: a slow writer with an older
+    /// `revision` field at least the new one's: a slow writer with an older
     /// copy cannot overwrite a newer one. Returns whether it wrote.
-    async fn hash_set_if_newer(
-        &self,
-        key: &str,
-        revision: i64,
-        fields: &[(&str, String)],
-        ttl: Duration,
-    ) -> Result<bool, CacheError>;
+    async fn hash_set_if_newer(&self, key: &str, hash: VersionedHash<'_>) -> Result<bool, CacheError>;
     /// Every field of a hash; empty when it does not exist.
     async fn hash_get(&self, key: &str) -> Result<HashMap<String, String>, CacheError>;
     /// Counts one hit in a fixed window that starts with the first hit.
@@ -45,6 +39,13 @@ pub trait Cache: Send + Sync + 'static {
 }
 
 pub type SharedCache = Arc<dyn Cache>;
+
+/// A hash stored with its revision, for [`Cache::hash_set_if_newer`].
+pub struct VersionedHash<'a> {
+    pub revision: i64,
+    pub fields: &'a [(&'a str, String)],
+    pub ttl: Duration,
+}
 
 /// Counts one request against `limit` per `window` under `key` (a fixed
 /// window, shared by every replica through the cache). `Err(seconds)` when
@@ -126,13 +127,8 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
-    async fn hash_set_if_newer(
-        &self,
-        key: &str,
-        revision: i64,
-        fields: &[(&str, String)],
-        ttl: Duration,
-    ) -> Result<bool, CacheError> {
+    async fn hash_set_if_newer(&self, key: &str, hash: VersionedHash<'_>) -> Result<bool, CacheError> {
+        let VersionedHash { revision, fields, ttl } = hash;
         Ok(self.with(key, |m| {
             if let Some((Value::Hash(h), _)) = m.get(key)
                 && h.get("revision").and_then(|r| r.parse::<i64>().ok()).is_some_and(|r| r >= revision)
@@ -193,8 +189,11 @@ mod tests {
         assert_eq!(cache.hit("r", Duration::from_secs(60)).await.expect("hit").0, 2);
         assert_eq!(cache.get("r").await.expect("get").as_deref(), Some("2"));
         let ttl = Duration::from_secs(5);
-        assert!(cache.hash_set_if_newer("h", 2, &[("status", "SUCCESS".into())], ttl).await.expect("hset"));
-        assert!(!cache.hash_set_if_newer("h", 1, &[("status", "PENDING".into())], ttl).await.expect("hset"));
+        let hash = |revision, status: &str| (revision, [("status", status.to_string())]);
+        let (revision, fields) = hash(2, "SUCCESS");
+        assert!(cache.hash_set_if_newer("h", VersionedHash { revision, fields: &fields, ttl }).await.expect("hset"));
+        let (revision, fields) = hash(1, "PENDING");
+        assert!(!cache.hash_set_if_newer("h", VersionedHash { revision, fields: &fields, ttl }).await.expect("hset"));
         assert_eq!(cache.hash_get("h").await.expect("hget").get("status").map(String::as_str), Some("SUCCESS"));
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, AsyncCommands};
 
-use super::{Cache, CacheError};
+use super::{Cache, CacheError, VersionedHash};
 
 impl From<deadpool_redis::PoolError> for CacheError {
     fn from(err: deadpool_redis::PoolError) -> Self {
@@ -83,13 +83,8 @@ impl Cache for RedisCache {
         Ok(())
     }
 
-    async fn hash_set_if_newer(
-        &self,
-        key: &str,
-        revision: i64,
-        fields: &[(&str, String)],
-        ttl: Duration,
-    ) -> Result<bool, CacheError> {
+    async fn hash_set_if_newer(&self, key: &str, hash: VersionedHash<'_>) -> Result<bool, CacheError> {
+        let VersionedHash { revision, fields, ttl } = hash;
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(SET_IF_NEWER).arg(1).arg(self.key(key)).arg(revision).arg(ttl_secs(ttl));
         for (field, value) in fields {
