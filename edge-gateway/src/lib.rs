@@ -64,6 +64,8 @@ pub fn router(settings: &GatewaySettings, upstreams: Upstreams, verifier: TokenV
         .routes(routes!(routes::partner::activate))
         .routes(routes!(routes::partner::validate))
         .routes(routes!(routes::partner::callback))
+        .routes(routes!(routes::partner::balance))
+        .routes(routes!(routes::partner::transactions))
         .with_state(state)
         .split_for_parts();
     let doc = openapi::with_operational(doc);

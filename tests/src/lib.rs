@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod backends;
+pub mod provider;
 
 use std::net::SocketAddr;
 
@@ -217,22 +218,29 @@ impl TestSuite {
         reply.body
     }
 
-    /// Every balance equals the sum of its ledger entries and is not negative.
+    /// The books balance, by the same check `offers admin ledger check`
+    /// runs: the accounts sum to zero, each user and partner account equals
+    /// its transfers and is within its limit, and every transaction's
+    /// transfers match its state.
     pub async fn assert_ledger_invariant(&self) {
-        use sea_orm::{ConnectionTrait, Statement};
-        let db = self.database();
-        let sql = "SELECT b.balance AS balance, \
-                   CAST(COALESCE((SELECT SUM(e.amount) FROM account_ledger_entries e WHERE e.user_id = b.user_id), 0) AS BIGINT) AS total \
-                   FROM account_balances b";
-        let rows =
-            db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.expect("ledger query");
-        assert!(!rows.is_empty(), "no balances at all");
-        for row in rows {
-            let balance: i64 = row.try_get("", "balance").expect("balance");
-            let total: i64 = row.try_get("", "total").expect("total");
-            assert!(balance >= 0, "negative balance {balance}");
-            assert_eq!(balance, total, "a balance differs from the sum of its ledger entries");
-        }
+        let books = self.admin().check_ledger().await.expect("ledger check");
+        assert!(books.violations.is_empty(), "the ledger is not balanced: {:#?}", books.violations);
+        assert_eq!(books.sum, 0, "the accounts do not sum to zero");
+        assert!(books.totals.len() >= 3, "the system accounts are missing: {:?}", books.totals);
+    }
+
+    /// The operator's recorded decision on a transaction: (outcome, actor).
+    pub async fn resolution(&self, transaction_id: &str) -> (String, String) {
+        use sea_orm::ConnectionTrait;
+        use sea_orm::sea_query::{Expr, ExprTrait, Query};
+        let id = uuid::Uuid::parse_str(transaction_id).expect("uuid");
+        let select = Query::select()
+            .columns(["outcome", "actor"])
+            .from("account_resolutions")
+            .and_where(Expr::col("transaction_id").eq(id))
+            .to_owned();
+        let row = self.database().query_one(&select).await.expect("query").expect("a resolution");
+        (row.try_get("", "outcome").expect("outcome"), row.try_get("", "actor").expect("actor"))
     }
 
     /// Runs the one-shot expiring-subscriptions job as of `at`.
@@ -294,6 +302,32 @@ macro_rules! both {
                         suite.assert_ledger_invariant().await;
                         suite.stop().await;
                     }
+                }
+            )+
+        }
+    };
+}
+
+/// Runs scenarios that set up their own suite on both backends:
+/// `each_backend!(name)` expects an `async fn name(backend: Backend)` in
+/// scope (which asserts the ledger invariant itself) and makes the tests
+/// `each_embedded::name` and `each_real::name`.
+#[macro_export]
+macro_rules! each_backend {
+    ($($name:ident),+ $(,)?) => {
+        mod each_embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Embedded).await;
+                }
+            )+
+        }
+        mod each_real {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Real).await;
                 }
             )+
         }

@@ -5,6 +5,7 @@ pub mod offers;
 pub mod partner;
 
 use axum::http::HeaderMap;
+use offers_proto::account::v1 as account_pb;
 use offers_proto::account::v1::TransactionStatus;
 use serde::Serialize;
 use tonic::metadata::MetadataValue;
@@ -80,4 +81,45 @@ pub fn with_key<T>(mut request: tonic::Request<T>, headers: &HeaderMap) -> Resul
         request.metadata_mut().insert("idempotency-key", value);
     }
     Ok(request)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Transaction {
+    pub id: String,
+    /// `ACTIVATION`, `RENEWAL` or `PARTNER_ACTIVATION`.
+    pub kind: String,
+    pub offer_id: String,
+    pub subscription_id: Option<String>,
+    pub amount: i64,
+    pub currency: String,
+    /// `PENDING`, `SUCCESS` or `FAILED`.
+    pub status: String,
+    pub reference: Option<String>,
+    pub failure_reason: Option<String>,
+    pub attempts: i32,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+fn non_empty(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
+}
+
+impl From<account_pb::Transaction> for Transaction {
+    fn from(t: account_pb::Transaction) -> Self {
+        Transaction {
+            kind: short(t.kind().as_str_name(), "TRANSACTION_KIND_"),
+            status: status_name(t.status()),
+            created_at: rfc3339(t.create_time.as_ref()),
+            updated_at: rfc3339(t.update_time.as_ref()),
+            id: t.id,
+            offer_id: t.offer_id,
+            subscription_id: non_empty(t.subscription_id),
+            amount: t.amount,
+            currency: t.currency_code,
+            reference: non_empty(t.reference),
+            failure_reason: non_empty(t.failure_reason),
+            attempts: t.attempts,
+        }
+    }
 }

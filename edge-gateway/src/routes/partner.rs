@@ -6,10 +6,10 @@ use offers_proto::partner::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{IdempotencyKey, status_name, with_key};
+use super::{IdempotencyKey, Page, PageQuery, Transaction, status_name, with_key};
 use crate::Upstreams;
 use crate::context::PartnerCaller;
-use crate::error::{ApiError, Json, Path, Problem};
+use crate::error::{ApiError, Json, Path, Problem, Query};
 
 #[derive(Deserialize, ToSchema)]
 pub struct PartnerActivateBody {
@@ -74,12 +74,12 @@ async fn credentials_first<T>(
     }
 }
 
-/// Activate an offer the partner sold to a user (charges nothing here).
+/// Activate an offer the partner sold to a user, paid from the partner's account.
 #[utoipa::path(post, path = "/api/v1/partner/activate/", tag = "partner", security(("partner_key" = [])),
     request_body = PartnerActivateBody,
     params(IdempotencyKey),
     responses((status = 202, body = PartnerAccepted),
-        (status = 400, body = Problem, description = "invalid_user, invalid_offer, amount_mismatch, invalid_request"),
+        (status = 400, body = Problem, description = "invalid_user, invalid_offer, amount_mismatch, insufficient_partner_funds, invalid_request"),
         (status = 401, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
 pub async fn activate(
     State(up): State<Upstreams>,
@@ -147,4 +147,43 @@ pub async fn callback(
     let answer = up.partner.clone().set_callback(request).await?.into_inner();
     let signing_secret = (!answer.signing_secret.is_empty()).then_some(answer.signing_secret);
     Ok(Json(CallbackRegistered { callback_url: body.callback_url, signing_secret }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PartnerBalance {
+    /// Minor units of `currency`; negative while drawing on the credit limit.
+    pub balance: i64,
+    pub credit_limit: i64,
+    /// What activations may still take: balance plus credit limit.
+    pub available: i64,
+    pub currency: String,
+}
+
+/// The partner's account with Offers.
+#[utoipa::path(get, path = "/api/v1/partner/balance/", tag = "partner", security(("partner_key" = [])),
+    responses((status = 200, body = PartnerBalance), (status = 401, body = Problem), (status = 429, body = Problem)))]
+pub async fn balance(State(up): State<Upstreams>, partner: PartnerCaller) -> Result<Json<PartnerBalance>, ApiError> {
+    let b = up.partner.clone().get_balance(partner.grpc(pb::GetBalanceRequest {})?).await?.into_inner();
+    Ok(Json(PartnerBalance {
+        balance: b.balance,
+        credit_limit: b.credit_limit,
+        available: b.available,
+        currency: b.currency_code,
+    }))
+}
+
+/// The partner's own transactions, newest first.
+#[utoipa::path(get, path = "/api/v1/partner/transactions/", tag = "partner", security(("partner_key" = [])),
+    params(PageQuery),
+    responses((status = 200, body = Page<Transaction>), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 429, body = Problem)))]
+pub async fn transactions(
+    State(up): State<Upstreams>,
+    partner: PartnerCaller,
+    Query(page): Query<PageQuery>,
+) -> Result<Json<Page<Transaction>>, ApiError> {
+    let request =
+        partner.grpc(pb::ListTransactionsRequest { page_size: page.page_size(), page_token: page.page_token() })?;
+    let answer = up.partner.clone().list_transactions(request).await?.into_inner();
+    Ok(Json(Page::new(answer.transactions.into_iter().map(Transaction::from).collect(), answer.next_page_token)))
 }

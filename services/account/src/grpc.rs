@@ -9,20 +9,32 @@ use offers_proto::account::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::entity::account::{self, Kind as AccountKind};
 use crate::entity::transaction::{Kind, Status as TxStatus};
-use crate::entity::{balance, subscription, transaction};
+use crate::entity::{subscription, transaction};
 use crate::error::LedgerError;
-use crate::ledger::{Idempotency, Ledger, OfferSnapshot, Purchase};
+use crate::ledger::{Books, Idempotency, Ledger, OfferSnapshot, Payer, Purchase, Resolution};
 
 pub struct AccountApi(pub Arc<Ledger>);
 pub struct LedgerApi(pub Arc<Ledger>);
 
-fn balance_proto(b: balance::Model) -> pb::Balance {
-    pb::Balance {
-        user_id: b.user_id.to_string(),
-        balance: b.balance,
-        currency_code: b.currency,
-        update_time: Some(to_timestamp(b.updated_at)),
+fn account_kind_proto(kind: Option<AccountKind>) -> pb::AccountKind {
+    match kind {
+        Some(AccountKind::User) => pb::AccountKind::User,
+        Some(AccountKind::Partner) => pb::AccountKind::Partner,
+        None => pb::AccountKind::System,
+    }
+}
+
+fn account_proto(a: account::Model) -> pb::Account {
+    pb::Account {
+        id: a.id.to_string(),
+        kind: account_kind_proto(Some(a.kind)).into(),
+        balance: a.balance,
+        credit_limit: a.credit_limit,
+        currency_code: a.currency,
+        update_time: Some(to_timestamp(a.updated_at)),
+        name: String::new(),
     }
 }
 
@@ -58,7 +70,29 @@ fn transaction_proto(t: transaction::Model) -> pb::Transaction {
         update_time: Some(to_timestamp(t.updated_at)),
         offer_code: t.offer_code,
         offer_name: t.offer_name,
+        needs_review: t.needs_review,
+        payer_account_id: t.payer_account_id.to_string(),
     }
+}
+
+fn books_proto(books: Books) -> pb::CheckLedgerResponse {
+    let totals = books
+        .totals
+        .into_iter()
+        .map(|t| pb::AccountTotal {
+            account: Some(pb::Account {
+                id: t.id.to_string(),
+                kind: account_kind_proto(t.kind).into(),
+                balance: t.balance,
+                credit_limit: t.credit_limit,
+                currency_code: String::new(),
+                update_time: None,
+                name: t.name.into(),
+            }),
+            from_transfers: t.from_transfers,
+        })
+        .collect();
+    pb::CheckLedgerResponse { totals, sum: books.sum, violations: books.violations }
 }
 
 fn optional_id(value: &str, what: &str) -> Result<Option<Uuid>, Error> {
@@ -74,6 +108,24 @@ fn next_token<T>(items: &[T], limit: u64, id: impl Fn(&T) -> Uuid) -> String {
     }
 }
 
+/// A user's or partner's account, as a request names it.
+fn owner(id: &str, kind: i32) -> Result<(Uuid, AccountKind), Error> {
+    let kind = match pb::AccountKind::try_from(kind) {
+        Ok(pb::AccountKind::User) => AccountKind::User,
+        Ok(pb::AccountKind::Partner) => AccountKind::Partner,
+        _ => return Err(Error::invalid_request("kind must be USER or PARTNER")),
+    };
+    Ok((parse_id(id, "owner id")?, kind))
+}
+
+fn outcome(status: i32) -> Result<TxStatus, Error> {
+    match pb::TransactionStatus::try_from(status) {
+        Ok(pb::TransactionStatus::Success) => Ok(TxStatus::Success),
+        Ok(pb::TransactionStatus::Failed) => Ok(TxStatus::Failed),
+        _ => Err(Error::invalid_request("status must be SUCCESS or FAILED")),
+    }
+}
+
 #[tonic::async_trait]
 impl pb::account_service_server::AccountService for AccountApi {
     async fn get_balance(
@@ -81,8 +133,14 @@ impl pb::account_service_server::AccountService for AccountApi {
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
         let principal = user(&request)?;
-        let balance = self.0.balance(principal.user_id).await?;
-        Ok(Response::new(pb::GetBalanceResponse { balance: Some(balance_proto(balance)) }))
+        let a = self.0.account(principal.user_id, AccountKind::User).await?;
+        let balance = pb::Balance {
+            user_id: a.id.to_string(),
+            balance: a.balance,
+            currency_code: a.currency,
+            update_time: Some(to_timestamp(a.updated_at)),
+        };
+        Ok(Response::new(pb::GetBalanceResponse { balance: Some(balance) }))
     }
 
     async fn list_subscriptions(
@@ -145,9 +203,18 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         &self,
         request: Request<pb::OpenAccountRequest>,
     ) -> Result<Response<pb::OpenAccountResponse>, Status> {
-        let user_id = parse_id(&request.get_ref().user_id, "user id")?;
-        let balance = self.0.open_account(user_id).await?;
-        Ok(Response::new(pb::OpenAccountResponse { balance: Some(balance_proto(balance)) }))
+        let (id, kind) = owner(&request.get_ref().owner_id, request.get_ref().kind)?;
+        let account = self.0.open_account(id, kind).await?;
+        Ok(Response::new(pb::OpenAccountResponse { account: Some(account_proto(account)) }))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::GetAccountResponse>, Status> {
+        let (id, kind) = owner(&request.get_ref().owner_id, request.get_ref().kind)?;
+        let account = self.0.account(id, kind).await?;
+        Ok(Response::new(pb::GetAccountResponse { account: Some(account_proto(account)) }))
     }
 
     async fn purchase(&self, request: Request<pb::PurchaseRequest>) -> Result<Response<pb::PurchaseResponse>, Status> {
@@ -159,6 +226,13 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
             key: b.idempotency_key.clone(),
             request_hash: b.request_hash.clone(),
         });
+        let payer = match optional_id(&b.partner_id, "partner id")? {
+            Some(partner) => Payer::Partner(partner),
+            None => Payer::User,
+        };
+        if (kind == Kind::PartnerActivation) != matches!(payer, Payer::Partner(_)) {
+            return Err(Error::invalid_request("a partner activation, and only one, is paid by its partner").into());
+        }
         let purchase = Purchase {
             user_id: parse_id(&b.user_id, "user id")?,
             kind,
@@ -171,7 +245,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
                 duration_days: offer.duration_days,
             },
             subscription_id: optional_id(&b.subscription_id, "subscription id")?,
-            partner_id: optional_id(&b.partner_id, "partner id")?,
+            payer,
             reference: (!b.reference.is_empty()).then_some(b.reference),
             idempotency,
             replay_only: b.replay_only,
@@ -216,26 +290,92 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
     ) -> Result<Response<pb::SettleTransactionResponse>, Status> {
         let b = request.into_inner();
         let id = parse_id(&b.transaction_id, "transaction id")?;
-        let outcome = match pb::TransactionStatus::try_from(b.status) {
-            Ok(pb::TransactionStatus::Success) => TxStatus::Success,
-            Ok(pb::TransactionStatus::Failed) => TxStatus::Failed,
-            _ => return Err(Error::invalid_request("status must be SUCCESS or FAILED").into()),
-        };
         let reason = (!b.failure_reason.is_empty()).then_some(b.failure_reason);
         let attempt = (b.attempt > 0).then_some(b.attempt);
-        let settled = self.0.settle(id, outcome, reason, attempt).await?;
+        let settled = self.0.settle(id, outcome(b.status)?, reason, attempt).await?;
         Ok(Response::new(pb::SettleTransactionResponse {
             transaction: Some(transaction_proto(settled.transaction)),
             applied: settled.applied,
         }))
     }
 
+    async fn mark_for_review(
+        &self,
+        request: Request<pb::MarkForReviewRequest>,
+    ) -> Result<Response<pb::MarkForReviewResponse>, Status> {
+        let b = request.into_inner();
+        let id = parse_id(&b.transaction_id, "transaction id")?;
+        let marked = self.0.mark_for_review(id, b.attempt, &b.reason).await?;
+        Ok(Response::new(pb::MarkForReviewResponse {
+            transaction: Some(transaction_proto(marked.transaction)),
+            applied: marked.applied,
+        }))
+    }
+
+    async fn list_reviews(
+        &self,
+        request: Request<pb::ListReviewsRequest>,
+    ) -> Result<Response<pb::ListReviewsResponse>, Status> {
+        let b = request.into_inner();
+        let limit = page_size(b.page_size);
+        let items = self.0.reviews(page_after(&b.page_token)?, limit).await?;
+        let next_page_token = next_token(&items, limit, |t| t.id);
+        let reasons = items.iter().map(|t| t.review_reason.clone().unwrap_or_default()).collect();
+        Ok(Response::new(pb::ListReviewsResponse {
+            transactions: items.into_iter().map(transaction_proto).collect(),
+            reasons,
+            next_page_token,
+        }))
+    }
+
+    async fn resolve_transaction(
+        &self,
+        request: Request<pb::ResolveTransactionRequest>,
+    ) -> Result<Response<pb::ResolveTransactionResponse>, Status> {
+        let b = request.into_inner();
+        let id = parse_id(&b.transaction_id, "transaction id")?;
+        let resolution = Resolution { actor: b.actor, note: b.note };
+        let tx = self.0.resolve(id, outcome(b.outcome)?, &resolution).await?;
+        Ok(Response::new(pb::ResolveTransactionResponse { transaction: Some(transaction_proto(tx)) }))
+    }
+
     async fn credit(&self, request: Request<pb::CreditRequest>) -> Result<Response<pb::CreditResponse>, Status> {
         let b = request.into_inner();
-        let user_id = parse_id(&b.user_id, "user id")?;
-        let (applied, balance) =
-            self.0.credit(user_id, b.amount, &b.currency_code, &b.idempotency_key, &b.memo).await?;
-        Ok(Response::new(pb::CreditResponse { balance: Some(balance_proto(balance)), applied }))
+        let (id, kind) = owner(&b.owner_id, b.kind)?;
+        let (applied, account) =
+            self.0.credit(id, kind, b.amount, &b.currency_code, &b.idempotency_key, &b.memo).await?;
+        Ok(Response::new(pb::CreditResponse { account: Some(account_proto(account)), applied }))
+    }
+
+    async fn set_credit_limit(
+        &self,
+        request: Request<pb::SetCreditLimitRequest>,
+    ) -> Result<Response<pb::SetCreditLimitResponse>, Status> {
+        let b = request.into_inner();
+        let account = self.0.set_credit_limit(parse_id(&b.partner_id, "partner id")?, b.credit_limit).await?;
+        Ok(Response::new(pb::SetCreditLimitResponse { account: Some(account_proto(account)) }))
+    }
+
+    async fn list_partner_transactions(
+        &self,
+        request: Request<pb::ListPartnerTransactionsRequest>,
+    ) -> Result<Response<pb::ListPartnerTransactionsResponse>, Status> {
+        let b = request.into_inner();
+        let partner = parse_id(&b.partner_id, "partner id")?;
+        let limit = page_size(b.page_size);
+        let items = self.0.partner_transactions(partner, page_after(&b.page_token)?, limit).await?;
+        let next_page_token = next_token(&items, limit, |t| t.id);
+        Ok(Response::new(pb::ListPartnerTransactionsResponse {
+            transactions: items.into_iter().map(transaction_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn check_ledger(
+        &self,
+        _request: Request<pb::CheckLedgerRequest>,
+    ) -> Result<Response<pb::CheckLedgerResponse>, Status> {
+        Ok(Response::new(books_proto(self.0.check().await?)))
     }
 
     async fn lookup_transaction(

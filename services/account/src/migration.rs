@@ -2,7 +2,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateLedger)]
+    vec![Box::new(CreateLedger), Box::new(DoubleEntry)]
 }
 
 struct CreateLedger;
@@ -137,4 +137,192 @@ impl MigrationTrait for CreateLedger {
         .await?;
         offers_kit::outbox::Outbox::create_table(m, "account_outbox").await
     }
+}
+
+/// The double-entry ledger: accounts (users' and partners' rows; the
+/// system's funding, pending and revenue exist only as the ends of
+/// transfers) and transfers between them replace the
+/// per-user balances and signed entries. Balances become opening transfers
+/// from funding; transactions still PENDING get their hold in the pending
+/// account (from funding: the old model had already taken the money); the
+/// settled ones are marked legacy, having no transfers. The old entries
+/// stay, untouched, for audit.
+struct DoubleEntry;
+
+impl MigrationName for DoubleEntry {
+    fn name(&self) -> &str {
+        "m20261128_000310_account_double_entry"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for DoubleEntry {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("account_accounts")
+                .col(uuid("id").primary_key())
+                .col(string_len("kind", 16))
+                .col(big_integer("balance"))
+                .col(big_integer("credit_limit"))
+                .col(string_len("currency", 3))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone("updated_at"))
+                // The last line of defence: no code path may take an account below its limit.
+                .check(Expr::col("balance").add(Expr::col("credit_limit")).gte(0))
+                .check(Expr::col("credit_limit").gte(0))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("account_transfers")
+                .col(uuid("id").primary_key())
+                .col(uuid("from_account"))
+                .col(uuid("to_account"))
+                .col(big_integer("amount"))
+                .col(string_len("currency", 3))
+                .col(string_len("kind", 16))
+                .col(uuid_null("transaction_id"))
+                .col(string_uniq("key"))
+                .col(text("memo"))
+                .col(timestamp_with_time_zone("created_at"))
+                .check(Expr::col("amount").gt(0))
+                .check(Expr::col("from_account").ne(Expr::col("to_account")))
+                .to_owned(),
+        )
+        .await?;
+        for column in ["from_account", "to_account", "transaction_id"] {
+            m.create_index(
+                Index::create()
+                    .name(format!("account_transfers_{column}"))
+                    .table("account_transfers")
+                    .col(column)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.create_table(
+            Table::create()
+                .table("account_resolutions")
+                .col(uuid("transaction_id").primary_key())
+                .col(string_len("outcome", 16))
+                .col(string("actor"))
+                .col(text("note"))
+                .col(timestamp_with_time_zone("created_at"))
+                .to_owned(),
+        )
+        .await?;
+        // SQLite adds one column per statement.
+        let columns = [
+            uuid_null("payer_account_id"),
+            boolean("needs_review").default(false).to_owned(),
+            text_null("review_reason"),
+            boolean("legacy").default(false).to_owned(),
+        ];
+        for column in columns {
+            m.alter_table(Table::alter().table("account_transactions").add_column(column).to_owned()).await?;
+        }
+        m.create_index(
+            Index::create()
+                .name("account_transactions_payer")
+                .table("account_transactions")
+                .col("payer_account_id")
+                .col("id")
+                .to_owned(),
+        )
+        .await?;
+        move_balances(m).await?;
+        m.drop_table(Table::drop().table("account_balances").to_owned()).await
+    }
+}
+
+async fn move_balances(m: &SchemaManager<'_>) -> Result<(), DbErr> {
+    use sea_orm::{ConnectionTrait, QueryResult};
+    let db = m.get_connection();
+    let now = chrono::Utc::now();
+    let currency = |row: &QueryResult| row.try_get::<String>("", "currency");
+    let balances = db
+        .query_all(&Query::select().columns(["user_id", "balance", "currency"]).from("account_balances").to_owned())
+        .await?;
+    let account = |id: uuid::Uuid, balance: i64, currency: &str| {
+        Query::insert()
+            .into_table("account_accounts")
+            .columns(["id", "kind", "balance", "credit_limit", "currency", "created_at", "updated_at"])
+            .values_panic([
+                id.into(),
+                "USER".into(),
+                balance.into(),
+                0i64.into(),
+                currency.into(),
+                now.into(),
+                now.into(),
+            ])
+            .to_owned()
+    };
+    let transfer = |to: uuid::Uuid, amount: i64, currency: &str, kind: &str, tx: Option<uuid::Uuid>, key: String| {
+        Query::insert()
+            .into_table("account_transfers")
+            .columns([
+                "id",
+                "from_account",
+                "to_account",
+                "amount",
+                "currency",
+                "kind",
+                "transaction_id",
+                "key",
+                "memo",
+                "created_at",
+            ])
+            .values_panic([
+                uuid::Uuid::now_v7().into(),
+                crate::ledger::FUNDING.into(),
+                to.into(),
+                amount.into(),
+                currency.into(),
+                kind.into(),
+                tx.into(),
+                key.into(),
+                "moved into the double-entry ledger".into(),
+                now.into(),
+            ])
+            .to_owned()
+    };
+    for row in balances {
+        let user: uuid::Uuid = row.try_get("", "user_id")?;
+        let balance: i64 = row.try_get("", "balance")?;
+        let currency = currency(&row)?;
+        db.execute(&account(user, balance, &currency)).await?;
+        if balance > 0 {
+            db.execute(&transfer(user, balance, &currency, "OPENING", None, format!("opening:{user}"))).await?;
+        }
+    }
+    let transactions = Query::select()
+        .columns(["id", "user_id", "kind", "amount", "currency", "status"])
+        .from("account_transactions")
+        .to_owned();
+    for row in db.query_all(&transactions).await? {
+        let id: uuid::Uuid = row.try_get("", "id")?;
+        let user: uuid::Uuid = row.try_get("", "user_id")?;
+        let kind: String = row.try_get("", "kind")?;
+        let status: String = row.try_get("", "status")?;
+        // A partner activation was paid to the partner, not to us: what it
+        // held came from funding, and goes back there if it fails.
+        let payer = if kind == "PARTNER_ACTIVATION" { crate::ledger::FUNDING } else { user };
+        let pending = status == "PENDING";
+        let update = Query::update()
+            .table("account_transactions")
+            .values([("payer_account_id", payer.into()), ("legacy", (!pending).into())])
+            .and_where(Expr::col("id").eq(id))
+            .to_owned();
+        db.execute(&update).await?;
+        if pending {
+            let amount: i64 = row.try_get("", "amount")?;
+            let currency = currency(&row)?;
+            let hold = transfer(crate::ledger::PENDING, amount, &currency, "HOLD", Some(id), format!("hold:{id}"));
+            db.execute(&hold).await?;
+        }
+    }
+    Ok(())
 }

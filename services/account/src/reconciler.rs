@@ -1,6 +1,8 @@
 //! Re-drives transactions left PENDING past their deadline with no job in
 //! flight (a worker died mid-attempt, a job was lost before the outbox
-//! existed for it, a broker lost a queue), so nothing stays PENDING forever.
+//! existed for it, a broker lost a queue), so nothing stays PENDING without
+//! someone working on it: a job, or an operator for the ones waiting for
+//! review (counted in `offers_ledger_needs_review`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +34,8 @@ pub async fn run(ledger: Arc<Ledger>, shutdown: CancellationToken) {
 }
 
 async fn pass(ledger: &Ledger) -> Result<(), crate::error::LedgerError> {
+    // Reported on every pass, so the alert sees the queue even when nothing moves.
+    metrics::gauge!("offers_ledger_needs_review").set(ledger.reviews_waiting().await? as f64);
     for tx in ledger.overdue(100).await? {
         if ledger.redrive(&tx).await? {
             metrics::counter!("offers_ledger_redriven_total").increment(1);

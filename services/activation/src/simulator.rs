@@ -1,9 +1,12 @@
 //! A stand-in for the external provisioning system, for the embedded mode,
-//! the tests and load tests: success by default; offer `SIM-FAIL` is always
-//! rejected; `SIM-FLAKY` fails twice transiently per transaction, then
-//! succeeds. Optional latency and a random transient failure rate. Like a
-//! real provider it is idempotent: a transaction it provisioned stays
-//! provisioned however often it is asked.
+//! the tests and load tests, keeping the provisioning contract: success by
+//! default; offer `SIM-FAIL` is always rejected; `SIM-FLAKY` fails twice
+//! transiently per transaction, then succeeds; `SIM-SLOW` provisions on the
+//! first request but answers it only after two minutes (longer than any
+//! caller waits), so that caller cannot know. Optional latency and a random
+//! transient failure rate. Like a real provider it is idempotent — a
+//! transaction it provisioned stays provisioned however often it is asked —
+//! and answers inquiries: `GET /v1/activations/{key}`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,9 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +26,12 @@ use tokio_util::sync::CancellationToken;
 struct Seen {
     calls: u32,
     provisioned: bool,
+    /// Why it was refused for good, if it was.
+    rejected: Option<&'static str>,
 }
+
+/// How long `SIM-SLOW`'s first request waits before it answers.
+const SLOW: Duration = Duration::from_secs(120);
 
 #[derive(Clone)]
 struct Simulator {
@@ -39,7 +48,10 @@ struct Activation {
 
 pub fn router(latency: Duration, failure_percent: u8) -> Router {
     let simulator = Simulator { latency, failure_percent, seen: Arc::default() };
-    Router::new().route("/v1/activations", post(activate)).with_state(simulator)
+    Router::new()
+        .route("/v1/activations", post(activate))
+        .route("/v1/activations/{key}", get(inquire))
+        .with_state(simulator)
 }
 
 /// Serves the simulator on `addr` until `shutdown`; returns the bound address.
@@ -70,12 +82,26 @@ async fn activate(
     }
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or(&body.transaction_id).to_string();
     let roll: u8 = rand::random_range(0..100);
+    let slow_first = body.offer_code == "SIM-SLOW" && {
+        let mut seen = sim.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = seen.entry(key.clone()).or_default();
+        let first = entry.calls == 0;
+        if first {
+            // Counted now, so a retry arriving meanwhile is not first too.
+            (entry.calls, entry.provisioned) = (1, true);
+        }
+        first
+    };
+    if slow_first {
+        tokio::time::sleep(SLOW).await;
+    }
     let mut seen = sim.seen.lock().unwrap_or_else(|p| p.into_inner());
     let entry = seen.entry(key.clone()).or_default();
     entry.calls += 1;
     let answer = if entry.provisioned {
         None
     } else if body.offer_code == "SIM-FAIL" {
+        entry.rejected = Some("the offer cannot be provisioned on this line");
         Some((StatusCode::UNPROCESSABLE_ENTITY, "the offer cannot be provisioned on this line"))
     } else if body.offer_code == "SIM-FLAKY" && entry.calls <= 2 {
         Some((StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable"))
@@ -90,5 +116,17 @@ async fn activate(
             entry.provisioned = true;
             (StatusCode::OK, axum::Json(json!({ "status": "ACTIVE", "provider_reference": format!("SIM-{key}") })))
         }
+    }
+}
+
+/// What became of a key: provisioned, rejected (and why), or never seen.
+async fn inquire(State(sim): State<Simulator>, Path(key): Path<String>) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let seen = sim.seen.lock().unwrap_or_else(|p| p.into_inner());
+    match seen.get(&key) {
+        Some(entry) if entry.provisioned => (StatusCode::OK, axum::Json(json!({ "status": "provisioned" }))),
+        Some(Seen { rejected: Some(reason), .. }) => {
+            (StatusCode::OK, axum::Json(json!({ "status": "rejected", "error": reason })))
+        }
+        _ => (StatusCode::NOT_FOUND, axum::Json(json!({ "status": "not_found" }))),
     }
 }

@@ -1,7 +1,11 @@
 //! The provisioning worker: takes provisioning jobs off the bus, claims the
-//! attempt, calls the provisioning system and settles the outcome through
-//! the ledger. Jobs are acked only after their effect is committed; a
-//! duplicate or stale job finds its attempt already claimed and is dropped.
+//! attempt, calls the provisioning system and records the outcome through
+//! the ledger. An unknown outcome is retried; when the attempts run out, or
+//! a refusal follows attempts whose fate is unknown, the worker asks the
+//! provider what became of the request before anything is refunded, and
+//! parks the transaction for review when even that cannot be known. Jobs
+//! are acked only after their effect is committed; a duplicate or stale job
+//! finds its attempt already claimed and is dropped.
 
 use std::time::Duration;
 
@@ -12,7 +16,7 @@ use offers_kit::retry::backoff;
 use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
 use offers_proto::contracts::ProvisionJob;
 
-use crate::provider::{Outcome, Provider};
+use crate::provider::{Inquiry, Outcome, Provider};
 use crate::settings::ProvisioningSettings;
 
 pub struct Worker {
@@ -60,31 +64,52 @@ impl Worker {
         let outcome = self.provider.activate(&tx, job.attempt).await;
         tracing::info!(transaction_id = %tx.id, attempt = job.attempt, ?outcome, "provisioning attempt");
         let max = i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
-        let (label, request) = match outcome {
-            Outcome::Provisioned => ("provisioned", Settle::Done(account::TransactionStatus::Success, String::new())),
-            Outcome::Rejected(reason) => ("rejected", Settle::Done(account::TransactionStatus::Failed, reason)),
-            Outcome::Transient(error) if job.attempt >= max => (
-                "exhausted",
-                Settle::Done(
-                    account::TransactionStatus::Failed,
-                    format!("provisioning failed after {} attempts: {error}", job.attempt),
-                ),
-            ),
-            Outcome::Transient(error) => ("retry", Settle::Retry(error)),
+        let (label, decision) = match outcome {
+            Outcome::Provisioned => {
+                ("provisioned", Decision::Settle(account::TransactionStatus::Success, String::new()))
+            }
+            // The first attempt's refusal is the whole story.
+            Outcome::Rejected(reason) if job.attempt <= 1 => {
+                ("rejected", Decision::Settle(account::TransactionStatus::Failed, rejected(&reason)))
+            }
+            // A refusal after attempts whose fate is unknown: one of those
+            // may have provisioned it.
+            Outcome::Rejected(reason) => self.ask(&tx.id, Some(reason), job.attempt).await,
+            Outcome::Unknown(detail) if job.attempt < max => ("retry", Decision::Retry(detail)),
+            Outcome::Unknown(_) => self.ask(&tx.id, None, job.attempt).await,
         };
         metrics::counter!("offers_worker_jobs_total", "result" => label).increment(1);
-        self.persist(&tx.id, job.attempt, request).await;
+        self.persist(&tx.id, job.attempt, decision).await;
         Ok(())
+    }
+
+    /// What the provider says became of the transaction, when the attempts
+    /// so far leave it open: provisioned, definitively not (and why), or
+    /// unknown — then an operator decides and nothing is refunded.
+    async fn ask(&self, id: &str, refusal: Option<String>, attempts: i32) -> (&'static str, Decision) {
+        match self.provider.inquire(id).await {
+            Inquiry::Provisioned => {
+                ("inquired_provisioned", Decision::Settle(account::TransactionStatus::Success, String::new()))
+            }
+            Inquiry::NotProvisioned(reason) => {
+                let reason = match reason.or(refusal) {
+                    Some(reason) => rejected(&reason),
+                    None => format!("the provisioning system did not provision it ({attempts} attempts)"),
+                };
+                ("inquired_not_provisioned", Decision::Settle(account::TransactionStatus::Failed, reason))
+            }
+            Inquiry::Unknown(detail) => ("review", Decision::Review(format!("after {attempts} attempts: {detail}"))),
+        }
     }
 
     /// Records the attempt's outcome, trying a few times: the attempt is
     /// claimed, so should the ledger stay unreachable the reconciler re-drives
     /// the transaction after the lease (the provider dedupes on its id).
-    async fn persist(&self, transaction_id: &str, attempt: i32, request: Settle) {
+    async fn persist(&self, transaction_id: &str, attempt: i32, decision: Decision) {
         let mut pause = Duration::from_millis(200);
         for _ in 0..4 {
-            let result = match &request {
-                Settle::Done(status, reason) => self
+            let result = match &decision {
+                Decision::Settle(status, reason) => self
                     .ledger
                     .clone()
                     .settle_transaction(account::SettleTransactionRequest {
@@ -95,7 +120,17 @@ impl Worker {
                     })
                     .await
                     .map(drop),
-                Settle::Retry(error) => {
+                Decision::Review(reason) => self
+                    .ledger
+                    .clone()
+                    .mark_for_review(account::MarkForReviewRequest {
+                        transaction_id: transaction_id.into(),
+                        attempt,
+                        reason: reason.clone(),
+                    })
+                    .await
+                    .map(drop),
+                Decision::Retry(error) => {
                     let delay = backoff(
                         attempt,
                         Duration::from_millis(self.settings.retry_base_ms),
@@ -126,9 +161,19 @@ impl Worker {
     }
 }
 
-enum Settle {
-    Done(account::TransactionStatus, String),
+/// What an attempt leads to.
+enum Decision {
+    /// SUCCESS, or FAILED with the reason customers see.
+    Settle(account::TransactionStatus, String),
+    /// Another attempt after a backoff (the detail is for operators).
     Retry(String),
+    /// Nobody can tell whether it was provisioned: an operator decides.
+    Review(String),
+}
+
+/// The reason a refused transaction failed, as customers see it.
+fn rejected(reason: &str) -> String {
+    format!("rejected by the provisioning system: {reason}")
 }
 
 #[async_trait]

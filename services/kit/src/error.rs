@@ -52,6 +52,7 @@ error_codes! {
     PayloadTooLarge => ("payload_too_large", InvalidArgument, 413, "The request body is too large"),
     MethodNotAllowed => ("method_not_allowed", Unimplemented, 405, "Method not allowed"),
     InsufficientBalance => ("insufficient_balance", FailedPrecondition, 400, "The balance does not cover the price"),
+    InsufficientPartnerFunds => ("insufficient_partner_funds", FailedPrecondition, 400, "The partner's account does not cover the price"),
     OfferInactive => ("offer_inactive", FailedPrecondition, 400, "The offer is not available"),
     CurrencyMismatch => ("currency_mismatch", FailedPrecondition, 400, "The currencies do not match"),
     IdempotencyKeyReused => ("idempotency_key_reused", FailedPrecondition, 422, "The idempotency key was used with a different request"),

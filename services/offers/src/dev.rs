@@ -20,6 +20,8 @@ pub const DEMO_USERS: [&str; 2] = ["demo", "demo2"];
 pub const DEMO_BALANCE: i64 = 100_000;
 pub const DEMO_PARTNER: &str = "demo-partner";
 pub const DEMO_PARTNER_KEY: &str = "demo-partner-key";
+/// What the demo partner has prepaid into its account.
+pub const DEMO_PARTNER_FLOAT: i64 = 1_000_000;
 
 fn offer(
     code: &str,
@@ -88,6 +90,15 @@ pub async fn seed(admin: &mut AdminClient, currency: &str) -> anyhow::Result<()>
             currency,
         ),
         offer("SIM-FLAKY", "Simulator: flaky", "Fails twice transiently, then succeeds", 100, 1, (10, 0, 0), currency),
+        offer(
+            "SIM-SLOW",
+            "Simulator: slow",
+            "Provisioned by the first request, which is answered too late: the outcome is asked for",
+            100,
+            1,
+            (10, 0, 0),
+            currency,
+        ),
     ];
     for o in offers {
         let code = o.code.clone();
@@ -104,6 +115,9 @@ pub async fn seed(admin: &mut AdminClient, currency: &str) -> anyhow::Result<()>
         admin.create_key(&partner.id, Some(DEMO_PARTNER_KEY)).await?;
         tracing::info!(id = %partner.id, "seeded demo partner");
     }
+    // Keyed by the partner, so a restart never funds twice.
+    let partner = admin.partner(DEMO_PARTNER).await?;
+    admin.fund_partner(&partner.id, DEMO_PARTNER_FLOAT, currency, &format!("demo-seed:{}", partner.id)).await?;
     Ok(())
 }
 
@@ -124,7 +138,7 @@ pub async fn run(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
          \x20 gRPC      {grpc}   internal gRPC {internal}\n\
          \x20 provisioning simulator http://{sim}\n\
          \x20 demo users: demo / {pw}  and  demo2 / {pw}  (balance {balance} each)\n\
-         \x20 demo partner key: {partner_key}   reminders: {dir}/notifications.log\n\n\
+         \x20 demo partner key: {partner_key} (float {float})   reminders: {dir}/notifications.log\n\n\
          Try:\n\
          \x20 curl -s -X POST http://{http}/api/v1/auth/login/ -H 'Content-Type: application/json' \
          -d '{{\"username\":\"demo\",\"password\":\"{pw}\"}}'\n\n\
@@ -135,6 +149,7 @@ pub async fn run(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
         pw = DEMO_PASSWORD,
         balance = DEMO_BALANCE,
         partner_key = DEMO_PARTNER_KEY,
+        float = DEMO_PARTNER_FLOAT,
     );
     let outcome = process.run_until_signal().await;
     simulator.cancel();

@@ -98,6 +98,33 @@ impl pb::partner_service_server::PartnerService for PartnerApi {
         let secret = self.0.set_callback(&partner, &request.get_ref().callback_url).await?;
         Ok(Response::new(pb::SetCallbackResponse { signing_secret: secret.unwrap_or_default() }))
     }
+
+    async fn get_balance(
+        &self,
+        request: Request<pb::GetBalanceRequest>,
+    ) -> Result<Response<pb::GetBalanceResponse>, Status> {
+        let partner = self.caller(&request).await?;
+        let account = self.0.balance(&partner).await?;
+        Ok(Response::new(pb::GetBalanceResponse {
+            balance: account.balance,
+            credit_limit: account.credit_limit,
+            available: account.balance + account.credit_limit,
+            currency_code: account.currency_code,
+        }))
+    }
+
+    async fn list_transactions(
+        &self,
+        request: Request<pb::ListTransactionsRequest>,
+    ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
+        let partner = self.caller(&request).await?;
+        let body = request.into_inner();
+        let page = self.0.transactions(&partner, body.page_size, body.page_token).await?;
+        Ok(Response::new(pb::ListTransactionsResponse {
+            transactions: page.transactions,
+            next_page_token: page.next_page_token,
+        }))
+    }
 }
 
 #[tonic::async_trait]

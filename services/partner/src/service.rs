@@ -189,6 +189,26 @@ impl Partners {
         }
     }
 
+    /// The partner's account with us: float, credit limit, what is left.
+    pub async fn balance(&self, partner: &partner::Model) -> Result<account::Account, PartnerError> {
+        let request =
+            account::GetAccountRequest { owner_id: partner.id.to_string(), kind: account::AccountKind::Partner.into() };
+        let answer = self.clients.ledger.clone().get_account(request).await?.into_inner();
+        answer.account.ok_or_else(|| PartnerError::Upstream(Error::internal("the ledger returned no account")))
+    }
+
+    /// A page of the partner's own transactions, newest first.
+    pub async fn transactions(
+        &self,
+        partner: &partner::Model,
+        page_size: i32,
+        page_token: String,
+    ) -> Result<account::ListPartnerTransactionsResponse, PartnerError> {
+        let request =
+            account::ListPartnerTransactionsRequest { partner_id: partner.id.to_string(), page_size, page_token };
+        Ok(self.clients.ledger.clone().list_partner_transactions(request).await?.into_inner())
+    }
+
     /// Sets (or, with an empty URL, clears) the callback URL, and returns a
     /// new signing secret for it.
     pub async fn set_callback(&self, partner: &partner::Model, url: &str) -> Result<Option<String>, PartnerError> {

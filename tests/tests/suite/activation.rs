@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use offers_proto::contracts::{Job, ProvisionJob};
-use offers_tests::{Backend, Bought, TestSuite, both};
+use offers_tests::provider::{Answer, StubProvider};
+use offers_tests::{Backend, Bought, TestSuite, both, each_backend};
 use serde_json::json;
 
 fn time(value: &serde_json::Value) -> DateTime<Utc> {
@@ -293,36 +294,13 @@ both!(
     status_and_lists_check_their_input,
 );
 
-/// A provisioning system that takes the first call and never answers it
-/// (the worker will be killed while waiting), then provisions normally.
-async fn hanging_provider() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<()>) {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let (seen, calls) = tokio::sync::mpsc::unbounded_channel();
-    let count = Arc::new(AtomicUsize::new(0));
-    let app = axum::Router::new().route(
-        "/v1/activations",
-        axum::routing::post(move || {
-            let (count, seen) = (count.clone(), seen.clone());
-            async move {
-                let _ = seen.send(());
-                if count.fetch_add(1, Ordering::SeqCst) == 0 {
-                    std::future::pending::<()>().await;
-                }
-                axum::Json(json!({"status": "ACTIVE"}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, calls)
-}
-
 async fn a_worker_killed_mid_attempt_charges_once(backend: Backend) {
-    let (provider, mut calls) = hanging_provider().await;
+    // The first call is taken and never answered (the worker is killed while
+    // waiting); later ones provision normally.
+    let provider =
+        StubProvider::start(|n| if n == 1 { Answer::Hang } else { Answer::ok() }, |_| Answer::not_found()).await;
     let Some(mut suite) = TestSuite::spawn_with(backend, |s| {
-        s.provisioning.url = Some(format!("http://{provider}"));
+        s.provisioning.url = Some(provider.url.clone());
         // Longer than the test takes to kill the worker: the call hangs until then.
         s.provisioning.timeout_ms = 10_000;
         s.ledger.attempt_lease_secs = 11;
@@ -333,7 +311,9 @@ async fn a_worker_killed_mid_attempt_charges_once(backend: Backend) {
     };
     let Bought { before, reply, .. } = suite.demo_buys("DATA-1GB").await;
     let tx = reply.str("transaction_id").to_string();
-    calls.recv().await.expect("the provider was called");
+    while provider.posts() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Killed between the provider call and the ack.
     suite.crash_and_restart().await;
     let token = suite.token("demo").await;
@@ -345,16 +325,6 @@ async fn a_worker_killed_mid_attempt_charges_once(backend: Backend) {
     assert_eq!(subs.body["results"].as_array().expect("results").len(), 1);
     suite.assert_ledger_invariant().await;
     suite.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_mid_attempt_charges_once_embedded() {
-    a_worker_killed_mid_attempt_charges_once(Backend::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_mid_attempt_charges_once_real() {
-    a_worker_killed_mid_attempt_charges_once(Backend::Real).await;
 }
 
 /// Forwards a local port to RabbitMQ, once told to.
@@ -415,3 +385,5 @@ async fn cache_down_money_and_status_still_work() {
     suite.assert_ledger_invariant().await;
     suite.stop().await;
 }
+
+each_backend!(a_worker_killed_mid_attempt_charges_once);

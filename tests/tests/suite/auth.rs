@@ -1,7 +1,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use offers_tests::{Backend, TestSuite, both};
+use offers_tests::{Backend, TestSuite, both, each_backend};
 use serde_json::json;
 
 const PROFILE: &str = "/api/v1/auth/profile/";
@@ -192,12 +192,4 @@ async fn login_is_rate_limited(backend: Backend) {
     suite.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_is_rate_limited_embedded() {
-    login_is_rate_limited(Backend::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_is_rate_limited_real() {
-    login_is_rate_limited(Backend::Real).await;
-}
+each_backend!(login_is_rate_limited);

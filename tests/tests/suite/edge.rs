@@ -27,6 +27,8 @@ const SERVED: &[(&str, &str)] = &[
     ("/api/v1/partner/activate/", "post"),
     ("/api/v1/partner/validate/{reference}/", "get"),
     ("/api/v1/partner/callback/", "post"),
+    ("/api/v1/partner/balance/", "get"),
+    ("/api/v1/partner/transactions/", "get"),
     ("/api/v1/openapi.json", "get"),
     ("/healthz", "get"),
     ("/readyz", "get"),

@@ -5,6 +5,8 @@ mod activation;
 mod auth;
 mod bus;
 mod edge;
+mod migration;
 mod notifier;
 mod offers;
 mod partner;
+mod provisioning;

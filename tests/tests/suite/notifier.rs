@@ -8,7 +8,7 @@ use chrono::Utc;
 use offers_notifier::ReminderJob;
 use offers_proto::catalog::v1::Offer;
 use offers_proto::contracts::Job;
-use offers_tests::{Backend, TestSuite, both};
+use offers_tests::{Backend, TestSuite, both, each_backend};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -189,16 +189,6 @@ async fn email_goes_over_smtp(backend: Backend) {
     suite.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn email_goes_over_smtp_embedded() {
-    email_goes_over_smtp(Backend::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn email_goes_over_smtp_real() {
-    email_goes_over_smtp(Backend::Real).await;
-}
-
 /// An SMS provider that fails `failures` times with 503, then accepts.
 async fn sms_provider(failures: usize) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
     let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
@@ -246,12 +236,4 @@ async fn sms_is_retried_to_success(backend: Backend) {
     suite.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sms_is_retried_to_success_embedded() {
-    sms_is_retried_to_success(Backend::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sms_is_retried_to_success_real() {
-    sms_is_retried_to_success(Backend::Real).await;
-}
+each_backend!(email_goes_over_smtp, sms_is_retried_to_success);

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use offers_proto::partner::v1::PartnerStatus;
-use offers_tests::{Backend, Reply, TestSuite, both};
+use offers_tests::{Backend, Reply, TestSuite, both, each_backend};
 use serde_json::{Value, json};
 
 const DEMO_KEY: &str = "demo-partner-key";
@@ -30,19 +30,46 @@ async fn settled_reference(suite: &TestSuite, key: &str, reference: &str) -> Rep
     }
 }
 
-/// A second partner with its own key.
-async fn other_partner(suite: &TestSuite, name: &str) -> (String, String) {
+/// Another partner with its own key and `float` in its account.
+async fn funded_partner(suite: &TestSuite, name: &str, float: i64) -> (String, String) {
     let mut admin = suite.admin();
     let offers::admin::Created::New(created) = admin.create_partner(name).await.expect("partner") else {
         panic!("partner exists")
     };
-    (created.partner.expect("partner").id, created.secret)
+    let id = created.partner.expect("partner").id;
+    if float > 0 {
+        let currency = suite.settings.currency.clone();
+        admin.fund_partner(&id, float, &currency, &format!("test-float:{name}")).await.expect("fund");
+    }
+    (id, created.secret)
 }
 
-async fn partner_activation_succeeds_without_charging(suite: &TestSuite) {
+/// A second partner with its own key and some money in its account.
+async fn other_partner(suite: &TestSuite, name: &str) -> (String, String) {
+    funded_partner(suite, name, 100_000).await
+}
+
+/// The calling partner's account: (balance, credit limit, available),
+/// waiting out the partner's rate limit if a burst just used it up.
+async fn partner_balance(suite: &TestSuite, key: &str) -> (i64, i64, i64) {
+    let mut reply = suite.api.get("/api/v1/partner/balance/", Some(key)).await;
+    while reply.status == 429 {
+        let wait = reply.header("retry-after").and_then(|s| s.parse().ok()).unwrap_or(1);
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+        reply = suite.api.get("/api/v1/partner/balance/", Some(key)).await;
+    }
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["currency"], suite.settings.currency.as_str());
+    let field = |name: &str| reply.body[name].as_i64().unwrap_or_else(|| panic!("{name} in {}", reply.body));
+    (field("balance"), field("credit_limit"), field("available"))
+}
+
+async fn partner_activation_charges_the_partner_not_the_user(suite: &TestSuite) {
     let token = suite.token("demo").await;
     let user = user_id(suite, &token).await;
     let before = suite.balance(&token).await;
+    let (float, _, _) = partner_balance(suite, DEMO_KEY).await;
+    assert_eq!(float, offers::dev::DEMO_PARTNER_FLOAT, "the demo partner's float");
     let offer = suite.offer_id(&token, "DATA-1GB").await;
     let accepted = partner_activate(suite, DEMO_KEY, &json!({"user_id": user, "offer_id": offer, "amount": 500})).await;
     assert_eq!(accepted.status, 202, "{}", accepted.body);
@@ -59,7 +86,8 @@ async fn partner_activation_succeeds_without_charging(suite: &TestSuite) {
         (Some(user.as_str()), Some(offer.as_str()))
     );
     assert_eq!(valid.body["transaction_id"], accepted.body["transaction_id"]);
-    assert_eq!(suite.balance(&token).await, before, "the partner collected the money; nothing is charged here");
+    assert_eq!(suite.balance(&token).await, before, "the partner paid; the user's balance is untouched");
+    assert_eq!(partner_balance(suite, DEMO_KEY).await, (float - 500, 0, float - 500), "the partner paid, once");
 
     // The user sees it, with its kind and reference, and the subscription.
     let tx = suite.transaction(&token, accepted.str("transaction_id")).await;
@@ -73,16 +101,19 @@ async fn partner_activation_succeeds_without_charging(suite: &TestSuite) {
     assert_eq!(status.body["status"], "SUCCESS");
 }
 
-async fn failed_partner_activation_credits_the_user_once(suite: &TestSuite) {
+async fn failed_partner_activation_refunds_the_partner_once(suite: &TestSuite) {
     let token = suite.token("demo2").await;
     let user = user_id(suite, &token).await;
     let before = suite.balance(&token).await;
+    let (float, _, _) = partner_balance(suite, DEMO_KEY).await;
     let offer = suite.offer_id(&token, "SIM-FAIL").await;
     let accepted = partner_activate(suite, DEMO_KEY, &json!({"user_id": user, "offer_id": offer, "amount": 100})).await;
     assert_eq!(accepted.status, 202, "{}", accepted.body);
+    assert_eq!(partner_balance(suite, DEMO_KEY).await.0, float - 100, "held from the partner");
     let done = settled_reference(suite, DEMO_KEY, accepted.str("reference")).await;
     assert_eq!(done.body["status"], "FAILED");
-    assert_eq!(suite.balance(&token).await, before + 100, "the user's money is not lost: credited exactly the amount");
+    assert_eq!(partner_balance(suite, DEMO_KEY).await.0, float, "the money went back to whoever paid");
+    assert_eq!(suite.balance(&token).await, before, "no money is created for the user");
     // Duplicate settle attempts change nothing more.
     let id = accepted.str("transaction_id").to_string();
     let mut admin = suite.admin();
@@ -94,7 +125,86 @@ async fn failed_partner_activation_credits_the_user_once(suite: &TestSuite) {
     };
     let again = admin.ledger.settle_transaction(settle).await.expect("settle").into_inner();
     assert!(!again.applied);
-    assert_eq!(suite.balance(&token).await, before + 100, "credited once");
+    assert_eq!(partner_balance(suite, DEMO_KEY).await.0, float, "refunded once");
+    assert_eq!(suite.balance(&token).await, before);
+}
+
+async fn a_partner_float_covers_exactly_what_it_holds(suite: &TestSuite) {
+    let (_, key) = funded_partner(suite, "small-bank", 3 * 500).await;
+    let token = suite.token("demo").await;
+    let user = user_id(suite, &token).await;
+    let before = suite.balance(&token).await;
+    let offer = suite.offer_id(&token, "DATA-1GB").await;
+    let body = json!({"user_id": user, "offer_id": offer, "amount": 500});
+    let replies = futures_util::future::join_all((0..20).map(|_| partner_activate(suite, &key, &body))).await;
+    let accepted: Vec<_> = replies.iter().filter(|r| r.status == 202).collect();
+    assert_eq!(accepted.len(), 3, "statuses: {:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    for refused in replies.iter().filter(|r| r.status != 202) {
+        refused.assert_problem(400, "insufficient_partner_funds");
+    }
+    assert_eq!(partner_balance(suite, &key).await, (0, 0, 0));
+    let listed = suite.api.get("/api/v1/partner/transactions/", Some(&key)).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.body["results"].as_array().expect("results").len(), 3, "nothing written for the refused");
+    for reply in accepted {
+        assert_eq!(settled_reference(suite, &key, reply.str("reference")).await.body["status"], "SUCCESS");
+    }
+    assert_eq!(suite.balance(&token).await, before, "the user paid nothing");
+}
+
+async fn a_credit_limit_lets_a_partner_go_below_zero(suite: &TestSuite) {
+    let (partner, key) = funded_partner(suite, "credit-bank", 0).await;
+    let token = suite.token("demo").await;
+    let body = json!({"user_id": user_id(suite, &token).await, "offer_id": suite.offer_id(&token, "DATA-1GB").await, "amount": 500});
+    partner_activate(suite, &key, &body).await.assert_problem(400, "insufficient_partner_funds");
+    let mut admin = suite.admin();
+    admin.set_credit_limit(&partner, 700).await.expect("limit");
+    assert_eq!(partner_balance(suite, &key).await, (0, 700, 700));
+    let accepted = partner_activate(suite, &key, &body).await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    assert_eq!(partner_balance(suite, &key).await, (-500, 700, 200));
+    partner_activate(suite, &key, &body).await.assert_problem(400, "insufficient_partner_funds");
+    assert!(admin.set_credit_limit(&partner, 400).await.is_err(), "not below what it owes");
+    settled_reference(suite, &key, accepted.str("reference")).await;
+}
+
+async fn partners_list_only_their_own_transactions(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let user = user_id(suite, &token).await;
+    let offer = suite.offer_id(&token, "VOICE-100").await;
+    let (_, key) = other_partner(suite, "listing-bank").await;
+    let body = json!({"user_id": user, "offer_id": offer, "amount": 300});
+    let mine: Vec<String> = futures_util::future::join_all((0..3).map(|_| partner_activate(suite, &key, &body)))
+        .await
+        .iter()
+        .map(|r| r.str("reference").to_string())
+        .collect();
+    let demo = partner_activate(suite, DEMO_KEY, &body).await;
+    assert_eq!(demo.status, 202);
+    let first = suite.api.get("/api/v1/partner/transactions/?limit=2", Some(&key)).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let second = suite
+        .api
+        .get(&format!("/api/v1/partner/transactions/?limit=2&cursor={}", first.str("next_cursor")), Some(&key))
+        .await;
+    let listed: Vec<String> = [&first, &second]
+        .iter()
+        .flat_map(|page| page.body["results"].as_array().expect("results").clone())
+        .map(|t| {
+            assert_eq!(t["kind"], "PARTNER_ACTIVATION");
+            t["reference"].as_str().expect("reference").to_string()
+        })
+        .collect();
+    let mut expected = mine.clone();
+    expected.sort();
+    let mut got = listed.clone();
+    got.sort();
+    assert_eq!(got, expected, "its own three, not the demo partner's");
+    for reference in &mine {
+        settled_reference(suite, &key, reference).await;
+    }
+    settled_reference(suite, DEMO_KEY, demo.str("reference")).await;
+    suite.api.get("/api/v1/partner/transactions/", None).await.assert_problem(401, "unauthenticated");
 }
 
 async fn partner_input_is_checked(suite: &TestSuite) {
@@ -215,8 +325,11 @@ async fn partner_idempotency_is_per_partner(suite: &TestSuite) {
 }
 
 both!(
-    partner_activation_succeeds_without_charging,
-    failed_partner_activation_credits_the_user_once,
+    partner_activation_charges_the_partner_not_the_user,
+    failed_partner_activation_refunds_the_partner_once,
+    a_partner_float_covers_exactly_what_it_holds,
+    a_credit_limit_lets_a_partner_go_below_zero,
+    partners_list_only_their_own_transactions,
     partner_input_is_checked,
     partner_credentials_are_enforced,
     references_are_private_to_their_partner,
@@ -295,16 +408,6 @@ async fn callbacks_are_signed_and_retried(backend: Backend) {
     suite.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn callbacks_are_signed_and_retried_embedded() {
-    callbacks_are_signed_and_retried(Backend::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn callbacks_are_signed_and_retried_real() {
-    callbacks_are_signed_and_retried(Backend::Real).await;
-}
-
 async fn partners_are_rate_limited(backend: Backend) {
     let Some(suite) = TestSuite::spawn_with(backend, |s| s.partner.requests_per_second = 3).await else {
         return;
@@ -318,16 +421,6 @@ async fn partners_are_rate_limited(backend: Backend) {
     limited[0].assert_problem(429, "rate_limited");
     assert!(limited[0].header("retry-after").is_some());
     suite.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partners_are_rate_limited_embedded() {
-    partners_are_rate_limited(Backend::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partners_are_rate_limited_real() {
-    partners_are_rate_limited(Backend::Real).await;
 }
 
 async fn callbacks_stay_out_of_our_network(backend: Backend) {
@@ -353,12 +446,4 @@ async fn callbacks_stay_out_of_our_network(backend: Backend) {
     suite.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn callbacks_stay_out_of_our_network_embedded() {
-    callbacks_stay_out_of_our_network(Backend::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn callbacks_stay_out_of_our_network_real() {
-    callbacks_stay_out_of_our_network(Backend::Real).await;
-}
+each_backend!(callbacks_are_signed_and_retried, partners_are_rate_limited, callbacks_stay_out_of_our_network);

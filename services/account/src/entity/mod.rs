@@ -1,5 +1,6 @@
-pub mod balance;
+pub mod account;
 pub mod idempotency_key;
-pub mod ledger_entry;
+pub mod resolution;
 pub mod subscription;
 pub mod transaction;
+pub mod transfer;

@@ -12,14 +12,6 @@ pub enum Kind {
     PartnerActivation,
 }
 
-impl Kind {
-    /// Whether the user paid us (and is refunded on failure); a partner
-    /// activation was paid to the partner.
-    pub fn debits(self) -> bool {
-        !matches!(self, Kind::PartnerActivation)
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum Status {
@@ -79,6 +71,9 @@ pub struct Model {
     #[sea_orm(unique)]
     pub reference: Option<String>,
     pub partner_id: Option<Uuid>,
+    /// Who paid and gets the money back on failure: the user's account, or
+    /// the partner's for a partner activation.
+    pub payer_account_id: Uuid,
     pub failure_reason: Option<String>,
     pub last_error: Option<String>,
     /// Provisioning attempts claimed so far.
@@ -87,6 +82,13 @@ pub struct Model {
     pub revision: i64,
     /// When the reconciler may re-drive this transaction if still PENDING.
     pub redrive_at: DateTimeUtc,
+    /// PENDING because the provider could not say whether it provisioned:
+    /// no longer re-driven, never refunded until an operator decides.
+    pub needs_review: bool,
+    /// Why it waits for review (for operators).
+    pub review_reason: Option<String>,
+    /// Settled before the double-entry ledger existed: it has no transfers.
+    pub legacy: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use offers_proto::account::v1::TransactionStatus;
 use offers_proto::auth::v1 as auth_pb;
 use offers_proto::catalog::v1 as catalog_pb;
 use offers_proto::partner::v1::PartnerStatus;
@@ -16,9 +17,15 @@ pub enum AdminTask {
     /// Manage offers.
     #[command(subcommand)]
     Offer(OfferTask),
-    /// Manage partners and their API keys.
+    /// Manage partners, their API keys and their accounts.
     #[command(subcommand)]
     Partner(PartnerTask),
+    /// Transactions that wait for an operator.
+    #[command(subcommand)]
+    Tx(TxTask),
+    /// The books.
+    #[command(subcommand)]
+    Ledger(LedgerTask),
     /// Credit a user's balance (a top-up), once per key.
     Credit {
         /// Username or user id.
@@ -157,6 +164,62 @@ pub enum PartnerTask {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyTask),
+    /// Add to a partner's float (its prepaid account), once per key.
+    Fund {
+        #[arg(long)]
+        name: String,
+        /// Minor units.
+        #[arg(long)]
+        amount: i64,
+        /// Repeating a funding with the same key moves nothing; a fresh key
+        /// is made when none is given.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Set how far below zero a partner's account may go.
+    CreditLimit {
+        #[arg(long)]
+        name: String,
+        /// Minor units; 0 for none.
+        #[arg(long)]
+        amount: i64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TxTask {
+    /// List the transactions the provider could not tell the outcome of,
+    /// waiting for an operator (nothing was refunded).
+    Review,
+    /// Settle a transaction waiting for review as the provider or the
+    /// customer confirmed, with a record of who and why.
+    Resolve {
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_enum)]
+        outcome: Outcome,
+        /// Why: what the provider or the customer said.
+        #[arg(long)]
+        note: String,
+        /// Who decides (recorded); the login name by default.
+        #[arg(long, env = "USER", hide_env_values = true)]
+        actor: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Outcome {
+    /// It was provisioned: the held money becomes revenue.
+    Success,
+    /// It was not: the money goes back to whoever paid.
+    Failed,
+}
+
+#[derive(Subcommand)]
+pub enum LedgerTask {
+    /// Print every account's total and check the books; exits non-zero when
+    /// anything is wrong (for an operator or a CronJob).
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -217,12 +280,54 @@ pub async fn run(client: &mut AdminClient, currency: &str, task: AdminTask) -> a
             let updated = client.update_offer(offer, paths).await?;
             println!("updated offer {} ({})", updated.code, updated.id);
         }
-        AdminTask::Partner(task) => partner(client, task).await?,
+        AdminTask::Partner(task) => partner(client, currency, task).await?,
+        AdminTask::Tx(TxTask::Review) => {
+            let waiting = client.reviews().await?;
+            println!("{} transaction(s) waiting for review", waiting.len());
+            for (tx, reason) in waiting {
+                println!(
+                    "{}  {} {} {} {}  attempts {}  user {}  reference {}  — {reason}",
+                    tx.id,
+                    tx.offer_code,
+                    tx.amount,
+                    tx.currency_code,
+                    tx.kind().as_str_name().trim_start_matches("TRANSACTION_KIND_"),
+                    tx.attempts,
+                    tx.user_id,
+                    if tx.reference.is_empty() { "-" } else { &tx.reference },
+                );
+            }
+        }
+        AdminTask::Tx(TxTask::Resolve { id, outcome, note, actor }) => {
+            let outcome = match outcome {
+                Outcome::Success => TransactionStatus::Success,
+                Outcome::Failed => TransactionStatus::Failed,
+            };
+            let tx = client.resolve(&id, outcome, &actor, &note).await?;
+            println!("{} is now {} (resolved by {actor})", tx.id, tx.status().as_str_name());
+        }
+        AdminTask::Ledger(LedgerTask::Check) => {
+            let books = client.check_ledger().await?;
+            for total in &books.totals {
+                let Some(account) = &total.account else { continue };
+                let name = if account.name.is_empty() { account.id.as_str() } else { account.name.as_str() };
+                let kind = account.kind().as_str_name().trim_start_matches("ACCOUNT_KIND_");
+                println!("{kind:<8} {name:<40} {:>16}  (transfers {:>16})", account.balance, total.from_transfers);
+            }
+            println!("sum over all accounts: {}", books.sum);
+            if !books.violations.is_empty() {
+                for violation in &books.violations {
+                    eprintln!("VIOLATION: {violation}");
+                }
+                anyhow::bail!("the ledger is not balanced: {} violation(s)", books.violations.len());
+            }
+            println!("ledger balanced");
+        }
     }
     Ok(())
 }
 
-async fn partner(client: &mut AdminClient, task: PartnerTask) -> anyhow::Result<()> {
+async fn partner(client: &mut AdminClient, currency: &str, task: PartnerTask) -> anyhow::Result<()> {
     match task {
         PartnerTask::Create { name } => match client.create_partner(&name).await? {
             Created::New(created) => {
@@ -255,6 +360,21 @@ async fn partner(client: &mut AdminClient, task: PartnerTask) -> anyhow::Result<
         PartnerTask::Key(KeyTask::Revoke { id }) => {
             let key = client.revoke_key(&id).await?;
             println!("revoked key {} ({})", key.prefix, key.id);
+        }
+        PartnerTask::Fund { name, amount, key } => {
+            let partner = client.partner(&name).await?;
+            let key = key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let (applied, account) = client.fund_partner(&partner.id, amount, currency, &key).await?;
+            let what = if applied { "funded" } else { "already funded with this key" };
+            println!("{what}: {} now has {} {} (key {key})", partner.name, account.balance, account.currency_code);
+        }
+        PartnerTask::CreditLimit { name, amount } => {
+            let partner = client.partner(&name).await?;
+            let account = client.set_credit_limit(&partner.id, amount).await?;
+            println!(
+                "{} may now go down to -{} {} (balance {})",
+                partner.name, account.credit_limit, account.currency_code, account.balance
+            );
         }
     }
     Ok(())

@@ -56,8 +56,7 @@ impl AdminClient {
         Ok(match created(self.users.create_user(request).await)? {
             Created::New(r) => {
                 let user = r.user.context("no user in the answer")?;
-                let open = account_pb::OpenAccountRequest { user_id: user.id.clone() };
-                self.ledger.open_account(open).await.map_err(Error::from_status)?;
+                self.open_account(&user.id, account_pb::AccountKind::User).await?;
                 Created::New(user)
             }
             Created::Existing => Created::Existing,
@@ -75,7 +74,13 @@ impl AdminClient {
         answer.into_inner().user.context("no user in the answer")
     }
 
-    /// Credits a balance once per `key`; returns whether this call did.
+    async fn open_account(&mut self, owner_id: &str, kind: account_pb::AccountKind) -> anyhow::Result<()> {
+        let open = account_pb::OpenAccountRequest { owner_id: owner_id.into(), kind: kind.into() };
+        self.ledger.open_account(open).await.map_err(Error::from_status)?;
+        Ok(())
+    }
+
+    /// Tops up a user's balance once per `key`; returns whether this call did.
     pub async fn credit(
         &mut self,
         user_id: &str,
@@ -83,16 +88,88 @@ impl AdminClient {
         currency: &str,
         key: &str,
         memo: &str,
-    ) -> anyhow::Result<(bool, account_pb::Balance)> {
+    ) -> anyhow::Result<(bool, account_pb::Account)> {
+        let user = (user_id, account_pb::AccountKind::User);
+        self.credit_account(user, amount, currency, key, memo).await
+    }
+
+    /// Adds to a partner's float once per `key`; returns whether this call did.
+    pub async fn fund_partner(
+        &mut self,
+        partner_id: &str,
+        amount: i64,
+        currency: &str,
+        key: &str,
+    ) -> anyhow::Result<(bool, account_pb::Account)> {
+        let partner = (partner_id, account_pb::AccountKind::Partner);
+        self.credit_account(partner, amount, currency, key, "partner float").await
+    }
+
+    /// Moves `amount` from funding into an account, once per `key`.
+    async fn credit_account(
+        &mut self,
+        owner: (&str, account_pb::AccountKind),
+        amount: i64,
+        currency: &str,
+        key: &str,
+        memo: &str,
+    ) -> anyhow::Result<(bool, account_pb::Account)> {
         let request = account_pb::CreditRequest {
-            user_id: user_id.into(),
+            owner_id: owner.0.into(),
+            kind: owner.1.into(),
             amount,
             currency_code: currency.into(),
             idempotency_key: key.into(),
             memo: memo.into(),
         };
         let answer = self.ledger.credit(request).await.map_err(Error::from_status)?.into_inner();
-        Ok((answer.applied, answer.balance.context("no balance in the answer")?))
+        Ok((answer.applied, answer.account.context("no account in the answer")?))
+    }
+
+    /// Sets how far below zero a partner's account may go.
+    pub async fn set_credit_limit(&mut self, partner_id: &str, limit: i64) -> anyhow::Result<account_pb::Account> {
+        let request = account_pb::SetCreditLimitRequest { partner_id: partner_id.into(), credit_limit: limit };
+        let answer = self.ledger.set_credit_limit(request).await.map_err(Error::from_status)?.into_inner();
+        answer.account.context("no account in the answer")
+    }
+
+    /// The transactions waiting for review, with why each waits.
+    pub async fn reviews(&mut self) -> anyhow::Result<Vec<(account_pb::Transaction, String)>> {
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = account_pb::ListReviewsRequest { page_size: 200, page_token };
+            let page = self.ledger.list_reviews(request).await.map_err(Error::from_status)?.into_inner();
+            all.extend(page.transactions.into_iter().zip(page.reasons));
+            if page.next_page_token.is_empty() {
+                return Ok(all);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// Settles a transaction waiting for review, recording who and why.
+    pub async fn resolve(
+        &mut self,
+        transaction_id: &str,
+        outcome: account_pb::TransactionStatus,
+        actor: &str,
+        note: &str,
+    ) -> anyhow::Result<account_pb::Transaction> {
+        let request = account_pb::ResolveTransactionRequest {
+            transaction_id: transaction_id.into(),
+            outcome: outcome.into(),
+            actor: actor.into(),
+            note: note.into(),
+        };
+        let answer = self.ledger.resolve_transaction(request).await.map_err(Error::from_status)?.into_inner();
+        answer.transaction.context("no transaction in the answer")
+    }
+
+    /// The ledger check: account totals, their sum, and what is wrong.
+    pub async fn check_ledger(&mut self) -> anyhow::Result<account_pb::CheckLedgerResponse> {
+        let answer = self.ledger.check_ledger(account_pb::CheckLedgerRequest {}).await.map_err(Error::from_status)?;
+        Ok(answer.into_inner())
     }
 
     pub async fn create_offer(&mut self, offer: catalog_pb::Offer) -> anyhow::Result<Created<catalog_pb::Offer>> {
@@ -114,9 +191,15 @@ impl AdminClient {
         answer.into_inner().offer.context("no offer in the answer")
     }
 
-    /// Creates a partner; the answer holds its first key's secret, once.
+    /// Creates a partner and opens its account; the answer holds its first
+    /// key's secret, once.
     pub async fn create_partner(&mut self, name: &str) -> anyhow::Result<Created<partner_pb::CreatePartnerResponse>> {
-        created(self.partners.create_partner(partner_pb::CreatePartnerRequest { name: name.into() }).await)
+        let made = created(self.partners.create_partner(partner_pb::CreatePartnerRequest { name: name.into() }).await)?;
+        if let Created::New(response) = &made {
+            let partner = response.partner.as_ref().context("no partner in the answer")?;
+            self.open_account(&partner.id, account_pb::AccountKind::Partner).await?;
+        }
+        Ok(made)
     }
 
     pub async fn partner(&mut self, name: &str) -> anyhow::Result<partner_pb::Partner> {

@@ -1,0 +1,211 @@
+//! Accounts and transfers: the one primitive that moves money. A transfer
+//! takes an amount from one account and gives it to another in the
+//! caller's database transaction; a debit of a user's or partner's account
+//! happens only if it stays within the account's limit, and the transfer's
+//! key (derived from its cause) makes it happen at most once.
+
+use chrono::Utc;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
+use uuid::Uuid;
+
+use super::{Ledger, MAX_AMOUNT};
+use crate::entity::account::{self, Kind as AccountKind};
+use crate::entity::transfer::{self, Kind};
+use crate::error::LedgerError;
+
+/// Where money enters: top-ups, partners' floats, opening balances. Its
+/// balance is minus all the money ever put in.
+pub const FUNDING: Uuid = Uuid::from_u128(0x0f0f_0000_0000_0000_0000_0000_0000_0001);
+/// Money held while provisioning runs.
+pub const PENDING: Uuid = Uuid::from_u128(0x0f0f_0000_0000_0000_0000_0000_0000_0002);
+/// Settled sales.
+pub const REVENUE: Uuid = Uuid::from_u128(0x0f0f_0000_0000_0000_0000_0000_0000_0003);
+
+pub const SYSTEM_ACCOUNTS: [(Uuid, &str); 3] = [(FUNDING, "funding"), (PENDING, "pending"), (REVENUE, "revenue")];
+
+pub fn is_system(id: Uuid) -> bool {
+    SYSTEM_ACCOUNTS.iter().any(|(system, _)| *system == id)
+}
+
+/// One movement of money.
+pub(crate) struct Transfer {
+    pub from: Uuid,
+    pub to: Uuid,
+    pub amount: i64,
+    pub kind: Kind,
+    /// Derived from the cause, so the transfer can happen only once.
+    pub key: String,
+    pub transaction_id: Option<Uuid>,
+    pub memo: String,
+}
+
+impl Ledger {
+    /// Opens an account with nothing in it unless there is one.
+    pub(crate) async fn ensure_account(
+        &self,
+        db: &impl ConnectionTrait,
+        id: Uuid,
+        kind: AccountKind,
+    ) -> Result<(), LedgerError> {
+        let now = Utc::now();
+        let row = account::ActiveModel {
+            id: Set(id),
+            kind: Set(kind),
+            balance: Set(0),
+            credit_limit: Set(0),
+            currency: Set(self.currency.clone()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        account::Entity::insert(row)
+            .on_conflict(OnConflict::column(account::Column::Id).do_nothing().to_owned())
+            .exec_without_returning(db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn open_account(&self, id: Uuid, kind: AccountKind) -> Result<account::Model, LedgerError> {
+        self.ensure_account(&self.db, id, kind).await?;
+        self.account(id, kind).await
+    }
+
+    /// The account of a user or partner; one that was never opened is empty.
+    pub async fn account(&self, id: Uuid, kind: AccountKind) -> Result<account::Model, LedgerError> {
+        let found = account::Entity::find_by_id(id).one(&self.db).await?;
+        match found {
+            Some(account) if account.kind == kind => Ok(account),
+            Some(_) => Err(LedgerError::NotFound("account")),
+            None => {
+                let now = Utc::now();
+                let currency = self.currency.clone();
+                Ok(account::Model { id, kind, balance: 0, credit_limit: 0, currency, created_at: now, updated_at: now })
+            }
+        }
+    }
+
+    /// Moves money in the caller's database transaction. A user's or
+    /// partner's account is debited only if it stays within its limit
+    /// (otherwise nothing is written and the caller rolls back); the system
+    /// accounts have no rows to update.
+    pub(crate) async fn transfer(&self, db: &impl ConnectionTrait, t: Transfer) -> Result<(), LedgerError> {
+        if t.amount <= 0 || t.amount > MAX_AMOUNT || t.from == t.to {
+            return Err(LedgerError::Invalid(format!(
+                "a transfer moves between 1 and {MAX_AMOUNT} between two accounts"
+            )));
+        }
+        let now = Utc::now();
+        if !is_system(t.from) {
+            // The one statement that takes money: it happens only if the money is there.
+            let debited = account::Entity::update_many()
+                .col_expr(account::Column::Balance, Expr::col(account::Column::Balance).sub(t.amount))
+                .col_expr(account::Column::UpdatedAt, Expr::value(now))
+                .filter(account::Column::Id.eq(t.from))
+                .filter(Expr::col(account::Column::Balance).add(Expr::col(account::Column::CreditLimit)).gte(t.amount))
+                .exec(db)
+                .await?;
+            if debited.rows_affected != 1 {
+                let kind = account::Entity::find_by_id(t.from).one(db).await?.map(|a| a.kind);
+                return Err(LedgerError::InsufficientFunds {
+                    needed: t.amount,
+                    payer: kind.unwrap_or(AccountKind::User),
+                });
+            }
+        }
+        if !is_system(t.to) {
+            account::Entity::update_many()
+                .col_expr(account::Column::Balance, Expr::col(account::Column::Balance).add(t.amount))
+                .col_expr(account::Column::UpdatedAt, Expr::value(now))
+                .filter(account::Column::Id.eq(t.to))
+                .exec(db)
+                .await?;
+        }
+        let row = transfer::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            from_account: Set(t.from),
+            to_account: Set(t.to),
+            amount: Set(t.amount),
+            currency: Set(self.currency.clone()),
+            kind: Set(t.kind),
+            transaction_id: Set(t.transaction_id),
+            key: Set(t.key),
+            memo: Set(t.memo),
+            created_at: Set(now),
+        };
+        transfer::Entity::insert(row).exec_without_returning(db).await?;
+        Ok(())
+    }
+
+    /// Moves `amount` from funding into a user's or partner's account (a
+    /// top-up, a float), at most once per account and key. Returns whether
+    /// this call moved it, and the account after.
+    pub async fn credit(
+        &self,
+        owner: Uuid,
+        kind: AccountKind,
+        amount: i64,
+        currency: &str,
+        key: &str,
+        memo: &str,
+    ) -> Result<(bool, account::Model), LedgerError> {
+        if amount <= 0 || amount > MAX_AMOUNT {
+            return Err(LedgerError::Invalid(format!("amount must be between 1 and {MAX_AMOUNT}")));
+        }
+        if currency != self.currency {
+            return Err(LedgerError::CurrencyMismatch { offer: currency.into(), balance: self.currency.clone() });
+        }
+        if key.is_empty() {
+            return Err(LedgerError::Invalid("idempotency_key is required".into()));
+        }
+        let key = format!("credit:{owner}:{key}");
+        let txn = self.db.begin().await?;
+        self.ensure_account(&txn, owner, kind).await?;
+        let credit = Transfer {
+            from: FUNDING,
+            to: owner,
+            amount,
+            kind: Kind::Credit,
+            key: key.clone(),
+            transaction_id: None,
+            memo: memo.into(),
+        };
+        let applied = match self.transfer(&txn, credit).await {
+            Ok(()) => {
+                txn.commit().await?;
+                true
+            }
+            Err(LedgerError::Db(e)) if offers_kit::db::is_unique_violation(&e) => {
+                txn.rollback().await?;
+                // The same key again: a replay if it credited the same amount.
+                let earlier = transfer::Entity::find().filter(transfer::Column::Key.eq(key)).one(&self.db).await?;
+                if earlier.is_some_and(|t| t.amount != amount) {
+                    return Err(LedgerError::IdempotencyKeyReused);
+                }
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((applied, self.account(owner, kind).await?))
+    }
+
+    /// Sets how far below zero a partner's account may go. Lowering it
+    /// below what the partner already owes is refused.
+    pub async fn set_credit_limit(&self, partner: Uuid, limit: i64) -> Result<account::Model, LedgerError> {
+        if !(0..=MAX_AMOUNT).contains(&limit) {
+            return Err(LedgerError::Invalid(format!("credit_limit must be between 0 and {MAX_AMOUNT}")));
+        }
+        self.ensure_account(&self.db, partner, AccountKind::Partner).await?;
+        let set = account::Entity::update_many()
+            .col_expr(account::Column::CreditLimit, Expr::value(limit))
+            .col_expr(account::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(account::Column::Id.eq(partner))
+            .filter(account::Column::Kind.eq(AccountKind::Partner))
+            .filter(Expr::col(account::Column::Balance).add(limit).gte(0))
+            .exec(&self.db)
+            .await?;
+        if set.rows_affected != 1 {
+            return Err(LedgerError::Invalid("the partner owes more than that limit".into()));
+        }
+        self.account(partner, AccountKind::Partner).await
+    }
+}

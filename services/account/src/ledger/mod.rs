@@ -1,0 +1,89 @@
+//! The ledger: the only writer of money and transaction state. Money is
+//! double entry — every movement is one transfer between two accounts, so
+//! the accounts always sum to zero — and every operation is one database
+//! transaction: conditional debits, the transfers, the transaction row and
+//! an outbox job, together or not at all. Every state change is
+//! conditional, so retries and redeliveries change nothing the second time.
+
+mod books;
+mod check;
+mod purchase;
+mod queries;
+mod settle;
+
+use chrono::{DateTime, Duration, Utc};
+use offers_kit::outbox::{Outbox, OutboxError};
+use offers_proto::contracts::Job;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+pub use books::{FUNDING, PENDING, REVENUE};
+pub use check::Books;
+pub use purchase::{Idempotency, OfferSnapshot, Payer, Purchase};
+pub use settle::Resolution;
+
+use crate::entity::transaction::Kind;
+use crate::error::LedgerError;
+use crate::settings::LedgerSettings;
+use crate::status_cache::StatusCache;
+
+/// The largest amount one operation may move (10^12 minor units): far above
+/// any real price or top-up, far below where sums could overflow.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
+pub struct Ledger {
+    db: DatabaseConnection,
+    status: StatusCache,
+    settings: LedgerSettings,
+    currency: String,
+    outbox: Outbox,
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
+}
+
+impl Ledger {
+    pub fn new(
+        db: DatabaseConnection,
+        status: StatusCache,
+        settings: LedgerSettings,
+        currency: String,
+        outbox: Outbox,
+    ) -> Self {
+        Self { db, status, settings, currency, outbox }
+    }
+
+    pub fn settings(&self) -> &LedgerSettings {
+        &self.settings
+    }
+
+    async fn enqueue<J: Job>(&self, db: &impl ConnectionTrait, job: &J, at: DateTime<Utc>) -> Result<(), LedgerError> {
+        self.outbox.enqueue(db, J::TOPIC, job, at).await.map_err(|e| match e {
+            OutboxError::Db(e) => LedgerError::Db(e),
+            other => LedgerError::Invalid(other.to_string()),
+        })
+    }
+
+    /// Forgets idempotency keys past their retention and published jobs
+    /// older than a day.
+    pub async fn housekeeping(&self) -> Result<(), LedgerError> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+        use crate::entity::idempotency_key;
+        let keep_keys = Utc::now() - secs(self.settings.idempotency_retention_hours * 3600);
+        idempotency_key::Entity::delete_many()
+            .filter(idempotency_key::Column::CreatedAt.lt(keep_keys))
+            .exec(&self.db)
+            .await?;
+        self.outbox.prune(&self.db).await?;
+        Ok(())
+    }
+}
+
+pub fn kind_label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Activation => "ACTIVATION",
+        Kind::Renewal => "RENEWAL",
+        Kind::PartnerActivation => "PARTNER_ACTIVATION",
+    }
+}

@@ -1,0 +1,131 @@
+//! What the ledger answers without changing anything.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use uuid::Uuid;
+
+use super::Ledger;
+use crate::entity::subscription;
+use crate::entity::transaction::{self, Status};
+use crate::error::LedgerError;
+
+impl Ledger {
+    pub async fn transaction(&self, id: Uuid) -> Result<transaction::Model, LedgerError> {
+        transaction::Entity::find_by_id(id).one(&self.db).await?.ok_or(LedgerError::NotFound("transaction"))
+    }
+
+    /// A transaction for the status endpoint: read from the database and
+    /// put back in the cache.
+    pub async fn lookup(&self, id: Uuid) -> Result<transaction::Model, LedgerError> {
+        let tx = self.transaction(id).await?;
+        self.status.write(&tx).await;
+        Ok(tx)
+    }
+
+    pub async fn by_reference(&self, reference: &str, partner_id: Uuid) -> Result<transaction::Model, LedgerError> {
+        transaction::Entity::find()
+            .filter(transaction::Column::Reference.eq(reference))
+            .filter(transaction::Column::PartnerId.eq(partner_id))
+            .one(&self.db)
+            .await?
+            .ok_or(LedgerError::NotFound("transaction"))
+    }
+
+    pub async fn transactions(
+        &self,
+        user_id: Uuid,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<transaction::Model>, LedgerError> {
+        let mut query = transaction::Entity::find().filter(transaction::Column::UserId.eq(user_id));
+        if let Some(after) = after {
+            query = query.filter(transaction::Column::Id.lt(after));
+        }
+        Ok(query.order_by_desc(transaction::Column::Id).limit(limit).all(&self.db).await?)
+    }
+
+    pub async fn subscriptions(
+        &self,
+        user_id: Uuid,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<subscription::Model>, LedgerError> {
+        let mut query = subscription::Entity::find().filter(subscription::Column::UserId.eq(user_id));
+        if let Some(after) = after {
+            query = query.filter(subscription::Column::Id.lt(after));
+        }
+        Ok(query.order_by_desc(subscription::Column::Id).limit(limit).all(&self.db).await?)
+    }
+
+    pub async fn subscription(&self, id: Uuid) -> Result<subscription::Model, LedgerError> {
+        subscription::Entity::find_by_id(id).one(&self.db).await?.ok_or(LedgerError::NotFound("subscription"))
+    }
+
+    /// The user's subscription to an offer that runs longest.
+    pub async fn subscription_of_offer(
+        &self,
+        user_id: Uuid,
+        offer_id: Uuid,
+    ) -> Result<subscription::Model, LedgerError> {
+        subscription::Entity::find()
+            .filter(subscription::Column::UserId.eq(user_id))
+            .filter(subscription::Column::OfferId.eq(offer_id))
+            .order_by_desc(subscription::Column::ExpiresAt)
+            .one(&self.db)
+            .await?
+            .ok_or(LedgerError::NotFound("subscription"))
+    }
+
+    pub async fn expiring(
+        &self,
+        after: DateTime<Utc>,
+        before: DateTime<Utc>,
+        cursor: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<subscription::Model>, LedgerError> {
+        let mut query = subscription::Entity::find()
+            .filter(subscription::Column::ExpiresAt.gte(after))
+            .filter(subscription::Column::ExpiresAt.lt(before));
+        if let Some(cursor) = cursor {
+            query = query.filter(subscription::Column::Id.lt(cursor));
+        }
+        Ok(query.order_by_desc(subscription::Column::Id).limit(limit).all(&self.db).await?)
+    }
+
+    /// The transactions a partner paid for, newest first.
+    pub async fn partner_transactions(
+        &self,
+        partner_id: Uuid,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<transaction::Model>, LedgerError> {
+        let mut query = transaction::Entity::find()
+            .filter(transaction::Column::PayerAccountId.eq(partner_id))
+            .filter(transaction::Column::PartnerId.eq(partner_id));
+        if let Some(after) = after {
+            query = query.filter(transaction::Column::Id.lt(after));
+        }
+        Ok(query.order_by_desc(transaction::Column::Id).limit(limit).all(&self.db).await?)
+    }
+
+    /// The transactions waiting for review, oldest first.
+    pub async fn reviews(&self, after: Option<Uuid>, limit: u64) -> Result<Vec<transaction::Model>, LedgerError> {
+        let mut query = transaction::Entity::find()
+            .filter(transaction::Column::Status.eq(Status::Pending))
+            .filter(transaction::Column::NeedsReview.eq(true));
+        if let Some(after) = after {
+            query = query.filter(transaction::Column::Id.gt(after));
+        }
+        Ok(query.order_by_asc(transaction::Column::Id).limit(limit).all(&self.db).await?)
+    }
+
+    /// How many transactions wait for review.
+    pub async fn reviews_waiting(&self) -> Result<u64, LedgerError> {
+        use sea_orm::PaginatorTrait;
+        Ok(transaction::Entity::find()
+            .filter(transaction::Column::Status.eq(Status::Pending))
+            .filter(transaction::Column::NeedsReview.eq(true))
+            .count(&self.db)
+            .await?)
+    }
+}

@@ -1,0 +1,164 @@
+//! The provisioning contract against a provider that misbehaves: an
+//! unknown outcome is retried and then asked about, never guessed; nothing
+//! is refunded while the provider may have delivered; a redirect is never a
+//! success; what customers read is never a URL or a library's error.
+
+use std::time::Duration;
+
+use offers_proto::account::v1::TransactionStatus;
+use offers_tests::provider::{Answer, StubProvider};
+use offers_tests::{Backend, Bought, TestSuite, each_backend};
+use serde_json::json;
+
+/// A suite whose provisioning system is `provider`.
+async fn suite_with(backend: Backend, provider: &StubProvider) -> Option<TestSuite> {
+    let url = provider.url.clone();
+    TestSuite::spawn_with(backend, move |s| s.provisioning.url = Some(url)).await
+}
+
+/// The demo user buys DATA-1GB and the transaction settles: what it became.
+async fn buy_and_settle(suite: &TestSuite) -> (Bought, serde_json::Value) {
+    let bought = suite.demo_buys("DATA-1GB").await;
+    assert_eq!(bought.reply.status, 202, "{}", bought.reply.body);
+    let done = suite.settled(&bought.token, bought.reply.str("transaction_id")).await;
+    let detail = suite.transaction(&bought.token, bought.reply.str("transaction_id")).await;
+    assert_eq!(done.body["status"], detail["status"]);
+    (bought, detail)
+}
+
+async fn a_timeout_then_in_progress_ends_provisioned(backend: Backend) {
+    // The first call is provisioned but answered after our timeout; every
+    // retry meets the provider's 409 "request in progress".
+    let first = Answer::Late(Duration::from_secs(3), Box::new(Answer::ok()));
+    let provider = StubProvider::start(
+        move |n| if n == 1 { first.clone() } else { Answer::status(409) },
+        |_| Answer::provisioned(),
+    )
+    .await;
+    let Some(suite) = suite_with(backend, &provider).await else { return };
+    let (bought, tx) = buy_and_settle(&suite).await;
+    assert_eq!(tx["status"], "SUCCESS", "asked, not guessed: {tx}");
+    assert_eq!(tx["attempts"], 5, "every attempt was made first");
+    assert_eq!(provider.inquiries(), 1);
+    assert_eq!(suite.balance(&bought.token).await, bought.before - 500, "charged once, not refunded");
+    suite.assert_ledger_invariant().await;
+    suite.stop().await;
+}
+
+async fn an_unauthorized_provider_is_retried_not_refunded(backend: Backend) {
+    // A credential rotation on the provider's side: 401 for a while, then fine.
+    let provider =
+        StubProvider::start(|n| if n <= 3 { Answer::status(401) } else { Answer::ok() }, |_| Answer::not_found()).await;
+    let Some(suite) = suite_with(backend, &provider).await else { return };
+    let (bought, tx) = buy_and_settle(&suite).await;
+    assert_eq!((tx["status"].as_str(), tx["attempts"].as_i64()), (Some("SUCCESS"), Some(4)), "{tx}");
+    assert_eq!(provider.inquiries(), 0, "nothing was in doubt");
+    assert_eq!(suite.balance(&bought.token).await, bought.before - 500, "no refund");
+    suite.assert_ledger_invariant().await;
+    suite.stop().await;
+}
+
+async fn a_redirect_is_never_a_success(backend: Backend) {
+    let provider = StubProvider::start(|_| Answer::Redirect("/moved"), |_| Answer::not_found()).await;
+    let Some(suite) = suite_with(backend, &provider).await else { return };
+    let (bought, tx) = buy_and_settle(&suite).await;
+    assert_eq!(tx["status"], "FAILED", "the provider says it never saw it: {tx}");
+    assert!(provider.elsewhere().is_empty(), "a redirect was followed: {:?}", provider.elsewhere());
+    assert_eq!((provider.posts(), provider.inquiries()), (5, 1));
+    let reason = tx["failure_reason"].as_str().expect("a reason");
+    assert!(!reason.contains("http") && !reason.contains("127.0.0.1"), "{reason}");
+    assert_eq!(suite.balance(&bought.token).await, bought.before, "refunded, exactly");
+    suite.assert_ledger_invariant().await;
+    suite.stop().await;
+}
+
+async fn provisioned_without_an_answer_is_found_by_asking(backend: Backend) {
+    let provider = StubProvider::start(|_| Answer::Hang, |_| Answer::provisioned()).await;
+    let Some(suite) = suite_with(backend, &provider).await else { return };
+    let (bought, tx) = buy_and_settle(&suite).await;
+    assert_eq!(tx["status"], "SUCCESS", "{tx}");
+    let subs = suite.api.get("/api/v1/account/subscriptions/", Some(&bought.token)).await;
+    assert_eq!(subs.body["results"].as_array().expect("results").len(), 1, "one subscription effect");
+    assert_eq!(suite.balance(&bought.token).await, bought.before - 500);
+    suite.assert_ledger_invariant().await;
+    suite.stop().await;
+}
+
+async fn a_refusal_reads_as_a_sentence_never_a_url(backend: Backend) {
+    let leaky = json!({"error": "see https://provider.internal:8443/errors/42 for details"});
+    let provider = StubProvider::start(move |_| Answer::Json(422, leaky.clone()), |_| Answer::not_found()).await;
+    let Some(suite) = suite_with(backend, &provider).await else { return };
+    let (bought, tx) = buy_and_settle(&suite).await;
+    assert_eq!((tx["status"].as_str(), tx["attempts"].as_i64()), (Some("FAILED"), Some(1)), "{tx}");
+    assert_eq!(tx["failure_reason"], "rejected by the provisioning system: the offer cannot be provisioned");
+    assert_eq!(provider.inquiries(), 0, "a first refusal is the whole story");
+    assert_eq!(suite.balance(&bought.token).await, bought.before);
+    suite.assert_ledger_invariant().await;
+    suite.stop().await;
+}
+
+async fn an_unknowable_outcome_waits_for_an_operator(backend: Backend) {
+    // The provider never answers, and cannot say what happened either.
+    let provider = StubProvider::start(|_| Answer::status(503), |_| Answer::status(500)).await;
+    let Some(suite) = suite_with(backend, &provider).await else { return };
+    let bought = suite.demo_buys("DATA-1GB").await;
+    let tx = bought.reply.str("transaction_id").to_string();
+    let mut admin = suite.admin();
+    let waiting = loop {
+        let waiting = admin.reviews().await.expect("reviews");
+        if !waiting.is_empty() {
+            break waiting;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].0.id, tx);
+    assert!(waiting[0].1.contains("after 5 attempts"), "{}", waiting[0].1);
+    // Still PENDING to the customer, charged, and nothing re-drives it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(suite.transaction(&bought.token, &tx).await["status"], "PENDING");
+    assert_eq!(provider.posts(), 5, "not re-driven while waiting for review");
+    assert_eq!(suite.balance(&bought.token).await, bought.before - 500, "nothing refunded while in doubt");
+    suite.assert_ledger_invariant().await;
+
+    // Resolving needs a note; then it settles through the same path.
+    let status = TransactionStatus::Success;
+    assert!(admin.resolve(&tx, status, "ops", " ").await.is_err(), "a resolution says why");
+    let resolved = admin.resolve(&tx, status, "ops", "the provider confirmed line 0612 has it").await;
+    assert_eq!(resolved.expect("resolved").status(), TransactionStatus::Success);
+    assert!(admin.resolve(&tx, TransactionStatus::Failed, "ops", "again").await.is_err(), "decided once");
+    assert!(admin.reviews().await.expect("reviews").is_empty());
+    let subs = suite.api.get("/api/v1/account/subscriptions/", Some(&bought.token)).await;
+    assert_eq!(subs.body["results"].as_array().expect("results").len(), 1);
+    assert_eq!(suite.balance(&bought.token).await, bought.before - 500);
+    let resolution = suite.resolution(&tx).await;
+    assert_eq!((resolution.0.as_str(), resolution.1.as_str()), ("SUCCESS", "ops"));
+    suite.assert_ledger_invariant().await;
+    suite.stop().await;
+}
+
+async fn a_review_resolved_as_failed_refunds_the_payer(backend: Backend) {
+    let provider = StubProvider::start(|_| Answer::Hang, |_| Answer::Hang).await;
+    let Some(suite) = suite_with(backend, &provider).await else { return };
+    let bought = suite.demo_buys("DATA-1GB").await;
+    let tx = bought.reply.str("transaction_id").to_string();
+    let mut admin = suite.admin();
+    while admin.reviews().await.expect("reviews").is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resolved = admin.resolve(&tx, TransactionStatus::Failed, "ops", "the provider has no record of it").await;
+    assert_eq!(resolved.expect("resolved").status(), TransactionStatus::Failed);
+    assert_eq!(suite.balance(&bought.token).await, bought.before, "refunded, once");
+    suite.assert_ledger_invariant().await;
+    suite.stop().await;
+}
+
+each_backend!(
+    a_timeout_then_in_progress_ends_provisioned,
+    an_unauthorized_provider_is_retried_not_refunded,
+    a_redirect_is_never_a_success,
+    provisioned_without_an_answer_is_found_by_asking,
+    a_refusal_reads_as_a_sentence_never_a_url,
+    an_unknowable_outcome_waits_for_an_operator,
+    a_review_resolved_as_failed_refunds_the_payer,
+);
