@@ -43,6 +43,21 @@ enum Decision<'a> {
     Review(&'a Resolution),
 }
 
+/// The held money of a settling transaction, on its way to `to`: a sale or
+/// a refund, keyed by the transaction so it happens once.
+fn release(tx: &transaction::Model, to: Uuid, kind: transfer::Kind) -> Transfer {
+    let what = if kind == transfer::Kind::Sale { "sale" } else { "refund" };
+    Transfer {
+        from: PENDING,
+        to,
+        amount: tx.amount,
+        kind,
+        key: format!("{what}:{}", tx.id),
+        transaction_id: Some(tx.id),
+        memo: format!("{} {} {what}", kind_label(tx.kind), tx.offer_code),
+    }
+}
+
 impl Ledger {
     /// Claims attempt `attempt` of a PENDING transaction: only if it is the
     /// next one, so a duplicate or stale job finds nothing to do. The claim
@@ -247,16 +262,7 @@ impl Ledger {
         tx: &transaction::Model,
         now: DateTime<Utc>,
     ) -> Result<(), LedgerError> {
-        let sale = Transfer {
-            from: PENDING,
-            to: REVENUE,
-            amount: tx.amount,
-            kind: transfer::Kind::Sale,
-            key: format!("sale:{}", tx.id),
-            transaction_id: Some(tx.id),
-            memo: format!("{} {}", kind_label(tx.kind), tx.offer_code),
-        };
-        self.transfer(txn, sale).await?;
+        self.transfer(txn, release(tx, REVENUE, transfer::Kind::Sale)).await?;
         let length = Duration::days(i64::from(tx.duration_days));
         let existing = match tx.subscription_id {
             Some(id) => subscription::Entity::find_by_id(id).one(txn).await?,
@@ -314,16 +320,7 @@ impl Ledger {
             let kind = if tx.partner_id == Some(payer) { AccountKind::Partner } else { AccountKind::User };
             self.ensure_account(txn, payer, kind).await?;
         }
-        let refund = Transfer {
-            from: PENDING,
-            to: payer,
-            amount: tx.amount,
-            kind: transfer::Kind::Refund,
-            key: format!("refund:{}", tx.id),
-            transaction_id: Some(tx.id),
-            memo: format!("{} {} failed", kind_label(tx.kind), tx.offer_code),
-        };
-        self.transfer(txn, refund).await
+        self.transfer(txn, release(tx, payer, transfer::Kind::Refund)).await
     }
 
     /// PENDING transactions whose deadline passed with no job in flight (not
