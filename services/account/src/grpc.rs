@@ -99,13 +99,17 @@ fn optional_id(value: &str, what: &str) -> Result<Option<Uuid>, Error> {
     if value.is_empty() { Ok(None) } else { parse_id(value, what).map(Some) }
 }
 
-/// A page of items keyed by UUIDv7 ids and the token for the next one.
-fn next_token<T>(items: &[T], limit: u64, id: impl Fn(&T) -> Uuid) -> String {
-    if items.len() as u64 == limit {
-        items.last().map(|i| id(i).to_string()).unwrap_or_default()
-    } else {
-        String::new()
+/// A page of items keyed by UUIDv7 ids, read with one item more than the
+/// page holds, and the token for the next page: empty when that extra item
+/// was not there, so a page that happens to be exactly full is the last.
+fn page<T>(mut items: Vec<T>, limit: u64, id: impl Fn(&T) -> Uuid) -> (Vec<T>, String) {
+    let size = usize::try_from(limit).unwrap_or(usize::MAX);
+    if items.len() <= size {
+        return (items, String::new());
     }
+    items.truncate(size);
+    let token = items.last().map(|i| id(i).to_string()).unwrap_or_default();
+    (items, token)
 }
 
 /// A user's or partner's account, as a request names it.
@@ -150,8 +154,8 @@ impl pb::account_service_server::AccountService for AccountApi {
         let principal = user(&request)?;
         let body = request.into_inner();
         let limit = page_size(body.page_size);
-        let items = self.0.subscriptions(principal.user_id, page_after(&body.page_token)?, limit).await?;
-        let next_page_token = next_token(&items, limit, |s| s.id);
+        let items = self.0.subscriptions(principal.user_id, page_after(&body.page_token)?, limit + 1).await?;
+        let (items, next_page_token) = page(items, limit, |s| s.id);
         Ok(Response::new(pb::ListSubscriptionsResponse {
             subscriptions: items.into_iter().map(subscription_proto).collect(),
             next_page_token,
@@ -165,8 +169,8 @@ impl pb::account_service_server::AccountService for AccountApi {
         let principal = user(&request)?;
         let body = request.into_inner();
         let limit = page_size(body.page_size);
-        let items = self.0.transactions(principal.user_id, page_after(&body.page_token)?, limit).await?;
-        let next_page_token = next_token(&items, limit, |t| t.id);
+        let items = self.0.transactions(principal.user_id, page_after(&body.page_token)?, limit + 1).await?;
+        let (items, next_page_token) = page(items, limit, |t| t.id);
         Ok(Response::new(pb::ListTransactionsResponse {
             transactions: items.into_iter().map(transaction_proto).collect(),
             next_page_token,
@@ -318,8 +322,8 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
     ) -> Result<Response<pb::ListReviewsResponse>, Status> {
         let b = request.into_inner();
         let limit = page_size(b.page_size);
-        let items = self.0.reviews(page_after(&b.page_token)?, limit).await?;
-        let next_page_token = next_token(&items, limit, |t| t.id);
+        let items = self.0.reviews(page_after(&b.page_token)?, limit + 1).await?;
+        let (items, next_page_token) = page(items, limit, |t| t.id);
         let reasons = items.iter().map(|t| t.review_reason.clone().unwrap_or_default()).collect();
         Ok(Response::new(pb::ListReviewsResponse {
             transactions: items.into_iter().map(transaction_proto).collect(),
@@ -363,8 +367,8 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         let b = request.into_inner();
         let partner = parse_id(&b.partner_id, "partner id")?;
         let limit = page_size(b.page_size);
-        let items = self.0.partner_transactions(partner, page_after(&b.page_token)?, limit).await?;
-        let next_page_token = next_token(&items, limit, |t| t.id);
+        let items = self.0.partner_transactions(partner, page_after(&b.page_token)?, limit + 1).await?;
+        let (items, next_page_token) = page(items, limit, |t| t.id);
         Ok(Response::new(pb::ListPartnerTransactionsResponse {
             transactions: items.into_iter().map(transaction_proto).collect(),
             next_page_token,
@@ -431,8 +435,8 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
             .and_then(from_timestamp)
             .ok_or_else(|| Error::invalid_request("expire_before is required"))?;
         let limit = page_size(b.page_size);
-        let items = self.0.expiring(after, before, page_after(&b.page_token)?, limit).await?;
-        let next_page_token = next_token(&items, limit, |s| s.id);
+        let items = self.0.expiring(after, before, page_after(&b.page_token)?, limit + 1).await?;
+        let (items, next_page_token) = page(items, limit, |s| s.id);
         Ok(Response::new(pb::ListExpiringSubscriptionsResponse {
             subscriptions: items.into_iter().map(subscription_proto).collect(),
             next_page_token,

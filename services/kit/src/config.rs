@@ -170,18 +170,57 @@ pub fn redact_optional_url<S: Serializer>(url: &Option<String>, s: S) -> Result<
     }
 }
 
-/// Hides the password part of `scheme://user:password@host/...`.
-pub fn redacted_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+/// Query parameters whose values are secrets, whatever the URL is for.
+const SENSITIVE_PARAMETERS: &[&str] = &[
+    "password",
+    "passwd",
+    "pass",
+    "pwd",
+    "secret",
+    "client_secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "key",
+    "apikey",
+    "api_key",
+    "api-key",
+    "auth",
+    "authorization",
+    "signature",
+    "sig",
+    "credential",
+    "credentials",
+    "sslpassword",
+    "sslkey",
+];
+
+const REDACTED: &str = "REDACTED";
+
+/// A URL fit for logs and `offers config`: the password of its userinfo
+/// (or, without one, the user name, which may itself be a token) and the
+/// values of secret-looking query parameters replaced. Something that does
+/// not parse as a URL is not shown at all.
+pub fn redacted_url(raw: &str) -> String {
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return format!("{REDACTED} (not a URL)");
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
+    if url.password().is_some() {
+        let _ = url.set_password(Some(REDACTED));
+    } else if !url.username().is_empty() {
+        let _ = url.set_username(REDACTED);
     }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = SENSITIVE_PARAMETERS.iter().any(|s| k.eq_ignore_ascii_case(s));
+                (k.into_owned(), if secret { REDACTED.to_string() } else { v.into_owned() })
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 #[cfg(test)]
@@ -207,11 +246,24 @@ mod tests {
     }
 
     #[test]
-    fn passwords_in_urls_are_redacted() {
-        assert_eq!(
-            redacted_url("amqp://guest:secret@localhost:5672/%2f"),
-            "amqp://guest:[redacted]@localhost:5672/%2f"
-        );
-        assert_eq!(redacted_url("memory://"), "memory://");
+    fn secrets_in_urls_are_redacted() {
+        let cases = [
+            ("amqp://guest:s3cret@localhost:5672/%2f", "amqp://guest:REDACTED@localhost:5672/%2f"),
+            ("redis://:s3cret@cache:6379/0", "redis://:REDACTED@cache:6379/0"),
+            ("https://s3cret@hooks.example/sms", "https://REDACTED@hooks.example/sms"),
+            // The last @ ends the userinfo, not the first.
+            ("postgres://app:p@ss@db/offers", "postgres://app:REDACTED@db/offers"),
+            (
+                "postgres://db/offers?user=app&password=s3cret&sslmode=require",
+                "postgres://db/offers?user=app&password=REDACTED&sslmode=require",
+            ),
+            ("https://sms.example/send?api_key=s3cret&to=x", "https://sms.example/send?api_key=REDACTED&to=x"),
+            ("memory://", "memory://"),
+            ("sqlite://.offers/offers.db?mode=rwc", "sqlite://.offers/offers.db?mode=rwc"),
+        ];
+        for (raw, shown) in cases {
+            assert_eq!(redacted_url(raw), shown, "{raw}");
+        }
+        assert!(!redacted_url("not a url with s3cret").contains("s3cret"));
     }
 }

@@ -11,7 +11,7 @@ use offers_activation::ProvisioningSettings;
 use offers_auth::AuthSettings;
 use offers_gateway::GatewaySettings;
 use offers_kit::config::{
-    self, BusSettings, CacheSettings, ConfigError, DatabaseSettings, Problems, Validate, is_url, redact,
+    self, BusSettings, CacheSettings, ConfigError, DatabaseSettings, Problems, Validate, is_url, redact, redact_url,
 };
 use offers_kit::telemetry::TelemetrySettings;
 use offers_notifier::NotifierSettings;
@@ -101,14 +101,23 @@ pub enum Upstream {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamSettings {
+    #[serde(serialize_with = "redact_url")]
     pub auth: String,
+    #[serde(serialize_with = "redact_url")]
     pub auth_internal: String,
+    #[serde(serialize_with = "redact_url")]
     pub catalog: String,
+    #[serde(serialize_with = "redact_url")]
     pub catalog_internal: String,
+    #[serde(serialize_with = "redact_url")]
     pub account: String,
+    #[serde(serialize_with = "redact_url")]
     pub account_internal: String,
+    #[serde(serialize_with = "redact_url")]
     pub activation: String,
+    #[serde(serialize_with = "redact_url")]
     pub partner: String,
+    #[serde(serialize_with = "redact_url")]
     pub partner_internal: String,
 }
 
@@ -300,14 +309,25 @@ mod tests {
         }
     }
 
+    /// `offers config` shows no secret, in whatever form a URL carries it.
     #[test]
     fn dump_hides_secrets() {
         let mut s = Settings::default();
-        s.internal.token = Some(SecretString::from("hunter2"));
-        s.database.url = "postgres://app:pw@db/offers".into();
+        s.internal.token = Some(SecretString::from("secret-0-internal"));
+        s.auth.private_key_pem = Some(SecretString::from("secret-1-pem"));
+        s.database.url = "postgres://app:secret-2@db/offers?password=secret-3&sslmode=require".into();
+        s.cache.url = "rediss://:secret-4@cache:6380/0".into();
+        s.bus.url = "amqps://offers:secret-5@mq:5671/%2f".into();
+        s.provisioning.url = Some("https://secret-6@provider.example/api?token=secret-7".into());
+        s.provisioning.api_key = Some(SecretString::from("secret-8"));
+        s.notifier.smtp_url = Some("smtps://mailer:p@ss-secret-9@mail.example:465".into());
+        s.notifier.sms_url = Some("https://sms.example/send?api_key=secret-10".into());
+        s.notifier.sms_api_key = Some(SecretString::from("secret-11"));
+        s.telemetry.otlp_endpoint = Some("https://collector.example:4317?authorization=secret-12".into());
+        s.upstream.account_internal = "https://svc:secret-13@account:50052".into();
         let dump = s.dump();
-        assert!(!dump.contains("hunter2"));
-        assert!(!dump.contains(":pw@"));
+        assert!(!dump.contains("secret-"), "{dump}");
+        assert!(dump.contains("REDACTED") && dump.contains("sslmode=require"), "{dump}");
     }
 
     #[test]

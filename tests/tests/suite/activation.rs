@@ -255,6 +255,11 @@ async fn status_and_lists_check_their_input(suite: &TestSuite) {
     let cursor = first.str("next_cursor").to_string();
     let second = suite.api.get(&format!("/api/v1/account/transactions/?limit=2&cursor={cursor}"), Some(&token)).await;
     assert_eq!(second.body["results"][0]["id"], made[0].as_str());
+    assert_eq!(second.body["next_cursor"], serde_json::Value::Null, "the last page says so");
+    // A last page that is exactly full says so too: no empty page to fetch.
+    let full = suite.api.get("/api/v1/account/transactions/?limit=3", Some(&token)).await;
+    assert_eq!(full.body["results"].as_array().expect("results").len(), 3);
+    assert_eq!(full.body["next_cursor"], serde_json::Value::Null, "{}", full.body);
     for tx in &made {
         suite.settled(&token, tx).await;
     }
