@@ -2,10 +2,11 @@
 //! address and, on user and partner paths, the bearer credential.
 
 use std::marker::PhantomData;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
+use offers_kit::credentials::ServiceCredential;
 use offers_kit::token::TokenVerifier;
 use offers_kit::{Error, ErrorCode};
 use tonic::metadata::MetadataValue;
@@ -14,17 +15,38 @@ use crate::error::ApiError;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// Settings the extractors read from the router state.
+/// What the extractors read from the router state.
 #[derive(Clone)]
 pub struct EdgeAuth {
     pub verifier: TokenVerifier,
-    pub trust_forwarded_for: bool,
+    /// Vouches, to the services, for the client address the edge forwards.
+    pub credential: ServiceCredential,
+    pub trusted_proxy_hops: u8,
 }
 
 /// An anonymous caller (login, refresh).
 pub struct Caller {
     pub request_id: String,
-    pub client_address: String,
+    pub client_address: Option<IpAddr>,
+    credential: ServiceCredential,
+}
+
+/// The client's address by `X-Forwarded-For` (every line of it, in order):
+/// the entry `hops` from the right, which our own proxies wrote.
+fn forwarded_client(headers: &axum::http::HeaderMap, hops: u8) -> Option<IpAddr> {
+    let hops = usize::from(hops);
+    if hops == 0 {
+        return None;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|line| line.split(','))
+        .map(str::trim)
+        .collect();
+    let entry = entries.len().checked_sub(hops).map(|i| entries[i])?;
+    entry.parse().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// A caller presenting a bearer credential of kind `K`, checked as far as
@@ -84,17 +106,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = EdgeAuth::from_ref(state);
         let request_id = parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-        let forwarded = auth
-            .trust_forwarded_for
-            // The last hop is the one our own proxy added; earlier ones are
-            // whatever the client wrote.
-            .then(|| {
-                parts.headers.get("x-forwarded-for")?.to_str().ok()?.rsplit(',').next().map(|s| s.trim().to_string())
-            })
-            .flatten();
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-        let client_address = forwarded.or(peer).unwrap_or_else(|| "unknown".into());
-        Ok(Caller { request_id, client_address })
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let client_address = forwarded_client(&parts.headers, auth.trusted_proxy_hops).or(peer);
+        Ok(Caller { request_id, client_address, credential: auth.credential })
     }
 }
 
@@ -113,13 +127,38 @@ where
 }
 
 impl Caller {
-    /// A gRPC request carrying the request id on to the services.
+    /// A gRPC request carrying the request id and the client's address on
+    /// to the services.
     pub fn grpc<T>(&self, body: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(body);
         if let Ok(id) = MetadataValue::try_from(self.request_id.as_str()) {
             request.metadata_mut().insert(REQUEST_ID, id);
         }
+        if let Some(client) = self.client_address {
+            self.credential.forward_client(request.metadata_mut(), client);
+        }
         request
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderMap;
+
+    use super::forwarded_client;
+
+    #[test]
+    fn the_client_is_the_entry_our_proxies_wrote() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", "198.51.100.1, 10.0.0.9".parse().expect("value"));
+        headers.append("x-forwarded-for", "203.0.113.7".parse().expect("value"));
+        assert_eq!(forwarded_client(&headers, 0), None, "not trusted");
+        assert_eq!(forwarded_client(&headers, 1), Some("203.0.113.7".parse().expect("ip")));
+        assert_eq!(forwarded_client(&headers, 2), Some("10.0.0.9".parse().expect("ip")));
+        assert_eq!(forwarded_client(&headers, 4), None, "fewer entries than proxies");
+        let mut ported = HeaderMap::new();
+        ported.append("x-forwarded-for", "203.0.113.7:4711".parse().expect("value"));
+        assert_eq!(forwarded_client(&ported, 1), Some("203.0.113.7".parse().expect("ip")));
     }
 }
 

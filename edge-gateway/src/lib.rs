@@ -11,7 +11,6 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{HeaderName, Request};
 use axum::routing::get;
-use offers_kit::token::TokenVerifier;
 use offers_proto::account::v1::account_service_client::AccountServiceClient;
 use offers_proto::activation::v1::activation_service_client::ActivationServiceClient;
 use offers_proto::auth::v1::auth_service_client::AuthServiceClient;
@@ -45,8 +44,8 @@ struct AppState {
 /// The whole edge: REST paths, OpenAPI, the process's operational paths
 /// (`ops`: health, readiness, metrics), and the layers every request goes
 /// through.
-pub fn router(settings: &GatewaySettings, upstreams: Upstreams, verifier: TokenVerifier, ops: Router) -> Router {
-    let state = AppState { upstreams, auth: EdgeAuth { verifier, trust_forwarded_for: settings.trust_forwarded_for } };
+pub fn router(settings: &GatewaySettings, upstreams: Upstreams, auth: EdgeAuth, ops: Router) -> Router {
+    let state = AppState { upstreams, auth };
     let (api, doc) = OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(routes::auth::login))
         .routes(routes!(routes::auth::refresh))

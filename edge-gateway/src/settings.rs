@@ -10,14 +10,17 @@ pub struct GatewaySettings {
     pub body_limit_bytes: usize,
     /// Deadline for one upstream gRPC call, in milliseconds.
     pub upstream_timeout_ms: u64,
-    /// Trust the last `X-Forwarded-For` hop as the client address (behind a
-    /// known proxy only).
-    pub trust_forwarded_for: bool,
+    /// How many proxies of ours stand in front of the edge, each appending
+    /// the address it saw to `X-Forwarded-For`: the client is that many
+    /// entries from the right. 0 ignores the header (the connection's
+    /// address is the client's); anything a client wrote further left is
+    /// never trusted.
+    pub trusted_proxy_hops: u8,
 }
 
 impl Default for GatewaySettings {
     fn default() -> Self {
-        Self { body_limit_bytes: 64 * 1024, upstream_timeout_ms: 10_000, trust_forwarded_for: false }
+        Self { body_limit_bytes: 64 * 1024, upstream_timeout_ms: 10_000, trusted_proxy_hops: 0 }
     }
 }
 
@@ -25,5 +28,6 @@ impl Validate for GatewaySettings {
     fn validate(&self, p: &mut Problems) {
         p.check(self.body_limit_bytes >= 1024, "body_limit_bytes", "must be at least 1024");
         p.check((100..=300_000).contains(&self.upstream_timeout_ms), "upstream_timeout_ms", "between 100 and 300000");
+        p.check(self.trusted_proxy_hops <= 5, "trusted_proxy_hops", "at most 5");
     }
 }

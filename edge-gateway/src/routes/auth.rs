@@ -64,11 +64,7 @@ pub async fn login(
     caller: Caller,
     Json(body): Json<LoginBody>,
 ) -> Result<Json<Tokens>, ApiError> {
-    let request = caller.grpc(pb::LoginRequest {
-        username: body.username,
-        password: body.password,
-        client_address: caller.client_address.clone(),
-    });
+    let request = caller.grpc(pb::LoginRequest { username: body.username, password: body.password });
     let answer = up.auth.clone().login(request).await?.into_inner();
     Ok(tokens(answer.tokens))
 }

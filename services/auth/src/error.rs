@@ -35,6 +35,7 @@ impl From<AuthError> for Error {
             AuthError::UsernameTaken => Error::new(ErrorCode::AlreadyExists, err.to_string()),
             AuthError::InvalidInput(message) => Error::invalid_request(message),
             AuthError::RateLimited { retry_after_secs } => Error::rate_limited(retry_after_secs),
+            AuthError::Password(PasswordError::Busy) => Error::busy(1),
             AuthError::Db(_) | AuthError::Password(_) | AuthError::Signing(_) | AuthError::Key(_) => {
                 Error::internal(err)
             }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use offers_kit::credentials::user;
+use offers_kit::credentials::{client_address, user};
 use offers_kit::grpc::{parse_id, to_timestamp};
 use offers_kit::{Error, ErrorCode};
 use offers_proto::auth::v1 as pb;
@@ -44,13 +44,11 @@ fn required<'a>(value: &'a str, field: &str) -> Result<&'a str, Error> {
 #[tonic::async_trait]
 impl pb::auth_service_server::AuthService for AuthApi {
     async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
-        let peer = request.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        let client = client_address(&request);
         let body = request.into_inner();
         let username = required(&body.username, "username")?;
         let password = required(&body.password, "password")?;
-        // The edge passes the end client's address; direct callers are limited by theirs.
-        let address = if body.client_address.is_empty() { peer } else { body.client_address.clone() };
-        let pair = self.0.login(username, password, &address).await?;
+        let pair = self.0.login(username, password, client).await?;
         Ok(Response::new(pb::LoginResponse { tokens: tokens(pair) }))
     }
 

@@ -1,9 +1,24 @@
-//! argon2id password hashing, off the async threads (it is deliberately slow).
+//! argon2id password hashing with bounded memory.
+//!
+//! Parameters: argon2id, 19 MiB of memory, 2 passes, 1 lane — the first of
+//! OWASP's recommended argon2id configurations (Password Storage Cheat
+//! Sheet), which is also the argon2 crate's default; hashes stored with
+//! other parameters still verify.
+//!
+//! Each hash needs its 19 MiB of working memory. Hashing runs on the
+//! blocking pool, at most `concurrency` at a time, in buffers allocated
+//! once and reused: the memory hashing can ever take is `concurrency` ×
+//! 19 MiB, and none of it goes back and forth through the allocator (which
+//! otherwise keeps freed 19 MiB blocks in its arenas). A login that cannot
+//! get a turn within `wait` is refused at once as busy (503 with
+//! Retry-After) rather than queued without limit.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
@@ -11,47 +26,218 @@ pub enum PasswordError {
     Hash(String),
     #[error("password task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("every password hashing slot is busy")]
+    Busy,
 }
 
-pub async fn hash(password: String) -> Result<String, PasswordError> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| PasswordError::Hash(e.to_string()))
-    })
-    .await?
+impl From<argon2::Error> for PasswordError {
+    fn from(e: argon2::Error) -> Self {
+        PasswordError::Hash(e.to_string())
+    }
 }
 
-/// Checks a password; with no stored hash (unknown user) it still spends the
-/// same work on a dummy hash, so timing does not reveal which usernames exist.
-pub async fn verify(password: String, stored: Option<String>) -> Result<bool, PasswordError> {
-    static DUMMY: LazyLock<String> = LazyLock::new(|| {
-        Argon2::default().hash_password(b"offers-dummy-password").map(|h| h.to_string()).unwrap_or_default()
-    });
-    tokio::task::spawn_blocking(move || {
-        let known = stored.is_some();
-        let stored = stored.unwrap_or_else(|| DUMMY.clone());
-        let Ok(parsed) = PasswordHash::new(&stored) else {
-            return false;
+impl From<argon2::password_hash::phc::Error> for PasswordError {
+    fn from(e: argon2::password_hash::phc::Error) -> Self {
+        PasswordError::Hash(e.to_string())
+    }
+}
+
+impl From<argon2::password_hash::Error> for PasswordError {
+    fn from(e: argon2::password_hash::Error) -> Self {
+        PasswordError::Hash(e.to_string())
+    }
+}
+
+type Buffers = Arc<Mutex<Vec<Vec<Block>>>>;
+
+pub struct Hasher {
+    params: Params,
+    permits: Arc<Semaphore>,
+    buffers: Buffers,
+    wait: Duration,
+}
+
+/// The salt of the work done for unknown usernames (the result is never used).
+const DUMMY_SALT: &[u8; 16] = b"offers-no-user!!";
+
+impl Hasher {
+    pub fn new(concurrency: usize, wait: Duration) -> Self {
+        Self {
+            params: Params::default(),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            buffers: Arc::default(),
+            wait,
+        }
+    }
+
+    /// How many hashes may run at once for a memory budget on this machine:
+    /// one per core, but no more than the budget holds.
+    pub fn concurrency_for(memory_budget_mib: u64) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_hash = u64::from(Params::DEFAULT_M_COST).div_ceil(1024);
+        let fits = usize::try_from(memory_budget_mib / per_hash).unwrap_or(usize::MAX);
+        cores.min(fits).max(1)
+    }
+
+    /// Buffers allocated so far (never more than the concurrency).
+    #[cfg(test)]
+    pub fn buffers(&self) -> usize {
+        self.buffers.lock().map_or(0, |b| b.len())
+    }
+
+    /// Runs `work` on the blocking pool with a working-memory buffer of
+    /// `blocks` blocks, once a slot is free within the wait.
+    async fn with_memory<R: Send + 'static>(
+        &self,
+        blocks: usize,
+        work: impl FnOnce(&mut [Block]) -> R + Send + 'static,
+    ) -> Result<R, PasswordError> {
+        let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| PasswordError::Busy)?
+            .map_err(|_| PasswordError::Busy)?;
+        let pooled = blocks == self.params.block_count();
+        let buffers = self.buffers.clone();
+        let taken = if pooled { buffers.lock().ok().and_then(|mut b| b.pop()) } else { None };
+        Ok(tokio::task::spawn_blocking(move || {
+            let mut memory = taken.unwrap_or_else(|| vec![Block::default(); blocks]);
+            let result = work(&mut memory);
+            // Only our own parameters' buffers are kept; a stored hash with
+            // other parameters borrows memory just for its turn.
+            if pooled && let Ok(mut kept) = buffers.lock() {
+                kept.push(memory);
+                metrics::gauge!("offers_auth_hash_buffers").set(kept.len() as f64);
+            }
+            drop(permit);
+            result
+        })
+        .await?)
+    }
+
+    /// A new PHC string for `password`, with a fresh salt.
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        let params = self.params.clone();
+        let salt: [u8; 16] = rand::random();
+        self.with_memory(params.block_count(), move |memory| {
+            let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+            let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+            argon.hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, memory)?;
+            let phc = PasswordHash {
+                algorithm: Algorithm::Argon2id.ident(),
+                version: Some(Version::V0x13.into()),
+                params: ParamsString::try_from(&params)?,
+                salt: Some(Salt::new(&salt)?),
+                hash: Some(Output::new(&out)?),
+            };
+            Ok(phc.to_string())
+        })
+        .await?
+    }
+
+    /// Checks a password; with no stored hash (unknown user) it still spends
+    /// the same work, so timing does not reveal which usernames exist.
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, PasswordError> {
+        let Some(stored) = stored else {
+            let params = self.params.clone();
+            let work = move |memory: &mut [Block]| {
+                let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+                let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+                let _ = argon.hash_password_into_with_memory(password.as_bytes(), DUMMY_SALT, &mut out, memory);
+                false
+            };
+            return self.with_memory(self.params.block_count(), work).await;
         };
-        let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
-        ok && known
-    })
-    .await
-    .map_err(PasswordError::from)
+        let Ok(parsed) = Stored::parse(&stored) else {
+            tracing::warn!("a stored password hash does not parse");
+            return Ok(false);
+        };
+        let blocks = parsed.params.block_count();
+        self.with_memory(blocks, move |memory| parsed.matches(password.as_bytes(), memory)).await
+    }
+}
+
+/// A stored PHC string, taken apart.
+struct Stored {
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    salt: Vec<u8>,
+    expected: Vec<u8>,
+}
+
+impl Stored {
+    fn parse(phc: &str) -> Result<Self, PasswordError> {
+        let hash = PasswordHash::new(phc)?;
+        let missing = || PasswordError::Hash("incomplete stored hash".into());
+        Ok(Self {
+            algorithm: Algorithm::new(hash.algorithm.as_str())?,
+            version: hash.version.map(Version::try_from).transpose()?.unwrap_or_default(),
+            params: Params::try_from(&hash)?,
+            salt: hash.salt.as_ref().ok_or_else(missing)?.as_ref().to_vec(),
+            expected: hash.hash.as_ref().ok_or_else(missing)?.as_bytes().to_vec(),
+        })
+    }
+
+    fn matches(self, password: &[u8], memory: &mut [Block]) -> bool {
+        let mut out = vec![0u8; self.expected.len()];
+        let argon = Argon2::new(self.algorithm, self.version, self.params);
+        if argon.hash_password_into_with_memory(password, &self.salt, &mut out, memory).is_err() {
+            return false;
+        }
+        // Compare without an early exit, so timing says nothing.
+        out.iter().zip(&self.expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use argon2::{PasswordHasher, PasswordVerifier};
+
+    use super::*;
+
     #[tokio::test]
     async fn hashes_verify_and_differ() {
-        let a = super::hash("correct horse".into()).await.expect("hash");
-        let b = super::hash("correct horse".into()).await.expect("hash");
+        let hasher = Hasher::new(2, Duration::from_secs(10));
+        let a = hasher.hash("correct horse".into()).await.expect("hash");
+        let b = hasher.hash("correct horse".into()).await.expect("hash");
         assert_ne!(a, b, "each hash has its own salt");
-        assert!(a.starts_with("$argon2id$"));
-        assert!(super::verify("correct horse".into(), Some(a.clone())).await.expect("verify"));
-        assert!(!super::verify("wrong".into(), Some(a)).await.expect("verify"));
-        assert!(!super::verify("correct horse".into(), None).await.expect("verify"));
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert!(hasher.verify("correct horse".into(), Some(a.clone())).await.expect("verify"));
+        assert!(!hasher.verify("wrong".into(), Some(a.clone())).await.expect("verify"));
+        assert!(!hasher.verify("correct horse".into(), None).await.expect("verify"));
+        // Interoperable with the argon2 crate's own PHC strings, both ways.
+        assert!(Argon2::default().verify_password(b"correct horse", &PasswordHash::new(&a).expect("phc")).is_ok());
+        let theirs = Argon2::default().hash_password(b"tr0ub4dor").expect("hash").to_string();
+        assert!(hasher.verify("tr0ub4dor".into(), Some(theirs)).await.expect("verify"));
+    }
+
+    fn resident_mib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next());
+        kib.and_then(|k| k.parse::<u64>().ok()).unwrap_or(0) / 1024
+    }
+
+    /// 40 logins at once against two slots: memory stays at two buffers
+    /// (unbounded, it would be 40 × 19 MiB), the excess is refused quickly
+    /// as busy, nothing crashes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_login_flood_is_bounded_and_refused_quickly() {
+        let hasher = Arc::new(Hasher::new(2, Duration::from_millis(100)));
+        let stored = hasher.hash("pw".into()).await.expect("hash");
+        let before = resident_mib();
+        let logins = (0..40).map(|i| {
+            let (hasher, stored) = (hasher.clone(), stored.clone());
+            tokio::spawn(async move { hasher.verify(format!("guess {i}"), Some(stored)).await })
+        });
+        let outcomes = futures_util::future::join_all(logins).await;
+        let busy = outcomes.iter().filter(|o| matches!(o, Ok(Err(PasswordError::Busy)))).count();
+        let checked = outcomes.iter().filter(|o| matches!(o, Ok(Ok(false)))).count();
+        assert_eq!(busy + checked, 40, "every login is either checked or refused as busy");
+        assert!(busy > 0, "the excess is refused, not queued without limit");
+        assert!(hasher.buffers() <= 2, "{} buffers", hasher.buffers());
+        let grown = resident_mib().saturating_sub(before);
+        assert!(grown < 150, "resident memory grew by {grown} MiB");
     }
 }

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use chrono::Utc;
-use offers_kit::cache::{SharedCache, rate_limit};
+use std::net::IpAddr;
+
+use offers_kit::cache::SharedCache;
+use offers_kit::rate_limit::{RateLimiter, address_bucket};
 use offers_kit::token::TokenSigner;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait};
@@ -13,7 +16,7 @@ use uuid::Uuid;
 
 use crate::entity::{refresh_token, user};
 use crate::error::AuthError;
-use crate::password;
+use crate::password::Hasher;
 use crate::settings::AuthSettings;
 
 pub struct TokenPair {
@@ -34,7 +37,8 @@ pub struct NewUser {
 
 pub struct Auth {
     db: DatabaseConnection,
-    cache: SharedCache,
+    limiter: RateLimiter,
+    hasher: Hasher,
     signer: TokenSigner,
     settings: AuthSettings,
 }
@@ -50,32 +54,41 @@ fn new_refresh_token() -> String {
 
 impl Auth {
     pub fn new(db: DatabaseConnection, cache: SharedCache, signer: TokenSigner, settings: AuthSettings) -> Self {
-        Self { db, cache, signer, settings }
+        let concurrency = match settings.password_hash_concurrency {
+            0 => Hasher::concurrency_for(settings.password_hash_memory_mib),
+            n => usize::try_from(n).unwrap_or(1),
+        };
+        let hasher = Hasher::new(concurrency, Duration::from_millis(settings.password_hash_wait_ms));
+        Self { db, limiter: RateLimiter::new(cache), hasher, signer, settings }
     }
 
-    pub async fn login(&self, username: &str, password: &str, client_address: &str) -> Result<TokenPair, AuthError> {
-        self.check_login_rate(username, client_address).await?;
+    pub async fn login(&self, username: &str, password: &str, client: Option<IpAddr>) -> Result<TokenPair, AuthError> {
+        self.check_login_rate(username, client).await?;
         let found = user::Entity::find().filter(user::Column::Username.eq(username)).one(&self.db).await?;
         let stored = found.as_ref().map(|u| u.password_hash.clone());
-        let valid = password::verify(password.to_string(), stored).await?;
+        let valid = self.hasher.verify(password.to_string(), stored).await?;
         match found {
             Some(user) if valid && user.is_active => self.issue(&user, Uuid::new_v4()).await,
             _ => Err(AuthError::InvalidCredentials),
         }
     }
 
-    /// Counts the attempt against the username and the client address. A
-    /// cache outage lets logins through rather than locking everyone out.
-    async fn check_login_rate(&self, username: &str, client_address: &str) -> Result<(), AuthError> {
+    /// Counts the attempt against the client's address (IPv6: its /64),
+    /// the username from that address, and the username from everywhere (a
+    /// higher ceiling, so one address cannot lock a user out of every other).
+    async fn check_login_rate(&self, username: &str, client: Option<IpAddr>) -> Result<(), AuthError> {
         let window = Duration::from_secs(self.settings.login_window_secs);
+        let address = client.map_or_else(|| "unknown".to_string(), address_bucket);
+        let username = username.to_lowercase();
         // The address first, so every attempt from it counts, whichever
         // username it tries.
         let checks = [
-            (format!("ratelimit:login:addr:{client_address}"), self.settings.login_per_address),
-            (format!("ratelimit:login:user:{}", username.to_lowercase()), self.settings.login_per_username),
+            (format!("ratelimit:login:addr:{address}"), self.settings.login_per_address),
+            (format!("ratelimit:login:user:{username}:{address}"), self.settings.login_per_username),
+            (format!("ratelimit:login:user:{username}"), self.settings.login_per_username_global),
         ];
         for (key, limit) in checks {
-            if let Err(retry_after_secs) = rate_limit(self.cache.as_ref(), &key, limit, window).await {
+            if let Err(retry_after_secs) = self.limiter.check(&key, limit, window).await {
                 metrics::counter!("offers_auth_login_rate_limited_total").increment(1);
                 return Err(AuthError::RateLimited { retry_after_secs });
             }
@@ -198,7 +211,7 @@ impl Auth {
         if !new.email.is_empty() && !new.email.contains('@') {
             return Err(AuthError::InvalidInput("email is not valid".into()));
         }
-        let password_hash = password::hash(new.password).await?;
+        let password_hash = self.hasher.hash(new.password).await?;
         let model = user::ActiveModel {
             id: Set(Uuid::now_v7()),
             username: Set(new.username),

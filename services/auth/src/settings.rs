@@ -23,11 +23,20 @@ pub struct AuthSettings {
     /// PEM (SPKI) Ed25519 public key; every service that checks tokens needs it.
     pub public_key_pem: Option<String>,
     pub public_key_file: Option<PathBuf>,
-    /// Failed-or-not login attempts allowed per username per window.
+    /// Login attempts allowed per username from one client address per window.
     pub login_per_username: u64,
-    /// Login attempts allowed per client address per window.
+    /// Login attempts allowed per username from all addresses together per
+    /// window: higher, so one address cannot lock a user out everywhere.
+    pub login_per_username_global: u64,
+    /// Login attempts allowed per client address (IPv6: per /64) per window.
     pub login_per_address: u64,
     pub login_window_secs: u64,
+    /// Password hashes at once; 0 picks one per core, within the memory budget.
+    pub password_hash_concurrency: u32,
+    /// Memory password hashing may take, in MiB (19 MiB per hash at once).
+    pub password_hash_memory_mib: u64,
+    /// How long a login waits for a hashing slot before it is refused as busy.
+    pub password_hash_wait_ms: u64,
 }
 
 impl Default for AuthSettings {
@@ -42,8 +51,12 @@ impl Default for AuthSettings {
             public_key_pem: None,
             public_key_file: None,
             login_per_username: 5,
+            login_per_username_global: 100,
             login_per_address: 20,
             login_window_secs: 60,
+            password_hash_concurrency: 0,
+            password_hash_memory_mib: 128,
+            password_hash_wait_ms: 300,
         }
     }
 }
@@ -59,8 +72,16 @@ impl Validate for AuthSettings {
         p.check(self.refresh_ttl_secs >= access, "refresh_ttl_secs", "must not be shorter than auth.access_ttl_secs");
         p.check(self.refresh_ttl_secs <= 365 * 24 * 3600, "refresh_ttl_secs", "at most a year");
         p.check(self.login_per_username > 0, "login_per_username", "must be at least 1");
+        p.check(
+            self.login_per_username_global >= self.login_per_username,
+            "login_per_username_global",
+            "must be at least login_per_username",
+        );
         p.check(self.login_per_address > 0, "login_per_address", "must be at least 1");
         p.check(self.login_window_secs > 0, "login_window_secs", "must be at least 1");
+        p.check(self.password_hash_memory_mib >= 19, "password_hash_memory_mib", "at least 19 (one hash)");
+        p.check(self.password_hash_concurrency <= 256, "password_hash_concurrency", "at most 256");
+        p.check((1..=10_000).contains(&self.password_hash_wait_ms), "password_hash_wait_ms", "between 1 and 10000");
         p.check(!self.issuer.is_empty(), "issuer", "must not be empty");
         p.check(!self.audience.is_empty(), "audience", "must not be empty");
     }

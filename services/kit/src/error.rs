@@ -61,7 +61,7 @@ error_codes! {
     AmountMismatch => ("amount_mismatch", InvalidArgument, 400, "The amount does not equal the offer's price"),
     AlreadyExists => ("already_exists", AlreadyExists, 409, "Already exists"),
     Conflict => ("conflict", Aborted, 409, "The request conflicts with the current state"),
-    Unavailable => ("unavailable", Unavailable, 503, "A dependency is unavailable; try again"),
+    Unavailable => ("service_unavailable", Unavailable, 503, "The service cannot answer now; try again"),
     Timeout => ("timeout", DeadlineExceeded, 504, "A dependency did not answer in time"),
     Internal => ("internal", Internal, 500, "Internal error"),
 }
@@ -114,6 +114,14 @@ impl Error {
             message: ErrorCode::Unavailable.title().into(),
             retry_after_secs: None,
             source: Some(source.into()),
+        }
+    }
+
+    /// Too busy to take this request now (not a fault): 503 with Retry-After.
+    pub fn busy(retry_after_secs: u64) -> Self {
+        Self {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..Self::new(ErrorCode::Unavailable, "the service is busy; retry shortly")
         }
     }
 

@@ -14,6 +14,7 @@ pub mod grpc;
 pub mod lease;
 pub mod outbox;
 pub mod parts;
+pub mod rate_limit;
 pub mod retry;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;

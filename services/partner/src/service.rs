@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use offers_kit::cache::{SharedCache, rate_limit};
+use offers_kit::cache::SharedCache;
 use offers_kit::grpc::InternalChannel;
+use offers_kit::rate_limit::RateLimiter;
 use offers_kit::{Error, ErrorCode};
 use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
 use offers_proto::auth::v1::{self as auth, user_admin_service_client::UserAdminServiceClient};
@@ -29,7 +30,7 @@ pub struct Clients {
 
 pub struct Partners {
     db: DatabaseConnection,
-    cache: SharedCache,
+    limiter: RateLimiter,
     settings: PartnerSettings,
     clients: Clients,
 }
@@ -58,7 +59,7 @@ fn not_found_is(err: Error, instead: PartnerError) -> PartnerError {
 
 impl Partners {
     pub fn new(db: DatabaseConnection, cache: SharedCache, settings: PartnerSettings, clients: Clients) -> Self {
-        Self { db, cache, settings, clients }
+        Self { db, limiter: RateLimiter::new(cache), settings, clients }
     }
 
     /// The active partner a key belongs to; revoked keys and suspended
@@ -80,10 +81,10 @@ impl Partners {
     }
 
     /// A fixed one-second window per partner, shared by all its keys and all
-    /// replicas. Without the cache, requests go through (logged).
+    /// replicas (each replica on its own while the cache is down).
     async fn rate_limit(&self, partner: &partner::Model) -> Result<(), PartnerError> {
         let key = format!("ratelimit:partner:{}", partner.id);
-        rate_limit(self.cache.as_ref(), &key, self.settings.requests_per_second, Duration::from_secs(1)).await.map_err(
+        self.limiter.check(&key, self.settings.requests_per_second, Duration::from_secs(1)).await.map_err(
             |retry_after_secs| {
                 metrics::counter!("offers_partner_rate_limited_total", "partner" => partner.name.clone()).increment(1);
                 PartnerError::RateLimited { retry_after_secs }

@@ -192,4 +192,106 @@ async fn login_is_rate_limited(backend: Backend) {
     suite.stop().await;
 }
 
-each_backend!(login_is_rate_limited);
+/// A login from `address` as our trusted proxy reports it, after whatever
+/// the client wrote in its own `X-Forwarded-For` line.
+async fn login_via_proxy(suite: &TestSuite, username: &str, password: &str, forged: &str, address: &str) -> u16 {
+    let body = serde_json::json!({"username": username, "password": password});
+    let lines = [("x-forwarded-for", forged), ("x-forwarded-for", address)];
+    suite.api.post_with("/api/v1/auth/login/", None, &body, &lines).await.status
+}
+
+fn random_username() -> String {
+    format!("nobody{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+async fn a_login_flood_is_refused_as_busy_not_queued(backend: Backend) {
+    let Some(suite) = TestSuite::spawn_with(backend, |s| {
+        s.auth.password_hash_concurrency = 1;
+        s.auth.password_hash_wait_ms = 50;
+        s.auth.login_per_address = 1_000;
+    })
+    .await
+    else {
+        return;
+    };
+    let usernames: Vec<String> = (0..40).map(|_| random_username()).collect();
+    let logins = usernames.iter().map(|username| suite.api.login(username, "a-guess"));
+    let replies = futures_util::future::join_all(logins).await;
+    let busy: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(busy.len() + replies.iter().filter(|r| r.status == 401).count(), 40, "only 401 or 503");
+    assert!(!busy.is_empty(), "the excess is refused at once");
+    for reply in busy {
+        reply.assert_problem(503, "service_unavailable");
+        assert!(reply.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)));
+    }
+    assert_eq!(suite.api.login("demo", "demo-password").await.status, 200, "and then it serves again");
+    suite.stop().await;
+}
+
+async fn forged_forwarded_for_lines_do_not_dodge_the_limit(backend: Backend) {
+    let Some(suite) = TestSuite::spawn_with(backend, |s| {
+        s.gateway.trusted_proxy_hops = 1;
+        s.auth.login_per_address = 20;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let forged = format!("198.51.100.{i}");
+        statuses.push(login_via_proxy(&suite, &random_username(), "a-guess", &forged, "203.0.113.7").await);
+    }
+    assert_eq!(statuses[..20], [401; 20], "{statuses:?}");
+    assert_eq!(statuses[20..], [429; 10], "one client, one bucket, whatever it writes: {statuses:?}");
+    // Another client behind the same proxy is its own bucket.
+    assert_eq!(login_via_proxy(&suite, "demo", "demo-password", "203.0.113.7", "203.0.113.8").await, 200);
+    suite.stop().await;
+}
+
+async fn a_grpc_caller_cannot_pick_its_bucket(backend: Backend) {
+    use offers_proto::auth::v1::LoginRequest;
+    use offers_proto::auth::v1::auth_service_client::AuthServiceClient;
+    let Some(suite) = TestSuite::spawn_with(backend, |s| s.auth.login_per_address = 5).await else { return };
+    let mut client = AuthServiceClient::new(suite.public_channel().await);
+    let mut codes = Vec::new();
+    for i in 0..8 {
+        let mut request = tonic::Request::new(LoginRequest { username: random_username(), password: "x".into() });
+        let metadata = request.metadata_mut();
+        metadata.insert("offers-client-address", format!("198.51.100.{i}").parse().expect("ascii"));
+        metadata.insert("offers-forwarded-by", "a-guess-at-the-credential".parse().expect("ascii"));
+        codes.push(client.login(request).await.expect_err("no such user").code());
+    }
+    let limited = codes.iter().filter(|c| **c == tonic::Code::ResourceExhausted).count();
+    assert_eq!(limited, 3, "limited by its real address after 5: {codes:?}");
+    suite.stop().await;
+}
+
+async fn one_address_cannot_lock_a_user_out_everywhere(backend: Backend) {
+    let Some(suite) = TestSuite::spawn_with(backend, |s| {
+        s.gateway.trusted_proxy_hops = 1;
+        s.auth.login_per_username = 3;
+        s.auth.login_per_username_global = 5;
+    })
+    .await
+    else {
+        return;
+    };
+    for _ in 0..3 {
+        assert_eq!(login_via_proxy(&suite, "demo", "wrong", "", "198.51.100.1").await, 401);
+    }
+    assert_eq!(login_via_proxy(&suite, "demo", "demo-password", "", "198.51.100.1").await, 429, "that address is out");
+    assert_eq!(login_via_proxy(&suite, "demo", "demo-password", "", "198.51.100.2").await, 200, "the user is not");
+    // Past the higher ceiling across addresses, the username rests everywhere.
+    assert_eq!(login_via_proxy(&suite, "demo", "wrong", "", "198.51.100.3").await, 401);
+    assert_eq!(login_via_proxy(&suite, "demo", "demo-password", "", "198.51.100.4").await, 429);
+    suite.stop().await;
+}
+
+each_backend!(
+    login_is_rate_limited,
+    a_login_flood_is_refused_as_busy_not_queued,
+    forged_forwarded_for_lines_do_not_dodge_the_limit,
+    a_grpc_caller_cannot_pick_its_bucket,
+    one_address_cannot_lock_a_user_out_everywhere,
+);

@@ -47,21 +47,6 @@ pub struct VersionedHash<'a> {
     pub ttl: Duration,
 }
 
-/// Counts one request against `limit` per `window` under `key` (a fixed
-/// window, shared by every replica through the cache). `Err(seconds)` when
-/// over the limit, with the time until the window closes. Without the cache
-/// the request is allowed (and logged): an outage must not lock everyone out.
-pub async fn rate_limit(cache: &dyn Cache, key: &str, limit: u64, window: Duration) -> Result<(), u64> {
-    match cache.hit(key, window).await {
-        Ok((count, retry_after_secs)) if count > limit => Err(retry_after_secs),
-        Ok(_) => Ok(()),
-        Err(e) => {
-            tracing::warn!(key, error = %e, "rate limit unavailable; allowing");
-            Ok(())
-        }
-    }
-}
-
 /// The cache the settings name: in memory for `memory://`, Redis otherwise.
 pub fn from_settings(settings: &crate::config::CacheSettings) -> Result<SharedCache, CacheError> {
     if settings.url == "memory://" {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use offers_kit::Parts;
+use offers_kit::credentials::ServiceCredential;
 use offers_kit::grpc::channel;
 use offers_proto::account::v1::account_service_client::AccountServiceClient;
 use offers_proto::activation::v1::activation_service_client::ActivationServiceClient;
@@ -25,6 +26,11 @@ pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
         activation: ActivationServiceClient::new(channel(&up.activation, timeout)?),
         partner: PartnerServiceClient::new(channel(&up.partner, timeout)?),
     };
-    let router = offers_gateway::router(&settings.gateway, upstreams, shared.verifier.clone(), shared.ops.clone());
+    let auth = offers_gateway::EdgeAuth {
+        verifier: shared.verifier.clone(),
+        credential: ServiceCredential::new(settings.internal_token().unwrap_or_default())?,
+        trusted_proxy_hops: settings.gateway.trusted_proxy_hops,
+    };
+    let router = offers_gateway::router(&settings.gateway, upstreams, auth, shared.ops.clone());
     Ok(Parts { http: Some(router), ..Parts::default() })
 }
