@@ -141,6 +141,17 @@ impl Caller {
     }
 }
 
+impl<K> Authorized<K> {
+    /// A gRPC request carrying the request id and the caller's credential.
+    pub fn grpc<T>(&self, body: T) -> Result<tonic::Request<T>, ApiError> {
+        let mut request = self.caller.grpc(body);
+        let value = MetadataValue::try_from(format!("Bearer {}", self.secret))
+            .map_err(|_| Error::new(ErrorCode::InvalidToken, "the credential is not printable ASCII"))?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderMap;
@@ -159,16 +170,5 @@ mod tests {
         let mut ported = HeaderMap::new();
         ported.append("x-forwarded-for", "203.0.113.7:4711".parse().expect("value"));
         assert_eq!(forwarded_client(&ported, 1), Some("203.0.113.7".parse().expect("ip")));
-    }
-}
-
-impl<K> Authorized<K> {
-    /// A gRPC request carrying the request id and the caller's credential.
-    pub fn grpc<T>(&self, body: T) -> Result<tonic::Request<T>, ApiError> {
-        let mut request = self.caller.grpc(body);
-        let value = MetadataValue::try_from(format!("Bearer {}", self.secret))
-            .map_err(|_| Error::new(ErrorCode::InvalidToken, "the credential is not printable ASCII"))?;
-        request.metadata_mut().insert("authorization", value);
-        Ok(request)
     }
 }
