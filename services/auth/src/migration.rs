@@ -2,7 +2,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateUsersAndTokens)]
+    vec![Box::new(CreateUsersAndTokens), Box::new(TokenFamilies)]
 }
 
 struct CreateUsersAndTokens;
@@ -56,5 +56,40 @@ impl MigrationTrait for CreateUsersAndTokens {
             Index::create().name("auth_refresh_tokens_family").table("auth_refresh_tokens").col("family_id").to_owned(),
         )
         .await
+    }
+}
+
+/// A row per refresh-token family, locked by every rotation and every
+/// revocation of it, so the two cannot interleave.
+struct TokenFamilies;
+
+impl MigrationName for TokenFamilies {
+    fn name(&self) -> &str {
+        "m20261128_000110_auth_token_families"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for TokenFamilies {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("auth_token_families")
+                .col(uuid("id").primary_key())
+                .col(uuid("user_id"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone_null("revoked_at"))
+                .to_owned(),
+        )
+        .await?;
+        // The families there are; one with a revoked token was revoked whole.
+        m.get_connection()
+            .execute_unprepared(
+                "INSERT INTO auth_token_families (id, user_id, created_at, revoked_at) \
+                 SELECT family_id, user_id, MIN(created_at), MAX(revoked_at) \
+                 FROM auth_refresh_tokens GROUP BY family_id, user_id",
+            )
+            .await
+            .map(drop)
     }
 }

@@ -10,11 +10,14 @@ use offers_kit::cache::SharedCache;
 use offers_kit::rate_limit::{RateLimiter, address_bucket};
 use offers_kit::token::TokenSigner;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+    TransactionTrait,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::entity::{refresh_token, user};
+use crate::entity::{family, refresh_token, user};
 use crate::error::AuthError;
 use crate::password::Hasher;
 use crate::settings::AuthSettings;
@@ -96,10 +99,20 @@ impl Auth {
         Ok(())
     }
 
+    /// A new family of refresh tokens for a login, and its first pair.
     async fn issue(&self, user: &user::Model, family_id: Uuid) -> Result<TokenPair, AuthError> {
         let access_token = self.signer.sign(user.id, user.is_admin)?;
         let refresh_token = new_refresh_token();
-        self.store_refresh(&self.db, user.id, family_id, &refresh_token).await?;
+        let txn = self.db.begin().await?;
+        let family = family::ActiveModel {
+            id: Set(family_id),
+            user_id: Set(user.id),
+            created_at: Set(Utc::now()),
+            revoked_at: Set(None),
+        };
+        family::Entity::insert(family).exec_without_returning(&txn).await?;
+        self.store_refresh(&txn, user.id, family_id, &refresh_token).await?;
+        txn.commit().await?;
         Ok(TokenPair { access_token, refresh_token, expires_in: self.signer.ttl_secs() })
     }
 
@@ -126,45 +139,56 @@ impl Auth {
         Ok(())
     }
 
-    /// Spends a refresh token and issues a new pair in the same family. A
-    /// token that was already spent is a sign of theft: its whole family is
-    /// revoked, so neither the thief nor the victim can go on refreshing.
-    pub async fn refresh(&self, token: &str) -> Result<TokenPair, AuthError> {
-        let found = refresh_token::Entity::find()
-            .filter(refresh_token::Column::TokenHash.eq(hash_token(token)))
-            .one(&self.db)
+    /// The token with this value, read again once its family is locked (FOR
+    /// UPDATE on PostgreSQL; SQLite runs one transaction at a time anyway):
+    /// until the transaction ends, no other rotation or revocation of the
+    /// family can run, so what is read stays true.
+    async fn locked(
+        &self,
+        txn: &DatabaseTransaction,
+        token: &str,
+    ) -> Result<(refresh_token::Model, family::Model), AuthError> {
+        let by_value = || refresh_token::Entity::find().filter(refresh_token::Column::TokenHash.eq(hash_token(token)));
+        let found = by_value().one(txn).await?.ok_or(AuthError::InvalidRefreshToken)?;
+        let family = family::Entity::find_by_id(found.family_id)
+            .lock_exclusive()
+            .one(txn)
             .await?
             .ok_or(AuthError::InvalidRefreshToken)?;
+        let found = by_value().one(txn).await?.ok_or(AuthError::InvalidRefreshToken)?;
+        Ok((found, family))
+    }
+
+    /// Spends a refresh token and issues a new pair in the same family. A
+    /// token that was already spent is a sign of theft: its whole family is
+    /// revoked, so neither the thief nor the victim can go on refreshing —
+    /// and since rotation and revocation both hold the family's lock, a
+    /// rotation in flight cannot slip a live token past the revocation.
+    pub async fn refresh(&self, token: &str) -> Result<TokenPair, AuthError> {
+        let txn = self.db.begin().await?;
+        let (found, family) = self.locked(&txn, token).await?;
         let now = Utc::now();
-        if found.revoked_at.is_some() || found.expires_at <= now {
+        if family.revoked_at.is_some() || found.revoked_at.is_some() || found.expires_at <= now {
             return Err(AuthError::InvalidRefreshToken);
         }
         if found.spent_at.is_some() {
-            self.revoke_family(found.family_id).await?;
-            tracing::warn!(user_id = %found.user_id, family_id = %found.family_id, "spent refresh token reused; family revoked");
+            self.revoke_family(&txn, family.id, now).await?;
+            txn.commit().await?;
+            tracing::warn!(user_id = %found.user_id, family_id = %family.id, "spent refresh token reused; family revoked");
             return Err(AuthError::InvalidRefreshToken);
         }
         let user = user::Entity::find_by_id(found.user_id)
-            .one(&self.db)
+            .one(&txn)
             .await?
             .filter(|u| u.is_active)
             .ok_or(AuthError::InvalidRefreshToken)?;
-        let txn = self.db.begin().await?;
-        // Only one of two concurrent refreshes with the same token may spend it.
-        let spent = refresh_token::Entity::update_many()
+        refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::SpentAt, Expr::value(now))
             .filter(refresh_token::Column::Id.eq(found.id))
-            .filter(refresh_token::Column::SpentAt.is_null())
-            .filter(refresh_token::Column::RevokedAt.is_null())
             .exec(&txn)
             .await?;
-        if spent.rows_affected != 1 {
-            txn.rollback().await?;
-            self.revoke_family(found.family_id).await?;
-            return Err(AuthError::InvalidRefreshToken);
-        }
         let refresh_token = new_refresh_token();
-        self.store_refresh(&txn, user.id, found.family_id, &refresh_token).await?;
+        self.store_refresh(&txn, user.id, family.id, &refresh_token).await?;
         let access_token = self.signer.sign(user.id, user.is_admin)?;
         txn.commit().await?;
         Ok(TokenPair { access_token, refresh_token, expires_in: self.signer.ttl_secs() })
@@ -172,21 +196,35 @@ impl Auth {
 
     /// Revokes the family of `token`, which must belong to `user_id`.
     pub async fn logout(&self, user_id: Uuid, token: &str) -> Result<(), AuthError> {
-        let found = refresh_token::Entity::find()
-            .filter(refresh_token::Column::TokenHash.eq(hash_token(token)))
-            .filter(refresh_token::Column::UserId.eq(user_id))
-            .one(&self.db)
-            .await?
-            .ok_or(AuthError::InvalidRefreshToken)?;
-        self.revoke_family(found.family_id).await
+        let txn = self.db.begin().await?;
+        let (found, family) = self.locked(&txn, token).await?;
+        if found.user_id != user_id {
+            return Err(AuthError::InvalidRefreshToken);
+        }
+        self.revoke_family(&txn, family.id, Utc::now()).await?;
+        txn.commit().await?;
+        Ok(())
     }
 
-    async fn revoke_family(&self, family_id: Uuid) -> Result<(), AuthError> {
+    /// Marks the family and every token in it revoked; the caller holds the
+    /// family's lock.
+    async fn revoke_family(
+        &self,
+        txn: &DatabaseTransaction,
+        family_id: Uuid,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), AuthError> {
+        family::Entity::update_many()
+            .col_expr(family::Column::RevokedAt, Expr::value(now))
+            .filter(family::Column::Id.eq(family_id))
+            .filter(family::Column::RevokedAt.is_null())
+            .exec(txn)
+            .await?;
         refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
+            .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
             .filter(refresh_token::Column::FamilyId.eq(family_id))
             .filter(refresh_token::Column::RevokedAt.is_null())
-            .exec(&self.db)
+            .exec(txn)
             .await?;
         Ok(())
     }

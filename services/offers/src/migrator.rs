@@ -1,5 +1,7 @@
-//! Every service's migrations, applied in order. Each service owns its
-//! tables; they share one migrations table.
+//! Every service's migrations, applied in the order of their names (which
+//! begin with their date): one history for the whole database, whatever the
+//! order the crates are listed in. Each service owns its tables; they share
+//! one migrations table.
 
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -12,6 +14,7 @@ impl MigratorTrait for Migrator {
         all.extend(offers_account::migrations());
         all.extend(offers_partner::migrations());
         all.extend(offers_notifier::migrations());
+        all.sort_by(|a, b| a.name().cmp(b.name()));
         all
     }
 }

@@ -288,7 +288,59 @@ async fn one_address_cannot_lock_a_user_out_everywhere(backend: Backend) {
     suite.stop().await;
 }
 
+async fn refresh(suite: &TestSuite, token: &str) -> Option<String> {
+    let reply = suite.api.post("/api/v1/auth/refresh/", None, &serde_json::json!({"refresh_token": token})).await;
+    match reply.status {
+        200 => Some(reply.str("refresh_token").to_string()),
+        401 => None,
+        other => panic!("refresh answered {other}: {}", reply.body),
+    }
+}
+
+/// A thief rotates a stolen token as fast as it can while the victim's
+/// spent one comes back: once that reuse has been answered, no refresh of
+/// the family may ever succeed again — a rotation in flight cannot slip a
+/// live token past the revocation. A hundred rounds, to meet the race.
+async fn a_reused_token_stops_its_family_for_good(backend: Backend) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(suite) = TestSuite::spawn_with(backend, |s| {
+        s.auth.login_per_username = 1_000;
+        s.auth.login_per_username_global = 1_000;
+        s.auth.login_per_address = 1_000;
+    })
+    .await
+    else {
+        return;
+    };
+    for round in 0..100 {
+        let spent = suite.api.login("demo", "demo-password").await.str("refresh_token").to_string();
+        let stolen = refresh(&suite, &spent).await.expect("the first rotation");
+        let answered = AtomicBool::new(false);
+        let thief = async {
+            let mut latest = stolen;
+            loop {
+                let after_reuse = answered.load(Ordering::SeqCst);
+                match refresh(&suite, &latest).await {
+                    Some(next) => {
+                        assert!(!after_reuse, "round {round}: a refresh succeeded after the reuse was answered");
+                        latest = next;
+                    }
+                    None => return latest,
+                }
+            }
+        };
+        let reuse = async {
+            assert_eq!(refresh(&suite, &spent).await, None, "a spent token is refused");
+            answered.store(true, Ordering::SeqCst);
+        };
+        let (latest, ()) = tokio::join!(thief, reuse);
+        assert_eq!(refresh(&suite, &latest).await, None, "round {round}: the family is dead");
+    }
+    suite.stop().await;
+}
+
 each_backend!(
+    a_reused_token_stops_its_family_for_good,
     login_is_rate_limited,
     a_login_flood_is_refused_as_busy_not_queued,
     forged_forwarded_for_lines_do_not_dodge_the_limit,

@@ -1,2 +1,3 @@
+pub mod family;
 pub mod refresh_token;
 pub mod user;
