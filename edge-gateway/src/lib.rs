@@ -51,6 +51,7 @@ pub fn router(settings: &GatewaySettings, upstreams: Upstreams, auth: EdgeAuth, 
         .routes(routes!(routes::auth::refresh))
         .routes(routes!(routes::auth::logout))
         .routes(routes!(routes::auth::profile))
+        .routes(routes!(routes::auth::jwks))
         .routes(routes!(routes::offers::list))
         .routes(routes!(routes::offers::get))
         .routes(routes!(routes::activation::renew))

@@ -59,8 +59,10 @@ impl TestSuite {
         // to local servers), on the backend under test.
         let mut settings = Settings::default().embedded(&resources.scratch_dir()).expect("embedded settings");
         resources.apply(&mut settings);
-        let key_file = settings.auth.private_key_file.clone().expect("private key file");
-        let private_key_pem = std::fs::read_to_string(key_file).expect("private key");
+        // The first signing key is ours, so tests can forge tokens with it.
+        let (private_key_pem, _) = offers_kit::token::generate_keypair().expect("key pair");
+        settings.auth.private_key_pem = Some(secrecy::SecretString::from(private_key_pem.clone()));
+        settings.auth.jwks_refresh_secs = 1;
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         (settings.http_addr, settings.grpc_addr, settings.internal_grpc_addr) = (any, any, any);
         settings.shutdown_grace_secs = 2;

@@ -24,6 +24,12 @@ pub enum AuthError {
     Signing(#[from] jsonwebtoken::errors::Error),
     #[error(transparent)]
     Key(#[from] offers_kit::token::KeyError),
+    #[error("a signing key could not be sealed or opened (is auth.key_encryption_key the one it was sealed with?)")]
+    Sealing,
+    #[error("no such signing key")]
+    UnknownKey,
+    #[error("{0}")]
+    Config(&'static str),
 }
 
 impl From<AuthError> for Error {
@@ -32,13 +38,17 @@ impl From<AuthError> for Error {
             AuthError::InvalidCredentials => Error::new(ErrorCode::InvalidCredentials, err.to_string()),
             AuthError::InvalidRefreshToken => Error::new(ErrorCode::InvalidToken, err.to_string()),
             AuthError::UserNotFound => Error::not_found("user"),
+            AuthError::UnknownKey => Error::not_found("signing key"),
             AuthError::UsernameTaken => Error::new(ErrorCode::AlreadyExists, err.to_string()),
             AuthError::InvalidInput(message) => Error::invalid_request(message),
             AuthError::RateLimited { retry_after_secs } => Error::rate_limited(retry_after_secs),
             AuthError::Password(PasswordError::Busy) => Error::busy(1),
-            AuthError::Db(_) | AuthError::Password(_) | AuthError::Signing(_) | AuthError::Key(_) => {
-                Error::internal(err)
-            }
+            AuthError::Db(_)
+            | AuthError::Password(_)
+            | AuthError::Signing(_)
+            | AuthError::Key(_)
+            | AuthError::Sealing
+            | AuthError::Config(_) => Error::internal(err),
         }
     }
 }

@@ -9,10 +9,24 @@ use offers_proto::auth::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::entity::user as user_entity;
+use crate::keys::{KeyInfo, KeyStore};
 use crate::service::{Auth, NewUser, TokenPair};
 
-pub struct AuthApi(pub Arc<Auth>);
+pub struct AuthApi {
+    pub auth: Arc<Auth>,
+    pub keys: Arc<KeyStore>,
+}
 pub struct UserAdminApi(pub Arc<Auth>);
+pub struct SigningKeyAdminApi(pub Arc<KeyStore>);
+
+fn key_proto(info: KeyInfo) -> pb::SigningKey {
+    pb::SigningKey {
+        kid: info.key.kid,
+        create_time: Some(to_timestamp(info.key.created_at)),
+        retire_time: info.key.retire_at.map(to_timestamp),
+        signing: info.signing,
+    }
+}
 
 fn tokens(pair: TokenPair) -> Option<pb::TokenPair> {
     Some(pb::TokenPair {
@@ -48,7 +62,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
         let body = request.into_inner();
         let username = required(&body.username, "username")?;
         let password = required(&body.password, "password")?;
-        let pair = self.0.login(username, password, client).await?;
+        let pair = self.auth.login(username, password, client).await?;
         Ok(Response::new(pb::LoginResponse { tokens: tokens(pair) }))
     }
 
@@ -58,7 +72,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
     ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
         let body = request.into_inner();
         let token = required(&body.refresh_token, "refresh_token")?;
-        let pair = self.0.refresh(token).await?;
+        let pair = self.auth.refresh(token).await?;
         Ok(Response::new(pb::RefreshTokenResponse { tokens: tokens(pair) }))
     }
 
@@ -66,7 +80,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
         let principal = user(&request)?;
         let body = request.into_inner();
         let token = required(&body.refresh_token, "refresh_token")?;
-        self.0.logout(principal.user_id, token).await?;
+        self.auth.logout(principal.user_id, token).await?;
         Ok(Response::new(pb::LogoutResponse {}))
     }
 
@@ -75,11 +89,20 @@ impl pb::auth_service_server::AuthService for AuthApi {
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
         let principal = user(&request)?;
-        let found = self.0.user_by_id(principal.user_id).await?;
+        let found = self.auth.user_by_id(principal.user_id).await?;
         if !found.is_active {
             return Err(Error::new(ErrorCode::InvalidToken, "the account is disabled").into());
         }
         Ok(Response::new(pb::GetProfileResponse { user: Some(to_proto(found)) }))
+    }
+
+    async fn get_jwks(&self, _request: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
+        let keys = self.keys.jwks().await?;
+        let keys = keys
+            .into_iter()
+            .map(|k| pb::Jwk { kty: k.kty, crv: k.crv, x: k.x, kid: k.kid, alg: k.alg, r#use: k.use_ })
+            .collect();
+        Ok(Response::new(pb::GetJwksResponse { keys }))
     }
 }
 
@@ -112,5 +135,32 @@ impl pb::user_admin_service_server::UserAdminService for UserAdminApi {
             None => return Err(Error::invalid_request("id or username is required").into()),
         }?;
         Ok(Response::new(pb::GetUserResponse { user: Some(to_proto(found)) }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::signing_key_admin_service_server::SigningKeyAdminService for SigningKeyAdminApi {
+    async fn rotate_signing_key(
+        &self,
+        _request: Request<pb::RotateSigningKeyRequest>,
+    ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
+        let key = self.0.rotate().await?;
+        Ok(Response::new(pb::RotateSigningKeyResponse { key: Some(key_proto(KeyInfo { key, signing: true })) }))
+    }
+
+    async fn retire_signing_key(
+        &self,
+        request: Request<pb::RetireSigningKeyRequest>,
+    ) -> Result<Response<pb::RetireSigningKeyResponse>, Status> {
+        let key = self.0.retire(&request.get_ref().kid).await?;
+        Ok(Response::new(pb::RetireSigningKeyResponse { key: Some(key_proto(KeyInfo { key, signing: false })) }))
+    }
+
+    async fn list_signing_keys(
+        &self,
+        _request: Request<pb::ListSigningKeysRequest>,
+    ) -> Result<Response<pb::ListSigningKeysResponse>, Status> {
+        let keys = self.0.list().await?.into_iter().map(key_proto).collect();
+        Ok(Response::new(pb::ListSigningKeysResponse { keys }))
     }
 }

@@ -4,6 +4,7 @@
 mod entity;
 mod error;
 mod grpc;
+mod keys;
 mod migration;
 mod password;
 mod service;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use offers_kit::Parts;
 use offers_kit::cache::SharedCache;
 use offers_proto::auth::v1::auth_service_server::AuthServiceServer;
+use offers_proto::auth::v1::signing_key_admin_service_server::SigningKeyAdminServiceServer;
 use offers_proto::auth::v1::user_admin_service_server::UserAdminServiceServer;
 use sea_orm::DatabaseConnection;
 
@@ -21,7 +23,7 @@ pub use error::AuthError;
 pub use migration::migrations;
 pub use settings::AuthSettings;
 
-use crate::grpc::{AuthApi, UserAdminApi};
+use crate::grpc::{AuthApi, SigningKeyAdminApi, UserAdminApi};
 use crate::service::Auth;
 
 /// What the auth service runs on.
@@ -30,11 +32,14 @@ pub struct Deps {
     pub cache: SharedCache,
 }
 
-/// The public `AuthService` and the internal `UserAdminService`.
+/// The public `AuthService` and the internal `UserAdminService` and
+/// `SigningKeyAdminService`.
 pub fn build(settings: &AuthSettings, deps: Deps) -> Result<Parts, AuthError> {
-    let auth = Arc::new(Auth::new(deps.db, deps.cache, settings.signer()?, settings.clone()));
+    let keys = Arc::new(settings.key_store(deps.db.clone())?);
+    let auth = Arc::new(Auth::new(deps.db, deps.cache, keys.clone(), settings.clone()));
     let mut parts = Parts::default();
-    parts.public.add(AuthServiceServer::new(AuthApi(auth.clone())));
+    parts.public.add(AuthServiceServer::new(AuthApi { auth: auth.clone(), keys: keys.clone() }));
     parts.internal.add(UserAdminServiceServer::new(UserAdminApi(auth)));
+    parts.internal.add(SigningKeyAdminServiceServer::new(SigningKeyAdminApi(keys)));
     Ok(parts)
 }

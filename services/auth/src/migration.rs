@@ -2,7 +2,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateUsersAndTokens), Box::new(TokenFamilies)]
+    vec![Box::new(CreateUsersAndTokens), Box::new(TokenFamilies), Box::new(SigningKeys)]
 }
 
 struct CreateUsersAndTokens;
@@ -91,5 +91,31 @@ impl MigrationTrait for TokenFamilies {
             )
             .await
             .map(drop)
+    }
+}
+
+/// Access-token signing keys, so they rotate without files being shared.
+struct SigningKeys;
+
+impl MigrationName for SigningKeys {
+    fn name(&self) -> &str {
+        "m20261128_000120_auth_signing_keys"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for SigningKeys {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("auth_signing_keys")
+                .col(string("kid").primary_key())
+                .col(string("public_x"))
+                .col(text("sealed_private"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone_null("retire_at"))
+                .to_owned(),
+        )
+        .await
     }
 }

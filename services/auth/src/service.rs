@@ -5,10 +5,10 @@ use std::time::Duration;
 use base64::Engine;
 use chrono::Utc;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use offers_kit::cache::SharedCache;
 use offers_kit::rate_limit::{RateLimiter, address_bucket};
-use offers_kit::token::TokenSigner;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::entity::{family, refresh_token, user};
 use crate::error::AuthError;
+use crate::keys::KeyStore;
 use crate::password::Hasher;
 use crate::settings::AuthSettings;
 
@@ -42,7 +43,7 @@ pub struct Auth {
     db: DatabaseConnection,
     limiter: RateLimiter,
     hasher: Hasher,
-    signer: TokenSigner,
+    keys: Arc<KeyStore>,
     settings: AuthSettings,
 }
 
@@ -56,13 +57,13 @@ fn new_refresh_token() -> String {
 }
 
 impl Auth {
-    pub fn new(db: DatabaseConnection, cache: SharedCache, signer: TokenSigner, settings: AuthSettings) -> Self {
+    pub fn new(db: DatabaseConnection, cache: SharedCache, keys: Arc<KeyStore>, settings: AuthSettings) -> Self {
         let concurrency = match settings.password_hash_concurrency {
             0 => Hasher::concurrency_for(settings.password_hash_memory_mib),
             n => usize::try_from(n).unwrap_or(1),
         };
         let hasher = Hasher::new(concurrency, Duration::from_millis(settings.password_hash_wait_ms));
-        Self { db, limiter: RateLimiter::new(cache), hasher, signer, settings }
+        Self { db, limiter: RateLimiter::new(cache), hasher, keys, settings }
     }
 
     pub async fn login(&self, username: &str, password: &str, client: Option<IpAddr>) -> Result<TokenPair, AuthError> {
@@ -101,7 +102,8 @@ impl Auth {
 
     /// A new family of refresh tokens for a login, and its first pair.
     async fn issue(&self, user: &user::Model, family_id: Uuid) -> Result<TokenPair, AuthError> {
-        let access_token = self.signer.sign(user.id, user.is_admin)?;
+        let signer = self.keys.signer().await?;
+        let access_token = signer.sign(user.id, user.is_admin)?;
         let refresh_token = new_refresh_token();
         let txn = self.db.begin().await?;
         let family = family::ActiveModel {
@@ -113,7 +115,7 @@ impl Auth {
         family::Entity::insert(family).exec_without_returning(&txn).await?;
         self.store_refresh(&txn, user.id, family_id, &refresh_token).await?;
         txn.commit().await?;
-        Ok(TokenPair { access_token, refresh_token, expires_in: self.signer.ttl_secs() })
+        Ok(TokenPair { access_token, refresh_token, expires_in: signer.ttl_secs() })
     }
 
     async fn store_refresh(
@@ -165,6 +167,9 @@ impl Auth {
     /// and since rotation and revocation both hold the family's lock, a
     /// rotation in flight cannot slip a live token past the revocation.
     pub async fn refresh(&self, token: &str) -> Result<TokenPair, AuthError> {
+        // The key first: reading it may take a connection, which the
+        // transaction must not be holding (SQLite has one).
+        let signer = self.keys.signer().await?;
         let txn = self.db.begin().await?;
         let (found, family) = self.locked(&txn, token).await?;
         let now = Utc::now();
@@ -189,9 +194,9 @@ impl Auth {
             .await?;
         let refresh_token = new_refresh_token();
         self.store_refresh(&txn, user.id, family.id, &refresh_token).await?;
-        let access_token = self.signer.sign(user.id, user.is_admin)?;
+        let access_token = signer.sign(user.id, user.is_admin)?;
         txn.commit().await?;
-        Ok(TokenPair { access_token, refresh_token, expires_in: self.signer.ttl_secs() })
+        Ok(TokenPair { access_token, refresh_token, expires_in: signer.ttl_secs() })
     }
 
     /// Revokes the family of `token`, which must belong to `user_id`.

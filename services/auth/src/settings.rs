@@ -5,7 +5,11 @@
 use std::path::PathBuf;
 
 use offers_kit::config::{Problems, Validate, redact};
-use offers_kit::token::{KeyError, TokenSigner, TokenVerifier, read_key};
+use offers_kit::token::{TokenVerifier, read_key};
+use sea_orm::DatabaseConnection;
+
+use crate::error::AuthError;
+use crate::keys::{KeyStore, parse_kek};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -16,13 +20,18 @@ pub struct AuthSettings {
     pub audience: String,
     pub access_ttl_secs: u64,
     pub refresh_ttl_secs: u64,
-    /// PEM (PKCS#8) Ed25519 private key; only the auth service needs it.
+    /// PEM (PKCS#8) Ed25519 private key: the first signing key, imported
+    /// when the auth service finds none stored (otherwise one is made).
     #[serde(serialize_with = "redact")]
     pub private_key_pem: Option<SecretString>,
     pub private_key_file: Option<PathBuf>,
-    /// PEM (SPKI) Ed25519 public key; every service that checks tokens needs it.
-    pub public_key_pem: Option<String>,
-    pub public_key_file: Option<PathBuf>,
+    /// 32 bytes, base64: seals the signing keys' private halves in the
+    /// database. The auth role needs it.
+    #[serde(serialize_with = "redact")]
+    pub key_encryption_key: Option<SecretString>,
+    /// How often every token-checking process reloads the key set (JWKS)
+    /// from the auth service.
+    pub jwks_refresh_secs: u64,
     /// Login attempts allowed per username from one client address per window.
     pub login_per_username: u64,
     /// Login attempts allowed per username from all addresses together per
@@ -48,8 +57,8 @@ impl Default for AuthSettings {
             refresh_ttl_secs: 30 * 24 * 3600,
             private_key_pem: None,
             private_key_file: None,
-            public_key_pem: None,
-            public_key_file: None,
+            key_encryption_key: None,
+            jwks_refresh_secs: 30,
             login_per_username: 5,
             login_per_username_global: 100,
             login_per_address: 20,
@@ -82,22 +91,28 @@ impl Validate for AuthSettings {
         p.check(self.password_hash_memory_mib >= 19, "password_hash_memory_mib", "at least 19 (one hash)");
         p.check(self.password_hash_concurrency <= 256, "password_hash_concurrency", "at most 256");
         p.check((1..=10_000).contains(&self.password_hash_wait_ms), "password_hash_wait_ms", "between 1 and 10000");
+        if let Some(kek) = &self.key_encryption_key {
+            p.check(parse_kek(kek.expose_secret()).is_some(), "key_encryption_key", "must be 32 bytes, base64");
+        }
+        p.check((1..=3600).contains(&self.jwks_refresh_secs), "jwks_refresh_secs", "between 1 and 3600");
         p.check(!self.issuer.is_empty(), "issuer", "must not be empty");
         p.check(!self.audience.is_empty(), "audience", "must not be empty");
     }
 }
 
 impl AuthSettings {
-    /// What every process checks access tokens with.
-    pub fn verifier(&self) -> Result<TokenVerifier, KeyError> {
-        let pem = read_key(self.public_key_pem.as_deref(), self.public_key_file.as_deref(), "public")?;
-        TokenVerifier::from_pem(&pem, &self.issuer, &self.audience)
+    /// What every token-checking process verifies with (it holds no keys
+    /// until it has loaded the auth service's key set).
+    pub fn verifier(&self) -> TokenVerifier {
+        TokenVerifier::new(&self.issuer, &self.audience)
     }
 
-    /// What the auth service signs access tokens with.
-    pub(crate) fn signer(&self) -> Result<TokenSigner, KeyError> {
-        let inline = self.private_key_pem.as_ref().map(|s| s.expose_secret());
-        let pem = read_key(inline, self.private_key_file.as_deref(), "private")?;
-        TokenSigner::from_pem(&pem, &self.issuer, &self.audience, self.access_ttl_secs)
+    /// The auth service's signing keys in `db`.
+    pub(crate) fn key_store(&self, db: DatabaseConnection) -> Result<KeyStore, AuthError> {
+        let kek = self.key_encryption_key.as_ref().and_then(|k| parse_kek(k.expose_secret()));
+        let kek = kek.ok_or(AuthError::Config("auth.key_encryption_key (32 bytes, base64) is required"))?;
+        let initial = self.private_key_pem.as_ref().map(|s| s.expose_secret());
+        let initial = read_key(initial, self.private_key_file.as_deref())?;
+        KeyStore::new(db, &kek, (&self.issuer, &self.audience, self.access_ttl_secs), initial)
     }
 }

@@ -1,12 +1,20 @@
-//! Access tokens: Ed25519-signed JWTs. The algorithm is pinned on
-//! verification, and `iss`, `aud`, `exp` are always checked.
+//! Access tokens: Ed25519-signed JWTs naming their key (`kid`). The auth
+//! service signs with its current key and publishes the public half of
+//! every key still in service (a JWKS); verifiers hold that set, so keys
+//! rotate without anyone sharing files. The algorithm is pinned on
+//! verification, and `iss`, `aud`, `exp` and `sub` are always checked.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding};
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -15,8 +23,6 @@ pub enum KeyError {
     Pem(String),
     #[error("auth key could not be read from {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("no auth {0} key is configured (auth.{0}_key_pem or auth.{0}_key_file)")]
-    Missing(&'static str),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -40,6 +46,48 @@ pub struct Principal {
     pub is_admin: bool,
 }
 
+/// The public half of a signing key, as a JWK (RFC 8037: an `OKP` key on
+/// `Ed25519`); its `kid` is its RFC 7638 thumbprint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Jwk {
+    pub kty: String,
+    pub crv: String,
+    /// The public key, base64url.
+    pub x: String,
+    pub kid: String,
+    pub alg: String,
+    #[serde(rename = "use")]
+    pub use_: String,
+}
+
+impl Jwk {
+    fn ed25519(public: &[u8; 32]) -> Self {
+        let x = URL_SAFE_NO_PAD.encode(public);
+        // The thumbprint hashes the required members in lexical order, no spaces.
+        let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+        let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+        Jwk { kty: "OKP".into(), crv: "Ed25519".into(), x, kid, alg: "EdDSA".into(), use_: "sig".into() }
+    }
+
+    /// The JWK of a key known by its id and public key (base64url).
+    pub fn from_parts(kid: &str, x: &str) -> Self {
+        Jwk {
+            kty: "OKP".into(),
+            crv: "Ed25519".into(),
+            x: x.into(),
+            kid: kid.into(),
+            alg: "EdDSA".into(),
+            use_: "sig".into(),
+        }
+    }
+
+    /// The JWK of an SPKI PEM public key.
+    pub fn from_public_pem(pem: &str) -> Result<Self, KeyError> {
+        let key = ed25519_dalek::VerifyingKey::from_public_key_pem(pem).map_err(|e| KeyError::Pem(e.to_string()))?;
+        Ok(Self::ed25519(key.as_bytes()))
+    }
+}
+
 /// A fresh Ed25519 key pair as (private PKCS#8 PEM, public SPKI PEM).
 pub fn generate_keypair() -> Result<(String, String), KeyError> {
     let seed: [u8; 32] = rand::random();
@@ -52,6 +100,7 @@ pub fn generate_keypair() -> Result<(String, String), KeyError> {
 #[derive(Clone)]
 pub struct TokenSigner {
     key: Arc<EncodingKey>,
+    jwk: Jwk,
     issuer: String,
     audience: String,
     ttl_secs: i64,
@@ -59,9 +108,12 @@ pub struct TokenSigner {
 
 impl TokenSigner {
     pub fn from_pem(pem: &str, issuer: &str, audience: &str, ttl_secs: u64) -> Result<Self, KeyError> {
-        let key = EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| KeyError::Pem(e.to_string()))?;
+        let bad = |e: String| KeyError::Pem(e);
+        let private = SigningKey::from_pkcs8_pem(pem).map_err(|e| bad(e.to_string()))?;
+        let key = EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             key: Arc::new(key),
+            jwk: Jwk::ed25519(private.verifying_key().as_bytes()),
             issuer: issuer.into(),
             audience: audience.into(),
             ttl_secs: i64::try_from(ttl_secs).unwrap_or(i64::MAX),
@@ -70,6 +122,11 @@ impl TokenSigner {
 
     pub fn ttl_secs(&self) -> i64 {
         self.ttl_secs
+    }
+
+    /// The public half, for the key set verifiers hold.
+    pub fn jwk(&self) -> &Jwk {
+        &self.jwk
     }
 
     pub fn sign(&self, user_id: Uuid, is_admin: bool) -> Result<String, jsonwebtoken::errors::Error> {
@@ -83,7 +140,9 @@ impl TokenSigner {
             jti: Uuid::new_v4().to_string(),
             adm: is_admin,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.key)
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.jwk.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.key)
     }
 }
 
@@ -91,15 +150,17 @@ impl TokenSigner {
 #[error("invalid access token: {0}")]
 pub struct InvalidToken(pub String);
 
+/// Checks access tokens against the keys in service, by their `kid`. Clones
+/// share the key set, so one refresh serves every clone.
 #[derive(Clone)]
 pub struct TokenVerifier {
-    key: Arc<DecodingKey>,
+    keys: Arc<RwLock<HashMap<String, DecodingKey>>>,
     validation: Arc<Validation>,
 }
 
 impl TokenVerifier {
-    pub fn from_pem(pem: &str, issuer: &str, audience: &str) -> Result<Self, KeyError> {
-        let key = DecodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| KeyError::Pem(e.to_string()))?;
+    /// A verifier with no keys yet (see [`TokenVerifier::set_keys`]).
+    pub fn new(issuer: &str, audience: &str) -> Self {
         // Only EdDSA is accepted: a token naming another algorithm (`none`,
         // HS256 with the public key as secret, …) fails before its signature is read.
         let mut validation = Validation::new(Algorithm::EdDSA);
@@ -107,12 +168,42 @@ impl TokenVerifier {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
-        Ok(Self { key: Arc::new(key), validation: Arc::new(validation) })
+        Self { keys: Arc::default(), validation: Arc::new(validation) }
+    }
+
+    /// A verifier of tokens signed with this one SPKI PEM public key.
+    pub fn from_pem(pem: &str, issuer: &str, audience: &str) -> Result<Self, KeyError> {
+        let verifier = Self::new(issuer, audience);
+        verifier.set_keys(&[Jwk::from_public_pem(pem)?]);
+        Ok(verifier)
+    }
+
+    /// Replaces the key set: keys no longer listed no longer verify.
+    pub fn set_keys(&self, jwks: &[Jwk]) {
+        let keys = jwks
+            .iter()
+            .filter(|k| k.kty == "OKP" && k.crv == "Ed25519")
+            .filter_map(|k| Some((k.kid.clone(), DecodingKey::from_ed_components(&k.x).ok()?)))
+            .collect();
+        if let Ok(mut held) = self.keys.write() {
+            *held = keys;
+        }
+    }
+
+    /// Whether any key is held (a verifier is ready only then).
+    pub fn has_keys(&self) -> bool {
+        self.keys.read().is_ok_and(|k| !k.is_empty())
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, InvalidToken> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| InvalidToken(e.kind().to_string_lossy()))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken("malformed".into()))?;
+        let kid = header.kid.ok_or_else(|| InvalidToken("no key id".into()))?;
+        let data = {
+            let keys = self.keys.read().map_err(|_| InvalidToken("key set unavailable".into()))?;
+            let key = keys.get(&kid).ok_or_else(|| InvalidToken("signed with a key not in service".into()))?;
+            jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+                .map_err(|e| InvalidToken(e.kind().to_string_lossy()))?
+        };
         let user_id = Uuid::parse_str(&data.claims.sub).map_err(|_| InvalidToken("subject is not a user id".into()))?;
         Ok(Principal { user_id, token_id: data.claims.jti, is_admin: data.claims.adm })
     }
@@ -137,13 +228,15 @@ impl KindText for jsonwebtoken::errors::ErrorKind {
     }
 }
 
-/// Reads a key given inline or as a file.
-pub fn read_key(inline: Option<&str>, file: Option<&std::path::Path>, which: &'static str) -> Result<String, KeyError> {
+/// Reads a key given inline or as a file, if either is.
+pub fn read_key(inline: Option<&str>, file: Option<&std::path::Path>) -> Result<Option<String>, KeyError> {
     if let Some(pem) = inline {
-        return Ok(pem.to_string());
+        return Ok(Some(pem.to_string()));
     }
-    let path = file.ok_or(KeyError::Missing(which))?;
-    std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.display().to_string(), source })
+    let Some(path) = file else { return Ok(None) };
+    std::fs::read_to_string(path)
+        .map(Some)
+        .map_err(|source| KeyError::Read { path: path.display().to_string(), source })
 }
 
 #[cfg(test)]
@@ -172,11 +265,34 @@ mod tests {
         let (signer, _) = pair();
         let (_, other) = pair();
         let token = signer.sign(Uuid::new_v4(), false).expect("sign");
-        assert_eq!(other.verify(&token), Err(InvalidToken("bad signature".into())));
+        assert_eq!(other.verify(&token), Err(InvalidToken("signed with a key not in service".into())));
         let (private, public) = generate_keypair().expect("keys");
         let signer = TokenSigner::from_pem(&private, "iss", "someone-else", 60).expect("signer");
         let verifier = TokenVerifier::from_pem(&public, "iss", "aud").expect("verifier");
         let token = signer.sign(Uuid::new_v4(), false).expect("sign");
         assert_eq!(verifier.verify(&token), Err(InvalidToken("wrong audience".into())));
+    }
+
+    #[test]
+    fn keys_rotate_through_the_key_set() {
+        let (old, verifier) = pair();
+        let (private, _) = generate_keypair().expect("keys");
+        let new = TokenSigner::from_pem(&private, "iss", "aud", 60).expect("signer");
+        assert_ne!(old.jwk().kid, new.jwk().kid);
+        let (before, after) =
+            (old.sign(Uuid::new_v4(), false).expect("sign"), new.sign(Uuid::new_v4(), false).expect("sign"));
+        verifier.set_keys(&[old.jwk().clone(), new.jwk().clone()]);
+        assert!(verifier.verify(&before).is_ok() && verifier.verify(&after).is_ok());
+        verifier.set_keys(&[new.jwk().clone()]);
+        assert!(verifier.verify(&before).is_err(), "retired");
+        assert!(verifier.verify(&after).is_ok());
+    }
+
+    #[test]
+    fn kids_are_rfc7638_thumbprints() {
+        // RFC 8037, appendix A.3: the thumbprint of its example key.
+        let x = URL_SAFE_NO_PAD.decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").expect("b64");
+        let jwk = Jwk::ed25519(&x.try_into().expect("32 bytes"));
+        assert_eq!(jwk.kid, "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
     }
 }

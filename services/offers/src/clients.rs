@@ -6,6 +6,7 @@ use std::time::Duration;
 use offers_kit::credentials::ServiceCredential;
 use offers_kit::grpc::{InternalChannel, internal_channel};
 use offers_proto::account::v1::ledger_service_client::LedgerServiceClient;
+use offers_proto::auth::v1::signing_key_admin_service_client::SigningKeyAdminServiceClient;
 use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
 use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
 use offers_proto::partner::v1::partner_admin_service_client::PartnerAdminServiceClient;
@@ -15,6 +16,7 @@ use crate::settings::Settings;
 #[derive(Clone)]
 pub struct InternalClients {
     pub users: UserAdminServiceClient<InternalChannel>,
+    pub keys: SigningKeyAdminServiceClient<InternalChannel>,
     pub catalog: CatalogAdminServiceClient<InternalChannel>,
     pub ledger: LedgerServiceClient<InternalChannel>,
     pub partners: PartnerAdminServiceClient<InternalChannel>,
@@ -28,6 +30,7 @@ impl InternalClients {
         let up = &settings.upstream;
         Ok(Self {
             users: UserAdminServiceClient::new(channel(&up.auth_internal)?),
+            keys: SigningKeyAdminServiceClient::new(channel(&up.auth_internal)?),
             catalog: CatalogAdminServiceClient::new(channel(&up.catalog_internal)?),
             ledger: LedgerServiceClient::new(channel(&up.account_internal)?),
             partners: PartnerAdminServiceClient::new(channel(&up.partner_internal)?),

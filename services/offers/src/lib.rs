@@ -6,6 +6,7 @@ pub mod admin;
 pub mod clients;
 pub mod cron;
 pub mod dev;
+pub mod jwks;
 pub mod migrator;
 pub mod ops;
 pub mod process;

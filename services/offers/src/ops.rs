@@ -98,3 +98,16 @@ impl ReadinessCheck for BusCheck {
         self.0.ping().await.map_err(|e| e.to_string())
     }
 }
+
+/// Access-token keys loaded: without them every token is refused.
+pub struct KeysCheck(pub offers_kit::token::TokenVerifier);
+
+#[async_trait]
+impl ReadinessCheck for KeysCheck {
+    fn name(&self) -> &'static str {
+        "token_keys"
+    }
+    async fn check(&self) -> Result<(), String> {
+        if self.0.has_keys() { Ok(()) } else { Err("not loaded from the auth service yet".into()) }
+    }
+}

@@ -24,7 +24,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::clients::InternalClients;
 use crate::migrator::Migrator;
-use crate::ops::{self, BusCheck, CacheCheck, DatabaseCheck, Readiness};
+use crate::ops::{self, BusCheck, CacheCheck, DatabaseCheck, KeysCheck, Readiness};
 use crate::roles::{Role, Shared, needs_of};
 use crate::settings::Settings;
 
@@ -97,15 +97,12 @@ impl Process {
         if let Some(db) = &db {
             readiness = readiness.require(DatabaseCheck(db.clone()));
         }
-        let shared = Shared {
-            verifier: settings.auth.verifier()?,
-            settings,
-            db,
-            cache,
-            bus,
-            clients,
-            ops: ops::router(readiness),
-        };
+        let verifier = settings.auth.verifier();
+        let checks_tokens = needs.serves.is_some() || roles.contains(&Role::Gateway);
+        if checks_tokens {
+            readiness = readiness.require(KeysCheck(verifier.clone()));
+        }
+        let shared = Shared { verifier, settings, db, cache, bus, clients, ops: ops::router(readiness) };
         let mut parts = Parts::default();
         for role in roles {
             parts.merge(role.build(&shared)?);
@@ -135,6 +132,15 @@ impl Process {
             let check = ServiceCredentialCheck::new(&credential);
             tasks.spawn(serve_grpc(internal_listener, routes, InterceptorLayer::new(check), shutdown.clone()));
         }
+        if checks_tokens {
+            let (verifier, auth) = (shared.verifier.clone(), shared.settings.upstream.auth.clone());
+            let every = Duration::from_secs(shared.settings.auth.jwks_refresh_secs);
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                crate::jwks::refresh(verifier, auth, every, stop).await;
+                Ok(())
+            });
+        }
         let router = api.unwrap_or_else(|| shared.ops.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -144,6 +150,9 @@ impl Process {
                 .context("HTTP server failed")
         });
 
+        if checks_tokens {
+            crate::jwks::first_load(&shared.verifier, &shared.settings.upstream.auth, Duration::from_secs(5)).await;
+        }
         let Shared { settings, db, cache, bus, .. } = shared;
         Ok(Process {
             grace: Duration::from_secs(settings.shutdown_grace_secs),
@@ -254,7 +263,9 @@ async fn with_health_and_reflection(services: GrpcServices) -> anyhow::Result<(H
         let mut builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(offers_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name("grpc.health.v1.Health");
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection");
         for name in &names {
             builder = builder.with_service_name(*name);
         }

@@ -3,7 +3,7 @@
 //! upstreams, the internal credential). `offers config` prints it.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use offers_account::LedgerSettings;
@@ -214,8 +214,9 @@ impl Settings {
     }
 
     /// The embedded mode's settings in `dir`: SQLite, the in-memory cache
-    /// and the in-process bus, token keys and an internal credential made
-    /// there on first use (so tokens and `offers admin` survive restarts),
+    /// and the in-process bus, the key encryption key and an internal
+    /// credential made there on first use (so the signing keys, tokens and
+    /// `offers admin` survive restarts),
     /// reminders written to a file, and what only the embedded mode allows
     /// (the demo partner's preset key, callbacks to local servers).
     pub fn embedded(mut self, dir: &Path) -> anyhow::Result<Self> {
@@ -223,12 +224,8 @@ impl Settings {
         self.database.url = format!("sqlite://{}?mode=rwc", dir.join("offers.db").display());
         self.cache.url = "memory://".into();
         self.bus.url = "memory://".into();
-        let (private, public) = embedded_keys(dir)?;
-        self.auth.private_key_pem = None;
-        self.auth.public_key_pem = None;
-        self.auth.private_key_file = Some(private);
-        self.auth.public_key_file = Some(public);
-        self.internal.token = Some(SecretString::from(embedded_token(dir)?));
+        self.auth.key_encryption_key = Some(SecretString::from(made_once(dir, "auth-kek", base64_key)?));
+        self.internal.token = Some(SecretString::from(made_once(dir, "internal-token", hex_token)?));
         self.notifier.sink_file = Some(dir.join("notifications.log"));
         self.partner.allow_preset_keys = true;
         self.partner.allow_private_callbacks = true;
@@ -245,31 +242,33 @@ impl Settings {
     }
 }
 
-/// The embedded mode's token keys in `dir`, made on first use.
-fn embedded_keys(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let private = dir.join("auth-ed25519.pem");
-    let public = dir.join("auth-ed25519.pub.pem");
-    if !private.exists() || !public.exists() {
-        let (private_pem, public_pem) = offers_kit::token::generate_keypair()?;
-        write_private(&private, &private_pem)?;
-        std::fs::write(&public, public_pem)?;
-    }
-    Ok((private, public))
-}
-
 /// The embedded mode's internal credential in `dir`, if one was made.
 pub fn embedded_token_if_present(dir: &Path) -> Option<String> {
-    std::fs::read_to_string(dir.join("internal-token")).ok().map(|t| t.trim().to_string())
+    read_trimmed(&dir.join("internal-token"))
 }
 
-/// The embedded mode's internal credential in `dir`, made on first use.
-fn embedded_token(dir: &Path) -> anyhow::Result<String> {
-    if let Some(token) = embedded_token_if_present(dir) {
-        return Ok(token);
+fn read_trimmed(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|t| t.trim().to_string())
+}
+
+/// The secret in `dir/name`, made by `make` on first use (mode 0600).
+fn made_once(dir: &Path, name: &str, make: fn() -> String) -> anyhow::Result<String> {
+    let path = dir.join(name);
+    if let Some(secret) = read_trimmed(&path) {
+        return Ok(secret);
     }
-    let token: String = rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&dir.join("internal-token"), &token)?;
-    Ok(token)
+    let secret = make();
+    write_private(&path, &secret)?;
+    Ok(secret)
+}
+
+fn hex_token() -> String {
+    rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn base64_key() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -315,6 +314,7 @@ mod tests {
         let mut s = Settings::default();
         s.internal.token = Some(SecretString::from("secret-0-internal"));
         s.auth.private_key_pem = Some(SecretString::from("secret-1-pem"));
+        s.auth.key_encryption_key = Some(SecretString::from("secret-1b-kek"));
         s.database.url = "postgres://app:secret-2@db/offers?password=secret-3&sslmode=require".into();
         s.cache.url = "rediss://:secret-4@cache:6380/0".into();
         s.bus.url = "amqps://offers:secret-5@mq:5671/%2f".into();

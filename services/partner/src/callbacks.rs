@@ -4,6 +4,7 @@
 //! and recorded once it succeeds, so each event is delivered successfully
 //! at most once; partners dedupe on the event id all the same.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +19,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, Qu
 use serde_json::json;
 use sha2::Sha256;
 
+use crate::egress::{PinnedResolver, SystemLookup, is_public, refused};
 use crate::entity::{delivery, partner};
 use crate::settings::PartnerSettings;
 
@@ -34,18 +36,12 @@ pub fn sign(secret: &str, timestamp: i64, body: &str) -> String {
     format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Whether every address the URL's host resolves to is public.
-async fn resolves_publicly(url: &str) -> bool {
-    let Ok(uri) = url.parse::<http::Uri>() else { return false };
-    let Some(host) = uri.host() else { return false };
-    let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
-    match tokio::net::lookup_host((host.trim_matches(['[', ']']), port)).await {
-        Ok(addresses) => {
-            let addresses: Vec<_> = addresses.collect();
-            !addresses.is_empty() && addresses.iter().all(|a| crate::keys::is_public(a.ip()))
-        }
-        Err(_) => false,
-    }
+/// Why a delivery did not go through.
+enum Failure {
+    /// Worth another try, with the reason recorded.
+    Retry(String),
+    /// The URL leads off the public internet: never delivered.
+    NotPublic,
 }
 
 pub struct CallbackWorker {
@@ -67,10 +63,13 @@ enum DeliveryError {
 impl CallbackWorker {
     pub fn new(db: DatabaseConnection, bus: SharedBus, settings: PartnerSettings) -> Result<Self, reqwest::Error> {
         // No redirects: a callback goes where the partner registered it, and
-        // nowhere a response points to.
+        // nowhere a response points to; and only to addresses checked as
+        // they are connected to.
+        let resolver = PinnedResolver::new(Arc::new(SystemLookup), settings.allow_private_callbacks);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.callback_timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(resolver))
             .build()?;
         let lease = Lease {
             table: "partner_callback_deliveries",
@@ -124,7 +123,7 @@ impl CallbackWorker {
         Ok(())
     }
 
-    async fn post(&self, url: &str, secret: &str, event: &PartnerEvent) -> Result<(), String> {
+    async fn post(&self, url: &str, secret: &str, event: &PartnerEvent) -> Result<(), Failure> {
         let body = json!({
             "event_id": event.event_id,
             "reference": event.reference,
@@ -145,8 +144,17 @@ impl CallbackWorker {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("callback failed: {e}"))?;
-        if response.status().is_success() { Ok(()) } else { Err(format!("callback answered {}", response.status())) }
+            .map_err(|e| {
+                if refused(&e) {
+                    Failure::NotPublic
+                } else {
+                    Failure::Retry(format!("callback failed: {}", e.without_url()))
+                }
+            })?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            status => Err(Failure::Retry(format!("callback answered {status}"))),
+        }
     }
 
     async fn deliver(&self, event: PartnerEvent) -> Result<(), DeliveryError> {
@@ -168,12 +176,22 @@ impl CallbackWorker {
             self.record(&event, Err("no callback URL registered".into()), true).await?;
             return Ok(None);
         };
-        if !self.settings.allow_private_callbacks && !resolves_publicly(&url).await {
-            // Checked at delivery too: a name can be pointed inside after registration.
-            self.record(&event, Err("callback URL does not resolve to a public address".into()), true).await?;
-            return Ok(None);
-        }
-        let outcome = self.post(&url, &secret, &event).await;
+        // An address in the URL itself is checked here; a name, by the resolver.
+        let literal = url.parse::<http::Uri>().ok().and_then(|u| u.host()?.trim_matches(['[', ']']).parse().ok());
+        let outcome = match literal {
+            Some(ip) if !self.settings.allow_private_callbacks && !is_public(ip) => Err(Failure::NotPublic),
+            _ => self.post(&url, &secret, &event).await,
+        };
+        let outcome = match outcome {
+            Ok(()) => Ok(()),
+            Err(Failure::Retry(error)) => Err(error),
+            Err(Failure::NotPublic) => {
+                // Checked at delivery too: a name can be pointed inside after registration.
+                metrics::counter!("offers_partner_callbacks_total", "result" => "refused").increment(1);
+                self.record(&event, Err("callback URL does not resolve to a public address".into()), true).await?;
+                return Ok(None);
+            }
+        };
         let attempt = event.attempt + 1;
         let give_up = attempt >= self.settings.callback_max_attempts;
         match &outcome {

@@ -19,8 +19,8 @@ use uuid::Uuid;
 use crate::entity::partner::Status;
 use crate::entity::{api_key, partner};
 use crate::error::PartnerError;
-use crate::keys;
 use crate::settings::PartnerSettings;
+use crate::{egress, keys};
 
 pub struct Clients {
     pub users: UserAdminServiceClient<InternalChannel>,
@@ -228,7 +228,7 @@ impl Partners {
             let host_ok = !host.is_empty()
                 && (open
                     || (!host.eq_ignore_ascii_case("localhost")
-                        && host.parse::<std::net::IpAddr>().map_or(true, keys::is_public)));
+                        && host.parse::<std::net::IpAddr>().map_or(true, egress::is_public)));
             if !scheme_ok || !host_ok {
                 let expected = if open { "an http(s) URL" } else { "an https URL of a public host" };
                 return Err(PartnerError::Invalid(format!("callback_url must be {expected}")));

@@ -45,10 +45,13 @@ fn decode_claims(token: &str) -> serde_json::Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("json")
 }
 
-fn forge(suite: &TestSuite, key_pem: &str, claims: serde_json::Value) -> String {
+/// A token with these claims signed by `key_pem`, naming the key the suite
+/// signs with (as a forger would).
+fn forge(genuine: &str, key_pem: &str, claims: serde_json::Value) -> String {
     let key = EncodingKey::from_ed_pem(key_pem.as_bytes()).expect("key");
-    let _ = suite;
-    jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).expect("sign")
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = jsonwebtoken::decode_header(genuine).expect("header").kid;
+    jsonwebtoken::encode(&header, &claims, &key).expect("sign")
 }
 
 async fn forged_tokens_are_refused(suite: &TestSuite) {
@@ -58,7 +61,7 @@ async fn forged_tokens_are_refused(suite: &TestSuite) {
 
     // Signed by a key the suite does not trust.
     let (other_key, _) = offers_kit::token::generate_keypair().expect("keys");
-    let wrong_signature = forge(suite, &other_key, claims.clone());
+    let wrong_signature = forge(&genuine, &other_key, claims.clone());
     // Algorithm "none" with no signature at all.
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let body = URL_SAFE_NO_PAD.encode(claims.to_string());
@@ -66,13 +69,13 @@ async fn forged_tokens_are_refused(suite: &TestSuite) {
     // Right key, wrong audience; right key, expired.
     let mut wrong_aud = claims.clone();
     wrong_aud["aud"] = json!("someone-else");
-    let wrong_aud = forge(suite, &suite.private_key_pem, wrong_aud);
+    let wrong_aud = forge(&genuine, &suite.private_key_pem, wrong_aud);
     let mut expired = claims.clone();
     expired["exp"] = json!(now - 3600);
     expired["iat"] = json!(now - 7200);
-    let expired = forge(suite, &suite.private_key_pem, expired);
+    let expired = forge(&genuine, &suite.private_key_pem, expired);
     // Right key, right claims: the control that proves forging itself works.
-    let control = forge(suite, &suite.private_key_pem, claims);
+    let control = forge(&genuine, &suite.private_key_pem, claims);
     assert_eq!(suite.api.get(PROFILE, Some(&control)).await.status, 200);
 
     for (what, token) in
@@ -161,7 +164,59 @@ async fn logout_ends_refreshing(suite: &TestSuite) {
         .assert_problem(401, "invalid_token");
 }
 
+fn kid(token: &str) -> String {
+    jsonwebtoken::decode_header(token).expect("header").kid.expect("a kid")
+}
+
+async fn published_kids(suite: &TestSuite) -> Vec<String> {
+    let jwks = suite.api.get("/.well-known/jwks.json", None).await;
+    assert_eq!(jwks.status, 200, "{}", jwks.body);
+    let keys = jwks.body["keys"].as_array().expect("keys");
+    for key in keys {
+        assert_eq!(
+            (key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str()),
+            (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
+        );
+    }
+    keys.iter().map(|k| k["kid"].as_str().expect("kid").to_string()).collect()
+}
+
+/// Waits for every verifier in the suite to reload the key set.
+async fn key_sets_reloaded(suite: &TestSuite) {
+    tokio::time::sleep(std::time::Duration::from_secs(suite.settings.auth.jwks_refresh_secs * 2 + 1)).await;
+}
+
+async fn signing_keys_rotate_and_retire(suite: &TestSuite) {
+    let old = suite.token("demo").await;
+    assert_eq!(published_kids(suite).await, [kid(&old)]);
+    let mut admin = suite.admin();
+    let rotated = admin.rotate_key().await.expect("rotate");
+    assert!(rotated.signing && rotated.kid != kid(&old));
+    key_sets_reloaded(suite).await;
+    let new = suite.token("demo").await;
+    assert_eq!(kid(&new), rotated.kid, "new tokens are signed with the new key");
+    let mut kids = published_kids(suite).await;
+    kids.sort();
+    let mut both = [kid(&old), kid(&new)];
+    both.sort();
+    assert_eq!(kids, both, "both keys are published");
+    for token in [&old, &new] {
+        assert_eq!(suite.api.get(PROFILE, Some(token)).await.status, 200, "the old key still verifies until retired");
+    }
+    let listed = admin.keys().await.expect("keys");
+    let previous = listed.iter().find(|k| k.kid == kid(&old)).expect("the old key");
+    assert!(!previous.signing && previous.retire_time.is_some(), "it retires after a token lifetime: {previous:?}");
+
+    // A compromised key is retired at once: its tokens stop verifying.
+    admin.retire_key(&kid(&old)).await.expect("retire");
+    key_sets_reloaded(suite).await;
+    assert_eq!(published_kids(suite).await, [kid(&new)]);
+    suite.api.get(PROFILE, Some(&old)).await.assert_problem(401, "invalid_token");
+    assert_eq!(suite.api.get(PROFILE, Some(&new)).await.status, 200);
+}
+
 both!(
+    signing_keys_rotate_and_retire,
     login_succeeds_and_fails,
     profile_needs_a_valid_token,
     forged_tokens_are_refused,

@@ -30,6 +30,7 @@ const SERVED: &[(&str, &str)] = &[
     ("/api/v1/partner/balance/", "get"),
     ("/api/v1/partner/transactions/", "get"),
     ("/api/v1/openapi.json", "get"),
+    ("/.well-known/jwks.json", "get"),
     ("/healthz", "get"),
     ("/readyz", "get"),
     ("/metrics", "get"),
@@ -143,6 +144,82 @@ async fn grpc_health_and_internal_credential(suite: &TestSuite) {
     assert_eq!(public.get_user(lookup()).await.expect_err("not served").code(), tonic::Code::Unimplemented);
 }
 
+/// The services a listener lists over reflection (`v1` or `v1alpha`), with
+/// the service credential when given.
+macro_rules! listed_services {
+    ($version:ident, $channel:expr, $credential:expr) => {{
+        use tonic_reflection::pb::$version::ServerReflectionRequest;
+        use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+        let ask = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut request = tonic::Request::new(tokio_stream::iter([ask]));
+        if let Some(credential) = $credential {
+            request.metadata_mut().insert("authorization", format!("Bearer {credential}").parse().expect("ascii"));
+        }
+        match ServerReflectionClient::new($channel).server_reflection_info(request).await {
+            Err(status) => Err(status.code()),
+            Ok(answer) => {
+                let mut stream = answer.into_inner();
+                let reply = stream.message().await.expect("answer").expect("one message");
+                let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+                    panic!("not a list")
+                };
+                let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+                names.sort();
+                Ok(names)
+            }
+        }
+    }};
+}
+
+/// Each listener describes exactly what it serves, over both reflection
+/// versions; the internal one only to callers with the credential.
+async fn reflection_lists_exactly_each_listeners_services(suite: &TestSuite) {
+    let common =
+        ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+    let mut public: Vec<String> = [
+        "offers.account.v1.AccountService",
+        "offers.activation.v1.ActivationService",
+        "offers.auth.v1.AuthService",
+        "offers.catalog.v1.CatalogService",
+        "offers.partner.v1.PartnerService",
+    ]
+    .iter()
+    .chain(&common)
+    .map(|s| s.to_string())
+    .collect();
+    public.sort();
+    let mut internal: Vec<String> = [
+        "offers.account.v1.LedgerService",
+        "offers.auth.v1.SigningKeyAdminService",
+        "offers.auth.v1.UserAdminService",
+        "offers.catalog.v1.CatalogAdminService",
+        "offers.partner.v1.PartnerAdminService",
+    ]
+    .iter()
+    .chain(&common)
+    .map(|s| s.to_string())
+    .collect();
+    internal.sort();
+    let credential = suite.settings.internal_token().expect("credential").to_string();
+    let none: Option<&str> = None;
+    assert_eq!(listed_services!(v1, suite.public_channel().await, none), Ok(public.clone()));
+    assert_eq!(listed_services!(v1alpha, suite.public_channel().await, none), Ok(public));
+    assert_eq!(listed_services!(v1, suite.internal_channel().await, Some(&credential)), Ok(internal.clone()));
+    assert_eq!(listed_services!(v1alpha, suite.internal_channel().await, Some(&credential)), Ok(internal));
+    // Without the credential the internal listener describes nothing, and
+    // tells nothing of its health either.
+    assert_eq!(listed_services!(v1, suite.internal_channel().await, none), Err(tonic::Code::Unauthenticated));
+    assert_eq!(listed_services!(v1alpha, suite.internal_channel().await, none), Err(tonic::Code::Unauthenticated));
+    let health =
+        HealthClient::new(suite.internal_channel().await).check(HealthCheckRequest { service: String::new() }).await;
+    assert_eq!(health.expect_err("no credential").code(), tonic::Code::Unauthenticated);
+}
+
 async fn grpc_web_is_accepted(suite: &TestSuite) {
     // A browser's gRPC-Web call over HTTP/1.1: one empty HealthCheckRequest frame.
     let response = reqwest::Client::new()
@@ -163,6 +240,7 @@ async fn grpc_web_is_accepted(suite: &TestSuite) {
 }
 
 both!(
+    reflection_lists_exactly_each_listeners_services,
     grpc_web_is_accepted,
     openapi_lists_every_served_path,
     every_answer_carries_a_request_id,

@@ -1,3 +1,4 @@
 pub mod family;
 pub mod refresh_token;
+pub mod signing_key;
 pub mod user;

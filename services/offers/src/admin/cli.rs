@@ -26,6 +26,9 @@ pub enum AdminTask {
     /// The books.
     #[command(subcommand)]
     Ledger(LedgerTask),
+    /// The access-token signing keys.
+    #[command(subcommand)]
+    Keys(KeysTask),
     /// Credit a user's balance (a top-up), once per key.
     Credit {
         /// Username or user id.
@@ -216,6 +219,21 @@ pub enum Outcome {
 }
 
 #[derive(Subcommand)]
+pub enum KeysTask {
+    /// List the keys, newest first, and which one signs.
+    List,
+    /// Sign with a new key from now on; the others keep verifying the tokens
+    /// they signed until those expire, then retire.
+    Rotate,
+    /// Take a key out of service at once (a compromised key): its tokens
+    /// stop verifying as soon as every process reloads the key set.
+    Retire {
+        #[arg(long)]
+        kid: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum LedgerTask {
     /// Print every account's total and check the books; exits non-zero when
     /// anything is wrong (for an operator or a CronJob).
@@ -306,6 +324,7 @@ pub async fn run(client: &mut AdminClient, currency: &str, task: AdminTask) -> a
             let tx = client.resolve(&id, outcome, &actor, &note).await?;
             println!("{} is now {} (resolved by {actor})", tx.id, tx.status().as_str_name());
         }
+        AdminTask::Keys(task) => keys(client, task).await?,
         AdminTask::Ledger(LedgerTask::Check) => {
             let books = client.check_ledger().await?;
             for total in &books.totals {
@@ -376,6 +395,25 @@ async fn partner(client: &mut AdminClient, currency: &str, task: PartnerTask) ->
                 partner.name, account.credit_limit, account.currency_code, account.balance
             );
         }
+    }
+    Ok(())
+}
+
+async fn keys(client: &mut AdminClient, task: KeysTask) -> anyhow::Result<()> {
+    let show = |key: &auth_pb::SigningKey| {
+        let retires = key.retire_time.as_ref().and_then(offers_kit::grpc::from_timestamp);
+        let state = match (key.signing, retires) {
+            (true, _) => "signing".to_string(),
+            (false, Some(at)) if at <= chrono::Utc::now() => format!("retired {at}"),
+            (false, Some(at)) => format!("verifying until {at}"),
+            (false, None) => "verifying".to_string(),
+        };
+        println!("{}  {state}", key.kid);
+    };
+    match task {
+        KeysTask::List => client.keys().await?.iter().for_each(show),
+        KeysTask::Rotate => show(&client.rotate_key().await?),
+        KeysTask::Retire { kid } => show(&client.retire_key(&kid).await?),
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use anyhow::Context;
 use offers_kit::grpc::InternalChannel;
 use offers_kit::{Error, ErrorCode};
 use offers_proto::account::v1::{self as account_pb, ledger_service_client::LedgerServiceClient};
+use offers_proto::auth::v1::signing_key_admin_service_client::SigningKeyAdminServiceClient;
 use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
 use offers_proto::auth::v1::{self as auth_pb};
 use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
@@ -21,6 +22,7 @@ use crate::settings::Settings;
 
 pub struct AdminClient {
     pub users: UserAdminServiceClient<InternalChannel>,
+    pub keys: SigningKeyAdminServiceClient<InternalChannel>,
     pub catalog: CatalogAdminServiceClient<InternalChannel>,
     pub ledger: LedgerServiceClient<InternalChannel>,
     pub partners: PartnerAdminServiceClient<InternalChannel>,
@@ -46,9 +48,9 @@ impl AdminClient {
     /// Administrative calls may be slow (password hashing), hence the
     /// generous deadline.
     pub fn connect(settings: &Settings, token: &str) -> anyhow::Result<Self> {
-        let InternalClients { users, catalog, ledger, partners } =
+        let InternalClients { users, keys, catalog, ledger, partners } =
             InternalClients::new(settings, token, Duration::from_secs(30))?;
-        Ok(Self { users, catalog, ledger, partners })
+        Ok(Self { users, keys, catalog, ledger, partners })
     }
 
     /// Creates a user and opens their balance.
@@ -238,5 +240,25 @@ impl AdminClient {
         let request = partner_pb::SetPartnerStatusRequest { partner_id: partner_id.into(), status: status.into() };
         let answer = self.partners.set_partner_status(request).await.map_err(Error::from_status)?;
         answer.into_inner().partner.context("no partner in the answer")
+    }
+
+    /// Makes a new signing key; the old ones retire after a token lifetime.
+    pub async fn rotate_key(&mut self) -> anyhow::Result<auth_pb::SigningKey> {
+        let answer =
+            self.keys.rotate_signing_key(auth_pb::RotateSigningKeyRequest {}).await.map_err(Error::from_status)?;
+        answer.into_inner().key.context("no key in the answer")
+    }
+
+    /// Takes a signing key out of service at once.
+    pub async fn retire_key(&mut self, kid: &str) -> anyhow::Result<auth_pb::SigningKey> {
+        let request = auth_pb::RetireSigningKeyRequest { kid: kid.into() };
+        let answer = self.keys.retire_signing_key(request).await.map_err(Error::from_status)?;
+        answer.into_inner().key.context("no key in the answer")
+    }
+
+    pub async fn keys(&mut self) -> anyhow::Result<Vec<auth_pb::SigningKey>> {
+        let answer =
+            self.keys.list_signing_keys(auth_pb::ListSigningKeysRequest {}).await.map_err(Error::from_status)?;
+        Ok(answer.into_inner().keys)
     }
 }
