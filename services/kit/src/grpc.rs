@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use uuid::Uuid;
 
 use crate::credentials::ServiceCredential;
@@ -12,19 +12,34 @@ use crate::error::{Error, ErrorCode};
 /// A channel to an internal listener that presents the service credential.
 pub type InternalChannel = InterceptedService<Channel, ServiceCredential>;
 
-/// A lazily connected channel: the target may start after us.
-pub fn channel(url: &str, timeout: Duration) -> Result<Channel, Error> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| Error::invalid_request(format!("bad upstream URL {url:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30));
-    Ok(endpoint.connect_lazy())
+/// How a process reaches other services: the per-call deadline, and TLS
+/// (server verified by the configured CA, our certificate presented for
+/// mutual TLS) when the deployment turns it on.
+#[derive(Clone)]
+pub struct Connector {
+    pub timeout: Duration,
+    pub tls: Option<ClientTlsConfig>,
 }
 
-pub fn internal_channel(url: &str, credential: ServiceCredential, timeout: Duration) -> Result<InternalChannel, Error> {
-    Ok(InterceptedService::new(channel(url, timeout)?, credential))
+impl Connector {
+    /// A lazily connected channel: the target may start after us.
+    pub fn channel(&self, url: &str) -> Result<Channel, Error> {
+        let bad = |e: &dyn std::fmt::Display| Error::invalid_request(format!("bad upstream URL {url:?}: {e}"));
+        let mut endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| bad(&e))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(self.timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30));
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| bad(&e))?;
+        }
+        Ok(endpoint.connect_lazy())
+    }
+
+    pub fn internal_channel(&self, url: &str, credential: ServiceCredential) -> Result<InternalChannel, Error> {
+        Ok(InterceptedService::new(self.channel(url)?, credential))
+    }
 }
 
 /// The caller's `Idempotency-Key` (metadata `idempotency-key`), if any: 1 to

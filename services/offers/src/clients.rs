@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use offers_kit::credentials::ServiceCredential;
-use offers_kit::grpc::{InternalChannel, internal_channel};
+use offers_kit::grpc::InternalChannel;
 use offers_proto::account::v1::ledger_service_client::LedgerServiceClient;
 use offers_proto::auth::v1::signing_key_admin_service_client::SigningKeyAdminServiceClient;
 use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
@@ -26,7 +26,8 @@ impl InternalClients {
     /// Lazily connected clients; each call may take up to `timeout`.
     pub fn new(settings: &Settings, token: &str, timeout: Duration) -> anyhow::Result<Self> {
         let credential = ServiceCredential::new(token)?;
-        let channel = |url: &str| internal_channel(url, credential.clone(), timeout);
+        let connector = settings.tls.connector(timeout)?;
+        let channel = |url: &str| connector.internal_channel(url, credential.clone());
         let up = &settings.upstream;
         Ok(Self {
             users: UserAdminServiceClient::new(channel(&up.auth_internal)?),

@@ -5,15 +5,15 @@
 
 use std::time::Duration;
 
-use offers_kit::grpc::channel;
+use offers_kit::grpc::Connector;
 use offers_kit::token::{Jwk, TokenVerifier};
 use offers_proto::auth::v1::GetJwksRequest;
 use offers_proto::auth::v1::auth_service_client::AuthServiceClient;
 use tokio_util::sync::CancellationToken;
 
 /// Loads the key set into `verifier` once.
-pub async fn load(verifier: &TokenVerifier, auth_url: &str) -> Result<usize, tonic::Status> {
-    let channel = channel(auth_url, Duration::from_secs(5)).map_err(tonic::Status::from)?;
+pub async fn load(verifier: &TokenVerifier, connector: &Connector, auth_url: &str) -> Result<usize, tonic::Status> {
+    let channel = connector.channel(auth_url).map_err(tonic::Status::from)?;
     let keys = AuthServiceClient::new(channel).get_jwks(GetJwksRequest {}).await?.into_inner().keys;
     let jwks: Vec<Jwk> = keys
         .into_iter()
@@ -26,9 +26,9 @@ pub async fn load(verifier: &TokenVerifier, auth_url: &str) -> Result<usize, ton
 /// Tries to load the key set for up to `patience`: a process whose auth
 /// service is up (or in the same process) verifies tokens from its first
 /// request; one whose auth service is not stays unready until it is.
-pub async fn first_load(verifier: &TokenVerifier, auth_url: &str, patience: Duration) {
+pub async fn first_load(verifier: &TokenVerifier, connector: &Connector, auth_url: &str, patience: Duration) {
     let deadline = tokio::time::Instant::now() + patience;
-    while let Err(e) = load(verifier, auth_url).await {
+    while let Err(e) = load(verifier, connector, auth_url).await {
         if tokio::time::Instant::now() >= deadline {
             tracing::warn!(error = %e, "no access-token keys yet; will keep trying");
             return;
@@ -38,13 +38,19 @@ pub async fn first_load(verifier: &TokenVerifier, auth_url: &str, patience: Dura
 }
 
 /// Reloads the key set every `every` until `shutdown`.
-pub async fn refresh(verifier: TokenVerifier, auth_url: String, every: Duration, shutdown: CancellationToken) {
+pub async fn refresh(
+    verifier: TokenVerifier,
+    connector: Connector,
+    auth_url: String,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        if let Err(e) = load(&verifier, &auth_url).await {
+        if let Err(e) = load(&verifier, &connector, &auth_url).await {
             tracing::warn!(error = %e, "could not reload the access-token keys; keeping the last ones");
         }
     }

@@ -12,6 +12,7 @@ pub mod ops;
 pub mod process;
 pub mod roles;
 pub mod settings;
+pub mod tls;
 
 use offers_proto::contracts::{Job, PartnerEvent, ProvisionJob};
 

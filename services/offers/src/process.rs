@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::{InterceptorLayer, Routes};
-use tonic::transport::Server;
+use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -75,7 +75,8 @@ impl Process {
         let grpc_addrs = grpc_addrs.transpose()?;
         if let Some((public, internal)) = grpc_addrs {
             // Roles in this process reach each other over the listeners just bound.
-            let (public, internal) = (format!("http://{public}"), format!("http://{internal}"));
+            let scheme = settings.tls.scheme();
+            let (public, internal) = (format!("{scheme}://{public}"), format!("{scheme}://{internal}"));
             for service in roles.iter().filter_map(|r| r.needs().serves) {
                 settings.upstream.serve_here(service, &public, &internal);
             }
@@ -120,24 +121,28 @@ impl Process {
             });
         }
         let mut health = Vec::new();
+        let tls = shared.settings.tls.server()?;
         if let Some((public_listener, internal_listener)) = grpc {
             let names = public.names().to_vec();
             let (reporter, routes) = with_health_and_reflection(public).await?;
             health.push((reporter, names));
             let check = PublicCheck::new(shared.verifier.clone(), ServiceCredentialCheck::new(&credential));
-            tasks.spawn(serve_grpc(public_listener, routes, InterceptorLayer::new(check), shutdown.clone()));
+            let stop = shutdown.clone();
+            tasks.spawn(serve_grpc(public_listener, routes, InterceptorLayer::new(check), tls.clone(), stop));
             let names = internal.names().to_vec();
             let (reporter, routes) = with_health_and_reflection(internal).await?;
             health.push((reporter, names));
             let check = ServiceCredentialCheck::new(&credential);
-            tasks.spawn(serve_grpc(internal_listener, routes, InterceptorLayer::new(check), shutdown.clone()));
+            let stop = shutdown.clone();
+            tasks.spawn(serve_grpc(internal_listener, routes, InterceptorLayer::new(check), tls.clone(), stop));
         }
+        let connector = shared.settings.tls.connector(Duration::from_secs(5))?;
         if checks_tokens {
             let (verifier, auth) = (shared.verifier.clone(), shared.settings.upstream.auth.clone());
             let every = Duration::from_secs(shared.settings.auth.jwks_refresh_secs);
-            let stop = shutdown.clone();
+            let (connector, stop) = (connector.clone(), shutdown.clone());
             tasks.spawn(async move {
-                crate::jwks::refresh(verifier, auth, every, stop).await;
+                crate::jwks::refresh(verifier, connector, auth, every, stop).await;
                 Ok(())
             });
         }
@@ -151,7 +156,8 @@ impl Process {
         });
 
         if checks_tokens {
-            crate::jwks::first_load(&shared.verifier, &shared.settings.upstream.auth, Duration::from_secs(5)).await;
+            let auth = &shared.settings.upstream.auth;
+            crate::jwks::first_load(&shared.verifier, &connector, auth, Duration::from_secs(5)).await;
         }
         let Shared { settings, db, cache, bus, .. } = shared;
         Ok(Process {
@@ -281,6 +287,7 @@ async fn serve_grpc<I>(
     listener: TcpListener,
     routes: Routes,
     check: InterceptorLayer<I>,
+    tls: Option<ServerTlsConfig>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()>
 where
@@ -291,7 +298,11 @@ where
         let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
         tracing::info_span!("grpc", path = %request.uri().path(), request_id = %id)
     });
-    Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls).context("the TLS configuration is not usable")?;
+    }
+    server
         .accept_http1(true)
         .layer(trace)
         .layer(tonic_web::GrpcWebLayer::new())

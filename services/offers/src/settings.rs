@@ -19,6 +19,8 @@ use offers_partner::PartnerSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::tls::TlsSettings;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
@@ -34,6 +36,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub internal: InternalSettings,
     pub upstream: UpstreamSettings,
+    /// TLS for the gRPC listeners and the calls between processes.
+    pub tls: TlsSettings,
     pub telemetry: TelemetrySettings,
     pub gateway: GatewaySettings,
     pub ledger: LedgerSettings,
@@ -58,6 +62,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             internal: InternalSettings::default(),
             upstream: UpstreamSettings::default(),
+            tls: TlsSettings::default(),
             telemetry: TelemetrySettings::default(),
             gateway: GatewaySettings::default(),
             ledger: LedgerSettings::default(),
@@ -183,6 +188,7 @@ impl Validate for Settings {
         p.section("auth", &self.auth);
         p.section("internal", &self.internal);
         p.section("upstream", &self.upstream);
+        p.section("tls", &self.tls);
         p.section("telemetry", &self.telemetry);
         p.section("gateway", &self.gateway);
         p.section("ledger", &self.ledger);

@@ -10,3 +10,4 @@ mod notifier;
 mod offers;
 mod partner;
 mod provisioning;
+mod tls;

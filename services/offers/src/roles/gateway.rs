@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use offers_kit::Parts;
 use offers_kit::credentials::ServiceCredential;
-use offers_kit::grpc::channel;
 use offers_proto::account::v1::account_service_client::AccountServiceClient;
 use offers_proto::activation::v1::activation_service_client::ActivationServiceClient;
 use offers_proto::auth::v1::auth_service_client::AuthServiceClient;
@@ -17,14 +16,15 @@ pub const NEEDS: Needs = Needs { database: false, bus: false, clients: false, se
 
 pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
     let settings = &shared.settings;
-    let timeout = Duration::from_millis(settings.gateway.upstream_timeout_ms);
+    let connector = settings.tls.connector(Duration::from_millis(settings.gateway.upstream_timeout_ms))?;
+    let channel = |url: &str| connector.channel(url);
     let up = &settings.upstream;
     let upstreams = offers_gateway::Upstreams {
-        auth: AuthServiceClient::new(channel(&up.auth, timeout)?),
-        catalog: CatalogServiceClient::new(channel(&up.catalog, timeout)?),
-        account: AccountServiceClient::new(channel(&up.account, timeout)?),
-        activation: ActivationServiceClient::new(channel(&up.activation, timeout)?),
-        partner: PartnerServiceClient::new(channel(&up.partner, timeout)?),
+        auth: AuthServiceClient::new(channel(&up.auth)?),
+        catalog: CatalogServiceClient::new(channel(&up.catalog)?),
+        account: AccountServiceClient::new(channel(&up.account)?),
+        activation: ActivationServiceClient::new(channel(&up.activation)?),
+        partner: PartnerServiceClient::new(channel(&up.partner)?),
     };
     let auth = offers_gateway::EdgeAuth {
         verifier: shared.verifier.clone(),
