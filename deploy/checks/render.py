@@ -11,7 +11,11 @@ Checks:
   `replicas` out when an autoscaler owns it;
 - every gRPC role has a ClusterIP Service and a headless one
   (`<name>-headless`, clusterIP None), and the ConfigMap's upstream URLs name
-  Services of the render on the right ports;
+  Services of the render on the right ports, `https://` exactly when the
+  ConfigMap configures TLS;
+- no pod gets a setting the binary no longer has (it refuses unknown keys);
+  the key encryption key reaches the auth pods and no other; every
+  `OFFERS_*_FILE` a pod gets names a file that one of its volumes provides;
 - the PrometheusRule (if rendered) holds exactly the rules of
   helm/offers/files/alerts.yaml, apart from the runbook base URL;
 - the NetworkPolicies (if rendered) allow exactly the gRPC calls of the role
@@ -35,7 +39,15 @@ GRPC_ROLES = {"auth", "catalog", "account", "activation", "partner"}
 # Who calls whom, as the brief for the chart states it and the code wires it
 # (the gateway's upstreams; the internal clients each role uses). A test of
 # the templates, so it is written out here on purpose, not read from them.
-PUBLIC_CALLS = {"gateway": {"auth", "catalog", "account", "activation", "partner"}}
+# Every gRPC role checks access tokens, so it loads the key set (GetJwks)
+# from auth's public port; the auth role reads its own listener.
+PUBLIC_CALLS = {
+    "gateway": {"auth", "catalog", "account", "activation", "partner"},
+    "catalog": {"auth"},
+    "account": {"auth"},
+    "activation": {"auth"},
+    "partner": {"auth"},
+}
 INTERNAL_CALLS = {
     "activation": {"catalog", "account"},
     "worker": {"account"},
@@ -47,6 +59,12 @@ INTERNAL_CALLS = {
     "migrate": set(),
 }
 CRD_KINDS = {"PodMonitor", "PrometheusRule", "ServiceMonitor"}
+# Settings the binary used to have: it refuses to start with any of them.
+GONE_SETTINGS = {
+    "OFFERS_AUTH__PUBLIC_KEY_FILE",
+    "OFFERS_AUTH__PUBLIC_KEY_PEM",
+    "OFFERS_GATEWAY__TRUST_FORWARDED_FOR",
+}
 COMPONENT = "app.kubernetes.io/component"
 
 
@@ -108,6 +126,58 @@ def peer_selects(peers, labels):
         if "podSelector" not in peer and peer.get("namespaceSelector") == {}:
             return True
     return False
+
+
+def check_settings(docs, pods, problems):
+    """What each pod's environment says, against what the binary accepts and
+    what the pod mounts."""
+    configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+    for name, data in configmaps.items():
+        for key in sorted(GONE_SETTINGS & set(data)):
+            problems.append(f"ConfigMap/{name} sets {key}, which the binary no longer accepts")
+        tls = "OFFERS_TLS__CERT_FILE" in data
+        if tls != ("OFFERS_TLS__KEY_FILE" in data) or ("OFFERS_TLS__CA_FILE" in data and not tls):
+            problems.append(f"ConfigMap/{name}: OFFERS_TLS__CERT_FILE and …KEY_FILE go together, …CA_FILE needs both")
+        for key, value in data.items():
+            if key.startswith("OFFERS_UPSTREAM__") and urlparse(value).scheme != ("https" if tls else "http"):
+                problems.append(f"ConfigMap/{name}: {key}={value} should be {'https' if tls else 'http'}:// (TLS {'on' if tls else 'off'})")
+    kek_holders = set()
+    for workload, labels, spec in pods:
+        comp = labels.get(COMPONENT)
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for c in spec["containers"]:
+            env = {}
+            for source in c.get("envFrom", []):
+                ref = source.get("configMapRef", {}).get("name")
+                if ref is not None:
+                    env.update(configmaps.get(ref, {}))
+            for e in c.get("env", []):
+                env[e["name"]] = e.get("value", e.get("valueFrom"))
+            for key in sorted(GONE_SETTINGS & set(env)):
+                problems.append(f"{workload} sets {key}, which the binary no longer accepts")
+            if "OFFERS_AUTH__KEY_ENCRYPTION_KEY" in env:
+                kek_holders.add(comp)
+                ref = (env["OFFERS_AUTH__KEY_ENCRYPTION_KEY"] or {}).get("secretKeyRef", {})
+                if ref.get("optional"):
+                    problems.append(f"{workload}: the key encryption key must not be optional")
+            mounts = [(m["mountPath"].rstrip("/") + "/", volumes.get(m["name"])) for m in c.get("volumeMounts", [])]
+            for key, value in env.items():
+                if not (key.endswith("_FILE") and isinstance(value, str) and value.startswith("/")):
+                    continue
+                provided = False
+                for prefix, volume in mounts:
+                    if volume is None or not value.startswith(prefix):
+                        continue
+                    source = volume.get("secret") or volume.get("configMap") or {}
+                    items = source.get("items")
+                    provided = items is None or value[len(prefix):] in {i["path"] for i in items}
+                    if provided and source.get("optional"):
+                        problems.append(f"{workload}: {key}={value} comes from an optional volume")
+                    break
+                if not provided:
+                    problems.append(f"{workload}: {key}={value}, but no volume of the pod provides that file")
+    if pods and kek_holders != ({"auth"} & {labels.get(COMPONENT) for _, labels, _ in pods}):
+        problems.append(f"the key encryption key reaches {sorted(kek_holders)}, not the auth pods alone")
 
 
 def check_network(docs, pods, problems):
@@ -259,6 +329,7 @@ def main(argv):
         rules_out = prefix.with_name(prefix.name + ".rules.yaml")
         rules_out.write_text(yaml.safe_dump(pr["spec"], sort_keys=False))
 
+    check_settings(docs, pods, problems)
     edges = check_network(docs, pods, problems)
 
     core = [d for d in docs if d["kind"] not in CRD_KINDS]

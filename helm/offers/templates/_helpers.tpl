@@ -74,7 +74,10 @@ migrate`) and "admin" (the toolbox for `offers admin`).
             variables: database, cache, bus), mirroring the binary's
             Role::needs_database / Role::needs_bus and the settings each role
             reads.
-  public:   gRPC roles whose public port it calls (the gateway's upstreams).
+  public:   gRPC roles whose public port it calls: the gateway's upstreams,
+            and auth's for every role that checks access tokens (each gRPC
+            role loads the key set, GetJwks, from the auth Service; the auth
+            role reads its own listener).
   internal: gRPC roles whose internal port it calls (the internal clients
             the binary wires into that role).
 deploy/checks/render.py checks the rendered NetworkPolicies against the same
@@ -83,11 +86,11 @@ Both the Secret-backed variables and the NetworkPolicies are derived from it.
 */}}
 {{- define "offers.components" -}}
 auth:       {uses: [database, cache]}
-catalog:    {uses: [database, cache]}
-account:    {uses: [database, cache, bus]}
-activation: {uses: [cache], internal: [catalog, account]}
+catalog:    {uses: [database, cache], public: [auth]}
+account:    {uses: [database, cache, bus], public: [auth]}
+activation: {uses: [cache], public: [auth], internal: [catalog, account]}
 worker:     {uses: [cache, bus, provisioning], internal: [account]}
-partner:    {uses: [database, cache, bus, partnerCallbacks], internal: [auth, catalog, account]}
+partner:    {uses: [database, cache, bus, partnerCallbacks], public: [auth], internal: [auth, catalog, account]}
 notifier:   {uses: [database, cache, bus, smtp, sms], internal: [auth]}
 scheduler:  {uses: [database, cache, bus], internal: [account]}
 gateway:    {uses: [cache], public: [auth, catalog, account, activation, partner]}
@@ -179,8 +182,15 @@ component gets the database and bus URLs comes from "offers.components".
       key: {{ $keys.busUrl }}
 {{- end }}
 {{- if eq .role "auth" }}
+- name: OFFERS_AUTH__KEY_ENCRYPTION_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $keys.authKeyEncryptionKey }}
+{{- if .ctx.Values.auth.importInitialKey }}
 - name: OFFERS_AUTH__PRIVATE_KEY_FILE
   value: /etc/offers/keys/private.pem
+{{- end }}
 {{- end }}
 {{- if eq .role "worker" }}
 - name: OFFERS_PROVISIONING__API_KEY
@@ -206,19 +216,46 @@ component gets the database and bus URLs comes from "offers.components".
 {{- end }}
 {{- end }}
 
-{{/* The public-key volume every pod that verifies tokens mounts. */}}
-{{- define "offers.keysVolume" -}}
+{{/*
+The files a component reads: (dict "ctx" $ "role" "auth"). "keys": the first
+signing key, for auth with auth.importInitialKey only. "tls": the gRPC
+certificate, key and CA, for every pod that reads the ConfigMap (which then
+names them) when tls.enabled. Both render nothing when there is nothing to
+mount; "offers.volumeMounts" and "offers.volumes" agree on the names.
+*/}}
+{{- define "offers.volumeMounts" -}}
+{{- if and (eq .role "auth") .ctx.Values.auth.importInitialKey }}
+- name: keys
+  mountPath: /etc/offers/keys
+  readOnly: true
+{{- end }}
+{{- if and .ctx.Values.tls.enabled (ne .role "migrate") }}
+- name: tls
+  mountPath: /etc/offers/tls
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "offers.volumes" -}}
+{{- if and (eq .role "auth") .ctx.Values.auth.importInitialKey }}
 - name: keys
   secret:
     secretName: {{ .ctx.Values.existingSecret }}
     defaultMode: 0440
     items:
-      - key: {{ .ctx.Values.secretKeys.authPublicKey }}
-        path: public.pem
-      {{- if eq .role "auth" }}
       - key: {{ .ctx.Values.secretKeys.authPrivateKey }}
         path: private.pem
-      {{- end }}
+{{- end }}
+{{- if and .ctx.Values.tls.enabled (ne .role "migrate") }}
+- name: tls
+  secret:
+    secretName: {{ .ctx.Values.tls.secretName }}
+    defaultMode: 0440
+    items:
+      - {key: tls.crt, path: tls.crt}
+      - {key: tls.key, path: tls.key}
+      - {key: ca.crt, path: ca.crt}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -232,6 +269,9 @@ of producing a pod that crash-loops.
 {{- end }}
 {{- if and $v.roles.notifier.enabled (not $v.config.notifier.smsUrl) (not $v.config.notifier.smtpConfigured) }}
 {{- fail "roles.notifier.enabled is true but it has no channel: set config.notifier.smsUrl, or put the SMTP URL in the Secret and set config.notifier.smtpConfigured=true" }}
+{{- end }}
+{{- if and $v.tls.enabled (not $v.tls.secretName) }}
+{{- fail "tls.enabled is true but tls.secretName is empty: name the kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt) that holds the gRPC certificate" }}
 {{- end }}
 {{- if and $v.ingress.enabled (not $v.roles.gateway.enabled) }}
 {{- fail "ingress.enabled needs roles.gateway.enabled: the Ingress routes to the gateway" }}
