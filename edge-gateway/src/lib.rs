@@ -3,6 +3,7 @@
 
 mod context;
 mod error;
+mod metrics;
 mod openapi;
 mod routes;
 mod settings;
@@ -11,12 +12,12 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{HeaderName, Request};
 use axum::routing::get;
+use offers_kit::grpc::Channel;
 use offers_proto::account::v1::account_service_client::AccountServiceClient;
 use offers_proto::activation::v1::activation_service_client::ActivationServiceClient;
 use offers_proto::auth::v1::auth_service_client::AuthServiceClient;
 use offers_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
 use offers_proto::partner::v1::partner_service_client::PartnerServiceClient;
-use tonic::transport::Channel;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
@@ -75,10 +76,14 @@ pub fn router(settings: &GatewaySettings, upstreams: Upstreams, auth: EdgeAuth, 
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(axum::middleware::from_fn(metrics::record))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id,
-                    user_id = tracing::field::Empty)
+            let span = tracing::info_span!("http", otel.name = %format!("{} {}", request.method(), request.uri().path()),
+                    otel.kind = "server", method = %request.method(), path = %request.uri().path(), request_id = %id,
+                    user_id = tracing::field::Empty);
+            offers_kit::trace::continue_from_headers(&span, request.headers());
+            span
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))

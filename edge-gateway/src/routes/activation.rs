@@ -4,7 +4,7 @@ use offers_proto::activation::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{IdempotencyKey, rfc3339, status_name, with_key};
+use super::{IdempotencyKey, MaybeStale, rfc3339, status_name, with_key};
 use crate::Upstreams;
 use crate::context::UserCaller;
 use crate::error::{ApiError, Json, Path, Problem};
@@ -108,10 +108,10 @@ pub async fn status(
     State(up): State<Upstreams>,
     user: UserCaller,
     Path(transaction_id): Path<String>,
-) -> Result<Json<ActivationStatus>, ApiError> {
+) -> Result<MaybeStale<ActivationStatus>, ApiError> {
     let request = user.grpc(pb::GetActivationStatusRequest { transaction_id })?;
-    let s = up.activation.clone().get_activation_status(request).await?.into_inner();
-    Ok(Json(ActivationStatus {
+    let answer = up.activation.clone().get_activation_status(request).await?;
+    Ok(MaybeStale::from_upstream(answer, |s| ActivationStatus {
         status: status_name(s.status()),
         updated_at: rfc3339(s.update_time.as_ref()),
         transaction_id: s.transaction_id,

@@ -13,6 +13,38 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
+/// Header on an answer served from a cache because its source could not
+/// be reached: it may be out of date.
+pub const STALE_HEADER: &str = "offers-stale";
+
+/// A JSON answer, marked with `Offers-Stale: true` when the service that
+/// gave it says it came from its cache during an outage.
+pub struct MaybeStale<T> {
+    pub body: T,
+    pub stale: bool,
+}
+
+impl<T> MaybeStale<T> {
+    /// The upstream's answer made into `T`, keeping its staleness.
+    pub fn from_upstream<M>(response: tonic::Response<M>, make: impl FnOnce(M) -> T) -> Self {
+        let stale = offers_kit::grpc::is_stale(response.metadata());
+        Self { body: make(response.into_inner()), stale }
+    }
+}
+
+impl<T: Serialize> axum::response::IntoResponse for MaybeStale<T> {
+    fn into_response(self) -> axum::response::Response {
+        let mut response = axum::Json(self.body).into_response();
+        if self.stale {
+            response.headers_mut().insert(
+                axum::http::HeaderName::from_static(STALE_HEADER),
+                axum::http::HeaderValue::from_static("true"),
+            );
+        }
+        response
+    }
+}
+
 /// A page of a list, newest first.
 #[derive(Serialize, ToSchema)]
 pub struct Page<T> {

@@ -2,10 +2,10 @@ use axum::extract::State;
 use offers_proto::catalog::v1 as pb;
 use serde::Deserialize;
 
-use super::{Page, PageQuery};
+use super::{MaybeStale, Page, PageQuery};
 use crate::Upstreams;
 use crate::context::UserCaller;
-use crate::error::{ApiError, Json, Path, Problem, Query};
+use crate::error::{ApiError, Path, Problem, Query};
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct OffersQuery {
@@ -23,14 +23,14 @@ pub async fn list(
     user: UserCaller,
     Query(page): Query<PageQuery>,
     Query(filter): Query<OffersQuery>,
-) -> Result<Json<Page<pb::Offer>>, ApiError> {
+) -> Result<MaybeStale<Page<pb::Offer>>, ApiError> {
     let request = user.grpc(pb::ListOffersRequest {
         show_inactive: filter.include_inactive.unwrap_or(false),
         page_size: page.page_size(),
         page_token: page.page_token(),
     })?;
-    let answer = up.catalog.clone().list_offers(request).await?.into_inner();
-    Ok(Json(Page::new(answer.offers, answer.next_page_token)))
+    let answer = up.catalog.clone().list_offers(request).await?;
+    Ok(MaybeStale::from_upstream(answer, |a| Page::new(a.offers, a.next_page_token)))
 }
 
 /// One offer.
@@ -42,7 +42,9 @@ pub async fn get(
     State(up): State<Upstreams>,
     user: UserCaller,
     Path(offer_id): Path<String>,
-) -> Result<Json<pb::Offer>, ApiError> {
-    let answer = up.catalog.clone().get_offer(user.grpc(pb::GetOfferRequest { id: offer_id })?).await?.into_inner();
-    Ok(Json(answer.offer.ok_or_else(|| offers_kit::Error::not_found("offer"))?))
+) -> Result<MaybeStale<pb::Offer>, ApiError> {
+    let answer = up.catalog.clone().get_offer(user.grpc(pb::GetOfferRequest { id: offer_id })?).await?;
+    let stale = offers_kit::grpc::is_stale(answer.metadata());
+    let offer = answer.into_inner().offer.ok_or_else(|| offers_kit::Error::not_found("offer"))?;
+    Ok(MaybeStale { body: offer, stale })
 }

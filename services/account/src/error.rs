@@ -31,6 +31,9 @@ fn whose(payer: &Kind) -> &'static str {
 
 impl From<LedgerError> for Error {
     fn from(err: LedgerError) -> Self {
+        if let LedgerError::Db(db) = err {
+            return Error::from(db);
+        }
         let code = match &err {
             LedgerError::InsufficientFunds { payer: Kind::User, .. } => ErrorCode::InsufficientBalance,
             LedgerError::InsufficientFunds { payer: Kind::Partner, .. } => ErrorCode::InsufficientPartnerFunds,

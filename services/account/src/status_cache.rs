@@ -9,7 +9,7 @@ use offers_proto::contracts::StatusEntry;
 
 use crate::entity::transaction::{self, Status};
 
-const PENDING_TTL: Duration = Duration::from_secs(30);
+const PENDING_FRESH: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct StatusCache {
@@ -32,14 +32,17 @@ impl StatusCache {
             failure_reason: tx.failure_reason.clone(),
             updated_at: tx.updated_at,
             revision: tx.revision,
+            // A settled status never changes. A PENDING one is trusted only
+            // briefly, so a write that fails after settlement (leaving the
+            // old PENDING behind) costs at most that long a wrong answer;
+            // after that readers ask the ledger, and fall back to the entry
+            // (marked stale) only while the ledger cannot answer.
+            fresh_until: (tx.status == Status::Pending)
+                .then(|| chrono::Utc::now() + chrono::Duration::from_std(PENDING_FRESH).unwrap_or_default()),
         };
-        // A settled status never changes and may stay long; a PENDING one is
-        // kept briefly, so a write that fails after settlement (leaving the
-        // old PENDING behind) costs at most that long a wrong answer.
-        let ttl = if tx.status == Status::Pending { self.ttl.min(PENDING_TTL) } else { self.ttl };
         let key = StatusEntry::key(tx.id);
         let fields = entry.to_fields();
-        let hash = VersionedHash { revision: entry.revision, fields: &fields, ttl };
+        let hash = VersionedHash { revision: entry.revision, fields: &fields, ttl: self.ttl };
         if let Err(e) = self.cache.hash_set_if_newer(&key, hash).await {
             tracing::warn!(transaction_id = %tx.id, error = %e, "could not cache the transaction status");
             let _ = self.cache.delete(&[&key]).await;

@@ -57,7 +57,7 @@ impl pb::activation_service_server::ActivationService for ActivationApi {
         let who = user(&request)?;
         let id = request.get_ref().transaction_id.clone();
         let view = self.0.status(&who, &id).await?;
-        Ok(Response::new(pb::GetActivationStatusResponse {
+        let message = pb::GetActivationStatusResponse {
             transaction_id: id,
             status: view.status.into(),
             offer_id: view.offer_id,
@@ -65,6 +65,7 @@ impl pb::activation_service_server::ActivationService for ActivationApi {
             currency_code: view.currency,
             failure_reason: view.failure_reason,
             update_time: view.updated_at,
-        }))
+        };
+        Ok(offers_kit::grpc::answer(message, view.stale))
     }
 }

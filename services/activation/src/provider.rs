@@ -5,13 +5,14 @@
 //! failure: the worker retries, and before giving up asks the provider what
 //! became of the key.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use offers_proto::account::v1::Transaction;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
+use tracing::Instrument;
 
 /// What a provisioning request achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +83,12 @@ fn detail(e: &reqwest::Error) -> String {
     format!("the request {kind}")
 }
 
+/// Times one call to the provisioning system by what it was and what came of it.
+fn observe(call: &'static str, outcome: &'static str, started: Instant) {
+    metrics::histogram!(offers_kit::histograms::PROVIDER_CALL, "call" => call, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+}
+
 #[derive(Clone)]
 pub struct Provider {
     http: reqwest::Client,
@@ -102,7 +109,11 @@ impl Provider {
         Ok(Self { http, activations, api_key })
     }
 
-    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    /// With our credential, and the trace this call belongs to.
+    fn prepared(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let mut trace = http::HeaderMap::new();
+        offers_kit::trace::inject_headers(&mut trace);
+        let request = request.headers(trace);
         match &self.api_key {
             Some(key) => request.bearer_auth(key.expose_secret()),
             None => request,
@@ -110,6 +121,19 @@ impl Provider {
     }
 
     pub async fn activate(&self, tx: &Transaction, attempt: i32) -> Outcome {
+        let span = tracing::info_span!("provider", otel.name = "provider activate", otel.kind = "client", attempt);
+        let started = Instant::now();
+        let outcome = self.post(tx, attempt).instrument(span).await;
+        let label = match &outcome {
+            Outcome::Provisioned => "provisioned",
+            Outcome::Rejected(_) => "rejected",
+            Outcome::Unknown(_) => "unknown",
+        };
+        observe("activate", label, started);
+        outcome
+    }
+
+    async fn post(&self, tx: &Transaction, attempt: i32) -> Outcome {
         let body = json!({
             "transaction_id": tx.id,
             "user_id": tx.user_id,
@@ -120,7 +144,7 @@ impl Provider {
             "attempt": attempt,
         });
         let request = self.http.post(&self.activations).header("Idempotency-Key", &tx.id).json(&body);
-        let response = match self.authorized(request).send().await {
+        let response = match self.prepared(request).send().await {
             Ok(response) => response,
             Err(e) => return Outcome::Unknown(detail(&e)),
         };
@@ -138,8 +162,21 @@ impl Provider {
 
     /// Asks what became of the request with this idempotency key.
     pub async fn inquire(&self, key: &str) -> Inquiry {
+        let span = tracing::info_span!("provider", otel.name = "provider inquiry", otel.kind = "client");
+        let started = Instant::now();
+        let inquiry = self.ask(key).instrument(span).await;
+        let label = match &inquiry {
+            Inquiry::Provisioned => "provisioned",
+            Inquiry::NotProvisioned(_) => "not_provisioned",
+            Inquiry::Unknown(_) => "unknown",
+        };
+        observe("inquiry", label, started);
+        inquiry
+    }
+
+    async fn ask(&self, key: &str) -> Inquiry {
         let request = self.http.get(format!("{}/{key}", self.activations));
-        let response = match self.authorized(request).send().await {
+        let response = match self.prepared(request).send().await {
             Ok(response) => response,
             Err(e) => return Inquiry::Unknown(format!("inquiry: {}", detail(&e))),
         };

@@ -9,6 +9,7 @@ use offers_proto::account::v1::{self as account, ledger_service_client::LedgerSe
 use offers_proto::catalog::v1::{self as catalog, catalog_admin_service_client::CatalogAdminServiceClient};
 use offers_proto::contracts::StatusEntry;
 use sha2::{Digest, Sha256};
+use tonic::Code;
 
 pub struct Activation {
     pub catalog: CatalogAdminServiceClient<InternalChannel>,
@@ -30,6 +31,8 @@ pub struct StatusView {
     pub currency: String,
     pub failure_reason: String,
     pub updated_at: Option<prost_types::Timestamp>,
+    /// From the cache, because the ledger could not be asked.
+    pub stale: bool,
 }
 
 impl Activation {
@@ -130,38 +133,45 @@ impl Activation {
         self.buy(who, account::TransactionKind::Renewal, offer, subscription.id, Keyed { key, request }).await
     }
 
-    /// The caller's transaction status: the cache first, then the ledger
-    /// (which reads the database and refills the cache).
+    /// The caller's transaction status: the cache while its entry is fresh,
+    /// then the ledger (which reads the database and refills the cache);
+    /// the cached entry again, marked stale, when the ledger cannot answer.
     pub async fn status(&self, who: &Principal, transaction_id: &str) -> Result<StatusView, Error> {
         let id = parse_id(transaction_id, "transaction id")?;
-        match self.cache.hash_get(&StatusEntry::key(id)).await {
-            Ok(fields) => match StatusEntry::from_fields(&fields) {
-                Some(entry) => {
-                    metrics::counter!("offers_activation_status_cache_total", "result" => "hit").increment(1);
-                    if entry.user_id != who.user_id {
-                        return Err(Error::not_found("transaction"));
-                    }
-                    return Ok(StatusView {
-                        status: entry.status,
-                        offer_id: entry.offer_id.to_string(),
-                        amount: entry.amount,
-                        currency: entry.currency,
-                        failure_reason: entry.failure_reason.unwrap_or_default(),
-                        updated_at: Some(to_timestamp(entry.updated_at)),
-                    });
-                }
-                None => metrics::counter!("offers_activation_status_cache_total", "result" => "miss").increment(1),
-            },
-            Err(e) => tracing::warn!(error = %e, "cache unavailable; reading the status from the ledger"),
+        let cached = match self.cache.hash_get(&StatusEntry::key(id)).await {
+            Ok(fields) => StatusEntry::from_fields(&fields),
+            Err(e) => {
+                tracing::warn!(error = %e, "cache unavailable; reading the status from the ledger");
+                None
+            }
+        };
+        if let Some(entry) = &cached
+            && entry.user_id != who.user_id
+        {
+            return Err(Error::not_found("transaction"));
         }
-        let tx = self
-            .ledger
-            .clone()
-            .lookup_transaction(account::LookupTransactionRequest { id: id.to_string() })
-            .await?
-            .into_inner()
-            .transaction
-            .ok_or_else(|| Error::not_found("transaction"))?;
+        let fresh = cached.as_ref().is_some_and(|e| e.fresh_until.is_none_or(|until| until > chrono::Utc::now()));
+        let result = if fresh {
+            "hit"
+        } else if cached.is_some() {
+            "expired"
+        } else {
+            "miss"
+        };
+        metrics::counter!("offers_activation_status_cache_total", "result" => result).increment(1);
+        if let (true, Some(entry)) = (fresh, &cached) {
+            return Ok(entry_view(entry, false));
+        }
+        let answer =
+            self.ledger.clone().lookup_transaction(account::LookupTransactionRequest { id: id.to_string() }).await;
+        let tx = match (answer, cached) {
+            (Ok(answer), _) => answer.into_inner().transaction.ok_or_else(|| Error::not_found("transaction"))?,
+            (Err(status), Some(entry)) if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded) => {
+                tracing::warn!(error = %status, "ledger unavailable; answering from the cache, marked stale");
+                return Ok(entry_view(&entry, true));
+            }
+            (Err(status), _) => return Err(status.into()),
+        };
         if tx.user_id != who.user_id.to_string() {
             return Err(Error::not_found("transaction"));
         }
@@ -172,6 +182,19 @@ impl Activation {
             currency: tx.currency_code,
             failure_reason: tx.failure_reason,
             updated_at: tx.update_time,
+            stale: false,
         })
+    }
+}
+
+fn entry_view(entry: &StatusEntry, stale: bool) -> StatusView {
+    StatusView {
+        status: entry.status,
+        offer_id: entry.offer_id.to_string(),
+        amount: entry.amount,
+        currency: entry.currency.clone(),
+        failure_reason: entry.failure_reason.clone().unwrap_or_default(),
+        updated_at: Some(to_timestamp(entry.updated_at)),
+        stale,
     }
 }

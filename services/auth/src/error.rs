@@ -43,8 +43,8 @@ impl From<AuthError> for Error {
             AuthError::InvalidInput(message) => Error::invalid_request(message),
             AuthError::RateLimited { retry_after_secs } => Error::rate_limited(retry_after_secs),
             AuthError::Password(PasswordError::Busy) => Error::busy(1),
-            AuthError::Db(_)
-            | AuthError::Password(_)
+            AuthError::Db(db) => Error::from(db),
+            AuthError::Password(_)
             | AuthError::Signing(_)
             | AuthError::Key(_)
             | AuthError::Sealing

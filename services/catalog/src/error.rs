@@ -21,7 +21,7 @@ impl From<CatalogError> for Error {
             CatalogError::CodeTaken(_) => Error::new(ErrorCode::AlreadyExists, err.to_string()),
             CatalogError::Invalid(message) => Error::invalid_request(message),
             CatalogError::AdminOnly => Error::new(ErrorCode::PermissionDenied, err.to_string()),
-            CatalogError::Db(_) => Error::internal(err),
+            CatalogError::Db(db) => Error::from(db),
         }
     }
 }

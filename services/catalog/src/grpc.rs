@@ -2,15 +2,15 @@
 
 use std::sync::Arc;
 
-use offers_kit::Error;
 use offers_kit::credentials::user;
-use offers_kit::grpc::{page_after, page_size, parse_id};
+use offers_kit::grpc::{answer, page_after, page_size, parse_id};
+use offers_kit::{Error, ErrorCode};
 use offers_proto::catalog::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::error::CatalogError;
 use crate::offer::Offer;
-use crate::service::Catalog;
+use crate::service::{Catalog, Served};
 
 pub struct CatalogApi(pub Arc<Catalog>);
 pub struct CatalogAdminApi(pub Arc<Catalog>);
@@ -28,25 +28,26 @@ impl pb::catalog_service_server::CatalogService for CatalogApi {
         }
         let limit = usize::try_from(page_size(body.page_size)).unwrap_or(50);
         let after = page_after(&body.page_token)?;
-        let offers = self.0.list(body.show_inactive).await?;
+        let Served { value: offers, stale } = self.0.list(body.show_inactive).await?;
         let start = after.map_or(0, |after| offers.iter().take_while(|o| o.id >= after).count());
         let page: Vec<Offer> = offers.into_iter().skip(start).take(limit + 1).collect();
         let next_page_token = if page.len() > limit { page[limit - 1].id.to_string() } else { String::new() };
-        Ok(Response::new(pb::ListOffersResponse {
+        let message = pb::ListOffersResponse {
             offers: page.into_iter().take(limit).map(pb::Offer::from).collect(),
             next_page_token,
-        }))
+        };
+        Ok(answer(message, stale))
     }
 
     async fn get_offer(&self, request: Request<pb::GetOfferRequest>) -> Result<Response<pb::GetOfferResponse>, Status> {
         let principal = user(&request)?;
         let id = parse_id(&request.get_ref().id, "offer id")?;
-        let offer = self.0.get(id).await?;
+        let Served { value: offer, stale } = self.0.get(id).await?;
         // An inactive offer is invisible to everyone but administrators.
         if !offer.is_active && !principal.is_admin {
             return Err(CatalogError::NotFound.into());
         }
-        Ok(Response::new(pb::GetOfferResponse { offer: Some(pb::Offer::from(offer)) }))
+        Ok(answer(pb::GetOfferResponse { offer: Some(pb::Offer::from(offer)) }, stale))
     }
 }
 
@@ -78,7 +79,11 @@ impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminApi {
         request: Request<pb::LookupOfferRequest>,
     ) -> Result<Response<pb::LookupOfferResponse>, Status> {
         let id = parse_id(&request.get_ref().id, "offer id")?;
-        let offer = self.0.get(id).await?;
+        // Purchases are priced from this answer: never from a stale copy.
+        let Served { value: offer, stale } = self.0.get(id).await?;
+        if stale {
+            return Err(Error::new(ErrorCode::Unavailable, "the catalog cannot be read now; try again").into());
+        }
         Ok(Response::new(pb::LookupOfferResponse { offer: Some(pb::Offer::from(offer)) }))
     }
 }

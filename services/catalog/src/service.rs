@@ -3,6 +3,10 @@
 //! Cached entries are keyed by a generation number that every write bumps,
 //! so a reader that loaded old rows just before a write can only fill a key
 //! nobody reads any more; it cannot put stale data back under a live key.
+//!
+//! Every successful load also keeps a last-known copy under a key of its
+//! own, for days: while the database cannot be reached, that copy is
+//! served, marked stale, rather than nothing.
 
 use std::time::Duration;
 
@@ -16,10 +20,18 @@ use crate::error::CatalogError;
 use crate::offer::Offer;
 
 const TTL: Duration = Duration::from_secs(300);
+const LAST_KNOWN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 const GENERATION: &str = "catalog:generation";
 /// The generation counter lives as long as Redis keeps it; a lost counter
 /// starts over at zero, and the keys it named are gone with it.
 const GENERATION_WINDOW: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// What a read answers: the value, and whether it is the last-known copy
+/// served because the database could not be reached.
+pub struct Served<T> {
+    pub value: T,
+    pub stale: bool,
+}
 
 pub struct Catalog {
     db: DatabaseConnection,
@@ -43,32 +55,52 @@ impl Catalog {
         }
     }
 
-    async fn cached<T, F>(&self, key: String, load: F) -> Result<T, CatalogError>
+    /// `what` from the cache, else from `load` (filling the cache and the
+    /// last-known copy), else, when the database is unreachable, the
+    /// last-known copy.
+    async fn cached<T, F>(&self, what: &str, load: F) -> Result<Served<T>, CatalogError>
     where
         T: serde::Serialize + serde::de::DeserializeOwned,
         F: AsyncFnOnce() -> Result<T, CatalogError>,
     {
-        if let Ok(Some(hit)) = self.cache.get(&key).await
-            && let Ok(value) = serde_json::from_str(&hit)
-        {
+        let key = format!("catalog:g{}:{what}", self.generation().await);
+        let last_known = format!("catalog:last:{what}");
+        if let Some(value) = self.read(&key).await {
             metrics::counter!("offers_catalog_cache_total", "result" => "hit").increment(1);
-            return Ok(value);
+            return Ok(Served { value, stale: false });
         }
         metrics::counter!("offers_catalog_cache_total", "result" => "miss").increment(1);
-        let value = load().await?;
-        if let Ok(json) = serde_json::to_string(&value)
-            && let Err(e) = self.cache.set(&key, &json, TTL).await
-        {
-            tracing::warn!(error = %e, "could not fill the offer cache");
+        let value = match load().await {
+            Ok(value) => value,
+            Err(CatalogError::Db(e)) if offers_kit::db::is_unreachable(&e) => match self.read(&last_known).await {
+                Some(value) => {
+                    tracing::warn!(error = %e, "database unreachable; serving the last-known offers, marked stale");
+                    metrics::counter!("offers_catalog_cache_total", "result" => "stale").increment(1);
+                    return Ok(Served { value, stale: true });
+                }
+                None => return Err(CatalogError::Db(e)),
+            },
+            Err(e) => return Err(e),
+        };
+        if let Ok(json) = serde_json::to_string(&value) {
+            for (key, ttl) in [(&key, TTL), (&last_known, LAST_KNOWN_TTL)] {
+                if let Err(e) = self.cache.set(key, &json, ttl).await {
+                    tracing::warn!(error = %e, "could not fill the offer cache");
+                }
+            }
         }
-        Ok(value)
+        Ok(Served { value, stale: false })
+    }
+
+    async fn read<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let hit = self.cache.get(key).await.ok()??;
+        serde_json::from_str(&hit).ok()
     }
 
     /// All offers, newest first; only active ones unless `include_inactive`.
-    pub async fn list(&self, include_inactive: bool) -> Result<Vec<Offer>, CatalogError> {
-        let key =
-            format!("catalog:g{}:offers:{}", self.generation().await, if include_inactive { "all" } else { "active" });
-        self.cached(key, async || {
+    pub async fn list(&self, include_inactive: bool) -> Result<Served<Vec<Offer>>, CatalogError> {
+        let what = if include_inactive { "offers:all" } else { "offers:active" };
+        self.cached(what, async || {
             let mut offers = entity::Entity::find().order_by_desc(entity::Column::Id).all(&self.db).await?;
             offers.retain(|o| include_inactive || o.is_active);
             Ok(offers)
@@ -76,10 +108,11 @@ impl Catalog {
         .await
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Offer, CatalogError> {
-        let key = format!("catalog:g{}:offer:{id}", self.generation().await);
-        self.cached(key, async || entity::Entity::find_by_id(id).one(&self.db).await?.ok_or(CatalogError::NotFound))
-            .await
+    pub async fn get(&self, id: Uuid) -> Result<Served<Offer>, CatalogError> {
+        self.cached(&format!("offer:{id}"), async || {
+            entity::Entity::find_by_id(id).one(&self.db).await?.ok_or(CatalogError::NotFound)
+        })
+        .await
     }
 
     pub async fn create(&self, offer: offers_proto::catalog::v1::Offer) -> Result<Offer, CatalogError> {

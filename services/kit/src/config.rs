@@ -6,11 +6,13 @@
 //! Each service crate owns its settings struct and its validation; the
 //! binary composes them into one document.
 
+use std::cell::Cell;
 use std::fmt::Display;
 use std::path::Path;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format, Json, Serialized, Toml};
+use secrecy::ExposeSecret;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -56,12 +58,14 @@ pub fn is_url(url: &str) -> bool {
     url.parse::<http::Uri>().is_ok_and(|u| u.scheme().is_some())
 }
 
-/// The `T` described by defaults, then `file` if given, then the
-/// `OFFERS_*` environment.
+/// The `T` described by defaults, then `file` if given (TOML, or JSON when
+/// its name ends in `.json`), then the `OFFERS_*` environment.
 pub fn load<T: Serialize + for<'de> Deserialize<'de> + Default>(file: Option<&Path>) -> Result<T, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(T::default()));
-    if let Some(file) = file {
-        figment = figment.merge(Toml::file_exact(file));
+    match file {
+        Some(file) if file.extension().is_some_and(|e| e == "json") => figment = figment.merge(Json::file_exact(file)),
+        Some(file) => figment = figment.merge(Toml::file_exact(file)),
+        None => {}
     }
     // OFFERS_CONFIG (the file itself) and OFFERS_NEW_PASSWORD (an admin
     // command's input) are command-line settings, not configuration keys.
@@ -78,11 +82,14 @@ pub struct DatabaseSettings {
     #[serde(serialize_with = "redact_url")]
     pub url: String,
     pub max_connections: u32,
+    /// How long a request waits for a connection before it is answered
+    /// `service_unavailable`: the bound on a database outage's latency.
+    pub acquire_timeout_ms: u64,
 }
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: "sqlite://.offers/offers.db?mode=rwc".into(), max_connections: 10 }
+        Self { url: "sqlite://.offers/offers.db?mode=rwc".into(), max_connections: 10, acquire_timeout_ms: 3_000 }
     }
 }
 
@@ -92,6 +99,7 @@ impl Validate for DatabaseSettings {
         let known = url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:");
         p.check(known, "url", format!("expected postgres://… or sqlite:…, got {:?}", scheme(url)));
         p.check(self.max_connections > 0, "max_connections", "must be at least 1");
+        p.check((100..=60_000).contains(&self.acquire_timeout_ms), "acquire_timeout_ms", "between 100 and 60000");
     }
 }
 
@@ -150,21 +158,51 @@ fn scheme(url: &str) -> &str {
     url.split_once(':').map(|(s, _)| s).unwrap_or(url)
 }
 
+thread_local! {
+    static REVEAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with secrets serialised as they are: for handing a complete
+/// configuration to a child process through a private file, never for
+/// display.
+pub fn unredacted<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            REVEAL.set(false);
+        }
+    }
+    REVEAL.set(true);
+    let _reset = Reset;
+    f()
+}
+
+fn revealed() -> bool {
+    REVEAL.get()
+}
+
 /// Serialises a secret as `[redacted]` (or null when unset).
 pub fn redact<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
     match secret {
+        Some(secret) if revealed() => s.serialize_some(secret.expose_secret()),
         Some(_) => s.serialize_some("[redacted]"),
         None => s.serialize_none(),
     }
 }
 
-/// Serialises a URL with its password hidden.
+/// Serialises a URL with its password hidden; a list of URLs separated by
+/// commas, each so.
 pub fn redact_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&redacted_url(url))
+    if revealed() {
+        return s.serialize_str(url);
+    }
+    let shown: Vec<String> = url.split(',').map(redacted_url).collect();
+    s.serialize_str(&shown.join(","))
 }
 
 pub fn redact_optional_url<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match url {
+        Some(url) if revealed() => s.serialize_some(url),
         Some(url) => s.serialize_some(&redacted_url(url)),
         None => s.serialize_none(),
     }
@@ -265,5 +303,26 @@ mod tests {
             assert_eq!(redacted_url(raw), shown, "{raw}");
         }
         assert!(!redacted_url("not a url with s3cret").contains("s3cret"));
+    }
+
+    #[derive(Serialize)]
+    struct Secrets {
+        #[serde(serialize_with = "redact")]
+        token: Option<SecretString>,
+        #[serde(serialize_with = "redact_url")]
+        urls: String,
+    }
+
+    #[test]
+    fn secrets_show_only_when_asked_to() {
+        let secrets = Secrets {
+            token: Some(SecretString::from("s3cret")),
+            urls: "http://a:s3cret@x:1,http://b:s3cret@y:2".into(),
+        };
+        let shown = serde_json::to_string(&secrets).expect("json");
+        assert!(!shown.contains("s3cret") && shown.contains("http://b:REDACTED@y:2"), "{shown}");
+        let full = unredacted(|| serde_json::to_string(&secrets).expect("json"));
+        assert_eq!(full.matches("s3cret").count(), 3, "{full}");
+        assert!(!serde_json::to_string(&secrets).expect("json").contains("s3cret"), "revealing must not stick");
     }
 }

@@ -4,13 +4,17 @@
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, SqlErr};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::DatabaseSettings;
 
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(settings.url.clone());
-    options.sqlx_logging(false).connect_timeout(Duration::from_secs(5)).acquire_timeout(Duration::from_secs(10));
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms));
     if settings.url.starts_with("sqlite:") {
         // SQLite lets one writer in at a time, and a deferred transaction that
         // upgrades to writing fails with "database is locked" rather than
@@ -36,4 +40,53 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
 
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// Whether the database could not be reached (as opposed to refusing the
+/// statement): no connection to be had, a connection that broke, or a
+/// server shutting down or not yet accepting. Callers may retry these.
+pub fn is_unreachable(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    let sqlx = match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => e,
+        _ => return false,
+    };
+    match sqlx.as_ref() {
+        Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+        // Class 08 (connection exception) and 57P01-57P03 (shutting down,
+        // crashed, cannot connect now).
+        Sqlx::Database(db) => {
+            db.code().is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
+    }
+}
+
+/// The connection pool as gauges, every `every` until `shutdown`:
+/// `offers_db_pool_connections{state="in_use"|"idle"}` and
+/// `offers_db_pool_max`. (sqlx does not say how many callers wait for a
+/// connection; those that wait too long show as `service_unavailable`.)
+pub async fn report_pool(db: DatabaseConnection, every: Duration, shutdown: CancellationToken) {
+    loop {
+        let (size, idle, max) = match db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+            }
+            DbBackend::Sqlite => {
+                let pool = db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+            }
+            _ => return,
+        };
+        let idle = u32::try_from(idle).unwrap_or(size);
+        metrics::gauge!("offers_db_pool_connections", "state" => "in_use").set(f64::from(size.saturating_sub(idle)));
+        metrics::gauge!("offers_db_pool_connections", "state" => "idle").set(f64::from(idle));
+        metrics::gauge!("offers_db_pool_max").set(f64::from(max));
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }

@@ -192,9 +192,11 @@ impl From<Status> for Error {
     }
 }
 
+/// A database that cannot be reached is `service_unavailable` (the caller
+/// may retry; nothing was written); any other database failure is internal.
 impl From<sea_orm::DbErr> for Error {
     fn from(err: sea_orm::DbErr) -> Self {
-        Error::internal(err)
+        if crate::db::is_unreachable(&err) { Error::unavailable(err) } else { Error::internal(err) }
     }
 }
 

@@ -3,17 +3,23 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use opentelemetry::trace::TracerProvider as _;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{Format, Json, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Problems, Validate, is_url, redact_optional_url};
+use crate::histograms;
 
 static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -80,34 +86,99 @@ pub struct TelemetryError(String);
 pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
     let filter = EnvFilter::try_new(&settings.log_filter).map_err(|e| TelemetryError(e.to_string()))?;
     let fmt = match settings.log_format.as_str() {
-        "json" => tracing_subscriber::fmt::layer().json().with_current_span(true).boxed(),
+        "json" => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_span_list(true)
+            .event_format(JsonWithTrace(
+                tracing_subscriber::fmt::format().json().flatten_event(true).with_span_list(true),
+            ))
+            .boxed(),
         _ => tracing_subscriber::fmt::layer().boxed(),
     };
-    let provider = match &settings.otlp_endpoint {
-        Some(endpoint) => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint)
-                .build()
-                .map_err(|e| TelemetryError(e.to_string()))?;
-            let resource =
-                opentelemetry_sdk::Resource::builder().with_service_name(settings.service_name.clone()).build();
-            Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
-        }
-        None => None,
-    };
-    let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("offers")));
+    // Spans always get trace ids (logs carry them, and they go out in
+    // headers); they are exported only when a collector is configured.
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name(settings.service_name.clone()).build();
+    let mut provider = SdkTracerProvider::builder().with_resource(resource);
+    if let Some(endpoint) = &settings.otlp_endpoint {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .map_err(|e| TelemetryError(e.to_string()))?;
+        provider = provider.with_batch_exporter(exporter);
+    }
+    let provider = provider.build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("offers"));
     // Already installed (a second suite in a test process) is fine.
-    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
+    if tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init().is_ok() {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    }
     metrics_handle();
-    Ok(TelemetryGuard { provider })
+    Ok(TelemetryGuard { provider: Some(provider) })
 }
+
+/// The JSON log line of tracing-subscriber, with the ids a log search joins
+/// on lifted to the top: `trace_id` and `span_id` of the current span, and
+/// the innermost `request_id` of the spans it runs in.
+struct JsonWithTrace(Format<Json>);
+
+impl<S, N> FormatEvent<S, N> for JsonWithTrace
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(&line) else {
+            return writer.write_str(&line);
+        };
+        if let Some(span) = ctx.lookup_current() {
+            let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+            if let Some(cx) = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch) {
+                let current = cx.span().span_context().clone();
+                if current.is_valid() {
+                    fields.insert("trace_id".into(), current.trace_id().to_string().into());
+                    fields.insert("span_id".into(), current.span_id().to_string().into());
+                }
+            }
+        }
+        let request_id = fields.get("spans").and_then(|s| s.as_array()).and_then(|spans| {
+            spans
+                .iter()
+                .rev()
+                .find_map(|s| s.get("request_id").filter(|id| id.as_str().is_some_and(|id| !id.is_empty())))
+        });
+        if let Some(id) = request_id.cloned() {
+            fields.insert("request_id".into(), id);
+        }
+        writeln!(writer, "{}", serde_json::Value::Object(fields))
+    }
+}
+
+/// Latency buckets, in seconds, for calls that should take milliseconds.
+const CALL_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// The provisioning system may take seconds, and a call may wait out its timeout.
+const PROVIDER_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0];
+/// From an accepted activation to its settlement: retries and inquiries can
+/// take minutes.
+const SETTLE_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
 
 /// The process's Prometheus recorder, installed on first use.
 pub fn metrics_handle() -> PrometheusHandle {
     METRICS
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(CALL_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(histograms::PROVIDER_CALL.into()), PROVIDER_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(histograms::ACTIVATION_SETTLED.into()), SETTLE_BUCKETS)
+                })
+                .unwrap_or_else(|_| PrometheusBuilder::new())
+                .build_recorder();
             let handle = recorder.handle();
             // Another recorder set first (a test harness) only means our
             // metrics go there instead; rendering still works.

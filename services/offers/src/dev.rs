@@ -11,6 +11,7 @@ use offers_proto::catalog::v1 as catalog_pb;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{AdminClient, Created};
+use crate::ops::Gate;
 use crate::process::Process;
 use crate::roles::Role;
 use crate::settings::Settings;
@@ -128,9 +129,13 @@ pub async fn run(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
     let simulator = CancellationToken::new();
     let sim = start_simulator(&settings, simulator.clone()).await?;
     settings.provisioning.url = Some(format!("http://{sim}"));
-    let process = Process::start(settings, Role::ALL, true).await?;
+    // Unready until the demo data is in: a login right after /readyz
+    // turns 200 must work.
+    let seeded = Gate::default();
+    let process = Process::start_gated(settings, Role::ALL, true, Some(seeded.clone())).await?;
     let token = process.settings.internal_token().context("no internal credential")?.to_string();
     seed(&mut AdminClient::connect(&process.settings, &token)?, &process.settings.currency).await?;
+    seeded.open();
     let http = process.http_addr;
     println!(
         "\nOffers is running (embedded mode, data in {dir})\n\

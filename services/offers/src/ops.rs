@@ -1,6 +1,8 @@
 //! `/healthz`, `/readyz` and `/metrics`, served by every process.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Router;
@@ -9,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
+use tokio::task::JoinSet;
 
 /// One dependency `/readyz` checks.
 #[async_trait]
@@ -46,18 +49,30 @@ pub fn router(readiness: Readiness) -> Router {
         .with_state(readiness)
 }
 
+/// How long one check may take; they run at once, so this bounds the whole.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
+    let mut checks = JoinSet::new();
+    for (check, required) in readiness.checks.iter().cloned() {
+        checks.spawn(async move {
+            let state = match tokio::time::timeout(CHECK_TIMEOUT, check.check()).await {
+                Ok(Ok(())) => "ok".to_string(),
+                Ok(Err(e)) => e,
+                Err(_) => "timed out".into(),
+            };
+            (check.name(), required, state)
+        });
+    }
     let mut report = serde_json::Map::new();
     let mut ready = true;
-    for (check, required) in &readiness.checks {
-        let outcome = tokio::time::timeout(std::time::Duration::from_secs(2), check.check()).await;
-        let state = match outcome {
-            Ok(Ok(())) => "ok".to_string(),
-            Ok(Err(e)) => e,
-            Err(_) => "timed out".into(),
+    while let Some(done) = checks.join_next().await {
+        let (name, required, state) = match done {
+            Ok(outcome) => outcome,
+            Err(_) => ("readiness", true, "a check failed".to_string()),
         };
-        ready &= !*required || state == "ok";
-        report.insert(check.name().into(), state.into());
+        ready &= !required || state == "ok";
+        report.insert(name.into(), state.into());
     }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(json!({"ready": ready, "checks": report})))
@@ -109,5 +124,26 @@ impl ReadinessCheck for KeysCheck {
     }
     async fn check(&self) -> Result<(), String> {
         if self.0.has_keys() { Ok(()) } else { Err("not loaded from the auth service yet".into()) }
+    }
+}
+
+/// Something the process must finish before it takes traffic (the
+/// embedded mode's demo data): unready until opened.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<AtomicBool>);
+
+impl Gate {
+    pub fn open(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+#[async_trait]
+impl ReadinessCheck for Gate {
+    fn name(&self) -> &'static str {
+        "startup"
+    }
+    async fn check(&self) -> Result<(), String> {
+        if self.0.load(Ordering::Acquire) { Ok(()) } else { Err("still setting up".into()) }
     }
 }

@@ -2,19 +2,22 @@
 //! builds each role's parts and serves them until told to stop. `offers
 //! dev`, `offers serve` and the tests all start processes here.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use offers_kit::Parts;
 use offers_kit::bus::{self, SharedBus};
 use offers_kit::cache::{self, SharedCache};
 use offers_kit::credentials::{PublicCheck, ServiceCredentialCheck};
+use offers_kit::grpc::ServerLayer;
 use offers_kit::parts::GrpcServices;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::{InterceptorLayer, Routes};
@@ -24,7 +27,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::clients::InternalClients;
 use crate::migrator::Migrator;
-use crate::ops::{self, BusCheck, CacheCheck, DatabaseCheck, KeysCheck, Readiness};
+use crate::ops::{self, BusCheck, CacheCheck, DatabaseCheck, Gate, KeysCheck, Readiness};
 use crate::roles::{Role, Shared, needs_of};
 use crate::settings::Settings;
 
@@ -62,7 +65,17 @@ pub async fn connect_database(settings: &Settings, migrate: bool) -> anyhow::Res
 impl Process {
     /// Starts `roles`; with `migrate`, applies pending migrations first (dev
     /// and tests; production runs `offers migrate` as a separate step).
-    pub async fn start(mut settings: Settings, roles: &[Role], migrate: bool) -> anyhow::Result<Process> {
+    pub async fn start(settings: Settings, roles: &[Role], migrate: bool) -> anyhow::Result<Process> {
+        Self::start_gated(settings, roles, migrate, None).await
+    }
+
+    /// Like [`Process::start`], but `/readyz` stays 503 until `gate` opens.
+    pub async fn start_gated(
+        mut settings: Settings,
+        roles: &[Role],
+        migrate: bool,
+        gate: Option<Gate>,
+    ) -> anyhow::Result<Process> {
         settings.check()?;
         let needs = needs_of(roles);
         let http = bind(settings.http_addr).await?;
@@ -74,7 +87,10 @@ impl Process {
         let grpc_addrs = grpc.as_ref().map(|(p, i)| Ok::<_, std::io::Error>((p.local_addr()?, i.local_addr()?)));
         let grpc_addrs = grpc_addrs.transpose()?;
         if let Some((public, internal)) = grpc_addrs {
-            // Roles in this process reach each other over the listeners just bound.
+            // Roles in this process reach each other over the listeners just
+            // bound, on loopback when they listen on every address (so with
+            // TLS the certificate names 127.0.0.1 or ::1, never 0.0.0.0).
+            let (public, internal) = (reachable(public), reachable(internal));
             let scheme = settings.tls.scheme();
             let (public, internal) = (format!("{scheme}://{public}"), format!("{scheme}://{internal}"));
             for service in roles.iter().filter_map(|r| r.needs().serves) {
@@ -92,6 +108,9 @@ impl Process {
             false => None,
         };
         let mut readiness = Readiness::default().report(CacheCheck(cache.clone()));
+        if let Some(gate) = gate {
+            readiness = readiness.require(gate);
+        }
         if let Some(bus) = &bus {
             readiness = readiness.report(BusCheck(bus.clone()));
         }
@@ -120,6 +139,13 @@ impl Process {
                 Ok(())
             });
         }
+        if let Some(db) = &shared.db {
+            let (db, stop) = (db.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                offers_kit::db::report_pool(db, Duration::from_secs(5), stop).await;
+                Ok(())
+            });
+        }
         let mut health = Vec::new();
         let tls = shared.settings.tls.server()?;
         if let Some((public_listener, internal_listener)) = grpc {
@@ -128,13 +154,14 @@ impl Process {
             health.push((reporter, names));
             let check = PublicCheck::new(shared.verifier.clone(), ServiceCredentialCheck::new(&credential));
             let stop = shutdown.clone();
-            tasks.spawn(serve_grpc(public_listener, routes, InterceptorLayer::new(check), tls.clone(), stop));
+            let serving = Serving { tls: tls.clone(), limits: ServerLimits::of(&shared.settings) };
+            tasks.spawn(serve_grpc(public_listener, routes, InterceptorLayer::new(check), serving.clone(), stop));
             let names = internal.names().to_vec();
             let (reporter, routes) = with_health_and_reflection(internal).await?;
             health.push((reporter, names));
             let check = ServiceCredentialCheck::new(&credential);
             let stop = shutdown.clone();
-            tasks.spawn(serve_grpc(internal_listener, routes, InterceptorLayer::new(check), tls.clone(), stop));
+            tasks.spawn(serve_grpc(internal_listener, routes, InterceptorLayer::new(check), serving, stop));
         }
         let connector = shared.settings.tls.connector(Duration::from_secs(5))?;
         if checks_tokens {
@@ -149,6 +176,11 @@ impl Process {
         let router = api.unwrap_or_else(|| shared.ops.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move {
+            let http = http.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
             axum::serve(http, router.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await
@@ -251,6 +283,15 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Where this process reaches a listener of its own.
+fn reachable(bound: SocketAddr) -> SocketAddr {
+    match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), bound.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), bound.port()),
+        _ => bound,
+    }
+}
+
 /// How long one internal call may take.
 pub fn upstream_timeout(settings: &Settings) -> Duration {
     Duration::from_millis(settings.gateway.upstream_timeout_ms)
@@ -283,28 +324,57 @@ async fn with_health_and_reflection(services: GrpcServices) -> anyhow::Result<(H
     Ok((reporter, routes))
 }
 
+/// How a gRPC listener serves: TLS, and the bounds on calls and connections.
+#[derive(Clone)]
+struct Serving {
+    tls: Option<ServerTlsConfig>,
+    limits: ServerLimits,
+}
+
+#[derive(Clone, Copy)]
+struct ServerLimits {
+    call: Duration,
+    connection_age: Duration,
+}
+
+impl ServerLimits {
+    fn of(settings: &Settings) -> Self {
+        Self {
+            call: Duration::from_millis(settings.call_timeout_ms),
+            connection_age: Duration::from_secs(settings.max_connection_age_secs),
+        }
+    }
+}
+
 async fn serve_grpc<I>(
     listener: TcpListener,
     routes: Routes,
     check: InterceptorLayer<I>,
-    tls: Option<ServerTlsConfig>,
+    serving: Serving,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()>
 where
     I: tonic::service::Interceptor + Clone + Send + Sync + 'static,
 {
-    let incoming = TcpListenerStream::new(listener);
-    let trace = tower_http::trace::TraceLayer::new_for_grpc().make_span_with(|request: &http::Request<_>| {
-        let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        tracing::info_span!("grpc", path = %request.uri().path(), request_id = %id)
+    let incoming = TcpListenerStream::new(listener).map(|accepted| {
+        if let Ok(tcp) = &accepted
+            && let Err(e) = tcp.set_nodelay(true)
+        {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        accepted
     });
     let mut server = Server::builder();
-    if let Some(tls) = tls {
+    if let Some(tls) = serving.tls {
         server = server.tls_config(tls).context("the TLS configuration is not usable")?;
     }
+    // Clients balance over replicas when they connect: ageing connections
+    // out makes a long-lived client spread again after a scale-up.
     server
+        .max_connection_age(serving.limits.connection_age)
+        .max_connection_age_grace(Duration::from_secs(30))
         .accept_http1(true)
-        .layer(trace)
+        .layer(ServerLayer::new(serving.limits.call))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(check)
         .add_routes(routes)

@@ -11,8 +11,9 @@ use offers_activation::ProvisioningSettings;
 use offers_auth::AuthSettings;
 use offers_gateway::GatewaySettings;
 use offers_kit::config::{
-    self, BusSettings, CacheSettings, ConfigError, DatabaseSettings, Problems, Validate, is_url, redact, redact_url,
+    self, BusSettings, CacheSettings, ConfigError, DatabaseSettings, Problems, Validate, redact, redact_url,
 };
+use offers_kit::grpc::parse_upstream;
 use offers_kit::telemetry::TelemetrySettings;
 use offers_notifier::NotifierSettings;
 use offers_partner::PartnerSettings;
@@ -48,6 +49,12 @@ pub struct Settings {
     pub currency: String,
     /// Seconds given to in-flight work after a shutdown signal.
     pub shutdown_grace_secs: u64,
+    /// How long a gRPC call may run before it is answered
+    /// `service_unavailable` (a stalled dependency must not hold callers).
+    pub call_timeout_ms: u64,
+    /// gRPC connections are closed (gracefully) after this long, so that
+    /// clients connect again and spread over replicas added since.
+    pub max_connection_age_secs: u64,
 }
 
 impl Default for Settings {
@@ -71,6 +78,8 @@ impl Default for Settings {
             notifier: NotifierSettings::default(),
             currency: "EUR".into(),
             shutdown_grace_secs: 10,
+            call_timeout_ms: 8_000,
+            max_connection_age_secs: 300,
         }
     }
 }
@@ -174,8 +183,10 @@ impl Validate for UpstreamSettings {
             ("partner", &self.partner),
             ("partner_internal", &self.partner_internal),
         ];
-        for (key, url) in all {
-            p.check(is_url(url), key, format!("expected an http(s):// URL, got {url:?}"));
+        for (key, urls) in all {
+            if let Err(e) = parse_upstream(urls) {
+                p.check(false, key, format!("expected http(s):// URLs separated by commas ({e})"));
+            }
         }
     }
 }
@@ -198,6 +209,15 @@ impl Validate for Settings {
         let currency = &self.currency;
         let iso = currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase());
         p.check(iso, "currency", format!("expected a three-letter ISO 4217 code, got {currency:?}"));
+        let call = self.call_timeout_ms;
+        p.check((100..=300_000).contains(&call), "call_timeout_ms", "between 100 and 300000");
+        // A server answers before its caller gives up, so callers see why.
+        p.check(
+            call < self.gateway.upstream_timeout_ms,
+            "call_timeout_ms",
+            "must be below gateway.upstream_timeout_ms",
+        );
+        p.check(self.max_connection_age_secs >= 10, "max_connection_age_secs", "at least 10");
         // A claimed attempt must keep the reconciler away while its call runs.
         let outlasts = self.ledger.attempt_lease_secs.saturating_mul(1000) > self.provisioning.timeout_ms;
         p.check(outlasts, "ledger.attempt_lease_secs", "must outlast one provisioning call (provisioning.timeout_ms)");

@@ -47,7 +47,8 @@ impl From<PartnerError> for Error {
     fn from(err: PartnerError) -> Self {
         let code = match err {
             PartnerError::Upstream(inner) => return inner,
-            PartnerError::Db(_) | PartnerError::Client(_) => return Error::internal(err),
+            PartnerError::Db(db) => return Error::from(db),
+            PartnerError::Client(_) => return Error::internal(err),
             PartnerError::RateLimited { retry_after_secs } => return Error::rate_limited(retry_after_secs),
             PartnerError::NotFound(what) => return Error::not_found(what),
             PartnerError::Unauthorized => ErrorCode::Unauthenticated,

@@ -62,6 +62,10 @@ pub struct StatusEntry {
     pub failure_reason: Option<String>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub revision: i64,
+    /// Until when the entry may be served without asking the ledger; after
+    /// that only while the ledger cannot be reached, marked stale. `None`
+    /// for a settled status, which never changes.
+    pub fresh_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl StatusEntry {
@@ -80,6 +84,7 @@ impl StatusEntry {
             ("currency", self.currency.clone()),
             ("failure_reason", self.failure_reason.clone().unwrap_or_default()),
             ("updated_at", self.updated_at.to_rfc3339()),
+            ("fresh_until", self.fresh_until.map(|t| t.to_rfc3339()).unwrap_or_default()),
         ]
     }
 
@@ -96,6 +101,10 @@ impl StatusEntry {
             failure_reason: get("failure_reason").filter(|r| !r.is_empty()).map(str::to_string),
             updated_at: chrono::DateTime::parse_from_rfc3339(get("updated_at")?).ok()?.to_utc(),
             revision: get("revision")?.parse().ok()?,
+            fresh_until: match get("fresh_until").unwrap_or_default() {
+                "" => None,
+                at => Some(chrono::DateTime::parse_from_rfc3339(at).ok()?.to_utc()),
+            },
         })
     }
 }
@@ -115,6 +124,7 @@ mod tests {
             failure_reason: Some("rejected".into()),
             updated_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time"),
             revision: 4,
+            fresh_until: Some(chrono::DateTime::from_timestamp(1_800_000_030, 0).expect("time")),
         };
         let mut fields: HashMap<String, String> =
             entry.to_fields().into_iter().map(|(k, v)| (k.to_string(), v)).collect();

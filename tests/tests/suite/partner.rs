@@ -109,7 +109,9 @@ async fn failed_partner_activation_refunds_the_partner_once(suite: &TestSuite) {
     let offer = suite.offer_id(&token, "SIM-FAIL").await;
     let accepted = partner_activate(suite, DEMO_KEY, &json!({"user_id": user, "offer_id": offer, "amount": 100})).await;
     assert_eq!(accepted.status, 202, "{}", accepted.body);
-    assert_eq!(partner_balance(suite, DEMO_KEY).await.0, float - 100, "held from the partner");
+    // The rejection may settle before a balance read here could see the
+    // hold; the ledger check after the test proves the hold came from the
+    // partner and the refund went back to it.
     let done = settled_reference(suite, DEMO_KEY, accepted.str("reference")).await;
     assert_eq!(done.body["status"], "FAILED");
     assert_eq!(partner_balance(suite, DEMO_KEY).await.0, float, "the money went back to whoever paid");

@@ -248,6 +248,9 @@ impl Ledger {
         self.outbox.notify();
         metrics::counter!("offers_ledger_settled_total", "status" => outcome.as_str(), "kind" => kind_label(tx.kind))
             .increment(1);
+        let waited = (now - tx.created_at).to_std().unwrap_or_default();
+        metrics::histogram!(offers_kit::histograms::ACTIVATION_SETTLED, "status" => outcome.as_str(), "kind" => kind_label(tx.kind))
+            .record(waited.as_secs_f64());
         self.status.write(&tx).await;
         Ok(Settled { transaction: tx, applied: true })
     }

@@ -1,45 +1,32 @@
-//! Client channels to other services, and small request helpers.
+//! gRPC plumbing: channels to other services, what every call carries
+//! and records, and small request helpers.
 
-use std::time::Duration;
+mod connect;
+mod observe;
 
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+pub use connect::{Connector, InternalChannel, parse_upstream};
+pub use observe::{Channel, ServerLayer, code_name};
+
 use uuid::Uuid;
 
-use crate::credentials::ServiceCredential;
 use crate::error::{Error, ErrorCode};
 
-/// A channel to an internal listener that presents the service credential.
-pub type InternalChannel = InterceptedService<Channel, ServiceCredential>;
+/// Response metadata saying the answer came from the cache because its
+/// source could not be reached (the edge turns it into `Offers-Stale`).
+pub const STALE_METADATA: &str = "offers-stale";
 
-/// How a process reaches other services: the per-call deadline, and TLS
-/// (server verified by the configured CA, our certificate presented for
-/// mutual TLS) when the deployment turns it on.
-#[derive(Clone)]
-pub struct Connector {
-    pub timeout: Duration,
-    pub tls: Option<ClientTlsConfig>,
+/// A response, marked stale when it is.
+pub fn answer<T>(message: T, stale: bool) -> tonic::Response<T> {
+    let mut response = tonic::Response::new(message);
+    if stale {
+        response.metadata_mut().insert(STALE_METADATA, tonic::metadata::MetadataValue::from_static("true"));
+    }
+    response
 }
 
-impl Connector {
-    /// A lazily connected channel: the target may start after us.
-    pub fn channel(&self, url: &str) -> Result<Channel, Error> {
-        let bad = |e: &dyn std::fmt::Display| Error::invalid_request(format!("bad upstream URL {url:?}: {e}"));
-        let mut endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| bad(&e))?
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(self.timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30));
-        if let Some(tls) = &self.tls {
-            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| bad(&e))?;
-        }
-        Ok(endpoint.connect_lazy())
-    }
-
-    pub fn internal_channel(&self, url: &str, credential: ServiceCredential) -> Result<InternalChannel, Error> {
-        Ok(InterceptedService::new(self.channel(url)?, credential))
-    }
+/// Whether another service marked its answer stale.
+pub fn is_stale(metadata: &tonic::metadata::MetadataMap) -> bool {
+    metadata.get(STALE_METADATA).is_some_and(|v| v == "true")
 }
 
 /// The caller's `Idempotency-Key` (metadata `idempotency-key`), if any: 1 to

@@ -1,0 +1,219 @@
+//! What every gRPC call carries and records, on both sides: the trace
+//! context and the request id travel with it; its duration is recorded by
+//! service, method and status code; and no call waits without bound.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tonic::{Code, Status};
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use crate::error::{Error, ErrorCode};
+use crate::trace;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+const REQUEST_ID: &str = "x-request-id";
+
+tokio::task_local! {
+    /// The request id of the call a server is answering, so the calls it
+    /// makes in turn carry it on.
+    static CURRENT_REQUEST: String;
+}
+
+/// `/offers.account.v1.LedgerService/Settle` → (`offers.account.v1.LedgerService`, `Settle`).
+fn labels(path: &str) -> (String, String) {
+    let path = path.trim_start_matches('/');
+    match path.split_once('/') {
+        Some((service, method)) => (service.to_string(), method.to_string()),
+        None => (path.to_string(), String::new()),
+    }
+}
+
+/// The canonical name of a gRPC status code, as dashboards know them.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// A unary answer's status is in its headers only when it failed
+/// (trailers-only); a success carries it in the trailers.
+fn status_of(headers: &http::HeaderMap) -> &'static str {
+    match headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok()) {
+        Some(code) => code_name(Code::from_i32(code)),
+        None => "OK",
+    }
+}
+
+/// A client channel: the trace context and request id go out with every
+/// call, each call is bounded by the connector's deadline (also while it
+/// waits for a ready replica) and timed as
+/// `offers_grpc_client_duration_seconds{service,method,code}`.
+#[derive(Clone)]
+pub struct Channel {
+    inner: tonic::transport::Channel,
+    timeout: Duration,
+}
+
+impl Channel {
+    pub(super) fn new(inner: tonic::transport::Channel, timeout: Duration) -> Self {
+        Self { inner, timeout }
+    }
+}
+
+impl Service<http::Request<tonic::body::Body>> for Channel {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        trace::inject_headers(request.headers_mut());
+        if !request.headers().contains_key(REQUEST_ID)
+            && let Ok(Ok(id)) = CURRENT_REQUEST.try_with(|id| http::HeaderValue::from_str(id))
+        {
+            request.headers_mut().insert(REQUEST_ID, id);
+        }
+        let (service, method) = labels(request.uri().path());
+        let call = self.inner.call(request);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = match tokio::time::timeout(timeout, call).await {
+                Ok(answer) => answer.map_err(BoxError::from),
+                Err(_) => Err(Box::new(Status::deadline_exceeded("the upstream did not answer in time")) as BoxError),
+            };
+            let code = match &result {
+                Ok(response) => status_of(response.headers()),
+                Err(e) => e.downcast_ref::<Status>().map_or("UNAVAILABLE", |s| code_name(s.code())),
+            };
+            metrics::histogram!("offers_grpc_client_duration_seconds", "service" => service, "method" => method, "code" => code)
+                .record(started.elapsed().as_secs_f64());
+            result
+        })
+    }
+}
+
+/// The server side: each call runs in a span that continues the caller's
+/// trace and names its request id, is answered `service_unavailable` if it
+/// has not finished within `limit` (a stalled database must not hold
+/// callers forever), and is timed as
+/// `offers_grpc_server_duration_seconds{service,method,code}`.
+#[derive(Clone)]
+pub struct ServerLayer {
+    limit: Duration,
+}
+
+impl ServerLayer {
+    pub fn new(limit: Duration) -> Self {
+        Self { limit }
+    }
+}
+
+impl<S> Layer<S> for ServerLayer {
+    type Service = Observed<S>;
+
+    fn layer(&self, inner: S) -> Observed<S> {
+        Observed { inner, limit: self.limit }
+    }
+}
+
+#[derive(Clone)]
+pub struct Observed<S> {
+    inner: S,
+    limit: Duration,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Observed<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let (service, method) = labels(request.uri().path());
+        let request_id =
+            request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let span = tracing::info_span!("grpc", otel.name = %format!("{service}/{method}"), otel.kind = "server",
+            request_id = %request_id);
+        trace::continue_from_headers(&span, request.headers());
+        let call = span.in_scope(|| self.inner.call(request));
+        let limit = self.limit;
+        let answer = async move {
+            let started = Instant::now();
+            let response = match tokio::time::timeout(limit, call).await {
+                Ok(answer) => answer?.map(tonic::body::Body::new),
+                Err(_) => {
+                    tracing::warn!(
+                        limit_ms = limit.as_millis() as u64,
+                        "call not finished in time; answered unavailable"
+                    );
+                    let error = Error::new(ErrorCode::Unavailable, "the service could not finish in time; try again");
+                    Status::from(error).into_http()
+                }
+            };
+            let code = status_of(response.headers());
+            metrics::histogram!("offers_grpc_server_duration_seconds", "service" => service, "method" => method, "code" => code)
+                .record(started.elapsed().as_secs_f64());
+            Ok(response)
+        };
+        Box::pin(CURRENT_REQUEST.scope(request_id, answer.instrument(span)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_service_and_method() {
+        assert_eq!(
+            labels("/offers.account.v1.LedgerService/Settle"),
+            ("offers.account.v1.LedgerService".into(), "Settle".into())
+        );
+        assert_eq!(labels("/odd"), ("odd".into(), String::new()));
+    }
+
+    #[test]
+    fn a_status_in_the_headers_is_a_failure() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(status_of(&headers), "OK");
+        headers.insert("grpc-status", http::HeaderValue::from_static("14"));
+        assert_eq!(status_of(&headers), "UNAVAILABLE");
+    }
+}
