@@ -1,15 +1,19 @@
 //! The end-to-end test harness: starts the whole suite in-process on random
 //! local ports, on real PostgreSQL/Redis/RabbitMQ (a fresh database, key
-//! prefix and queue prefix per test) or on the embedded backends, and talks
-//! to it over HTTP and gRPC as clients do.
+//! prefix and queue prefix per test) or on the embedded backends, or as
+//! separate `offers serve <role>` processes (the production shape, on the
+//! real backends), and talks to it over HTTP and gRPC as clients do.
 
 pub mod api;
 pub mod backends;
 pub mod provider;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use offers::admin::AdminClient;
+use offers::local::{Deployment, Plan, Replicas};
 use offers::process::Process;
 use offers::roles::Role;
 use offers::settings::Settings;
@@ -36,12 +40,45 @@ pub struct TestSuite {
     /// The suite's token-signing key, for forging tokens in tests.
     pub private_key_pem: String,
     pub http_addr: SocketAddr,
+    /// The gRPC listeners (in a deployment, the auth process's).
     pub grpc_addr: SocketAddr,
     pub internal_grpc_addr: SocketAddr,
     base: Settings,
-    suite: Option<Process>,
+    suite: Option<Running>,
+    db: sea_orm::DatabaseConnection,
+    bus: offers_kit::bus::SharedBus,
     simulator: CancellationToken,
-    _resources: backends::Resources,
+    resources: backends::Resources,
+}
+
+/// What runs the suite under test.
+enum Running {
+    /// Every role in this test's process.
+    InProcess(Process),
+    /// One process per role (and replicas), as in production.
+    Processes(Deployment),
+}
+
+/// The `offers` binary the process tests start: `OFFERS_BIN`, or this
+/// workspace's debug build, brought up to date once per test run.
+fn offers_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("OFFERS_BIN") {
+                return PathBuf::from(path);
+            }
+            let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let built = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "offers", "--bin", "offers"])
+                .current_dir(&workspace)
+                .status()
+                .expect("cargo runs");
+            assert!(built.success(), "could not build the offers binary");
+            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), PathBuf::from);
+            target.join("debug").join("offers")
+        })
+        .clone()
 }
 
 impl TestSuite {
@@ -52,36 +89,10 @@ impl TestSuite {
     }
 
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<TestSuite> {
-        init_logs();
-        let resources = backends::Resources::provision(backend).await?;
-        // The embedded mode's settings in the test's scratch directory (keys,
-        // credential, reminder sink, the demo partner's preset key, callbacks
-        // to local servers), on the backend under test.
-        let mut settings = Settings::default().embedded(&resources.scratch_dir()).expect("embedded settings");
-        resources.apply(&mut settings);
-        // The first signing key is ours, so tests can forge tokens with it.
-        let (private_key_pem, _) = offers_kit::token::generate_keypair().expect("key pair");
-        settings.auth.private_key_pem = Some(secrecy::SecretString::from(private_key_pem.clone()));
-        settings.auth.jwks_refresh_secs = 1;
-        let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        (settings.http_addr, settings.grpc_addr, settings.internal_grpc_addr) = (any, any, any);
-        settings.shutdown_grace_secs = 2;
-        // Tests wait for retries and the reconciler; keep both quick.
-        settings.provisioning.timeout_ms = 1_000;
-        settings.provisioning.retry_base_ms = 50;
-        settings.provisioning.retry_max_ms = 200;
-        settings.ledger.attempt_lease_secs = 2;
-        settings.ledger.pending_deadline_secs = 3;
-        settings.ledger.reconcile_interval_ms = 250;
-        settings.ledger.relay_interval_ms = 100;
-        let simulator = CancellationToken::new();
-        let sim = offers::dev::start_simulator(&settings, simulator.clone()).await.expect("simulator");
-        settings.provisioning.url = Some(format!("http://{sim}"));
-        settings.notifier.retry_base_ms = 50;
-        settings.notifier.retry_max_ms = 200;
-        configure(&mut settings);
-
+        let (resources, settings, private_key_pem, simulator) = prepare(backend, configure).await?;
         let suite = start(&settings).await;
+        let db = suite.db.clone().expect("database");
+        let bus = suite.bus.clone().expect("bus");
         let this = TestSuite {
             backend,
             api: Api::new(suite.http_addr),
@@ -91,18 +102,123 @@ impl TestSuite {
             grpc_addr: suite.grpc_addr.expect("gRPC listener"),
             internal_grpc_addr: suite.internal_grpc_addr.expect("internal listener"),
             base: settings,
-            suite: Some(suite),
+            suite: Some(Running::InProcess(suite)),
+            db,
+            bus,
             simulator,
-            _resources: resources,
+            resources,
         };
-        let currency = this.settings.currency.clone();
-        offers::dev::seed(&mut this.admin(), &currency).await.expect("demo data");
+        this.seed().await;
         Some(this)
     }
 
+    /// The suite as separate processes on the real backends: every role
+    /// once, activation and the worker twice.
+    pub async fn spawn_processes() -> Option<TestSuite> {
+        Self::spawn_processes_with(Replicas::default(), Vec::new(), |_| {}).await
+    }
+
+    /// Separate processes with `replicas`, `env` for each, and the settings
+    /// `configure` makes.
+    pub async fn spawn_processes_with(
+        replicas: Replicas,
+        env: Vec<(String, String)>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Option<TestSuite> {
+        let (resources, settings, private_key_pem, simulator) = prepare(Backend::Real, configure).await?;
+        let plan = Plan {
+            binary: offers_binary(),
+            dir: resources.scratch_dir().join("deployment"),
+            settings: settings.clone(),
+            replicas,
+            env,
+        };
+        let deployment = Deployment::start(plan).await.expect("the deployment starts");
+        let db = offers::process::connect_database(&deployment.settings, false).await.expect("database");
+        let bus = offers_kit::bus::from_settings(&deployment.settings.bus).expect("bus");
+        let auth = deployment.members_of(Role::Auth).next().expect("an auth process").clone();
+        let this = TestSuite {
+            backend: Backend::Real,
+            api: Api::new(deployment.edge()),
+            settings: deployment.settings.clone(),
+            private_key_pem,
+            http_addr: deployment.edge(),
+            grpc_addr: auth.grpc.expect("auth's gRPC listener"),
+            internal_grpc_addr: auth.internal_grpc.expect("auth's internal listener"),
+            base: settings,
+            suite: Some(Running::Processes(deployment)),
+            db,
+            bus,
+            simulator,
+            resources,
+        };
+        this.seed().await;
+        Some(this)
+    }
+
+    /// The processes of a deployment (panics for an in-process suite).
+    pub fn deployment(&mut self) -> &mut Deployment {
+        match &mut self.suite {
+            Some(Running::Processes(deployment)) => deployment,
+            _ => panic!("not a deployment of processes"),
+        }
+    }
+
+    /// The test's scratch directory.
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.resources.scratch_dir()
+    }
+
+    async fn seed(&self) {
+        let currency = self.settings.currency.clone();
+        offers::dev::seed(&mut self.admin(), &currency).await.expect("demo data");
+    }
+}
+
+/// A test's backends and the settings every topology starts from: the
+/// embedded mode's (keys, credential, reminder sink, the demo partner's
+/// preset key, callbacks to local servers) on `backend`, with a signing key
+/// the test knows, quick retries, and the provisioning simulator.
+async fn prepare(
+    backend: Backend,
+    configure: impl FnOnce(&mut Settings),
+) -> Option<(backends::Resources, Settings, String, CancellationToken)> {
+    init_logs();
+    let resources = backends::Resources::provision(backend).await?;
+    // The embedded mode's settings in the test's scratch directory (keys,
+    // credential, reminder sink, the demo partner's preset key, callbacks
+    // to local servers), on the backend under test.
+    let mut settings = Settings::default().embedded(&resources.scratch_dir()).expect("embedded settings");
+    resources.apply(&mut settings);
+    // The first signing key is ours, so tests can forge tokens with it.
+    let (private_key_pem, _) = offers_kit::token::generate_keypair().expect("key pair");
+    settings.auth.private_key_pem = Some(secrecy::SecretString::from(private_key_pem.clone()));
+    settings.auth.jwks_refresh_secs = 1;
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    (settings.http_addr, settings.grpc_addr, settings.internal_grpc_addr) = (any, any, any);
+    settings.shutdown_grace_secs = 2;
+    // Tests wait for retries and the reconciler; keep both quick.
+    settings.provisioning.timeout_ms = 1_000;
+    settings.provisioning.retry_base_ms = 50;
+    settings.provisioning.retry_max_ms = 200;
+    settings.ledger.attempt_lease_secs = 2;
+    settings.ledger.pending_deadline_secs = 3;
+    settings.ledger.reconcile_interval_ms = 250;
+    settings.ledger.relay_interval_ms = 100;
+    let simulator = CancellationToken::new();
+    let sim = offers::dev::start_simulator(&settings, simulator.clone()).await.expect("simulator");
+    settings.provisioning.url = Some(format!("http://{sim}"));
+    settings.notifier.retry_base_ms = 50;
+    settings.notifier.retry_max_ms = 200;
+    configure(&mut settings);
+    Some((resources, settings, private_key_pem, simulator))
+}
+
+impl TestSuite {
     /// Kills the running suite at once — no grace, no acks, as a crash would
     /// — and starts a new one on the same database, cache and bus.
     pub async fn crash_and_restart(&mut self) {
+        assert!(matches!(self.suite, Some(Running::InProcess(_))), "crash_and_restart runs in-process suites");
         drop(self.suite.take());
         let suite = start(&self.base).await;
         self.api = Api::new(suite.http_addr);
@@ -110,7 +226,7 @@ impl TestSuite {
         self.http_addr = suite.http_addr;
         self.grpc_addr = suite.grpc_addr.expect("gRPC listener");
         self.internal_grpc_addr = suite.internal_grpc_addr.expect("internal listener");
-        self.suite = Some(suite);
+        self.suite = Some(Running::InProcess(suite));
     }
 
     /// An administrative client holding the service credential.
@@ -131,16 +247,12 @@ impl TestSuite {
             .expect("connect")
     }
 
-    fn running(&self) -> &Process {
-        self.suite.as_ref().expect("running suite")
-    }
-
     pub fn database(&self) -> &sea_orm::DatabaseConnection {
-        self.running().db.as_ref().expect("database")
+        &self.db
     }
 
     pub fn bus(&self) -> offers_kit::bus::SharedBus {
-        self.running().bus.clone().expect("bus")
+        self.bus.clone()
     }
 
     /// Logs in and returns the access token.
@@ -256,8 +368,10 @@ impl TestSuite {
 
     /// Stops the servers (the backend resources go when the suite drops).
     pub async fn stop(mut self) {
-        if let Some(suite) = self.suite.take() {
-            suite.stop().await;
+        match self.suite.take() {
+            Some(Running::InProcess(suite)) => suite.stop().await,
+            Some(Running::Processes(deployment)) => deployment.stop().await.expect("the deployment stops"),
+            None => {}
         }
         self.simulator.cancel();
     }
@@ -330,6 +444,29 @@ macro_rules! each_backend {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::Backend::Real).await;
+                }
+            )+
+        }
+    };
+}
+
+/// Runs scenarios against the suite as separate processes (the production
+/// shape, on the real backends): `across_processes!(name)` expects an
+/// `async fn name(suite: &TestSuite)` in scope and makes the test
+/// `processes::name`. The scenarios named so are the ones that cross every
+/// process boundary; they run in-process on both backends too.
+#[macro_export]
+macro_rules! across_processes {
+    ($($name:ident),+ $(,)?) => {
+        mod processes {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(suite) = $crate::TestSuite::spawn_processes().await {
+                        super::$name(&suite).await;
+                        suite.assert_ledger_invariant().await;
+                        suite.stop().await;
+                    }
                 }
             )+
         }

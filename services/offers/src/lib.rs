@@ -7,6 +7,7 @@ pub mod clients;
 pub mod cron;
 pub mod dev;
 pub mod jwks;
+pub mod local;
 pub mod migrator;
 pub mod ops;
 pub mod process;

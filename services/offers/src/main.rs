@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use offers::admin::AdminClient;
 use offers::admin::cli::AdminTask;
+use offers::local::Replicas;
 use offers::process::{Process, connect_database, shutdown_signal};
 use offers::roles::Role;
 use offers::settings::{Settings, embedded_token_if_present};
@@ -69,6 +70,16 @@ enum Command {
         #[command(subcommand)]
         job: Job,
     },
+    /// The production shape on this machine: every role as its own
+    /// process (two activation and two worker replicas) on PostgreSQL,
+    /// Redis and RabbitMQ, with the simulator and demo data.
+    Local {
+        /// Where the configuration, secrets, logs and process list live.
+        #[arg(long, global = true, default_value = ".offers-local")]
+        dir: PathBuf,
+        #[command(subcommand)]
+        action: LocalAction,
+    },
     /// Run the provisioning-system simulator alone (for load tests and for
     /// a multi-process local setup). Never a production default.
     SimProvider {
@@ -81,6 +92,29 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
         failure_percent: Option<u8>,
     },
+}
+
+#[derive(Subcommand)]
+enum LocalAction {
+    /// Start every process, wait until each is ready, seed the demo data,
+    /// print where the edge listens, and leave it running.
+    Up {
+        /// Replicas of a role, e.g. `--replicas catalog=2` (repeatable).
+        #[arg(long, value_parser = parse_replicas)]
+        replicas: Vec<(Role, usize)>,
+    },
+    /// Stop what `up` started: SIGTERM, then SIGKILL after the grace period.
+    Down,
+}
+
+fn parse_replicas(value: &str) -> Result<(Role, usize), String> {
+    let (role, count) = value.split_once('=').ok_or("expected role=count")?;
+    let role = <Role as clap::ValueEnum>::from_str(role, true)?;
+    let count = count.parse::<usize>().map_err(|e| e.to_string())?;
+    if !(1..=8).contains(&count) {
+        return Err("between 1 and 8 replicas".into());
+    }
+    Ok((role, count))
 }
 
 #[derive(Subcommand)]
@@ -160,6 +194,38 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Config => {
             println!("{}", settings.dump());
+            Ok(())
+        }
+        Command::Local { dir, action: LocalAction::Up { replicas } } => {
+            let _telemetry = offers_kit::telemetry::init(&settings.telemetry)?;
+            let replicas = replicas.into_iter().fold(Replicas::default(), |all, (role, n)| all.set(role, n));
+            let deployment = offers::local::up(settings, &dir, replicas).await?;
+            let edge = deployment.edge();
+            let processes: Vec<String> = deployment.members.iter().map(|m| m.name()).collect();
+            let logs = dir.join("logs");
+            deployment.detach()?;
+            println!(
+                "\nOffers is running as {count} processes: {names}\n\
+                 \x20 REST      http://{edge}/api/v1/\n\
+                 \x20 logs      {logs}/<role>-<n>.log (JSON, one line per event)\n\
+                 \x20 demo users: demo / {pw} and demo2 / {pw}; demo partner key: {key}\n\n\
+                 Try:\n\
+                 \x20 curl -s -X POST http://{edge}/api/v1/auth/login/ -H 'Content-Type: application/json' \
+                 -d '{{\"username\":\"demo\",\"password\":\"{pw}\"}}'\n\n\
+                 Stop it with: deploy/local/down  (or: offers local down --dir {dir})\n",
+                count = processes.len(),
+                names = processes.join(" "),
+                logs = logs.display(),
+                dir = dir.display(),
+                pw = offers::dev::DEMO_PASSWORD,
+                key = offers::dev::DEMO_PARTNER_KEY,
+            );
+            Ok(())
+        }
+        Command::Local { dir, action: LocalAction::Down } => {
+            let grace = std::time::Duration::from_secs(settings.shutdown_grace_secs + 5);
+            let stopped = offers::local::down(&dir, grace).await?;
+            println!("stopped {stopped} processes");
             Ok(())
         }
         Command::SimProvider { addr, latency_ms, failure_percent } => {

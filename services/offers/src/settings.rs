@@ -250,11 +250,19 @@ impl Settings {
         self.database.url = format!("sqlite://{}?mode=rwc", dir.join("offers.db").display());
         self.cache.url = "memory://".into();
         self.bus.url = "memory://".into();
+        let mut this = self.with_secrets_in(dir)?;
+        this.notifier.sink_file = Some(dir.join("notifications.log"));
+        this.partner.allow_preset_keys = true;
+        this.partner.allow_private_callbacks = true;
+        Ok(this)
+    }
+
+    /// The key encryption key and the internal credential kept in `dir`,
+    /// made there on first use (the embedded mode and a local deployment).
+    pub fn with_secrets_in(mut self, dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         self.auth.key_encryption_key = Some(SecretString::from(made_once(dir, "auth-kek", base64_key)?));
         self.internal.token = Some(SecretString::from(made_once(dir, "internal-token", hex_token)?));
-        self.notifier.sink_file = Some(dir.join("notifications.log"));
-        self.partner.allow_preset_keys = true;
-        self.partner.allow_private_callbacks = true;
         Ok(self)
     }
 
@@ -297,7 +305,7 @@ fn base64_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use offers_proto::contracts::{Job, ProvisionJob};
 use offers_tests::provider::{Answer, StubProvider};
-use offers_tests::{Backend, Bought, TestSuite, both, each_backend};
+use offers_tests::{Backend, Bought, TestSuite, across_processes, both, each_backend};
 use serde_json::json;
 
 fn time(value: &serde_json::Value) -> DateTime<Utc> {
@@ -297,6 +297,19 @@ both!(
     renewal_extends_only_the_callers_subscription,
     idempotency_keys_replay_and_refuse_reuse,
     status_and_lists_check_their_input,
+);
+
+// Across every process boundary: each role its own process.
+across_processes!(
+    activation_succeeds_end_to_end,
+    rejected_activation_refunds_exactly,
+    flaky_provisioning_succeeds_on_the_third_attempt,
+    insufficient_balance_writes_nothing,
+    concurrent_activations_never_overdraw,
+    duplicate_jobs_have_one_effect,
+    renewal_extends_only_the_callers_subscription,
+    idempotency_keys_replay_and_refuse_reuse,
+    top_ups_happen_once_per_key,
 );
 
 async fn a_worker_killed_mid_attempt_charges_once(backend: Backend) {

@@ -1,7 +1,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use offers_tests::{Backend, TestSuite, both, each_backend};
+use offers_tests::{Backend, TestSuite, across_processes, both, each_backend};
 use serde_json::json;
 
 const PROFILE: &str = "/api/v1/auth/profile/";
@@ -223,6 +223,15 @@ both!(
     the_grpc_service_checks_tokens_too,
     refresh_rotates_and_reuse_revokes_the_family,
     logout_ends_refreshing,
+);
+
+// Across every process boundary: each role its own process.
+across_processes!(
+    login_succeeds_and_fails,
+    forged_tokens_are_refused,
+    refresh_rotates_and_reuse_revokes_the_family,
+    logout_ends_refreshing,
+    signing_keys_rotate_and_retire,
 );
 
 async fn login_is_rate_limited(backend: Backend) {

@@ -3,7 +3,7 @@ use std::collections::BTreeSet;
 use offers_proto::auth::v1::GetUserRequest;
 use offers_proto::auth::v1::get_user_request::Lookup;
 use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
-use offers_tests::{TestSuite, both};
+use offers_tests::{TestSuite, across_processes, both};
 use serde_json::json;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -249,3 +249,6 @@ both!(
     readiness_and_metrics,
     grpc_health_and_internal_credential,
 );
+
+// Across every process boundary: each role its own process.
+across_processes!(every_answer_carries_a_request_id, openapi_lists_every_served_path,);

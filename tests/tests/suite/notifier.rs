@@ -8,7 +8,7 @@ use chrono::Utc;
 use offers_notifier::ReminderJob;
 use offers_proto::catalog::v1::Offer;
 use offers_proto::contracts::Job;
-use offers_tests::{Backend, TestSuite, both, each_backend};
+use offers_tests::{Backend, TestSuite, across_processes, both, each_backend};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -118,6 +118,9 @@ async fn concurrent_runs_queue_one_set(suite: &TestSuite) {
 }
 
 both!(reminders_go_out_once, renewal_rearms_the_reminder, concurrent_runs_queue_one_set);
+
+// Across every process boundary: each role its own process.
+across_processes!(reminders_go_out_once, renewal_rearms_the_reminder,);
 
 /// A minimal SMTP server: accepts every message and keeps its envelope and data.
 async fn smtp_server() -> (u16, Arc<Mutex<Vec<String>>>) {

@@ -1,5 +1,5 @@
 use offers_proto::catalog::v1 as pb;
-use offers_tests::{Backend, TestSuite, both};
+use offers_tests::{Backend, TestSuite, across_processes, both};
 
 async fn offers_list_and_get(suite: &TestSuite) {
     let token = suite.token("demo").await;
@@ -162,3 +162,6 @@ both!(
     admin_update_invalidates_the_cache,
     offer_admin_validates_input
 );
+
+// Across every process boundary: each role its own process.
+across_processes!(offers_list_and_get, admin_update_invalidates_the_cache,);

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use offers_proto::partner::v1::PartnerStatus;
-use offers_tests::{Backend, Reply, TestSuite, both, each_backend};
+use offers_tests::{Backend, Reply, TestSuite, across_processes, both, each_backend};
 use serde_json::{Value, json};
 
 const DEMO_KEY: &str = "demo-partner-key";
@@ -336,6 +336,14 @@ both!(
     partner_credentials_are_enforced,
     references_are_private_to_their_partner,
     partner_idempotency_is_per_partner,
+);
+
+// Across every process boundary: each role its own process.
+across_processes!(
+    partner_activation_charges_the_partner_not_the_user,
+    failed_partner_activation_refunds_the_partner_once,
+    a_partner_float_covers_exactly_what_it_holds,
+    references_are_private_to_their_partner,
 );
 
 /// A partner's callback endpoint: answers 500 the first time, then 200,

@@ -188,8 +188,16 @@ where
                 }
             };
             let code = status_of(response.headers());
+            let elapsed = started.elapsed();
+            // One line per call (health checks only at debug): with the
+            // trace id the formatter adds, how a request crossed processes.
+            if service == "grpc.health.v1.Health" {
+                tracing::debug!(code, elapsed_ms = elapsed.as_millis() as u64, "call answered");
+            } else {
+                tracing::info!(code, elapsed_ms = elapsed.as_millis() as u64, "call answered");
+            }
             metrics::histogram!("offers_grpc_server_duration_seconds", "service" => service, "method" => method, "code" => code)
-                .record(started.elapsed().as_secs_f64());
+                .record(elapsed.as_secs_f64());
             Ok(response)
         };
         Box::pin(CURRENT_REQUEST.scope(request_id, answer.instrument(span)))
