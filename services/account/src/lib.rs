@@ -48,7 +48,11 @@ pub struct Deps {
 pub fn build(settings: &LedgerSettings, deps: Deps) -> Parts {
     let Deps { db, cache, bus, currency } = deps;
     let outbox = Outbox::new(OUTBOX);
-    let status = StatusCache::new(cache, Duration::from_secs(settings.status_cache_ttl_secs));
+    let status = StatusCache::new(
+        cache,
+        Duration::from_secs(settings.status_cache_ttl_secs),
+        Duration::from_secs(settings.status_fresh_secs),
+    );
     let ledger = Arc::new(Ledger::new(db.clone(), status, settings.clone(), currency, outbox.clone()));
     let relay_interval = Duration::from_millis(settings.relay_interval_ms);
     let mut parts = Parts::default();

@@ -16,8 +16,12 @@ pub struct LedgerSettings {
     pub relay_interval_ms: u64,
     /// Idempotency keys are kept at least this long (≥ 24).
     pub idempotency_retention_hours: u64,
-    /// Time to live of a settled transaction's cached status.
+    /// Time to live of a transaction's cached status.
     pub status_cache_ttl_secs: u64,
+    /// How long a cached PENDING status is served without asking the
+    /// ledger (after that, only while the ledger cannot be reached, marked
+    /// stale).
+    pub status_fresh_secs: u64,
 }
 
 impl Default for LedgerSettings {
@@ -29,6 +33,7 @@ impl Default for LedgerSettings {
             relay_interval_ms: 1_000,
             idempotency_retention_hours: 48,
             status_cache_ttl_secs: 86_400,
+            status_fresh_secs: 30,
         }
     }
 }
@@ -53,5 +58,8 @@ impl Validate for LedgerSettings {
             "between 24 and 2160 (90 days)",
         );
         p.check(self.status_cache_ttl_secs <= 30 * 86_400, "status_cache_ttl_secs", "at most 30 days");
+        let fresh = self.status_fresh_secs;
+        p.check((1..=3600).contains(&fresh), "status_fresh_secs", "between 1 and 3600");
+        p.check(fresh < self.status_cache_ttl_secs, "status_fresh_secs", "must be below status_cache_ttl_secs");
     }
 }

@@ -9,17 +9,16 @@ use offers_proto::contracts::StatusEntry;
 
 use crate::entity::transaction::{self, Status};
 
-const PENDING_FRESH: Duration = Duration::from_secs(30);
-
 #[derive(Clone)]
 pub struct StatusCache {
     cache: SharedCache,
     ttl: Duration,
+    pending_fresh: Duration,
 }
 
 impl StatusCache {
-    pub fn new(cache: SharedCache, ttl: Duration) -> Self {
-        Self { cache, ttl }
+    pub fn new(cache: SharedCache, ttl: Duration, pending_fresh: Duration) -> Self {
+        Self { cache, ttl, pending_fresh }
     }
 
     pub async fn write(&self, tx: &transaction::Model) {
@@ -38,7 +37,7 @@ impl StatusCache {
             // after that readers ask the ledger, and fall back to the entry
             // (marked stale) only while the ledger cannot answer.
             fresh_until: (tx.status == Status::Pending)
-                .then(|| chrono::Utc::now() + chrono::Duration::from_std(PENDING_FRESH).unwrap_or_default()),
+                .then(|| chrono::Utc::now() + chrono::Duration::from_std(self.pending_fresh).unwrap_or_default()),
         };
         let key = StatusEntry::key(tx.id);
         let fields = entry.to_fields();

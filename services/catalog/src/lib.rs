@@ -6,6 +6,7 @@ mod grpc;
 mod migration;
 mod offer;
 mod service;
+mod settings;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use sea_orm::DatabaseConnection;
 
 pub use error::CatalogError;
 pub use migration::migrations;
+pub use settings::CatalogSettings;
 
 use crate::grpc::{CatalogAdminApi, CatalogApi};
 use crate::service::Catalog;
@@ -30,8 +32,9 @@ pub struct Deps {
 }
 
 /// The public `CatalogService` and the internal `CatalogAdminService`.
-pub fn build(deps: Deps) -> Parts {
-    let catalog = Arc::new(Catalog::new(deps.db, deps.cache, deps.currency));
+pub fn build(settings: &CatalogSettings, deps: Deps) -> Parts {
+    let ttl = std::time::Duration::from_secs(settings.cache_ttl_secs);
+    let catalog = Arc::new(Catalog::new(deps.db, deps.cache, deps.currency, ttl));
     let mut parts = Parts::default();
     parts.public.add(CatalogServiceServer::new(CatalogApi(catalog.clone())));
     parts.internal.add(CatalogAdminServiceServer::new(CatalogAdminApi(catalog)));

@@ -19,7 +19,6 @@ use crate::entity;
 use crate::error::CatalogError;
 use crate::offer::Offer;
 
-const TTL: Duration = Duration::from_secs(300);
 const LAST_KNOWN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 const GENERATION: &str = "catalog:generation";
 /// The generation counter lives as long as Redis keeps it; a lost counter
@@ -37,11 +36,12 @@ pub struct Catalog {
     db: DatabaseConnection,
     cache: SharedCache,
     currency: String,
+    ttl: Duration,
 }
 
 impl Catalog {
-    pub fn new(db: DatabaseConnection, cache: SharedCache, currency: String) -> Self {
-        Self { db, cache, currency }
+    pub fn new(db: DatabaseConnection, cache: SharedCache, currency: String, ttl: Duration) -> Self {
+        Self { db, cache, currency, ttl }
     }
 
     async fn generation(&self) -> String {
@@ -83,7 +83,7 @@ impl Catalog {
             Err(e) => return Err(e),
         };
         if let Ok(json) = serde_json::to_string(&value) {
-            for (key, ttl) in [(&key, TTL), (&last_known, LAST_KNOWN_TTL)] {
+            for (key, ttl) in [(&key, self.ttl), (&last_known, LAST_KNOWN_TTL)] {
                 if let Err(e) = self.cache.set(key, &json, ttl).await {
                     tracing::warn!(error = %e, "could not fill the offer cache");
                 }
@@ -148,7 +148,7 @@ impl Catalog {
     /// down, the old entries expire within the TTL.
     async fn invalidate(&self) {
         if let Err(e) = self.cache.hit(GENERATION, GENERATION_WINDOW).await {
-            tracing::warn!(error = %e, "could not invalidate the offer cache; entries expire within {TTL:?}");
+            tracing::warn!(error = %e, ttl = ?self.ttl, "could not invalidate the offer cache; entries expire within the ttl");
         }
     }
 }

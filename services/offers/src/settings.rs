@@ -9,6 +9,7 @@ use anyhow::Context;
 use offers_account::LedgerSettings;
 use offers_activation::ProvisioningSettings;
 use offers_auth::AuthSettings;
+use offers_catalog::CatalogSettings;
 use offers_gateway::GatewaySettings;
 use offers_kit::config::{
     self, BusSettings, CacheSettings, ConfigError, DatabaseSettings, Problems, Validate, redact, redact_url,
@@ -41,6 +42,7 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub telemetry: TelemetrySettings,
     pub gateway: GatewaySettings,
+    pub catalog: CatalogSettings,
     pub ledger: LedgerSettings,
     pub provisioning: ProvisioningSettings,
     pub partner: PartnerSettings,
@@ -72,6 +74,7 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             telemetry: TelemetrySettings::default(),
             gateway: GatewaySettings::default(),
+            catalog: CatalogSettings::default(),
             ledger: LedgerSettings::default(),
             provisioning: ProvisioningSettings::default(),
             partner: PartnerSettings::default(),
@@ -202,6 +205,7 @@ impl Validate for Settings {
         p.section("tls", &self.tls);
         p.section("telemetry", &self.telemetry);
         p.section("gateway", &self.gateway);
+        p.section("catalog", &self.catalog);
         p.section("ledger", &self.ledger);
         p.section("provisioning", &self.provisioning);
         p.section("partner", &self.partner);

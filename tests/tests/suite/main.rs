@@ -5,6 +5,7 @@ mod activation;
 mod auth;
 mod bus;
 mod edge;
+mod faults;
 mod migration;
 mod notifier;
 mod offers;

@@ -3,9 +3,11 @@
 //! An upstream is one URL or several separated by commas. A URL whose host
 //! is a name is resolved to all its addresses (a Kubernetes headless
 //! Service answers with one per ready pod) and resolved again every few
-//! seconds; requests go to one of the ready addresses by power of two
-//! choices. A single URL with an IP address needs none of that and gets a
-//! plain channel.
+//! seconds; an address that refuses connections is left out until it
+//! accepts them again (a replica that stopped, before DNS says so);
+//! requests go to one of the remaining addresses by power of two choices.
+//! A single URL with an IP address needs none of that and gets a plain
+//! channel.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -108,9 +110,18 @@ impl Connector {
     }
 }
 
-/// Keeps the balancer's endpoints equal to the targets' addresses until the
-/// channel is dropped. A failed lookup keeps what the last one found: a DNS
-/// hiccup must not empty the pool.
+/// How long a probe may take to connect before its address counts as down.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+async fn accepts(addr: SocketAddr) -> bool {
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)))
+}
+
+/// Keeps the balancer's endpoints equal to the targets' addresses that
+/// accept connections, until the channel is dropped. A failed lookup keeps
+/// what the last one found, and when no address accepts, all are kept: a
+/// DNS hiccup or an outage must not empty the pool (calls then fail fast
+/// instead of waiting for an endpoint).
 async fn resolve(connector: Connector, targets: Vec<Target>, changes: Sender<Change<SocketAddr, Endpoint>>) {
     let mut current: HashMap<SocketAddr, usize> = HashMap::new();
     loop {
@@ -123,6 +134,15 @@ async fn resolve(connector: Connector, targets: Vec<Target>, changes: Sender<Cha
                     found.extend(current.iter().filter(|(_, i)| **i == index).map(|(a, i)| (*a, *i)));
                 }
             }
+        }
+        let mut up = HashMap::new();
+        for (&addr, &index) in &found {
+            if accepts(addr).await {
+                up.insert(addr, index);
+            }
+        }
+        if !up.is_empty() {
+            found = up;
         }
         let gone: HashSet<SocketAddr> = current.keys().filter(|a| !found.contains_key(a)).copied().collect();
         for addr in gone {

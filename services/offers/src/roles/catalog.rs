@@ -13,5 +13,5 @@ pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
         cache: shared.cache.clone(),
         currency: shared.settings.currency.clone(),
     };
-    Ok(offers_catalog::build(deps))
+    Ok(offers_catalog::build(&shared.settings.catalog, deps))
 }
