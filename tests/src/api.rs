@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use http::HeaderMap;
 use serde_json::{Value, json};
 
+#[derive(Clone)]
 pub struct Api {
     pub base: String,
     http: reqwest::Client,

@@ -157,6 +157,14 @@ impl TestSuite {
         Some(this)
     }
 
+    /// The processes of a deployment, if this suite is one.
+    pub fn processes(&self) -> Option<&Deployment> {
+        match &self.suite {
+            Some(Running::Processes(deployment)) => Some(deployment),
+            _ => None,
+        }
+    }
+
     /// The processes of a deployment (panics for an in-process suite).
     pub fn deployment(&mut self) -> &mut Deployment {
         match &mut self.suite {

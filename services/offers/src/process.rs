@@ -77,6 +77,8 @@ impl Process {
         gate: Option<Gate>,
     ) -> anyhow::Result<Process> {
         settings.check()?;
+        // Metrics recorded before the first scrape must not be lost.
+        offers_kit::telemetry::metrics_handle();
         let needs = needs_of(roles);
         let http = bind(settings.http_addr).await?;
         let http_addr = http.local_addr()?;

@@ -12,3 +12,4 @@ mod offers;
 mod partner;
 mod provisioning;
 mod tls;
+mod topology;

@@ -104,8 +104,14 @@ impl Service<http::Request<tonic::body::Body>> for Channel {
         let timeout = self.timeout;
         Box::pin(async move {
             let started = Instant::now();
+            // A broken connection (a replica going away mid-call) is
+            // "unavailable", which callers may retry, not an unknown error.
             let result = match tokio::time::timeout(timeout, call).await {
-                Ok(answer) => answer.map_err(BoxError::from),
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "upstream call failed in transport");
+                    Err(Box::new(Status::unavailable("the upstream could not be reached")) as BoxError)
+                }
                 Err(_) => Err(Box::new(Status::deadline_exceeded("the upstream did not answer in time")) as BoxError),
             };
             let code = match &result {

@@ -1,0 +1,162 @@
+//! The production shape at work: what every process measures, calls spread
+//! over replicas, and a process stopped in the middle of a burst.
+
+use std::time::Duration;
+
+use offers::local::Replicas;
+use offers::roles::Role;
+use offers_tests::{Api, TestSuite, both};
+use serde_json::json;
+
+/// Whether the Prometheus text has a sample of `name` carrying every label.
+fn has_series(text: &str, name: &str, labels: &[(&str, &str)]) -> bool {
+    text.lines().any(|line| {
+        line.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('{'))
+            .is_some_and(|rest| labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+    })
+}
+
+/// The sample value of the one series of `name` with these labels, or 0.
+fn value_of(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| has_series(line, name, labels))
+        .filter_map(|line| line.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let reply = Api::new(addr).get("/metrics", None).await;
+    assert_eq!(reply.status, 200);
+    reply.body.as_str().expect("text").to_string()
+}
+
+/// A purchase through to settlement, and a miss, seen in the histograms.
+async fn red_metrics_name_routes_methods_and_codes(suite: &TestSuite) {
+    let bought = suite.demo_buys("DATA-1GB").await;
+    let id = bought.reply.str("transaction_id").to_string();
+    assert_eq!(suite.settled(&bought.token, &id).await.body["status"], "SUCCESS");
+    assert_eq!(suite.api.get("/api/v1/no-such-thing/", None).await.status, 404);
+    let text = scrape(suite.http_addr).await;
+    let http = "offers_http_request_duration_seconds_bucket";
+    assert!(has_series(&text, http, &[("route", "/api/v1/activation/"), ("method", "POST"), ("status", "202")]));
+    let status_route = "/api/v1/activation/status/{transaction_id}/";
+    assert!(has_series(&text, http, &[("route", status_route), ("method", "GET"), ("status", "200")]), "{text}");
+    assert!(has_series(&text, http, &[("route", "unmatched"), ("status", "404")]), "no path becomes a label");
+    let server = "offers_grpc_server_duration_seconds_bucket";
+    let activate = [("service", "offers.activation.v1.ActivationService"), ("method", "ActivateOffer")];
+    assert!(has_series(&text, server, &[activate[0], activate[1], ("code", "OK")]));
+    let client = "offers_grpc_client_duration_seconds_bucket";
+    let settle = [("service", "offers.account.v1.LedgerService"), ("method", "SettleTransaction"), ("code", "OK")];
+    assert!(has_series(&text, client, &settle));
+    let provider = "offers_provider_call_duration_seconds_bucket";
+    assert!(has_series(&text, provider, &[("call", "activate"), ("outcome", "provisioned"), ("le", "30")]));
+    let settled = "offers_activation_settle_duration_seconds_bucket";
+    assert!(has_series(&text, settled, &[("status", "SUCCESS"), ("kind", "ACTIVATION"), ("le", "600")]), "{text}");
+    assert!(has_series(&text, "offers_db_pool_connections", &[("state", "idle")]));
+}
+
+both!(red_metrics_name_routes_methods_and_codes);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_process_measures_its_own_part() {
+    let Some(suite) = TestSuite::spawn_processes().await else { return };
+    let bought = suite.demo_buys("DATA-1GB").await;
+    let id = bought.reply.str("transaction_id").to_string();
+    assert_eq!(suite.settled(&bought.token, &id).await.body["status"], "SUCCESS");
+    let Some(deployment) = suite.processes() else { return };
+    let edge = scrape(deployment.edge()).await;
+    let activate = [("route", "/api/v1/activation/"), ("method", "POST"), ("status", "202")];
+    assert!(has_series(&edge, "offers_http_request_duration_seconds_bucket", &activate));
+    let upstream = [("service", "offers.activation.v1.ActivationService"), ("method", "ActivateOffer"), ("code", "OK")];
+    assert!(has_series(&edge, "offers_grpc_client_duration_seconds_bucket", &upstream));
+    assert!(
+        !has_series(&edge, "offers_provider_call_duration_seconds_bucket", &[]),
+        "the edge never calls the provider"
+    );
+    let mut provider_calls = 0.0;
+    for worker in deployment.members_of(Role::Worker) {
+        let text = scrape(worker.http).await;
+        provider_calls += value_of(&text, "offers_provider_call_duration_seconds_count", &[("call", "activate")]);
+    }
+    assert_eq!(provider_calls, 1.0, "one provisioning call, by one of the workers");
+    let account = deployment.members_of(Role::Account).next().expect("account");
+    let text = scrape(account.http).await;
+    let settle = [("service", "offers.account.v1.LedgerService"), ("method", "SettleTransaction"), ("code", "OK")];
+    assert!(has_series(&text, "offers_grpc_server_duration_seconds_bucket", &settle));
+    assert!(has_series(&text, "offers_activation_settle_duration_seconds_bucket", &[("status", "SUCCESS")]));
+    suite.assert_ledger_invariant().await;
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_from_one_gateway_reaches_both_catalogs() {
+    let replicas = Replicas::default().set(Role::Catalog, 2);
+    let Some(suite) = TestSuite::spawn_processes_with(replicas, Vec::new(), |_| {}).await else { return };
+    let token = suite.token("demo").await;
+    let burst = (0..40).map(|_| suite.api.get("/api/v1/offers/", Some(&token)));
+    for reply in futures_util::future::join_all(burst).await {
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let Some(deployment) = suite.processes() else { return };
+    let mut served = Vec::new();
+    for catalog in deployment.members_of(Role::Catalog) {
+        let text = scrape(catalog.http).await;
+        let list = [("service", "offers.catalog.v1.CatalogService"), ("method", "ListOffers")];
+        served.push(value_of(&text, "offers_grpc_server_duration_seconds_count", &list));
+    }
+    assert_eq!(served.len(), 2);
+    assert!(served.iter().all(|&n| n > 0.0), "both catalogs served the burst: {served:?}");
+    assert!(served.iter().sum::<f64>() >= 40.0, "{served:?}");
+    suite.stop().await;
+}
+
+/// A well-behaved client: the same Idempotency-Key until an answer that
+/// is not "unavailable".
+async fn buy_until_accepted(api: Api, token: String, offer: String, key: String) -> String {
+    for _ in 0..100 {
+        let reply = api
+            .post_with("/api/v1/activation/", Some(&token), &json!({"offer_id": offer}), &[("Idempotency-Key", &key)])
+            .await;
+        match reply.status {
+            202 => return reply.str("transaction_id").to_string(),
+            502..=504 => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ => panic!("unexpected answer {}: {}", reply.status, reply.body),
+        }
+    }
+    panic!("{key} was never accepted")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_in_a_burst_loses_and_duplicates_nothing() {
+    let Some(mut suite) = TestSuite::spawn_processes().await else { return };
+    let token = suite.token("demo").await;
+    let before = suite.balance(&token).await;
+    let offer = suite.offer_id(&token, "DATA-1GB").await;
+    let burst: Vec<_> = (0..30)
+        .map(|i| {
+            tokio::spawn(buy_until_accepted(suite.api.clone(), token.clone(), offer.clone(), format!("burst-{i}")))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let grace = Duration::from_secs(suite.settings.shutdown_grace_secs + 5);
+    let deployment = suite.deployment();
+    for role in [Role::Activation, Role::Worker] {
+        let member = deployment.members_of(role).next().expect("a replica").clone();
+        let exit = deployment.terminate(&member, grace).await.expect("signal");
+        assert_eq!(exit, Some(0), "{} exits cleanly within the grace period", member.name());
+    }
+    let mut ids = Vec::new();
+    for task in burst {
+        ids.push(task.await.expect("buyer"));
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 30, "one transaction per key");
+    for id in &ids {
+        assert_eq!(suite.settled(&token, id).await.body["status"], "SUCCESS", "{id}");
+    }
+    assert_eq!(suite.balance(&token).await, before - 30 * 500, "each purchase charged exactly once");
+    suite.assert_ledger_invariant().await;
+    suite.stop().await;
+}
