@@ -18,8 +18,10 @@ use offers_proto::activation::v1::activation_service_client::ActivationServiceCl
 use offers_proto::auth::v1::auth_service_client::AuthServiceClient;
 use offers_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
 use offers_proto::partner::v1::partner_service_client::PartnerServiceClient;
+use tower_http::LatencyUnit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -84,7 +86,7 @@ pub fn router(settings: &GatewaySettings, upstreams: Upstreams, auth: EdgeAuth, 
                     user_id = tracing::field::Empty);
             offers_kit::trace::continue_from_headers(&span, request.headers());
             span
-        }))
+        }).on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Millis)))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
