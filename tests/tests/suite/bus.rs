@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use offers_kit::bus::{Bus, Delivery, Disposition, Handler, MemoryBus, RabbitBus};
+use offers_kit::config::BusSettings;
 use offers_tests::backends::amqp_url;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +57,7 @@ async fn delays_and_redelivery(bus: Arc<dyn Bus>) {
 
 #[tokio::test]
 async fn memory_bus_delays_and_redelivers() {
-    delays_and_redelivery(Arc::new(MemoryBus::new(4))).await;
+    delays_and_redelivery(Arc::new(MemoryBus::new(&BusSettings { prefetch: 4, ..Default::default() }))).await;
 }
 
 #[tokio::test]
@@ -65,7 +66,7 @@ async fn rabbitmq_delays_and_redelivers() {
         return;
     }
     let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
-    let bus = Arc::new(RabbitBus::new(&amqp_url(), &prefix, 4));
+    let bus = Arc::new(RabbitBus::new(&BusSettings { url: amqp_url(), prefix, prefetch: 4, ..Default::default() }));
     delays_and_redelivery(bus.clone()).await;
     let tiers: Vec<u64> = (10..=20).map(|p| 1u64 << p).collect();
     bus.delete_topology(&["bus.test"], &tiers).await.expect("clean up");
