@@ -9,6 +9,7 @@ pub mod dev;
 pub mod jwks;
 pub mod migrator;
 pub mod ops;
+pub mod parked_jobs;
 pub mod process;
 pub mod roles;
 pub mod settings;
