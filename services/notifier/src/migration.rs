@@ -2,7 +2,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateReminders)]
+    vec![Box::new(CreateReminders), Box::new(OutboxAttempts)]
 }
 
 struct CreateReminders;
@@ -68,5 +68,22 @@ impl MigrationTrait for CreateReminders {
         )
         .await?;
         offers_kit::outbox::Outbox::create_table(m, "notifier_outbox").await
+    }
+}
+
+/// Counts refused publishes, so one job the broker refuses waits with a
+/// backoff instead of holding up the outbox.
+struct OutboxAttempts;
+
+impl MigrationName for OutboxAttempts {
+    fn name(&self) -> &str {
+        "m20261129_000520_notifier_outbox_attempts"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for OutboxAttempts {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        offers_kit::outbox::Outbox::add_attempts(m, crate::OUTBOX).await
     }
 }

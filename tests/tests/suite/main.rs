@@ -8,6 +8,7 @@ mod edge;
 mod migration;
 mod notifier;
 mod offers;
+mod outbox;
 mod partner;
 mod provisioning;
 mod tls;

@@ -29,6 +29,11 @@ pub enum BusError {
     Broker(String),
     #[error("message broker refused the message")]
     Nacked,
+    /// A refusal about this job or its queue (a queue declared with other
+    /// arguments, a message too large, no permission on it), while other
+    /// jobs may well go through.
+    #[error("message broker refused: {0}")]
+    Refused(String),
     #[error("message broker did not answer in time")]
     TimedOut,
     #[error("no queue for topic {0:?}")]
@@ -39,7 +44,9 @@ impl From<BusError> for crate::Error {
     fn from(err: BusError) -> Self {
         match err {
             BusError::NoSuchTopic(_) => crate::Error::new(crate::ErrorCode::NotFound, err.to_string()),
-            BusError::Broker(_) | BusError::Nacked | BusError::TimedOut => crate::Error::unavailable(err),
+            BusError::Broker(_) | BusError::Nacked | BusError::Refused(_) | BusError::TimedOut => {
+                crate::Error::unavailable(err)
+            }
         }
     }
 }

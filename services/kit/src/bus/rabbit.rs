@@ -26,7 +26,12 @@ use crate::config::BusSettings;
 
 impl From<lapin::Error> for BusError {
     fn from(err: lapin::Error) -> Self {
-        BusError::Broker(err.to_string())
+        // A channel-level error is about the job or queue in hand; anything
+        // else (the connection, the network) is about the broker.
+        match amqp_error(&err) {
+            Some(AMQPErrorKind::Soft(_)) => BusError::Refused(err.to_string()),
+            _ => BusError::Broker(err.to_string()),
+        }
     }
 }
 
@@ -368,7 +373,7 @@ fn dead_letter_to(exchange: &str, routing_key: &str) -> FieldTable {
 /// what to do about it rather than only that it failed.
 fn declared_otherwise(queue: &str, err: lapin::Error) -> BusError {
     match amqp_error(&err) {
-        Some(AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)) => BusError::Broker(format!(
+        Some(AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)) => BusError::Refused(format!(
             "{err} — queue {queue} exists with other arguments (declared by an older version, or with another \
              bus.delivery_limit); see \"Queues declared with other arguments\" in docs/runbooks.md"
         )),
