@@ -146,7 +146,7 @@ impl Lease {
             Claim::Taken => match attempt().await {
                 Ok(None) => Ok(()),
                 Ok(Some((next, delay))) => {
-                    self.expect(db, id, &next, delay).await?;
+                    self.record_next(db, id, &next, delay).await?;
                     later(bus, topic, &next, delay).await.map_err(E::from)
                 }
                 Err(e) => {
@@ -160,7 +160,7 @@ impl Lease {
 
 impl Lease {
     /// Records that the row now waits for `job`, due after `delay`.
-    async fn expect<J: serde::Serialize>(
+    async fn record_next<J: serde::Serialize>(
         &self,
         db: &DatabaseConnection,
         id: Uuid,
