@@ -6,7 +6,7 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let services = ["auth", "catalog", "account", "activation", "partner"];
+    let services = ["auth", "catalog", "account", "activation", "partner", "jobs"];
     let files: Vec<PathBuf> = services.iter().map(|s| root.join(format!("offers/{s}/v1/{s}.proto"))).collect();
     println!("cargo:rerun-if-changed={}", root.display());
 

@@ -32,6 +32,10 @@ pub fn amqp_url() -> String {
     env_or("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
 }
 
+/// Topics scenarios use besides the suite's own; their queues go with the
+/// rest when a suite drops.
+pub const TEST_TOPICS: &[&str] = &["test.poison", "test.misdeclared", "test.outbox"];
+
 fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
@@ -123,9 +127,14 @@ impl Drop for Resources {
                                 .await;
                             pg.close().await.ok();
                         }
-                        let bus = offers_kit::bus::RabbitBus::new(&amqp_url(), &prefix, 1);
+                        let bus = offers_kit::bus::RabbitBus::new(&offers_kit::config::BusSettings {
+                            url: amqp_url(),
+                            prefix: prefix.clone(),
+                            ..Default::default()
+                        });
                         let tiers: Vec<u64> = (10..=20).map(|p| 1u64 << p).collect();
-                        let _ = bus.delete_topology(offers::TOPICS, &tiers).await;
+                        let topics: Vec<&str> = offers::TOPICS.iter().chain(TEST_TOPICS).copied().collect();
+                        let _ = bus.delete_topology(&topics, &tiers).await;
                         if let Ok(client) = redis::Client::open(redis_url())
                             && let Ok(mut conn) = client.get_multiplexed_async_connection().await
                         {

@@ -2,7 +2,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateLedger), Box::new(DoubleEntry)]
+    vec![Box::new(CreateLedger), Box::new(DoubleEntry), Box::new(OutboxAttempts)]
 }
 
 struct CreateLedger;
@@ -148,6 +148,23 @@ impl MigrationTrait for CreateLedger {
 /// settled ones are marked legacy, having no transfers. The old entries
 /// stay, untouched, for audit.
 struct DoubleEntry;
+
+/// Counts refused publishes, so one job the broker refuses waits with a
+/// backoff instead of holding up the outbox.
+struct OutboxAttempts;
+
+impl MigrationName for OutboxAttempts {
+    fn name(&self) -> &str {
+        "m20261129_000320_account_outbox_attempts"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for OutboxAttempts {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        offers_kit::outbox::Outbox::add_attempts(m, crate::OUTBOX).await
+    }
+}
 
 impl MigrationName for DoubleEntry {
     fn name(&self) -> &str {

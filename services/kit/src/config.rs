@@ -137,11 +137,15 @@ pub struct BusSettings {
     pub prefix: String,
     /// Unacknowledged deliveries a consumer holds at once.
     pub prefetch: u16,
+    /// How often a job may go back to its queue unsettled before it is
+    /// parked instead (RabbitMQ's `x-delivery-limit`). RabbitMQ fixes it
+    /// when it creates a queue: changing it means recreating the queues.
+    pub delivery_limit: u32,
 }
 
 impl Default for BusSettings {
     fn default() -> Self {
-        Self { url: "memory://".into(), prefix: "offers".into(), prefetch: 16 }
+        Self { url: "memory://".into(), prefix: "offers".into(), prefetch: 16, delivery_limit: 20 }
     }
 }
 
@@ -151,6 +155,7 @@ impl Validate for BusSettings {
         let known = url == "memory://" || url.starts_with("amqp://") || url.starts_with("amqps://");
         p.check(known, "url", format!("expected memory:// or amqp://…, got {:?}", scheme(url)));
         p.check(self.prefetch > 0, "prefetch", "must be at least 1");
+        p.check(self.delivery_limit > 0, "delivery_limit", "must be at least 1");
     }
 }
 

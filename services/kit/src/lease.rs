@@ -4,15 +4,44 @@
 //! is left alone; a row leased by someone else (who may have died) is looked
 //! at again when the lease ends, by republishing the job for then; a worker
 //! that fails releases its claim so the redelivered job can take it at once.
+//!
+//! The row also records the job it waits for and when that job is due
+//! (`job`, `job_due_at`), so a reconciler can re-drive a row whose job was
+//! lost: one still open, whose job is overdue and which nobody holds.
 
 use std::time::Duration;
 
-use chrono::Utc;
-use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Query};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Order, Query, Table};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use sea_orm_migration::SchemaManager;
+use sea_orm_migration::schema::{text_null, timestamp_with_time_zone_null};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::bus::{BusError, SharedBus};
+
+/// Rows re-driven per pass at most; the next pass takes the rest.
+const REDRIVE_BATCH: u64 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedriveError {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// When a reconciler looks for lost jobs, and how late a job must be to
+/// count as lost.
+#[derive(Debug, Clone, Copy)]
+pub struct Redrive {
+    pub every: Duration,
+    /// How long past its due time (and past any lease on its row) a job may
+    /// still be on its way. Longer than a delay queue can hold a job back
+    /// (up to the job's own delay), or on-time retries are re-driven too.
+    pub grace: Duration,
+}
 
 /// A table whose rows are delivered under a lease.
 #[derive(Clone)]
@@ -40,6 +69,16 @@ fn col(name: &str) -> Alias {
 }
 
 impl Lease {
+    /// Adds `job` and `job_due_at` to a leased table (for the owning
+    /// service's migration).
+    pub async fn add_job_columns(manager: &SchemaManager<'_>, table: &'static str) -> Result<(), DbErr> {
+        for column in [text_null("job"), timestamp_with_time_zone_null("job_due_at")] {
+            // One column per statement: SQLite adds no more at once.
+            manager.alter_table(Table::alter().table(col(table)).add_column(column).to_owned()).await?;
+        }
+        Ok(())
+    }
+
     fn row(&self, id: Uuid) -> Condition {
         Condition::all().add(Expr::col(col(self.key)).eq(id)).add(self.open.clone())
     }
@@ -106,12 +145,109 @@ impl Lease {
             Claim::Busy(wait) => later(bus, topic, job, wait).await.map_err(E::from),
             Claim::Taken => match attempt().await {
                 Ok(None) => Ok(()),
-                Ok(Some((next, delay))) => later(bus, topic, &next, delay).await.map_err(E::from),
+                Ok(Some((next, delay))) => {
+                    self.record_next(db, id, &next, delay).await?;
+                    later(bus, topic, &next, delay).await.map_err(E::from)
+                }
                 Err(e) => {
                     self.release(db, id).await;
                     Err(e)
                 }
             },
+        }
+    }
+}
+
+impl Lease {
+    /// Records that the row now waits for `job`, due after `delay`.
+    async fn record_next<J: serde::Serialize>(
+        &self,
+        db: &DatabaseConnection,
+        id: Uuid,
+        job: &J,
+        delay: Duration,
+    ) -> Result<(), DbErr> {
+        let due = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::days(1));
+        let update = Query::update()
+            .table(col(self.table))
+            .value(col("job"), serde_json::to_string(job).unwrap_or_default())
+            .value(col("job_due_at"), due)
+            .and_where(Expr::col(col(self.key)).eq(id))
+            .to_owned();
+        db.execute(&update).await.map(drop)
+    }
+
+    /// Rows still open whose job is more than `grace` overdue and that
+    /// nobody has held within `grace` either: their job was lost.
+    fn overdue(&self, now: DateTime<Utc>, grace: Duration) -> Condition {
+        let cutoff = now - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::days(1));
+        Condition::all()
+            .add(self.open.clone())
+            .add(Expr::col(col("job")).is_not_null())
+            .add(Expr::col(col("job_due_at")).lt(cutoff))
+            .add(
+                Condition::any()
+                    .add(Expr::col(col("lease_until")).is_null())
+                    .add(Expr::col(col("lease_until")).lt(cutoff)),
+            )
+    }
+
+    /// Publishes again the job of every row whose job was lost, counting
+    /// each on `redriven`. Each row's due time moves to now first, under the
+    /// same condition, so replicas re-drive a row once per deadline.
+    async fn redrive(
+        &self,
+        db: &DatabaseConnection,
+        bus: &SharedBus,
+        topic: &str,
+        grace: Duration,
+        redriven: &metrics::Counter,
+    ) -> Result<(), RedriveError> {
+        let now = Utc::now();
+        let select = Query::select()
+            .columns([col(self.key), col("job")])
+            .from(col(self.table))
+            .cond_where(self.overdue(now, grace))
+            .order_by(col("job_due_at"), Order::Asc)
+            .limit(REDRIVE_BATCH)
+            .to_owned();
+        for row in db.query_all(&select).await? {
+            let id: Uuid = row.try_get("", self.key)?;
+            let job: String = row.try_get("", "job")?;
+            let take = Query::update()
+                .table(col(self.table))
+                .value(col("job_due_at"), now)
+                .cond_where(Condition::all().add(Expr::col(col(self.key)).eq(id)).add(self.overdue(now, grace)))
+                .to_owned();
+            if db.execute(&take).await?.rows_affected() != 1 {
+                continue;
+            }
+            tracing::info!(table = self.table, %id, topic, "re-driving a job that is overdue");
+            bus.publish(topic, job.as_bytes(), None).await?;
+            redriven.increment(1);
+        }
+        Ok(())
+    }
+
+    /// Re-drives lost jobs every `redrive.every` until `shutdown`, counting
+    /// them on `redriven`.
+    pub async fn reconcile(
+        self,
+        db: DatabaseConnection,
+        bus: SharedBus,
+        topic: &'static str,
+        redrive: Redrive,
+        redriven: fn() -> metrics::Counter,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(redrive.every) => {}
+            }
+            if let Err(e) = self.redrive(&db, &bus, topic, redrive.grace, &redriven()).await {
+                tracing::warn!(table = self.table, error = %e, "reconciler pass failed");
+            }
         }
     }
 }

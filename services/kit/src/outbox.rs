@@ -1,9 +1,10 @@
 //! The transactional outbox: a service writes a job in the same database
 //! transaction as the change that calls for it, and the relay publishes it
 //! to the bus with publisher confirms, marking it published only once the
-//! broker has it. A broker outage delays jobs; it loses none. Each owning
-//! service has its own outbox table (same columns), so table ownership
-//! holds.
+//! broker has it. A broker outage delays jobs; it loses none. A job the
+//! broker refuses on its own is tried again later, with a growing backoff,
+//! and the jobs behind it go on. Each owning service has its own outbox
+//! table (same columns), so table ownership holds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,16 +13,21 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Index, Order, Query, Table};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use sea_orm_migration::SchemaManager;
-use sea_orm_migration::schema::{string, text, timestamp_with_time_zone, timestamp_with_time_zone_null, uuid};
+use sea_orm_migration::schema::{integer, string, text, timestamp_with_time_zone, timestamp_with_time_zone_null, uuid};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::bus::SharedBus;
+use crate::bus::{BusError, SharedBus};
+use crate::retry::backoff;
 
 /// How long a relay owns a row it is publishing.
 const LEASE: chrono::Duration = chrono::Duration::seconds(15);
 const BATCH: u64 = 100;
+/// The backoff of a job the broker refused: its first retry after about a
+/// second, then doubling up to a quarter of an hour.
+const REFUSED_RETRY_BASE: Duration = Duration::from_secs(1);
+const REFUSED_RETRY_MAX: Duration = Duration::from_secs(900);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -74,6 +80,14 @@ impl Outbox {
                     .col(col("id"))
                     .to_owned(),
             )
+            .await
+    }
+
+    /// Adds the count of refused publishes to a table made by
+    /// [`Outbox::create_table`] (for the owning service's migration).
+    pub async fn add_attempts(manager: &SchemaManager<'_>, table: &'static str) -> Result<(), DbErr> {
+        manager
+            .alter_table(Table::alter().table(col(table)).add_column(integer("attempts").default(0)).to_owned())
             .await
     }
 
@@ -140,14 +154,24 @@ impl Outbox {
         )
     }
 
-    /// Publishes everything due now, batch after batch.
+    /// What a relay publishes now: free rows, except those refused before
+    /// whose next try is not due yet (a job never tried goes out at once,
+    /// into a delay queue if it is due later).
+    fn ready(&self, now: DateTime<Utc>) -> Condition {
+        self.free(now)
+            .add(Condition::any().add(Expr::col(col("attempts")).eq(0)).add(Expr::col(col("available_at")).lte(now)))
+    }
+
+    /// Publishes everything ready now, batch after batch; stops at the
+    /// first sign of a broker outage.
     pub async fn drain(&self, db: &DatabaseConnection, bus: &SharedBus) -> Result<(), OutboxError> {
+        self.report_lag(db).await?;
         loop {
             let now = Utc::now();
             let select = Query::select()
-                .columns(["id", "topic", "payload", "available_at"].map(col))
+                .columns(["id", "topic", "payload", "available_at", "attempts"].map(col))
                 .from(col(self.table))
-                .cond_where(self.free(now))
+                .cond_where(self.ready(now))
                 .order_by(col("id"), Order::Asc)
                 .limit(BATCH)
                 .to_owned();
@@ -155,16 +179,40 @@ impl Outbox {
             let count = rows.len();
             metrics::gauge!("offers_outbox_backlog", "table" => self.table).set(count as f64);
             for row in rows {
-                let id: Uuid = row.try_get("", "id")?;
-                let topic: String = row.try_get("", "topic")?;
-                let payload: String = row.try_get("", "payload")?;
-                let available_at: DateTime<Utc> = row.try_get("", "available_at")?;
-                self.publish(db, bus, id, &topic, &payload, available_at).await?;
+                let job = Row {
+                    id: row.try_get("", "id")?,
+                    topic: row.try_get("", "topic")?,
+                    payload: row.try_get("", "payload")?,
+                    available_at: row.try_get("", "available_at")?,
+                    attempts: row.try_get("", "attempts")?,
+                };
+                self.publish(db, bus, &job).await?;
             }
             if (count as u64) < BATCH {
                 return Ok(());
             }
         }
+    }
+
+    /// How long the oldest job that is due has waited for the relay (0 when
+    /// none has).
+    async fn report_lag(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        let now = Utc::now();
+        let oldest = Query::select()
+            .column(col("available_at"))
+            .from(col(self.table))
+            .and_where(Expr::col(col("published_at")).is_null())
+            .and_where(Expr::col(col("available_at")).lte(now))
+            .order_by(col("available_at"), Order::Asc)
+            .limit(1)
+            .to_owned();
+        let due: Option<DateTime<Utc>> = match db.query_one(&oldest).await? {
+            Some(row) => Some(row.try_get("", "available_at")?),
+            None => None,
+        };
+        let age = due.map_or(0.0, |at| Ord::max((now - at).num_milliseconds(), 0) as f64 / 1000.0);
+        metrics::gauge!("offers_outbox_oldest_age_seconds", "table" => self.table).set(age);
+        Ok(())
     }
 
     async fn set(
@@ -183,28 +231,178 @@ impl Outbox {
         Ok(db.execute(&update).await?.rows_affected())
     }
 
-    async fn publish(
-        &self,
-        db: &DatabaseConnection,
-        bus: &SharedBus,
-        id: Uuid,
-        topic: &str,
-        payload: &str,
-        available_at: DateTime<Utc>,
-    ) -> Result<(), OutboxError> {
+    /// Hands a refused row back for a later try, further off each time.
+    async fn postpone(&self, db: &DatabaseConnection, job: &Row) -> Result<(), DbErr> {
+        let attempts = job.attempts.saturating_add(1);
+        let wait = backoff(attempts, REFUSED_RETRY_BASE, REFUSED_RETRY_MAX);
+        let retry_at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::minutes(15));
+        let update = Query::update()
+            .table(col(self.table))
+            .value(col("attempts"), attempts)
+            .value(col("available_at"), retry_at)
+            .value(col("lease_until"), Option::<DateTime<Utc>>::None)
+            .and_where(Expr::col(col("id")).eq(job.id))
+            .to_owned();
+        db.execute(&update).await.map(drop)
+    }
+
+    async fn publish(&self, db: &DatabaseConnection, bus: &SharedBus, job: &Row) -> Result<(), OutboxError> {
         let now = Utc::now();
         // Take the row for a while, so another relay replica leaves it alone.
-        if self.set(db, id, "lease_until", Some(now + LEASE), self.free(now)).await? != 1 {
+        if self.set(db, job.id, "lease_until", Some(now + LEASE), self.free(now)).await? != 1 {
             return Ok(());
         }
-        let delay = (available_at - now).to_std().ok().filter(|d| !d.is_zero());
-        if let Err(e) = bus.publish(topic, payload.as_bytes(), delay).await {
-            // Hand the row back at once rather than when the lease runs out.
-            self.set(db, id, "lease_until", None, Condition::all()).await?;
-            return Err(e.into());
+        let delay = (job.available_at - now).to_std().ok().filter(|d| !d.is_zero());
+        match bus.publish(&job.topic, job.payload.as_bytes(), delay).await {
+            Ok(()) => {
+                self.set(db, job.id, "published_at", Some(Utc::now()), Condition::all()).await?;
+                metrics::counter!("offers_outbox_published_total", "topic" => job.topic.clone()).increment(1);
+                Ok(())
+            }
+            // The broker is away: every job would fail alike, so stop and
+            // back off. Hand the row back at once rather than when the lease
+            // runs out.
+            Err(e @ (BusError::Broker(_) | BusError::TimedOut)) => {
+                self.set(db, job.id, "lease_until", None, Condition::all()).await?;
+                Err(e.into())
+            }
+            // This job alone was refused: it must not hold up the others.
+            Err(e) => {
+                metrics::counter!("offers_outbox_publish_failures_total", "table" => self.table).increment(1);
+                tracing::warn!(table = self.table, id = %job.id, topic = job.topic, attempts = job.attempts + 1, error = %e, "the broker refused an outbox job; will retry it later");
+                self.postpone(db, job).await?;
+                Ok(())
+            }
         }
-        self.set(db, id, "published_at", Some(Utc::now()), Condition::all()).await?;
-        metrics::counter!("offers_outbox_published_total", "topic" => topic.to_string()).increment(1);
-        Ok(())
+    }
+}
+
+/// One outbox row on its way to the bus.
+struct Row {
+    id: Uuid,
+    topic: String,
+    payload: String,
+    available_at: DateTime<Utc>,
+    attempts: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::bus::{Bus, Handler, Parked};
+    use crate::config::DatabaseSettings;
+
+    /// A broker that refuses every job of one topic, or is away altogether.
+    struct Broker {
+        refuses: &'static str,
+        away: bool,
+        published: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Bus for Broker {
+        async fn publish(&self, topic: &str, payload: &[u8], _: Option<Duration>) -> Result<(), BusError> {
+            if self.away {
+                return Err(BusError::Broker("connection refused".into()));
+            }
+            if topic == self.refuses {
+                return Err(BusError::Refused("inequivalent arg 'x-delivery-limit'".into()));
+            }
+            self.published.lock().unwrap_or_else(|p| p.into_inner()).push(String::from_utf8_lossy(payload).into());
+            Ok(())
+        }
+
+        async fn consume(&self, _: &str, _: Arc<dyn Handler>, _: CancellationToken) {}
+
+        async fn ping(&self) -> Result<(), BusError> {
+            Ok(())
+        }
+
+        async fn parked(&self, topic: &str, _: usize) -> Result<Parked, BusError> {
+            Err(BusError::NoSuchTopic(topic.into()))
+        }
+
+        async fn replay(&self, topic: &str, _: usize) -> Result<usize, BusError> {
+            Err(BusError::NoSuchTopic(topic.into()))
+        }
+    }
+
+    fn broker(refuses: &'static str, away: bool) -> (Arc<Broker>, SharedBus) {
+        let broker = Arc::new(Broker { refuses, away, published: Mutex::default() });
+        (broker.clone(), broker)
+    }
+
+    const TABLE: &str = "test_outbox";
+
+    async fn outbox_with(jobs: &[(&str, u32)]) -> (DatabaseConnection, Outbox) {
+        let settings = DatabaseSettings { url: "sqlite::memory:".into(), max_connections: 1 };
+        let db = crate::db::connect(&settings).await.expect("sqlite");
+        let manager = SchemaManager::new(&db);
+        Outbox::create_table(&manager, TABLE).await.expect("table");
+        Outbox::add_attempts(&manager, TABLE).await.expect("attempts column");
+        let outbox = Outbox::new(TABLE);
+        for (topic, job) in jobs {
+            outbox.enqueue(&db, topic, job, Utc::now()).await.expect("enqueue");
+        }
+        (db, outbox)
+    }
+
+    /// Each row, in order: (payload, attempts, published, leased, due later).
+    async fn rows(db: &DatabaseConnection) -> Vec<(String, i32, bool, bool, bool)> {
+        let select = Query::select()
+            .columns(["payload", "attempts", "published_at", "lease_until", "available_at"].map(col))
+            .from(col(TABLE))
+            .order_by(col("id"), Order::Asc)
+            .to_owned();
+        let now = Utc::now();
+        let get = |row: &sea_orm::QueryResult| -> Result<_, DbErr> {
+            let published: Option<DateTime<Utc>> = row.try_get("", "published_at")?;
+            let leased: Option<DateTime<Utc>> = row.try_get("", "lease_until")?;
+            let available_at: DateTime<Utc> = row.try_get("", "available_at")?;
+            Ok((
+                row.try_get("", "payload")?,
+                row.try_get("", "attempts")?,
+                published.is_some(),
+                leased.is_some(),
+                available_at > now,
+            ))
+        };
+        db.query_all(&select).await.expect("rows").iter().map(|r| get(r).expect("row")).collect()
+    }
+
+    #[tokio::test]
+    async fn a_refused_job_does_not_hold_back_the_ones_behind_it() {
+        let (db, outbox) = outbox_with(&[("poison", 1), ("fine", 2), ("fine", 3)]).await;
+        let (broker, bus) = broker("poison", false);
+        outbox.drain(&db, &bus).await.expect("the drain goes on past a refusal");
+        assert_eq!(*broker.published.lock().expect("lock"), ["2", "3"]);
+        let poisoned = ("1".to_string(), 1, false, false, true);
+        assert_eq!(rows(&db).await[0], poisoned, "tried again later, not leased");
+
+        // Not again before its time.
+        outbox.drain(&db, &bus).await.expect("drain");
+        assert_eq!(rows(&db).await[0], poisoned);
+
+        // Its time come, it is tried again, and pushed further off.
+        let due = Query::update().table(col(TABLE)).value(col("available_at"), Utc::now()).to_owned();
+        db.execute(&due).await.expect("make it due");
+        outbox.drain(&db, &bus).await.expect("drain");
+        assert_eq!(rows(&db).await[0], ("1".to_string(), 2, false, false, true));
+        assert_eq!(broker.published.lock().expect("lock").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_outage_stops_the_drain_and_keeps_every_job_as_it_was() {
+        let (db, outbox) = outbox_with(&[("fine", 1), ("fine", 2)]).await;
+        let (_, bus) = broker("none", true);
+        let stopped = outbox.drain(&db, &bus).await;
+        assert!(matches!(stopped, Err(OutboxError::Bus(BusError::Broker(_)))), "{stopped:?}");
+        for row in rows(&db).await {
+            assert_eq!((row.1, row.2, row.3, row.4), (0, false, false, false), "{row:?}");
+        }
     }
 }

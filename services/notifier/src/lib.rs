@@ -43,14 +43,18 @@ pub struct DeliveryDeps {
     pub users: UserAdminServiceClient<InternalChannel>,
 }
 
-/// The reminder worker, delivering by every configured channel.
+/// The reminder worker, delivering by every configured channel, and its
+/// reconciler.
 pub fn build_delivery(settings: &NotifierSettings, deps: DeliveryDeps) -> Result<Parts, ChannelError> {
     let channels = channels::from_settings(settings)?;
     let bus = deps.bus.clone();
     let worker = Arc::new(ReminderWorker::new(deps.db, deps.bus, deps.users, channels, settings.clone()));
-    Ok(Parts::default().task("reminder worker", move |stop| async move {
-        bus.consume(ReminderJob::TOPIC, worker, stop).await;
-    }))
+    let reconciler = worker.clone();
+    Ok(Parts::default()
+        .task("reminder worker", move |stop| async move {
+            bus.consume(ReminderJob::TOPIC, worker, stop).await;
+        })
+        .task("reminder reconciler", move |stop| reconciler.reconcile(stop)))
 }
 
 /// What the scheduler uses.

@@ -2,7 +2,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateReminders)]
+    vec![Box::new(CreateReminders), Box::new(ReminderJobs), Box::new(OutboxAttempts)]
 }
 
 struct CreateReminders;
@@ -68,5 +68,60 @@ impl MigrationTrait for CreateReminders {
         )
         .await?;
         offers_kit::outbox::Outbox::create_table(m, "notifier_outbox").await
+    }
+}
+
+/// Counts refused publishes, so one job the broker refuses waits with a
+/// backoff instead of holding up the outbox.
+struct OutboxAttempts;
+
+impl MigrationName for OutboxAttempts {
+    fn name(&self) -> &str {
+        "m20261129_000520_notifier_outbox_attempts"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for OutboxAttempts {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        offers_kit::outbox::Outbox::add_attempts(m, crate::OUTBOX).await
+    }
+}
+
+/// Each reminder records its pending job, so a lost one is re-driven; the
+/// ones still queued get theirs (the job is just the reminder and its
+/// attempt), due since they were queued.
+struct ReminderJobs;
+
+impl MigrationName for ReminderJobs {
+    fn name(&self) -> &str {
+        "m20261129_000510_notifier_reminder_jobs"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ReminderJobs {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        offers_kit::lease::Lease::add_job_columns(m, "notifier_reminders").await?;
+        let db = m.get_connection();
+        let queued = Query::select()
+            .columns(["id", "attempts", "created_at"])
+            .from("notifier_reminders")
+            .and_where(Expr::col("status").eq("QUEUED"))
+            .to_owned();
+        for row in db.query_all(&queued).await? {
+            let id: uuid::Uuid = row.try_get("", "id")?;
+            let attempts: i32 = row.try_get("", "attempts")?;
+            let queued_at: chrono::DateTime<chrono::Utc> = row.try_get("", "created_at")?;
+            let job = crate::worker::ReminderJob { reminder_id: id, attempt: attempts.try_into().unwrap_or(0) };
+            let update = Query::update()
+                .table("notifier_reminders")
+                .value("job", serde_json::to_string(&job).map_err(|e| DbErr::Custom(e.to_string()))?)
+                .value("job_due_at", queued_at)
+                .and_where(Expr::col("id").eq(id))
+                .to_owned();
+            db.execute(&update).await?;
+        }
+        Ok(())
     }
 }

@@ -168,6 +168,7 @@ impl Scheduler {
             return Ok(false);
         };
         let id = Uuid::now_v7();
+        let job = ReminderJob { reminder_id: id, attempt: 0 };
         let row = reminder::ActiveModel {
             id: Set(id),
             subscription_id: Set(subscription_id),
@@ -182,6 +183,8 @@ impl Scheduler {
             last_error: Set(None),
             created_at: Set(now),
             finished_at: Set(None),
+            job: Set(serde_json::to_string(&job).ok()),
+            job_due_at: Set(Some(Utc::now())),
         };
         let txn = self.db.begin().await?;
         let inserted = reminder::Entity::insert(row)
@@ -200,7 +203,7 @@ impl Scheduler {
             txn.rollback().await?;
             return Ok(false);
         }
-        self.outbox.enqueue(&txn, ReminderJob::TOPIC, &ReminderJob { reminder_id: id, attempt: 0 }, Utc::now()).await?;
+        self.outbox.enqueue(&txn, ReminderJob::TOPIC, &job, Utc::now()).await?;
         txn.commit().await?;
         Ok(true)
     }

@@ -32,6 +32,12 @@ pub struct NotifierSettings {
     pub max_attempts: u32,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
+    /// How often the reconciler looks for reminders whose job was lost.
+    pub reconcile_interval_ms: u64,
+    /// How long past its due time (and past any lease) a reminder's job may
+    /// still be on its way before the reconciler publishes it again; at
+    /// least `retry_max_ms`, as long as a delay queue may hold a retry back.
+    pub redrive_grace_secs: u64,
 }
 
 impl Default for NotifierSettings {
@@ -50,6 +56,8 @@ impl Default for NotifierSettings {
             max_attempts: 5,
             retry_base_ms: 2_000,
             retry_max_ms: 600_000,
+            reconcile_interval_ms: 30_000,
+            redrive_grace_secs: 900,
         }
     }
 }
@@ -76,6 +84,16 @@ impl Validate for NotifierSettings {
             (self.retry_base_ms..=86_400_000).contains(&self.retry_max_ms),
             "retry_max_ms",
             "must be at least retry_base_ms and at most a day",
+        );
+        p.check(
+            (100..=3_600_000).contains(&self.reconcile_interval_ms),
+            "reconcile_interval_ms",
+            "must be between 100 and 3600000",
+        );
+        p.check(
+            self.redrive_grace_secs.saturating_mul(1000) >= self.retry_max_ms && self.redrive_grace_secs <= 86_400,
+            "redrive_grace_secs",
+            "must cover retry_max_ms and be at most a day",
         );
         if let Some(url) = &self.sms_url {
             p.check(is_url(url), "sms_url", format!("expected an http(s):// URL, got {url:?}"));

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use offers_kit::bus::{Delivery, Disposition, Handler, SharedBus, requeue_later};
 use offers_kit::grpc::InternalChannel;
-use offers_kit::lease::{Follow, Lease};
+use offers_kit::lease::{Follow, Lease, Redrive};
 use offers_kit::retry::backoff;
 use offers_kit::{Error, ErrorCode};
 use offers_proto::auth::v1::{self as auth, user_admin_service_client::UserAdminServiceClient};
@@ -17,6 +17,7 @@ use offers_proto::contracts::Job;
 use sea_orm::sea_query::{Condition, Expr, ExprTrait};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::channels::{Channels, Text};
@@ -75,6 +76,17 @@ impl ReminderWorker {
             length: Duration::from_millis(settings.send_timeout_ms * 10),
         };
         Self { db, bus, users, channels, settings, lease }
+    }
+
+    /// Re-drives, until `shutdown`, reminders whose job was lost.
+    pub async fn reconcile(self: std::sync::Arc<Self>, shutdown: CancellationToken) {
+        let redrive = Redrive {
+            every: Duration::from_millis(self.settings.reconcile_interval_ms),
+            grace: Duration::from_secs(self.settings.redrive_grace_secs),
+        };
+        let (lease, db, bus) = (self.lease.clone(), self.db.clone(), self.bus.clone());
+        let redriven = || metrics::counter!("offers_reminders_redriven_total");
+        lease.reconcile(db, bus, ReminderJob::TOPIC, redrive, redriven, shutdown).await;
     }
 
     async fn finish(

@@ -9,6 +9,7 @@ use offers_proto::account::v1::ledger_service_client::LedgerServiceClient;
 use offers_proto::auth::v1::signing_key_admin_service_client::SigningKeyAdminServiceClient;
 use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
 use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
+use offers_proto::jobs::v1::job_admin_service_client::JobAdminServiceClient;
 use offers_proto::partner::v1::partner_admin_service_client::PartnerAdminServiceClient;
 
 use crate::settings::Settings;
@@ -20,6 +21,7 @@ pub struct InternalClients {
     pub catalog: CatalogAdminServiceClient<InternalChannel>,
     pub ledger: LedgerServiceClient<InternalChannel>,
     pub partners: PartnerAdminServiceClient<InternalChannel>,
+    pub jobs: JobAdminServiceClient<InternalChannel>,
 }
 
 impl InternalClients {
@@ -35,6 +37,7 @@ impl InternalClients {
             catalog: CatalogAdminServiceClient::new(channel(&up.catalog_internal)?),
             ledger: LedgerServiceClient::new(channel(&up.account_internal)?),
             partners: PartnerAdminServiceClient::new(channel(&up.partner_internal)?),
+            jobs: JobAdminServiceClient::new(channel(&up.account_internal)?),
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod jwks;
 pub mod local;
 pub mod migrator;
 pub mod ops;
+pub mod parked_jobs;
 pub mod process;
 pub mod roles;
 pub mod settings;

@@ -11,13 +11,14 @@ use async_trait::async_trait;
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use offers_kit::bus::{Delivery, Disposition, Handler, SharedBus, requeue_later};
-use offers_kit::lease::{Follow, Lease};
+use offers_kit::lease::{Follow, Lease, Redrive};
 use offers_kit::retry::backoff;
 use offers_proto::contracts::{Job, PartnerEvent};
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::json;
 use sha2::Sha256;
+use tokio_util::sync::CancellationToken;
 
 use crate::egress::{PinnedResolver, SystemLookup, is_public, refused};
 use crate::entity::{delivery, partner};
@@ -82,7 +83,19 @@ impl CallbackWorker {
         Ok(Self { db, bus, http, settings, lease })
     }
 
-    /// Makes sure the event has its delivery row (the first job creates it).
+    /// Re-drives, until `shutdown`, callbacks whose job was lost.
+    pub async fn reconcile(self: Arc<Self>, shutdown: CancellationToken) {
+        let redrive = Redrive {
+            every: Duration::from_millis(self.settings.callback_reconcile_interval_ms),
+            grace: Duration::from_secs(self.settings.callback_redrive_grace_secs),
+        };
+        let (lease, db, bus) = (self.lease.clone(), self.db.clone(), self.bus.clone());
+        let redriven = || metrics::counter!("offers_partner_callbacks_redriven_total");
+        lease.reconcile(db, bus, PartnerEvent::TOPIC, redrive, redriven, shutdown).await;
+    }
+
+    /// Makes sure the event has its delivery row (the first job creates it),
+    /// waiting for this job from now on.
     async fn register(&self, event: &PartnerEvent) -> Result<(), DeliveryError> {
         let row = delivery::ActiveModel {
             event_id: Set(event.event_id),
@@ -94,6 +107,8 @@ impl CallbackWorker {
             abandoned_at: Set(None),
             last_error: Set(None),
             created_at: Set(Utc::now()),
+            job: Set(serde_json::to_string(event).ok()),
+            job_due_at: Set(Some(Utc::now())),
         };
         delivery::Entity::insert(row)
             .on_conflict(OnConflict::column(delivery::Column::EventId).do_nothing().to_owned())

@@ -39,8 +39,8 @@ pub struct Deps {
     pub clients: Clients,
 }
 
-/// The public `PartnerService`, the internal `PartnerAdminService` and the
-/// completion-callback worker.
+/// The public `PartnerService`, the internal `PartnerAdminService`, the
+/// completion-callback worker and its reconciler.
 pub fn build(settings: &PartnerSettings, deps: Deps) -> Result<Parts, PartnerError> {
     let Deps { db, cache, bus, clients } = deps;
     let callbacks = Arc::new(CallbackWorker::new(db.clone(), bus.clone(), settings.clone())?);
@@ -48,7 +48,10 @@ pub fn build(settings: &PartnerSettings, deps: Deps) -> Result<Parts, PartnerErr
     let mut parts = Parts::default();
     parts.public.add(PartnerServiceServer::new(PartnerApi(partners.clone())));
     parts.internal.add(PartnerAdminServiceServer::new(PartnerAdminApi(partners)));
-    Ok(parts.task("partner callbacks", move |stop| async move {
-        bus.consume(PartnerEvent::TOPIC, callbacks, stop).await;
-    }))
+    let reconciler = callbacks.clone();
+    Ok(parts
+        .task("partner callbacks", move |stop| async move {
+            bus.consume(PartnerEvent::TOPIC, callbacks, stop).await;
+        })
+        .task("partner callback reconciler", move |stop| reconciler.reconcile(stop)))
 }

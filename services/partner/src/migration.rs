@@ -2,7 +2,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreatePartners)]
+    vec![Box::new(CreatePartners), Box::new(DeliveryJobs)]
 }
 
 struct CreatePartners;
@@ -56,5 +56,22 @@ impl MigrationTrait for CreatePartners {
                 .to_owned(),
         )
         .await
+    }
+}
+
+/// Each delivery row records its pending job, so a lost one is re-driven.
+/// Rows already open keep none: their events cannot be rebuilt from the row.
+struct DeliveryJobs;
+
+impl MigrationName for DeliveryJobs {
+    fn name(&self) -> &str {
+        "m20261129_000410_partner_delivery_jobs"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for DeliveryJobs {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        offers_kit::lease::Lease::add_job_columns(m, "partner_callback_deliveries").await
     }
 }

@@ -12,6 +12,13 @@ pub struct PartnerSettings {
     pub callback_max_attempts: u32,
     pub callback_retry_base_ms: u64,
     pub callback_retry_max_ms: u64,
+    /// How often the reconciler looks for callbacks whose job was lost.
+    pub callback_reconcile_interval_ms: u64,
+    /// How long past its due time (and past any lease) a callback's job may
+    /// still be on its way before the reconciler publishes it again; at
+    /// least `callback_retry_max_ms`, as long as a delay queue may hold a
+    /// retry back.
+    pub callback_redrive_grace_secs: u64,
     /// Lets `CreateApiKey` take a preset secret: the embedded mode's demo
     /// key. Never in production.
     pub allow_preset_keys: bool,
@@ -29,6 +36,8 @@ impl Default for PartnerSettings {
             callback_max_attempts: 10,
             callback_retry_base_ms: 1_000,
             callback_retry_max_ms: 300_000,
+            callback_reconcile_interval_ms: 30_000,
+            callback_redrive_grace_secs: 600,
             allow_preset_keys: false,
             allow_private_callbacks: false,
         }
@@ -45,6 +54,17 @@ impl Validate for PartnerSettings {
             (self.callback_retry_base_ms..=86_400_000).contains(&self.callback_retry_max_ms),
             "callback_retry_max_ms",
             "must be at least callback_retry_base_ms and at most a day",
+        );
+        p.check(
+            (100..=3_600_000).contains(&self.callback_reconcile_interval_ms),
+            "callback_reconcile_interval_ms",
+            "must be between 100 and 3600000",
+        );
+        p.check(
+            self.callback_redrive_grace_secs.saturating_mul(1000) >= self.callback_retry_max_ms
+                && self.callback_redrive_grace_secs <= 86_400,
+            "callback_redrive_grace_secs",
+            "must cover callback_retry_max_ms and be at most a day",
         );
     }
 }

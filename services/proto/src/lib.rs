@@ -37,3 +37,9 @@ pub mod partner {
         tonic::include_proto!("offers.partner.v1");
     }
 }
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod jobs {
+    pub mod v1 {
+        tonic::include_proto!("offers.jobs.v1");
+    }
+}

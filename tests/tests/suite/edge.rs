@@ -198,6 +198,7 @@ async fn reflection_lists_exactly_each_listeners_services(suite: &TestSuite) {
         "offers.auth.v1.SigningKeyAdminService",
         "offers.auth.v1.UserAdminService",
         "offers.catalog.v1.CatalogAdminService",
+        "offers.jobs.v1.JobAdminService",
         "offers.partner.v1.PartnerAdminService",
     ]
     .iter()

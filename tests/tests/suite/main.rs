@@ -9,6 +9,7 @@ mod faults;
 mod migration;
 mod notifier;
 mod offers;
+mod outbox;
 mod partner;
 mod provisioning;
 mod tls;

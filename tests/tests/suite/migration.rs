@@ -1,6 +1,7 @@
-//! A database from before the double-entry ledger moves into it: balances
-//! become opening transfers from funding, transactions still PENDING get
-//! their hold, and the books balance before and after they settle.
+//! Databases from before a migration move into it: balances become opening
+//! transfers from funding, transactions still PENDING get their hold, and
+//! the books balance before and after they settle; queued reminders get the
+//! job they wait for, so the reconciler can re-drive them.
 
 use offers::migrator::Migrator;
 use offers::process::{Process, connect_database};
@@ -123,4 +124,59 @@ async fn old_balances_move_into_the_double_entry_ledger(backend: Backend) {
     process.stop().await;
 }
 
-each_backend!(old_balances_move_into_the_double_entry_ledger);
+/// Migrations before leased rows recorded their jobs.
+const BEFORE_JOBS_RECORDED: u32 = 8;
+
+/// A reminder row as the scheduler wrote it before it recorded jobs.
+async fn old_reminder(db: &DatabaseConnection, status: &str, attempts: i32) -> (Uuid, chrono::DateTime<chrono::Utc>) {
+    let (id, queued_at) = (Uuid::now_v7(), chrono::Utc::now() - chrono::Duration::hours(1));
+    let none = Option::<chrono::DateTime<chrono::Utc>>::None;
+    let row = vec![
+        ("id", id.into()),
+        ("subscription_id", Uuid::now_v7().into()),
+        ("window_hours", 72.into()),
+        ("expires_at", (queued_at + chrono::Duration::days(2)).into()),
+        ("user_id", Uuid::now_v7().into()),
+        ("offer_name", "Old offer".into()),
+        ("status", status.into()),
+        ("sent_channels", "".into()),
+        ("attempts", attempts.into()),
+        ("lease_until", none.into()),
+        ("last_error", Option::<String>::None.into()),
+        ("created_at", queued_at.into()),
+        ("finished_at", none.into()),
+    ];
+    insert(db, "notifier_reminders", row).await;
+    (id, queued_at)
+}
+
+async fn queued_reminders_get_their_job(backend: Backend) {
+    let Some(resources) = Resources::provision(backend).await else { return };
+    let mut settings = Settings::default().embedded(&resources.scratch_dir()).expect("settings");
+    resources.apply(&mut settings);
+    let db = connect_database(&settings, false).await.expect("database");
+    Migrator::up(&db, Some(BEFORE_JOBS_RECORDED)).await.expect("the old schema");
+    let (queued, queued_at) = old_reminder(&db, "QUEUED", 2).await;
+    let (sent, _) = old_reminder(&db, "SENT", 1).await;
+    Migrator::up(&db, None).await.expect("the migrations that record jobs");
+
+    let job_of = async |id: Uuid| {
+        use sea_orm::sea_query::{Expr, ExprTrait};
+        let select = Query::select()
+            .columns(["job", "job_due_at"])
+            .from("notifier_reminders")
+            .and_where(Expr::col("id").eq(id))
+            .to_owned();
+        let row = db.query_one(&select).await.expect("query").expect("the reminder");
+        let job: Option<String> = row.try_get("", "job").expect("job");
+        let due: Option<chrono::DateTime<chrono::Utc>> = row.try_get("", "job_due_at").expect("job_due_at");
+        (job.map(|j| serde_json::from_str::<offers_notifier::ReminderJob>(&j).expect("a reminder job")), due)
+    };
+    let (job, due) = job_of(queued).await;
+    assert_eq!(job, Some(offers_notifier::ReminderJob { reminder_id: queued, attempt: 2 }), "the job it waits for");
+    let lag = due.map(|d| (d - queued_at).num_milliseconds().abs());
+    assert!(lag.is_some_and(|ms| ms < 1000), "due since it was queued: {due:?} vs {queued_at}");
+    assert_eq!(job_of(sent).await, (None, None), "a finished reminder waits for nothing");
+}
+
+each_backend!(old_balances_move_into_the_double_entry_ledger, queued_reminders_get_their_job);

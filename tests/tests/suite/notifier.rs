@@ -122,6 +122,81 @@ both!(reminders_go_out_once, renewal_rearms_the_reminder, concurrent_runs_queue_
 // Across every process boundary: each role its own process.
 across_processes!(reminders_go_out_once, renewal_rearms_the_reminder,);
 
+/// A queued reminder for the subscription, as the scheduler records it,
+/// whose job is due `due_in` from now, with no job published (as if lost).
+async fn reminder_without_job(
+    suite: &TestSuite,
+    token: &str,
+    sub: &str,
+    offer: &str,
+    due_in: chrono::Duration,
+) -> uuid::Uuid {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::{Query, SimpleExpr};
+    let user: uuid::Uuid =
+        suite.api.get("/api/v1/auth/profile/", Some(token)).await.str("id").parse().expect("user id");
+    let (id, now) = (uuid::Uuid::now_v7(), Utc::now());
+    let job = ReminderJob { reminder_id: id, attempt: 0 };
+    let values: Vec<(&str, SimpleExpr)> = vec![
+        ("id", id.into()),
+        ("subscription_id", uuid::Uuid::parse_str(sub).expect("subscription id").into()),
+        ("window_hours", 72.into()),
+        ("expires_at", (now + chrono::Duration::days(2)).into()),
+        ("user_id", user.into()),
+        ("offer_name", offer.into()),
+        ("status", "QUEUED".into()),
+        ("sent_channels", "".into()),
+        ("attempts", 0.into()),
+        ("lease_until", Option::<chrono::DateTime<Utc>>::None.into()),
+        ("last_error", Option::<String>::None.into()),
+        ("created_at", now.into()),
+        ("finished_at", Option::<chrono::DateTime<Utc>>::None.into()),
+        ("job", serde_json::to_string(&job).expect("json").into()),
+        ("job_due_at", (now + due_in).into()),
+    ];
+    let (columns, values): (Vec<&str>, Vec<SimpleExpr>) = values.into_iter().unzip();
+    let insert = Query::insert().into_table("notifier_reminders").columns(columns).values_panic(values).to_owned();
+    suite.database().execute(&insert).await.expect("insert the reminder");
+    id
+}
+
+async fn reminder_status(suite: &TestSuite, id: uuid::Uuid) -> String {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::{Expr, ExprTrait, Query};
+    let select =
+        Query::select().column("status").from("notifier_reminders").and_where(Expr::col("id").eq(id)).to_owned();
+    let row = suite.database().query_one(&select).await.expect("query").expect("the reminder");
+    row.try_get("", "status").expect("status")
+}
+
+async fn lost_reminders_are_redriven(backend: Backend) {
+    let Some(suite) = TestSuite::spawn_with(backend, |s| {
+        s.notifier.reconcile_interval_ms = 100;
+        s.notifier.redrive_grace_secs = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let (token, sub) = subscription_of(&suite, "EXP-LOST", 2, "").await;
+    let lost = reminder_without_job(&suite, &token, &sub, "Bundle EXP-LOST", -chrono::Duration::minutes(5)).await;
+    let later = reminder_without_job(&suite, &token, &sub, "Bundle EXP-LATER", chrono::Duration::hours(1)).await;
+    eventually("the lost reminder", || sink(&suite).contains("Bundle EXP-LOST")).await;
+    eventually_status(&suite, lost, "SENT").await;
+    assert!(!sink(&suite).contains("EXP-LATER"), "a job not yet due is left alone");
+    assert_eq!(reminder_status(&suite, later).await, "QUEUED");
+    suite.assert_ledger_invariant().await;
+    suite.stop().await;
+}
+
+async fn eventually_status(suite: &TestSuite, id: uuid::Uuid, status: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while reminder_status(suite, id).await != status {
+        assert!(tokio::time::Instant::now() < deadline, "the reminder did not become {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A minimal SMTP server: accepts every message and keeps its envelope and data.
 async fn smtp_server() -> (u16, Arc<Mutex<Vec<String>>>) {
     let got: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -239,4 +314,4 @@ async fn sms_is_retried_to_success(backend: Backend) {
     suite.stop().await;
 }
 
-each_backend!(email_goes_over_smtp, sms_is_retried_to_success);
+each_backend!(email_goes_over_smtp, sms_is_retried_to_success, lost_reminders_are_redriven);

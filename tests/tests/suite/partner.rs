@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use offers_proto::contracts::PartnerEvent;
 use offers_proto::partner::v1::PartnerStatus;
 use offers_tests::{Backend, Reply, TestSuite, across_processes, both, each_backend};
 use serde_json::{Value, json};
@@ -456,4 +457,92 @@ async fn callbacks_stay_out_of_our_network(backend: Backend) {
     suite.stop().await;
 }
 
-each_backend!(callbacks_are_signed_and_retried, partners_are_rate_limited, callbacks_stay_out_of_our_network);
+/// A delivery row waiting for `event`'s job, due `due_in` from now, as the
+/// callback worker records it; no job is published (as if it was lost).
+async fn delivery_without_job(suite: &TestSuite, event: &PartnerEvent, due_in: chrono::Duration) {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::{Query, SimpleExpr};
+    let now = chrono::Utc::now();
+    let values: Vec<(&str, SimpleExpr)> = vec![
+        ("event_id", event.event_id.into()),
+        ("partner_id", event.partner_id.into()),
+        ("transaction_id", event.transaction_id.into()),
+        ("attempts", 0.into()),
+        ("lease_until", Option::<chrono::DateTime<chrono::Utc>>::None.into()),
+        ("delivered_at", Option::<chrono::DateTime<chrono::Utc>>::None.into()),
+        ("abandoned_at", Option::<chrono::DateTime<chrono::Utc>>::None.into()),
+        ("last_error", Option::<String>::None.into()),
+        ("created_at", now.into()),
+        ("job", serde_json::to_string(event).expect("json").into()),
+        ("job_due_at", (now + due_in).into()),
+    ];
+    let (columns, values): (Vec<&str>, Vec<SimpleExpr>) = values.into_iter().unzip();
+    let insert =
+        Query::insert().into_table("partner_callback_deliveries").columns(columns).values_panic(values).to_owned();
+    suite.database().execute(&insert).await.expect("insert the delivery");
+}
+
+/// (attempts, delivered) of a delivery row.
+async fn delivery_state(suite: &TestSuite, event_id: uuid::Uuid) -> (i32, bool) {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::{Expr, ExprTrait, Query};
+    let select = Query::select()
+        .columns(["attempts", "delivered_at"])
+        .from("partner_callback_deliveries")
+        .and_where(Expr::col("event_id").eq(event_id))
+        .to_owned();
+    let row = suite.database().query_one(&select).await.expect("query").expect("the delivery");
+    let delivered: Option<chrono::DateTime<chrono::Utc>> = row.try_get("", "delivered_at").expect("delivered_at");
+    (row.try_get("", "attempts").expect("attempts"), delivered.is_some())
+}
+
+async fn lost_callbacks_are_redriven(backend: Backend) {
+    let Some(suite) = TestSuite::spawn_with(backend, |s| {
+        s.partner.callback_retry_base_ms = 50;
+        s.partner.callback_retry_max_ms = 200;
+        s.partner.callback_reconcile_interval_ms = 100;
+        s.partner.callback_redrive_grace_secs = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let (url, received) = callback_receiver().await;
+    let registered = suite.api.post("/api/v1/partner/callback/", Some(DEMO_KEY), &json!({"callback_url": url})).await;
+    assert_eq!(registered.status, 200, "{}", registered.body);
+    let partner = suite.admin().partner(offers::dev::DEMO_PARTNER).await.expect("demo partner");
+    let event = |reference: &str| PartnerEvent {
+        event_id: uuid::Uuid::now_v7(),
+        partner_id: partner.id.parse().expect("uuid"),
+        transaction_id: uuid::Uuid::now_v7(),
+        reference: reference.into(),
+        status: "SUCCESS".into(),
+        failure_reason: None,
+        occurred_at: chrono::Utc::now(),
+        attempt: 0,
+    };
+    let (lost, later) = (event("REF-00000000LOST"), event("REF-0000000LATER"));
+    delivery_without_job(&suite, &lost, -chrono::Duration::minutes(5)).await;
+    delivery_without_job(&suite, &later, chrono::Duration::hours(1)).await;
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !delivery_state(&suite, lost.event_id).await.1 {
+        assert!(tokio::time::Instant::now() < deadline, "the lost callback was not re-driven to delivery");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let bodies: Vec<Value> =
+        received.lock().expect("lock").iter().map(|(_, body)| serde_json::from_str(body).expect("json")).collect();
+    assert!(bodies.len() >= 2, "the receiver fails the first try: {bodies:?}");
+    assert!(bodies.iter().all(|b| b["event_id"] == lost.event_id.to_string()), "{bodies:?}");
+    assert_eq!(bodies[0]["reference"], "REF-00000000LOST");
+    assert_eq!(delivery_state(&suite, later.event_id).await, (0, false), "a job not yet due is left alone");
+    suite.assert_ledger_invariant().await;
+    suite.stop().await;
+}
+
+each_backend!(
+    callbacks_are_signed_and_retried,
+    partners_are_rate_limited,
+    callbacks_stay_out_of_our_network,
+    lost_callbacks_are_redriven,
+);

@@ -1,21 +1,27 @@
 //! The job bus: RabbitMQ in production (durable quorum queues, publisher
 //! confirms, manual acks, delay queues), an in-process queue for the
 //! embedded mode. Delivery is at least once in both; handlers make the
-//! effect exactly once.
+//! effect exactly once. A job handed back unsettled more often than the
+//! delivery limit is parked — kept aside per topic, never dropped — until
+//! an operator replays it.
 
+mod memory;
+mod observe;
 #[cfg(feature = "rabbitmq")]
 mod rabbit;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Mutex, Semaphore, mpsc};
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+pub use memory::MemoryBus;
 #[cfg(feature = "rabbitmq")]
 pub use rabbit::RabbitBus;
+
+use crate::config::BusSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -23,8 +29,26 @@ pub enum BusError {
     Broker(String),
     #[error("message broker refused the message")]
     Nacked,
+    /// A refusal about this job or its queue (a queue declared with other
+    /// arguments, a message too large, no permission on it), while other
+    /// jobs may well go through.
+    #[error("message broker refused: {0}")]
+    Refused(String),
     #[error("message broker did not answer in time")]
     TimedOut,
+    #[error("no queue for topic {0:?}")]
+    NoSuchTopic(String),
+}
+
+impl From<BusError> for crate::Error {
+    fn from(err: BusError) -> Self {
+        match err {
+            BusError::NoSuchTopic(_) => crate::Error::new(crate::ErrorCode::NotFound, err.to_string()),
+            BusError::Broker(_) | BusError::Nacked | BusError::Refused(_) | BusError::TimedOut => {
+                crate::Error::unavailable(err)
+            }
+        }
+    }
 }
 
 /// One received job.
@@ -79,165 +103,48 @@ pub trait Bus: Send + Sync + 'static {
     /// Feeds `topic` to `handler` until `shutdown`, reconnecting as needed.
     async fn consume(&self, topic: &str, handler: Arc<dyn Handler>, shutdown: CancellationToken);
     async fn ping(&self) -> Result<(), BusError>;
+    /// How many jobs `topic`'s parking queue holds, and up to `max` of
+    /// them, left where they are.
+    async fn parked(&self, topic: &str, max: usize) -> Result<Parked, BusError>;
+    /// Moves up to `max` of `topic`'s parked jobs back to its queue, each
+    /// taken off the parking queue only once the queue has it; returns how
+    /// many moved.
+    async fn replay(&self, topic: &str, max: usize) -> Result<usize, BusError>;
 }
+
+/// A job handed back unsettled past the delivery limit, waiting in its
+/// topic's parking queue for an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedJob {
+    pub payload: Vec<u8>,
+    /// How often it was handed out, where the bus knows.
+    pub deliveries: Option<u32>,
+    /// Why it was parked (RabbitMQ's dead-letter reason, `delivery_limit`).
+    pub reason: Option<String>,
+    pub parked_at: Option<DateTime<Utc>>,
+}
+
+/// A look into a topic's parking queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parked {
+    /// Every job it holds.
+    pub total: u64,
+    /// The first of them, oldest first.
+    pub jobs: Vec<ParkedJob>,
+}
+
+/// Why a parked job was parked: past the delivery limit (RabbitMQ's word).
+pub const PARKED_PAST_LIMIT: &str = "delivery_limit";
 
 pub type SharedBus = Arc<dyn Bus>;
 
 /// The bus the settings name: in-process for `memory://`, RabbitMQ otherwise.
-pub fn from_settings(settings: &crate::config::BusSettings) -> Result<SharedBus, BusError> {
+pub fn from_settings(settings: &BusSettings) -> Result<SharedBus, BusError> {
     if settings.url == "memory://" {
-        return Ok(Arc::new(MemoryBus::new(settings.prefetch)));
+        return Ok(Arc::new(MemoryBus::new(settings)));
     }
     #[cfg(feature = "rabbitmq")]
-    return Ok(Arc::new(RabbitBus::new(&settings.url, &settings.prefix, settings.prefetch)));
+    return Ok(Arc::new(RabbitBus::new(settings)));
     #[cfg(not(feature = "rabbitmq"))]
     Err(BusError::Broker("this build has no RabbitMQ support".into()))
-}
-
-struct Job {
-    payload: Vec<u8>,
-    redelivered: bool,
-}
-
-type Queue = (mpsc::UnboundedSender<Job>, Arc<Mutex<mpsc::UnboundedReceiver<Job>>>);
-
-/// The embedded-mode bus: one process, so queues are channels. A job whose
-/// handler is dropped before it answers (a crash, a shutdown) goes back on
-/// its queue, as RabbitMQ does when a consumer dies.
-pub struct MemoryBus {
-    prefetch: u16,
-    queues: StdMutex<HashMap<String, Queue>>,
-}
-
-impl MemoryBus {
-    pub fn new(prefetch: u16) -> Self {
-        Self { prefetch, queues: StdMutex::new(HashMap::new()) }
-    }
-
-    fn queue(&self, topic: &str) -> Queue {
-        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        queues
-            .entry(topic.to_string())
-            .or_insert_with(|| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                (tx, Arc::new(Mutex::new(rx)))
-            })
-            .clone()
-    }
-}
-
-/// Puts a job back unless it was settled.
-struct Requeue {
-    job: Option<Job>,
-    queue: mpsc::UnboundedSender<Job>,
-}
-
-impl Drop for Requeue {
-    fn drop(&mut self) {
-        if let Some(mut job) = self.job.take() {
-            job.redelivered = true;
-            let _ = self.queue.send(job);
-        }
-    }
-}
-
-#[async_trait]
-impl Bus for MemoryBus {
-    async fn publish(&self, topic: &str, payload: &[u8], delay: Option<Duration>) -> Result<(), BusError> {
-        let (tx, _) = self.queue(topic);
-        let job = Job { payload: payload.to_vec(), redelivered: false };
-        match delay {
-            None => {
-                let _ = tx.send(job);
-            }
-            Some(delay) => {
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = tx.send(job);
-                });
-            }
-        }
-        Ok(())
-    }
-
-    async fn consume(&self, topic: &str, handler: Arc<dyn Handler>, shutdown: CancellationToken) {
-        let (tx, rx) = self.queue(topic);
-        let in_flight = Arc::new(Semaphore::new(usize::from(self.prefetch)));
-        let mut running = tokio::task::JoinSet::new();
-        loop {
-            let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                break;
-            };
-            let job = tokio::select! {
-                () = shutdown.cancelled() => break,
-                job = async { rx.lock().await.recv().await } => job,
-            };
-            let Some(job) = job else { break };
-            let handler = handler.clone();
-            let mut guard = Requeue { job: Some(job), queue: tx.clone() };
-            let stop = shutdown.clone();
-            running.spawn(async move {
-                let delivery =
-                    guard.job.as_ref().map(|j| Delivery { payload: j.payload.clone(), redelivered: j.redelivered });
-                let Some(delivery) = delivery else { return };
-                tokio::select! {
-                    // Dropping the guard unsettled hands the job out again.
-                    () = stop.cancelled() => {}
-                    outcome = handler.handle(delivery) => {
-                        if outcome == Disposition::Ack {
-                            guard.job = None;
-                        }
-                    }
-                }
-                drop(guard);
-                drop(permit);
-            });
-            while running.try_join_next().is_some() {}
-        }
-        running.shutdown().await;
-    }
-
-    async fn ping(&self) -> Result<(), BusError> {
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use super::*;
-
-    struct FailOnce {
-        seen: AtomicUsize,
-        done: mpsc::UnboundedSender<(Vec<u8>, bool)>,
-    }
-
-    #[async_trait]
-    impl Handler for FailOnce {
-        async fn handle(&self, delivery: Delivery) -> Disposition {
-            if self.seen.fetch_add(1, Ordering::SeqCst) == 0 {
-                return Disposition::Requeue;
-            }
-            let _ = self.done.send((delivery.payload, delivery.redelivered));
-            Disposition::Ack
-        }
-    }
-
-    #[tokio::test]
-    async fn memory_bus_redelivers_what_was_not_acked() {
-        let bus = Arc::new(MemoryBus::new(4));
-        let (done, mut finished) = mpsc::unbounded_channel();
-        let shutdown = CancellationToken::new();
-        let handler = Arc::new(FailOnce { seen: AtomicUsize::new(0), done });
-        let consumer = tokio::spawn({
-            let bus = bus.clone();
-            let shutdown = shutdown.clone();
-            async move { bus.consume("t", handler, shutdown).await }
-        });
-        bus.publish("t", b"job", Some(Duration::from_millis(10))).await.expect("publish");
-        assert_eq!(finished.recv().await, Some((b"job".to_vec(), true)));
-        shutdown.cancel();
-        consumer.await.expect("consumer");
-    }
 }

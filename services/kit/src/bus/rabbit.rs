@@ -1,27 +1,37 @@
 //! The RabbitMQ bus: a durable direct exchange, a durable quorum queue per
-//! topic, persistent messages with publisher confirms, manual acks, bounded
-//! prefetch, and delay queues that dead-letter back to the exchange.
+//! topic with an explicit delivery limit, past which a job is dead-lettered
+//! (at least once) to the topic's parking queue, persistent messages with
+//! publisher confirms, manual acks, bounded prefetch, and delay queues that
+//! dead-letter back to the exchange.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::DateTime;
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ErrorKind, ExchangeKind};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::{Bus, BusError, Delivery, Disposition, Handler};
+use super::{Bus, BusError, Delivery, Disposition, Handler, Parked, ParkedJob, observe};
+use crate::config::BusSettings;
 
 impl From<lapin::Error> for BusError {
     fn from(err: lapin::Error) -> Self {
-        BusError::Broker(err.to_string())
+        // A channel-level error is about the job or queue in hand; anything
+        // else (the connection, the network) is about the broker.
+        match amqp_error(&err) {
+            Some(AMQPErrorKind::Soft(_)) => BusError::Refused(err.to_string()),
+            _ => BusError::Broker(err.to_string()),
+        }
     }
 }
 
@@ -33,10 +43,20 @@ fn delay_tier(delay: Duration) -> u64 {
     ms.checked_next_power_of_two().unwrap_or(1 << 62)
 }
 
+/// The parking queues' own delivery limit: listing parked jobs hands them
+/// back to their queue, which counts as a delivery, and a parked job must
+/// outlive any number of looks. Not `-1`: that means "no limit" on
+/// RabbitMQ 4 but drops a returned message at once on RabbitMQ 3.
+const PARKED_DELIVERY_LIMIT: i64 = 1_000_000;
+
+/// How often a consumer reads its topic's queue depths for the gauges.
+const GAUGES_EVERY: Duration = Duration::from_secs(15);
+
 pub struct RabbitBus {
     url: String,
     prefix: String,
     prefetch: u16,
+    delivery_limit: u32,
     state: Mutex<Option<RabbitState>>,
 }
 
@@ -47,16 +67,30 @@ struct RabbitState {
 }
 
 impl RabbitBus {
-    pub fn new(url: &str, prefix: &str, prefetch: u16) -> Self {
-        Self { url: url.into(), prefix: prefix.into(), prefetch, state: Mutex::new(None) }
+    pub fn new(settings: &BusSettings) -> Self {
+        Self {
+            url: settings.url.clone(),
+            prefix: settings.prefix.clone(),
+            prefetch: settings.prefetch,
+            delivery_limit: settings.delivery_limit,
+            state: Mutex::new(None),
+        }
     }
 
     fn exchange(&self) -> String {
         self.prefix.clone()
     }
 
+    fn parking_exchange(&self) -> String {
+        format!("{}.parked", self.prefix)
+    }
+
     fn queue(&self, topic: &str) -> String {
         format!("{}.{topic}", self.prefix)
+    }
+
+    fn parking_queue(&self, topic: &str) -> String {
+        format!("{}.{topic}.parked", self.prefix)
     }
 
     fn delay_queue(&self, topic: &str, tier: u64) -> String {
@@ -94,47 +128,147 @@ impl RabbitBus {
         Ok(())
     }
 
+    /// The topic's queue, bound to the exchange, and its parking queue,
+    /// bound to the parking exchange, where the queue dead-letters a job
+    /// handed back more than `delivery_limit` times.
     async fn declare_topic(&self, channel: &Channel, topic: &str) -> Result<(), BusError> {
-        let queue = self.queue(topic);
-        channel.queue_declare(queue.clone().into(), durable(), quorum()).await?;
+        let options = ExchangeDeclareOptions { durable: true, ..Default::default() };
         channel
-            .queue_bind(
-                queue.into(),
-                self.exchange().into(),
-                topic.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
+            .exchange_declare(self.parking_exchange().into(), ExchangeKind::Direct, options, FieldTable::default())
             .await?;
-        Ok(())
+        let parking = self.parking_queue(topic);
+        let mut args = quorum();
+        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(PARKED_DELIVERY_LIMIT));
+        channel.queue_declare(parking.clone().into(), durable(), args).await?;
+        bind(channel, &parking, &self.parking_exchange(), topic).await?;
+
+        let queue = self.queue(topic);
+        let mut args = dead_letter_to(&self.parking_exchange(), topic);
+        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(i64::from(self.delivery_limit)));
+        channel
+            .queue_declare(queue.clone().into(), durable(), args)
+            .await
+            .map_err(|e| declared_otherwise(&queue, e))?;
+        bind(channel, &queue, &self.exchange(), topic).await
     }
 
     async fn declare_delay(&self, channel: &Channel, topic: &str, tier: u64) -> Result<String, BusError> {
         let name = self.delay_queue(topic, tier);
-        let mut args = quorum();
-        args.insert("x-dead-letter-exchange".into(), text(&self.exchange()));
-        args.insert("x-dead-letter-routing-key".into(), text(topic));
-        // Quorum queues dead-letter at least once only with reject-publish overflow.
-        args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
-        args.insert("x-overflow".into(), text("reject-publish"));
-        channel.queue_declare(name.clone().into(), durable(), args).await?;
+        channel.queue_declare(name.clone().into(), durable(), dead_letter_to(&self.exchange(), topic)).await?;
         Ok(name)
     }
 
-    /// Deletes the exchange and every queue under this bus's prefix that it
+    /// Deletes the exchanges and every queue under this bus's prefix that it
     /// declared (tests use a prefix each).
     pub async fn delete_topology(&self, topics: &[&str], tiers: &[u64]) -> Result<(), BusError> {
         let connection = self.connect().await?;
         let channel = connection.create_channel().await?;
         for topic in topics {
-            channel.queue_delete(self.queue(topic).into(), QueueDeleteOptions::default()).await?;
-            for &tier in tiers {
-                channel.queue_delete(self.delay_queue(topic, tier).into(), QueueDeleteOptions::default()).await?;
+            let delays = tiers.iter().map(|&tier| self.delay_queue(topic, tier));
+            for queue in [self.queue(topic), self.parking_queue(topic)].into_iter().chain(delays) {
+                channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await?;
             }
         }
-        channel.exchange_delete(self.exchange().into(), Default::default()).await?;
+        for exchange in [self.exchange(), self.parking_exchange()] {
+            channel.exchange_delete(exchange.into(), Default::default()).await?;
+        }
         connection.close(0, "done".into()).await?;
         Ok(())
+    }
+
+    /// Sets the depth gauges from the broker's counts (a passive declare
+    /// answers with the messages ready in a queue).
+    async fn refresh_gauges(&self, connection: &Connection, topic: &str) {
+        let counts = async {
+            let channel = connection.create_channel().await?;
+            let ready = channel.queue_declare(self.queue(topic).into(), passive(), FieldTable::default()).await?;
+            let parked =
+                channel.queue_declare(self.parking_queue(topic).into(), passive(), FieldTable::default()).await?;
+            channel.close(200, "counted".into()).await?;
+            Ok::<_, lapin::Error>((ready.message_count(), parked.message_count()))
+        };
+        match counts.await {
+            Ok((ready, parked)) => observe::depths(topic, ready.into(), parked.into()),
+            Err(e) => tracing::debug!(topic, error = %e, "could not read the queue depths"),
+        }
+    }
+
+    /// How many jobs the topic's parking queue holds, on `channel`; a topic
+    /// nobody declared has none.
+    async fn parked_count(&self, channel: &Channel, topic: &str) -> Result<u32, BusError> {
+        match channel.queue_declare(self.parking_queue(topic).into(), passive(), FieldTable::default()).await {
+            Ok(queue) => Ok(queue.message_count()),
+            Err(e) if is_not_found(&e) => Err(BusError::NoSuchTopic(topic.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn peek_parked(&self, connection: &Connection, topic: &str, max: usize) -> Result<Parked, BusError> {
+        let channel = connection.create_channel().await?;
+        let total = self.parked_count(&channel, topic).await?;
+        let mut jobs = Vec::new();
+        while jobs.len() < max {
+            let Some(message) = channel.basic_get(self.parking_queue(topic).into(), BasicGetOptions::default()).await?
+            else {
+                break;
+            };
+            jobs.push(parked_job(&message.delivery));
+        }
+        // Unacked, so closing the channel puts every one back, in order.
+        channel.close(200, "listed".into()).await?;
+        Ok(Parked { total: total.into(), jobs })
+    }
+
+    async fn move_parked(&self, connection: &Connection, topic: &str, max: usize) -> Result<usize, BusError> {
+        let channel = connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        // Only what is parked now: a job that fails again is parked again
+        // behind these, and must not come round in this same replay.
+        let budget = max.min(usize::try_from(self.parked_count(&channel, topic).await?).unwrap_or(usize::MAX));
+        self.declare_topic(&channel, topic).await?;
+        let mut moved = 0;
+        while moved < budget {
+            let Some(message) = channel.basic_get(self.parking_queue(topic).into(), BasicGetOptions::default()).await?
+            else {
+                break;
+            };
+            let delivery = message.delivery;
+            let publish = async {
+                let confirm = channel
+                    .basic_publish(
+                        self.exchange().into(),
+                        topic.into(),
+                        BasicPublishOptions { mandatory: true, ..Default::default() },
+                        &delivery.data,
+                        replayed_properties(&delivery.properties),
+                    )
+                    .await?
+                    .await?;
+                Ok::<_, lapin::Error>(confirm.is_ack() && confirm.take_message().is_none())
+            };
+            match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
+                Ok(Ok(true)) => delivery.acker.ack(BasicAckOptions::default()).await.map(drop)?,
+                // Unacked, it goes back to the parking queue with the channel.
+                Ok(Ok(false)) => return Err(BusError::Nacked),
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(BusError::TimedOut),
+            }
+            moved += 1;
+        }
+        channel.close(200, "replayed".into()).await?;
+        Ok(moved)
+    }
+
+    /// Runs `work` on a connection of its own (operator tools: they must
+    /// not hold up the publisher), closing it afterwards.
+    async fn on_own_connection<R>(
+        &self,
+        work: impl AsyncFnOnce(&Connection) -> Result<R, BusError>,
+    ) -> Result<R, BusError> {
+        let connection = self.connect().await?;
+        let result = work(&connection).await;
+        let _ = connection.close(0, "done".into()).await;
+        result
     }
 
     async fn consume_once(
@@ -161,23 +295,38 @@ impl RabbitBus {
         // aborted, so are they, and their unacked jobs go back to the queue
         // with the connection.
         let mut handlers = tokio::task::JoinSet::new();
-        let limit = usize::from(self.prefetch);
+        let in_flight = usize::from(self.prefetch);
+        let mut gauges = tokio::time::interval(GAUGES_EVERY);
         loop {
-            while handlers.len() >= limit {
+            while handlers.len() >= in_flight {
                 handlers.join_next().await;
             }
             let next = tokio::select! {
                 () = shutdown.cancelled() => break,
+                _ = gauges.tick() => {
+                    self.refresh_gauges(&connection, topic).await;
+                    continue;
+                }
                 next = consumer.next() => next,
             };
             let Some(delivery) = next else { break };
             let delivery = delivery?;
+            observe::received(topic, delivery.redelivered);
             let handler = handler.clone();
+            let topic = topic.to_string();
+            let delivery_limit = u64::from(self.delivery_limit);
             handlers.spawn(async move {
                 let job = Delivery { payload: delivery.data.clone(), redelivered: delivery.redelivered };
-                let outcome = match handler.handle(job).await {
+                let disposition = handler.handle(job).await;
+                observe::settled(&topic, disposition);
+                let outcome = match disposition {
                     Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
                     Disposition::Requeue => {
+                        // Handed back this often already, the broker parks it now.
+                        if delivery_count(&delivery.properties) >= delivery_limit {
+                            observe::parked(&topic);
+                            tracing::warn!(topic, "job parked past the delivery limit");
+                        }
                         delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
                     }
                 };
@@ -199,6 +348,105 @@ fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions { durable: true, ..Default::default() }
 }
 
+fn passive() -> QueueDeclareOptions {
+    QueueDeclareOptions { passive: true, ..Default::default() }
+}
+
+async fn bind(channel: &Channel, queue: &str, exchange: &str, routing_key: &str) -> Result<(), BusError> {
+    let options = QueueBindOptions::default();
+    channel.queue_bind(queue.into(), exchange.into(), routing_key.into(), options, FieldTable::default()).await?;
+    Ok(())
+}
+
+/// A quorum queue that dead-letters to `exchange` under `routing_key`.
+fn dead_letter_to(exchange: &str, routing_key: &str) -> FieldTable {
+    let mut args = quorum();
+    args.insert("x-dead-letter-exchange".into(), text(exchange));
+    args.insert("x-dead-letter-routing-key".into(), text(routing_key));
+    // Quorum queues dead-letter at least once only with reject-publish overflow.
+    args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+    args.insert("x-overflow".into(), text("reject-publish"));
+    args
+}
+
+/// RabbitMQ refuses to declare a queue again with other arguments; say
+/// what to do about it rather than only that it failed.
+fn declared_otherwise(queue: &str, err: lapin::Error) -> BusError {
+    match amqp_error(&err) {
+        Some(AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)) => BusError::Refused(format!(
+            "{err} — queue {queue} exists with other arguments (declared by an older version, or with another \
+             bus.delivery_limit); see \"Queues declared with other arguments\" in docs/runbooks.md"
+        )),
+        _ => err.into(),
+    }
+}
+
+fn amqp_error(err: &lapin::Error) -> Option<&AMQPErrorKind> {
+    match err.kind() {
+        ErrorKind::ProtocolError(amqp) => Some(amqp.kind()),
+        _ => None,
+    }
+}
+
+fn is_not_found(err: &lapin::Error) -> bool {
+    matches!(amqp_error(err), Some(AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)))
+}
+
+fn header<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'a AMQPValue> {
+    properties.headers().as_ref()?.inner().get(name)
+}
+
+/// How often the broker has had this job handed back (quorum queues say so
+/// in `x-delivery-count`; absent on a first delivery).
+fn delivery_count(properties: &BasicProperties) -> u64 {
+    match header(properties, "x-delivery-count") {
+        Some(AMQPValue::LongLongInt(n)) => u64::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::LongInt(n)) => u64::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::LongUInt(n)) => u64::from(*n),
+        _ => 0,
+    }
+}
+
+/// A parked message as the operator sees it: why and when it was parked
+/// come from its latest `x-death` entry (the first one).
+fn parked_job(delivery: &lapin::message::Delivery) -> ParkedJob {
+    let death = header(&delivery.properties, "x-death")
+        .and_then(AMQPValue::as_array)
+        .and_then(|deaths| deaths.as_slice().first())
+        .and_then(AMQPValue::as_field_table)
+        .map(|death| death.inner());
+    let reason = death
+        .and_then(|d| d.get("reason"))
+        .and_then(AMQPValue::as_long_string)
+        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned());
+    let parked_at = death
+        .and_then(|d| d.get("time"))
+        .and_then(AMQPValue::as_timestamp)
+        .and_then(|secs| DateTime::from_timestamp(i64::try_from(secs).ok()?, 0));
+    // The broker counts this queue's returns, not the deliveries before parking.
+    ParkedJob { payload: delivery.data.clone(), deliveries: None, reason, parked_at }
+}
+
+/// A replayed job as it was first published: persistent, with its own
+/// headers but not the broker's dead-lettering record.
+fn replayed_properties(parked: &BasicProperties) -> BasicProperties {
+    let own: BTreeMap<_, _> = parked
+        .headers()
+        .iter()
+        .flat_map(|headers| headers.inner())
+        .filter(|(name, _)| !is_dead_letter_record(name.as_str()))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    BasicProperties::default().with_delivery_mode(2).with_headers(own.into())
+}
+
+fn is_dead_letter_record(header: &str) -> bool {
+    header == "x-delivery-count"
+        || header == "x-death"
+        || header.starts_with("x-first-death-")
+        || header.starts_with("x-last-death-")
+}
+
 fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
 }
@@ -218,7 +466,7 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 impl Bus for RabbitBus {
     async fn publish(&self, topic: &str, payload: &[u8], delay: Option<Duration>) -> Result<(), BusError> {
         match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_confirmed(topic, payload, delay)).await {
-            Ok(result) => result,
+            Ok(result) => result.inspect(|()| observe::published(topic)),
             Err(_) => {
                 // The channel may be wedged; start afresh next time.
                 *self.state.lock().await = None;
@@ -248,6 +496,14 @@ impl Bus for RabbitBus {
         tokio::time::timeout(PUBLISH_TIMEOUT, self.with_state(async |_| Ok(())))
             .await
             .map_err(|_| BusError::TimedOut)?
+    }
+
+    async fn parked(&self, topic: &str, max: usize) -> Result<Parked, BusError> {
+        self.on_own_connection(async |connection| self.peek_parked(connection, topic, max).await).await
+    }
+
+    async fn replay(&self, topic: &str, max: usize) -> Result<usize, BusError> {
+        self.on_own_connection(async |connection| self.move_parked(connection, topic, max).await).await
     }
 }
 
@@ -291,6 +547,34 @@ impl RabbitBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(entries: &[(&str, AMQPValue)]) -> BasicProperties {
+        let table: BTreeMap<ShortString, AMQPValue> = entries.iter().map(|(k, v)| ((*k).into(), v.clone())).collect();
+        BasicProperties::default().with_headers(table.into())
+    }
+
+    #[test]
+    fn replays_keep_their_own_headers_but_not_the_dead_lettering_record() {
+        let death: BTreeMap<ShortString, AMQPValue> = [("reason".into(), text("delivery_limit"))].into();
+        let parked = headers(&[
+            ("traceparent", text("00-abc-def-01")),
+            ("x-death", AMQPValue::FieldArray(vec![AMQPValue::FieldTable(death.into())].into())),
+            ("x-first-death-reason", text("delivery_limit")),
+            ("x-last-death-queue", text("offers.t")),
+            ("x-delivery-count", AMQPValue::LongLongInt(3)),
+        ]);
+        let replayed = replayed_properties(&parked);
+        let names: Vec<&str> = replayed.headers().iter().flat_map(|h| h.inner().keys()).map(|k| k.as_str()).collect();
+        assert_eq!(names, ["traceparent"]);
+        assert_eq!(replayed.delivery_mode(), &Some(2));
+    }
+
+    #[test]
+    fn delivery_counts_are_read_whatever_integer_type_carries_them() {
+        assert_eq!(delivery_count(&BasicProperties::default()), 0);
+        assert_eq!(delivery_count(&headers(&[("x-delivery-count", AMQPValue::LongLongInt(3))])), 3);
+        assert_eq!(delivery_count(&headers(&[("x-delivery-count", AMQPValue::LongInt(2))])), 2);
+    }
 
     #[test]
     fn delay_tiers_are_powers_of_two_above_the_delay() {

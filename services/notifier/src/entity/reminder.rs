@@ -33,6 +33,10 @@ pub struct Model {
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
+    /// The job the reminder waits for, and when it is due: what the
+    /// reconciler publishes again if it is lost.
+    pub job: Option<String>,
+    pub job_due_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -29,6 +29,9 @@ pub enum AdminTask {
     /// The access-token signing keys.
     #[command(subcommand)]
     Keys(KeysTask),
+    /// Jobs parked past the bus's delivery limit.
+    #[command(subcommand)]
+    Jobs(JobsTask),
     /// Credit a user's balance (a top-up), once per key.
     Credit {
         /// Username or user id.
@@ -234,6 +237,29 @@ pub enum KeysTask {
 }
 
 #[derive(Subcommand)]
+pub enum JobsTask {
+    /// List the parked jobs of each topic (they stay parked): the job, how
+    /// often it was delivered, when and why it was parked.
+    Parked {
+        /// Only this topic (e.g. partner.callback).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Show at most this many jobs per topic.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// Move a topic's parked jobs back to its queue, to run again: do it
+    /// once what made them fail is fixed.
+    Replay {
+        #[arg(long)]
+        topic: String,
+        /// At most this many (by default every job parked now).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum LedgerTask {
     /// Print every account's total and check the books; exits non-zero when
     /// anything is wrong (for an operator or a CronJob).
@@ -325,6 +351,7 @@ pub async fn run(client: &mut AdminClient, currency: &str, task: AdminTask) -> a
             println!("{} is now {} (resolved by {actor})", tx.id, tx.status().as_str_name());
         }
         AdminTask::Keys(task) => keys(client, task).await?,
+        AdminTask::Jobs(task) => jobs(client, task).await?,
         AdminTask::Ledger(LedgerTask::Check) => {
             let books = client.check_ledger().await?;
             for total in &books.totals {
@@ -414,6 +441,31 @@ async fn keys(client: &mut AdminClient, task: KeysTask) -> anyhow::Result<()> {
         KeysTask::List => client.keys().await?.iter().for_each(show),
         KeysTask::Rotate => show(&client.rotate_key().await?),
         KeysTask::Retire { kid } => show(&client.retire_key(&kid).await?),
+    }
+    Ok(())
+}
+
+async fn jobs(client: &mut AdminClient, task: JobsTask) -> anyhow::Result<()> {
+    match task {
+        JobsTask::Parked { topic, limit } => {
+            for parked in client.parked_jobs(topic.as_deref(), limit).await? {
+                println!("{}: {} parked", parked.topic, parked.total);
+                for job in parked.jobs {
+                    let at = job.park_time.as_ref().and_then(offers_kit::grpc::from_timestamp);
+                    println!(
+                        "  parked {}  {}  deliveries {}  {}",
+                        at.map_or_else(|| "-".to_string(), |at| at.to_rfc3339()),
+                        if job.reason.is_empty() { "-" } else { &job.reason },
+                        if job.delivery_count == 0 { "-".to_string() } else { job.delivery_count.to_string() },
+                        String::from_utf8_lossy(&job.payload),
+                    );
+                }
+            }
+        }
+        JobsTask::Replay { topic, max } => {
+            let replayed = client.replay_parked_jobs(&topic, max).await?;
+            println!("{replayed} {topic} job(s) back on their queue");
+        }
     }
     Ok(())
 }

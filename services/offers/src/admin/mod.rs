@@ -15,6 +15,7 @@ use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
 use offers_proto::auth::v1::{self as auth_pb};
 use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
 use offers_proto::catalog::v1::{self as catalog_pb};
+use offers_proto::jobs::v1::{self as jobs_pb, job_admin_service_client::JobAdminServiceClient};
 use offers_proto::partner::v1::{self as partner_pb, partner_admin_service_client::PartnerAdminServiceClient};
 
 use crate::clients::InternalClients;
@@ -26,6 +27,7 @@ pub struct AdminClient {
     pub catalog: CatalogAdminServiceClient<InternalChannel>,
     pub ledger: LedgerServiceClient<InternalChannel>,
     pub partners: PartnerAdminServiceClient<InternalChannel>,
+    pub jobs: JobAdminServiceClient<InternalChannel>,
 }
 
 /// The outcome of a create that may find its object already there.
@@ -48,9 +50,9 @@ impl AdminClient {
     /// Administrative calls may be slow (password hashing), hence the
     /// generous deadline.
     pub fn connect(settings: &Settings, token: &str) -> anyhow::Result<Self> {
-        let InternalClients { users, keys, catalog, ledger, partners } =
+        let InternalClients { users, keys, catalog, ledger, partners, jobs } =
             InternalClients::new(settings, token, Duration::from_secs(30))?;
-        Ok(Self { users, keys, catalog, ledger, partners })
+        Ok(Self { users, keys, catalog, ledger, partners, jobs })
     }
 
     /// Creates a user and opens their balance.
@@ -260,5 +262,29 @@ impl AdminClient {
         let answer =
             self.keys.list_signing_keys(auth_pb::ListSigningKeysRequest {}).await.map_err(Error::from_status)?;
         Ok(answer.into_inner().keys)
+    }
+
+    /// The parked jobs of `topic`, or of every topic: how many, and up to
+    /// `page_size` of each (0 for the service's default).
+    pub async fn parked_jobs(
+        &mut self,
+        topic: Option<&str>,
+        page_size: u32,
+    ) -> anyhow::Result<Vec<jobs_pb::ParkedTopic>> {
+        let request = jobs_pb::ListParkedJobsRequest {
+            topic: topic.unwrap_or_default().into(),
+            page_size: i32::try_from(page_size).context("page size too large")?,
+        };
+        let answer = self.jobs.list_parked_jobs(request).await.map_err(Error::from_status)?;
+        Ok(answer.into_inner().topics)
+    }
+
+    /// Moves up to `max` (all when `None`) of `topic`'s parked jobs back to
+    /// its queue; returns how many moved.
+    pub async fn replay_parked_jobs(&mut self, topic: &str, max: Option<u32>) -> anyhow::Result<u32> {
+        let max_jobs = i32::try_from(max.unwrap_or(0)).context("--max too large")?;
+        let request = jobs_pb::ReplayParkedJobsRequest { topic: topic.into(), max_jobs };
+        let answer = self.jobs.replay_parked_jobs(request).await.map_err(Error::from_status)?;
+        Ok(u32::try_from(answer.into_inner().replayed).unwrap_or_default())
     }
 }

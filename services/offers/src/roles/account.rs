@@ -1,4 +1,5 @@
-//! `account`: the ledger, with its outbox relay and reconciler.
+//! `account`: the ledger, with its outbox relay and reconciler, and the
+//! administration of the bus's parked jobs.
 
 use offers_kit::Parts;
 
@@ -8,11 +9,14 @@ use crate::settings::Upstream;
 pub const NEEDS: Needs = Needs { database: true, bus: true, clients: false, serves: Some(Upstream::Account) };
 
 pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
+    let bus = shared.bus()?;
     let deps = offers_account::Deps {
         db: shared.db()?,
         cache: shared.cache.clone(),
-        bus: shared.bus()?,
+        bus: bus.clone(),
         currency: shared.settings.currency.clone(),
     };
-    Ok(offers_account::build(&shared.settings.ledger, deps))
+    let mut parts = offers_account::build(&shared.settings.ledger, deps);
+    parts.internal.add(crate::parked_jobs::server(bus));
+    Ok(parts)
 }

@@ -15,6 +15,11 @@ pub struct Model {
     pub abandoned_at: Option<DateTimeUtc>,
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,
+    /// The event job the row waits for, and when it is due: what the
+    /// reconciler publishes again if it is lost. Unset on rows from before
+    /// it was recorded.
+    pub job: Option<String>,
+    pub job_due_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
