@@ -339,7 +339,7 @@ mod tests {
     const TABLE: &str = "test_outbox";
 
     async fn outbox_with(jobs: &[(&str, u32)]) -> (DatabaseConnection, Outbox) {
-        let settings = DatabaseSettings { url: "sqlite::memory:".into(), max_connections: 1 };
+        let settings = DatabaseSettings { url: "sqlite::memory:".into(), max_connections: 1, ..Default::default() };
         let db = crate::db::connect(&settings).await.expect("sqlite");
         let manager = SchemaManager::new(&db);
         Outbox::create_table(&manager, TABLE).await.expect("table");
