@@ -2,7 +2,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateLedger), Box::new(DoubleEntry), Box::new(OutboxAttempts)]
+    vec![Box::new(CreateLedger), Box::new(DoubleEntry), Box::new(OutboxAttempts), Box::new(OutboxTrace)]
 }
 
 struct CreateLedger;
@@ -342,4 +342,20 @@ async fn move_balances(m: &SchemaManager<'_>) -> Result<(), DbErr> {
         }
     }
     Ok(())
+}
+
+/// The trace each outbox job belongs to, so its handler continues it.
+struct OutboxTrace;
+
+impl MigrationName for OutboxTrace {
+    fn name(&self) -> &str {
+        "m20261130_000330_account_outbox_trace"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for OutboxTrace {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        offers_kit::outbox::Outbox::add_trace_context(m, crate::OUTBOX).await
+    }
 }

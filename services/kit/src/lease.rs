@@ -223,7 +223,9 @@ impl Lease {
                 continue;
             }
             tracing::info!(table = self.table, %id, topic, "re-driving a job that is overdue");
-            bus.publish(topic, job.as_bytes(), None).await?;
+            // A re-driven job starts a trace of its own: the one it belonged
+            // to ended long ago.
+            bus.publish(topic, job.as_bytes(), None, &crate::trace::Carrier::new()).await?;
             redriven.increment(1);
         }
         Ok(())
@@ -254,5 +256,5 @@ impl Lease {
 
 async fn later<J: serde::Serialize>(bus: &SharedBus, topic: &str, job: &J, delay: Duration) -> Result<(), BusError> {
     let payload = serde_json::to_vec(job).unwrap_or_default();
-    bus.publish(topic, &payload, Some(delay)).await
+    bus.publish(topic, &payload, Some(delay), &crate::trace::current_carrier()).await
 }

@@ -13,13 +13,16 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Index, Order, Query, Table};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use sea_orm_migration::SchemaManager;
-use sea_orm_migration::schema::{integer, string, text, timestamp_with_time_zone, timestamp_with_time_zone_null, uuid};
+use sea_orm_migration::schema::{
+    integer, string, text, text_null, timestamp_with_time_zone, timestamp_with_time_zone_null, uuid,
+};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::bus::{BusError, SharedBus};
 use crate::retry::backoff;
+use crate::trace::Carrier;
 
 /// How long a relay owns a row it is publishing.
 const LEASE: chrono::Duration = chrono::Duration::seconds(15);
@@ -91,7 +94,14 @@ impl Outbox {
             .await
     }
 
-    /// Writes a job, due at `at`, inside the caller's transaction.
+    /// Adds the trace a job belongs to, to a table made by
+    /// [`Outbox::create_table`] (for the owning service's migration).
+    pub async fn add_trace_context(manager: &SchemaManager<'_>, table: &'static str) -> Result<(), DbErr> {
+        manager.alter_table(Table::alter().table(col(table)).add_column(text_null("trace_context")).to_owned()).await
+    }
+
+    /// Writes a job, due at `at`, inside the caller's transaction, with the
+    /// trace of the work that calls for it.
     pub async fn enqueue(
         &self,
         db: &impl ConnectionTrait,
@@ -101,13 +111,14 @@ impl Outbox {
     ) -> Result<(), OutboxError> {
         let insert = Query::insert()
             .into_table(col(self.table))
-            .columns(["id", "topic", "payload", "available_at", "created_at"].map(col))
+            .columns(["id", "topic", "payload", "available_at", "created_at", "trace_context"].map(col))
             .values_panic([
                 Uuid::now_v7().into(),
                 topic.into(),
                 serde_json::to_string(payload)?.into(),
                 at.into(),
                 Utc::now().into(),
+                trace_context()?.into(),
             ])
             .to_owned();
         db.execute(&insert).await?;
@@ -169,7 +180,7 @@ impl Outbox {
         loop {
             let now = Utc::now();
             let select = Query::select()
-                .columns(["id", "topic", "payload", "available_at", "attempts"].map(col))
+                .columns(["id", "topic", "payload", "available_at", "attempts", "trace_context"].map(col))
                 .from(col(self.table))
                 .cond_where(self.ready(now))
                 .order_by(col("id"), Order::Asc)
@@ -185,6 +196,10 @@ impl Outbox {
                     payload: row.try_get("", "payload")?,
                     available_at: row.try_get("", "available_at")?,
                     attempts: row.try_get("", "attempts")?,
+                    trace: row
+                        .try_get::<Option<String>>("", "trace_context")?
+                        .and_then(|t| serde_json::from_str(&t).ok())
+                        .unwrap_or_default(),
                 };
                 self.publish(db, bus, &job).await?;
             }
@@ -253,7 +268,7 @@ impl Outbox {
             return Ok(());
         }
         let delay = (job.available_at - now).to_std().ok().filter(|d| !d.is_zero());
-        match bus.publish(&job.topic, job.payload.as_bytes(), delay).await {
+        match bus.publish(&job.topic, job.payload.as_bytes(), delay, &job.trace).await {
             Ok(()) => {
                 self.set(db, job.id, "published_at", Some(Utc::now()), Condition::all()).await?;
                 metrics::counter!("offers_outbox_published_total", "topic" => job.topic.clone()).increment(1);
@@ -284,6 +299,13 @@ struct Row {
     payload: String,
     available_at: DateTime<Utc>,
     attempts: i32,
+    trace: Carrier,
+}
+
+/// The current trace, as an outbox row keeps it (none outside a trace).
+fn trace_context() -> Result<Option<String>, serde_json::Error> {
+    let carrier = crate::trace::current_carrier();
+    if carrier.is_empty() { Ok(None) } else { serde_json::to_string(&carrier).map(Some) }
 }
 
 #[cfg(test)]
@@ -305,7 +327,7 @@ mod tests {
 
     #[async_trait]
     impl Bus for Broker {
-        async fn publish(&self, topic: &str, payload: &[u8], _: Option<Duration>) -> Result<(), BusError> {
+        async fn publish(&self, topic: &str, payload: &[u8], _: Option<Duration>, _: &Carrier) -> Result<(), BusError> {
             if self.away {
                 return Err(BusError::Broker("connection refused".into()));
             }
@@ -344,6 +366,7 @@ mod tests {
         let manager = SchemaManager::new(&db);
         Outbox::create_table(&manager, TABLE).await.expect("table");
         Outbox::add_attempts(&manager, TABLE).await.expect("attempts column");
+        Outbox::add_trace_context(&manager, TABLE).await.expect("trace column");
         let outbox = Outbox::new(TABLE);
         for (topic, job) in jobs {
             outbox.enqueue(&db, topic, job, Utc::now()).await.expect("enqueue");

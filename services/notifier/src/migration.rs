@@ -2,7 +2,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateReminders), Box::new(ReminderJobs), Box::new(OutboxAttempts)]
+    vec![Box::new(CreateReminders), Box::new(ReminderJobs), Box::new(OutboxAttempts), Box::new(OutboxTrace)]
 }
 
 struct CreateReminders;
@@ -123,5 +123,21 @@ impl MigrationTrait for ReminderJobs {
             db.execute(&update).await?;
         }
         Ok(())
+    }
+}
+
+/// The trace each outbox job belongs to, so its handler continues it.
+struct OutboxTrace;
+
+impl MigrationName for OutboxTrace {
+    fn name(&self) -> &str {
+        "m20261130_000530_notifier_outbox_trace"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for OutboxTrace {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        offers_kit::outbox::Outbox::add_trace_context(m, crate::OUTBOX).await
     }
 }

@@ -149,9 +149,13 @@ impl CallbackWorker {
         })
         .to_string();
         let timestamp = Utc::now().timestamp();
+        // The partner may join its own trace to ours.
+        let mut trace = http::HeaderMap::new();
+        offers_kit::trace::inject_headers(&mut trace);
         let response = self
             .http
             .post(url)
+            .headers(trace)
             .header("Content-Type", "application/json")
             .header(EVENT_HEADER, event.event_id.to_string())
             .header(TIMESTAMP_HEADER, timestamp.to_string())

@@ -41,13 +41,15 @@ async fn delays_and_redelivery(bus: Arc<dyn Bus>) {
         let (bus, stop) = (bus.clone(), stop.clone());
         async move { bus.consume("bus.test", handler, stop).await }
     });
-    bus.publish("bus.test", b"requeue-me", None).await.expect("publish");
+    bus.publish("bus.test", b"requeue-me", None, &Default::default()).await.expect("publish");
     let (payload, _, redelivered) = received.recv().await.expect("redelivered");
     assert_eq!((payload.as_slice(), redelivered), (b"requeue-me".as_slice(), true));
 
     let sent = Instant::now();
-    bus.publish("bus.test", b"later", Some(Duration::from_millis(1500))).await.expect("publish delayed");
-    bus.publish("bus.test", b"now", None).await.expect("publish");
+    bus.publish("bus.test", b"later", Some(Duration::from_millis(1500)), &Default::default())
+        .await
+        .expect("publish delayed");
+    bus.publish("bus.test", b"now", None, &Default::default()).await.expect("publish");
     let (first, _, _) = received.recv().await.expect("now");
     assert_eq!(first, b"now");
     let (second, at, _) =
@@ -113,7 +115,7 @@ async fn poison_jobs_are_parked_and_replayed(backend: Backend) {
         async move { bus.consume(topic, handler, stop).await }
     });
     let job = br#"{"job":"poison"}"#;
-    suite.bus().publish(topic, job, None).await.expect("publish");
+    suite.bus().publish(topic, job, None, &Default::default()).await.expect("publish");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let shown = loop {

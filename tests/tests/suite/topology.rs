@@ -1,11 +1,16 @@
 //! The production shape at work: what every process measures, calls spread
 //! over replicas, and a process stopped in the middle of a burst.
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use offers::local::Replicas;
 use offers::roles::Role;
 use offers_tests::{Api, TestSuite, both};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::any_value;
 use serde_json::json;
 
 /// Whether the Prometheus text has a sample of `name` carrying every label.
@@ -157,6 +162,96 @@ async fn sigterm_in_a_burst_loses_and_duplicates_nothing() {
         assert_eq!(suite.settled(&token, id).await.body["status"], "SUCCESS", "{id}");
     }
     assert_eq!(suite.balance(&token).await, before - 30 * 500, "each purchase charged exactly once");
+    suite.assert_ledger_invariant().await;
+    suite.stop().await;
+}
+
+/// Spans as an OTLP collector receives them: (service, trace id, span name).
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<(String, String, String)>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.0.lock().expect("lock");
+        for resource_spans in request.into_inner().resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|a| a.key == "service.name")
+                .and_then(|a| a.value.as_ref())
+                .and_then(|v| match &v.value {
+                    Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
+                spans.push((service.clone(), hex::encode(&span.trace_id), span.name));
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_activation_is_one_trace_across_the_processes() {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let otlp = listener.local_addr().expect("addr");
+    let server = tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(collector.clone()))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    tokio::spawn(server);
+    // Export batches quickly, so the test need not wait long for them.
+    let env = vec![("OTEL_BSP_SCHEDULE_DELAY".to_string(), "200".to_string())];
+    let configure = |s: &mut offers::settings::Settings| s.telemetry.otlp_endpoint = Some(format!("http://{otlp}"));
+    let Some(suite) = TestSuite::spawn_processes_with(Replicas::default(), env, configure).await else { return };
+    let token = suite.token("demo").await;
+    let offer = suite.offer_id(&token, "DATA-1GB").await;
+    // The caller's trace: everything the purchase causes joins it.
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let traceparent = format!("00-{trace_id}-{}-01", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let accepted = suite
+        .api
+        .post_with("/api/v1/activation/", Some(&token), &json!({"offer_id": offer}), &[("traceparent", &traceparent)])
+        .await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let id = accepted.str("transaction_id").to_string();
+    assert_eq!(suite.settled(&token, &id).await.body["status"], "SUCCESS");
+
+    let wanted = ["offers-gateway", "offers-activation", "offers-account", "offers-worker"];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let services = loop {
+        let services: BTreeSet<String> = collector
+            .0
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, trace, _)| *trace == trace_id)
+            .map(|(service, _, _)| service.clone())
+            .collect();
+        if wanted.iter().all(|w| services.contains(*w)) || tokio::time::Instant::now() > deadline {
+            break services;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for service in wanted {
+        assert!(services.contains(service), "no span of {service} in the trace; got {services:?}");
+    }
+    let Some(deployment) = suite.processes() else { return };
+    let logged: Vec<String> = deployment
+        .members
+        .iter()
+        .filter(|m| {
+            std::fs::read_to_string(&m.log).is_ok_and(|log| log.contains(&format!("\"trace_id\":\"{trace_id}\"")))
+        })
+        .map(|m| m.name())
+        .collect();
+    assert!(logged.len() >= 3, "the trace id is in the logs of {logged:?}");
     suite.assert_ledger_invariant().await;
     suite.stop().await;
 }

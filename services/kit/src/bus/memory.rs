@@ -13,8 +13,11 @@ use chrono::Utc;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::{Bus, BusError, Delivery, Disposition, Handler, PARKED_PAST_LIMIT, Parked, ParkedJob, observe};
+use super::{
+    Bus, BusError, Delivery, Disposition, Handler, PARKED_PAST_LIMIT, Parked, ParkedJob, handle_in_trace, observe,
+};
 use crate::config::BusSettings;
+use crate::trace::Carrier;
 
 pub struct MemoryBus {
     prefetch: u16,
@@ -24,6 +27,7 @@ pub struct MemoryBus {
 
 struct Job {
     payload: Vec<u8>,
+    trace: Carrier,
     /// Times it was handed out and came back unsettled.
     returns: u32,
 }
@@ -130,9 +134,15 @@ impl Drop for Unsettled {
 
 #[async_trait]
 impl Bus for MemoryBus {
-    async fn publish(&self, topic: &str, payload: &[u8], delay: Option<Duration>) -> Result<(), BusError> {
+    async fn publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        delay: Option<Duration>,
+        trace: &Carrier,
+    ) -> Result<(), BusError> {
         let queue = self.topic(topic);
-        let job = Job { payload: payload.to_vec(), returns: 0 };
+        let job = Job { payload: payload.to_vec(), trace: trace.clone(), returns: 0 };
         match delay {
             None => queue.push(job),
             Some(delay) => {
@@ -158,7 +168,8 @@ impl Bus for MemoryBus {
                 () = shutdown.cancelled() => break,
                 job = queue.next() => job,
             };
-            let delivery = Delivery { payload: job.payload.clone(), redelivered: job.returns > 0 };
+            let delivery =
+                Delivery { payload: job.payload.clone(), redelivered: job.returns > 0, trace: job.trace.clone() };
             observe::received(topic, delivery.redelivered);
             let mut guard = Unsettled { job: Some(job), topic: queue.clone() };
             let handler = handler.clone();
@@ -167,7 +178,7 @@ impl Bus for MemoryBus {
                 tokio::select! {
                     // Dropping the guard unsettled hands the job back.
                     () = stop.cancelled() => {}
-                    outcome = handler.handle(delivery) => {
+                    outcome = handle_in_trace(handler.as_ref(), &guard.topic.name, delivery) => {
                         observe::settled(&guard.topic.name, outcome);
                         if outcome == Disposition::Ack {
                             guard.job = None;
@@ -200,7 +211,7 @@ impl Bus for MemoryBus {
         });
         let moved = jobs.len();
         for job in jobs {
-            queue.push(Job { payload: job.payload, returns: 0 });
+            queue.push(Job { payload: job.payload, trace: Carrier::new(), returns: 0 });
         }
         Ok(moved)
     }
@@ -255,7 +266,7 @@ mod tests {
         let (handler, mut finished) = Flaky::new(true);
         let stop = CancellationToken::new();
         let consumer = start(&bus, handler, &stop);
-        bus.publish("t", b"fail-once", Some(Duration::from_millis(10))).await.expect("publish");
+        bus.publish("t", b"fail-once", Some(Duration::from_millis(10)), &Carrier::new()).await.expect("publish");
         assert_eq!(finished.recv().await, Some((b"fail-once".to_vec(), true)));
         stop.cancel();
         consumer.await.expect("consumer");
@@ -267,7 +278,7 @@ mod tests {
         let (handler, mut finished) = Flaky::new(false);
         let stop = CancellationToken::new();
         let consumer = start(&bus, handler.clone(), &stop);
-        bus.publish("t", b"poison", None).await.expect("publish");
+        bus.publish("t", b"poison", None, &Carrier::new()).await.expect("publish");
         while bus.parked("t", 10).await.expect("topic").total == 0 {
             tokio::task::yield_now().await;
         }
@@ -295,7 +306,7 @@ mod tests {
         let stop = CancellationToken::new();
         let consumer = start(&bus, handler, &stop);
         for payload in [b"a", b"b", b"c"] {
-            bus.publish("t", payload, None).await.expect("publish");
+            bus.publish("t", payload, None, &Carrier::new()).await.expect("publish");
         }
         while bus.parked("t", 10).await.expect("topic").total < 3 {
             tokio::task::yield_now().await;

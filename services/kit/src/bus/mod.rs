@@ -22,6 +22,15 @@ pub use memory::MemoryBus;
 pub use rabbit::RabbitBus;
 
 use crate::config::BusSettings;
+use crate::trace::Carrier;
+
+/// Runs `handler` on `delivery` in a span of the trace the job carries.
+async fn handle_in_trace(handler: &dyn Handler, topic: &str, delivery: Delivery) -> Disposition {
+    use tracing::Instrument;
+    let span = tracing::info_span!("job", otel.name = %format!("{topic} process"), otel.kind = "consumer", topic);
+    crate::trace::continue_from(&span, &delivery.trace);
+    handler.handle(delivery).instrument(span).await
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -57,6 +66,8 @@ pub struct Delivery {
     pub payload: Vec<u8>,
     /// The broker handed this job out before without an ack.
     pub redelivered: bool,
+    /// The trace the job belongs to (message headers).
+    pub trace: Carrier,
 }
 
 /// What to do with a job once its handler is done.
@@ -98,8 +109,15 @@ pub async fn requeue_later(error: &(dyn std::fmt::Display + Sync)) -> Dispositio
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Publishes durably; returns only once the broker has taken the job.
-    /// With a delay the job is delivered no sooner than that.
-    async fn publish(&self, topic: &str, payload: &[u8], delay: Option<Duration>) -> Result<(), BusError>;
+    /// With a delay the job is delivered no sooner than that. `trace`
+    /// travels in the message headers, so its handler continues the trace.
+    async fn publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        delay: Option<Duration>,
+        trace: &Carrier,
+    ) -> Result<(), BusError>;
     /// Feeds `topic` to `handler` until `shutdown`, reconnecting as needed.
     async fn consume(&self, topic: &str, handler: Arc<dyn Handler>, shutdown: CancellationToken);
     async fn ping(&self) -> Result<(), BusError>;

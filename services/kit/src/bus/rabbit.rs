@@ -21,8 +21,9 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ErrorKin
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::{Bus, BusError, Delivery, Disposition, Handler, Parked, ParkedJob, observe};
+use super::{Bus, BusError, Delivery, Disposition, Handler, Parked, ParkedJob, handle_in_trace, observe};
 use crate::config::BusSettings;
+use crate::trace::Carrier;
 
 impl From<lapin::Error> for BusError {
     fn from(err: lapin::Error) -> Self {
@@ -316,8 +317,9 @@ impl RabbitBus {
             let topic = topic.to_string();
             let delivery_limit = u64::from(self.delivery_limit);
             handlers.spawn(async move {
-                let job = Delivery { payload: delivery.data.clone(), redelivered: delivery.redelivered };
-                let disposition = handler.handle(job).await;
+                let trace = carrier(&delivery.properties);
+                let job = Delivery { payload: delivery.data.clone(), redelivered: delivery.redelivered, trace };
+                let disposition = handle_in_trace(handler.as_ref(), &topic, job).await;
                 observe::settled(&topic, disposition);
                 let outcome = match disposition {
                     Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
@@ -392,6 +394,26 @@ fn is_not_found(err: &lapin::Error) -> bool {
     matches!(amqp_error(err), Some(AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)))
 }
 
+/// The trace context as message headers.
+fn trace_headers(trace: &Carrier) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (key, value) in trace {
+        table.insert(key.as_str().into(), text(value));
+    }
+    table
+}
+
+/// The trace context a message carries in its headers.
+fn carrier(properties: &BasicProperties) -> Carrier {
+    ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|name| match header(properties, name)? {
+            AMQPValue::LongString(value) => Some((name.to_string(), String::from_utf8_lossy(value.as_bytes()).into())),
+            _ => None,
+        })
+        .collect()
+}
+
 fn header<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'a AMQPValue> {
     properties.headers().as_ref()?.inner().get(name)
 }
@@ -464,8 +486,14 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[async_trait]
 impl Bus for RabbitBus {
-    async fn publish(&self, topic: &str, payload: &[u8], delay: Option<Duration>) -> Result<(), BusError> {
-        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_confirmed(topic, payload, delay)).await {
+    async fn publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        delay: Option<Duration>,
+        trace: &Carrier,
+    ) -> Result<(), BusError> {
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_confirmed(topic, payload, delay, trace)).await {
             Ok(result) => result.inspect(|()| observe::published(topic)),
             Err(_) => {
                 // The channel may be wedged; start afresh next time.
@@ -508,7 +536,13 @@ impl Bus for RabbitBus {
 }
 
 impl RabbitBus {
-    async fn publish_confirmed(&self, topic: &str, payload: &[u8], delay: Option<Duration>) -> Result<(), BusError> {
+    async fn publish_confirmed(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        delay: Option<Duration>,
+        trace: &Carrier,
+    ) -> Result<(), BusError> {
         self.with_state(async |state| {
             let (exchange, routing_key, properties) = match delay {
                 None => {
@@ -534,7 +568,7 @@ impl RabbitBus {
                     routing_key.into(),
                     BasicPublishOptions { mandatory: true, ..Default::default() },
                     payload,
-                    properties.with_delivery_mode(2),
+                    properties.with_delivery_mode(2).with_headers(trace_headers(trace)),
                 )
                 .await?
                 .await?;
