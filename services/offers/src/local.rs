@@ -8,7 +8,7 @@
 //! included, mode 0600) and is told its own listeners on the command line;
 //! each logs JSON to a file of its own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -88,16 +88,28 @@ pub struct Deployment {
 const STATE_FILE: &str = "processes.json";
 
 /// Ports handed to processes come from below the ephemeral range (32768
-/// and up on Linux), which outgoing connections and `bind(0)` draw from:
-/// between our check and the process's bind, only another deployment
-/// picking the same port at random could take it.
+/// and up on Linux), which outgoing connections and `bind(0)` draw from.
+/// Between our check and the process's bind nothing holds the port, so this
+/// process never hands out the same one twice (deployments started side by
+/// side, as the tests do, would otherwise collide now and then); only
+/// another program choosing from the same range could still take it.
 const PORTS: std::ops::Range<u16> = 20_000..32_000;
 
-/// A free port on loopback.
+/// A free port on loopback that no earlier call returned.
 fn free_port() -> anyhow::Result<SocketAddr> {
-    for _ in 0..100 {
+    static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if handed_out.len() > usize::from(PORTS.end - PORTS.start) / 2 {
+        // Long-lived callers cycle through the range; the oldest are long gone.
+        handed_out.clear();
+    }
+    for _ in 0..1000 {
         let port = rand::random_range(PORTS);
+        if handed_out.contains(&port) {
+            continue;
+        }
         if let Ok(listener) = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            handed_out.insert(port);
             return Ok(listener.local_addr()?);
         }
     }
@@ -431,6 +443,16 @@ pub async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_port_is_handed_out_twice() {
+        let mut seen = BTreeSet::new();
+        for _ in 0..2_000 {
+            let port = free_port().expect("a free port").port();
+            assert!(PORTS.contains(&port));
+            assert!(seen.insert(port), "port {port} handed out twice");
+        }
+    }
 
     #[test]
     fn upstreams_name_every_replica() {

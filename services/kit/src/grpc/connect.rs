@@ -11,9 +11,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
+use tokio::sync::Notify;
 use tokio::sync::mpsc::Sender;
 use tonic::transport::channel::Change;
 use tonic::transport::{ClientTlsConfig, Endpoint};
@@ -82,12 +84,13 @@ impl Connector {
             && let Some(ip) = target.ip()
         {
             let endpoint = self.endpoint(target, SocketAddr::new(ip, target.port)).map_err(|e| bad(&e))?;
-            return Ok(Channel::new(endpoint.connect_lazy(), self.timeout));
+            return Ok(Channel::new(endpoint.connect_lazy(), self.timeout, None));
         }
         // Room for every change of one resolution round.
         let (channel, changes) = tonic::transport::Channel::balance_channel(64);
-        tokio::spawn(resolve(self.clone(), targets, changes));
-        Ok(Channel::new(channel, self.timeout))
+        let recheck = Arc::new(Notify::new());
+        tokio::spawn(resolve(self.clone(), targets, changes, recheck.clone()));
+        Ok(Channel::new(channel, self.timeout, Some(recheck)))
     }
 
     pub fn internal_channel(&self, urls: &str, credential: ServiceCredential) -> Result<InternalChannel, Error> {
@@ -118,11 +121,17 @@ async fn accepts(addr: SocketAddr) -> bool {
 }
 
 /// Keeps the balancer's endpoints equal to the targets' addresses that
-/// accept connections, until the channel is dropped. A failed lookup keeps
+/// accept connections, until the channel is dropped; a round runs every
+/// [`RESOLVE_EVERY`] and at once when a call found its replica gone. A failed lookup keeps
 /// what the last one found, and when no address accepts, all are kept: a
 /// DNS hiccup or an outage must not empty the pool (calls then fail fast
 /// instead of waiting for an endpoint).
-async fn resolve(connector: Connector, targets: Vec<Target>, changes: Sender<Change<SocketAddr, Endpoint>>) {
+async fn resolve(
+    connector: Connector,
+    targets: Vec<Target>,
+    changes: Sender<Change<SocketAddr, Endpoint>>,
+    recheck: Arc<Notify>,
+) {
     let mut current: HashMap<SocketAddr, usize> = HashMap::new();
     loop {
         let mut found: HashMap<SocketAddr, usize> = HashMap::new();
@@ -164,6 +173,7 @@ async fn resolve(connector: Connector, targets: Vec<Target>, changes: Sender<Cha
         tokio::select! {
             () = changes.closed() => return,
             () = tokio::time::sleep(RESOLVE_EVERY) => {}
+            () = recheck.notified() => {}
         }
     }
 }
@@ -180,6 +190,38 @@ mod tests {
         assert!(parse_upstream("catalog:50052").is_err());
         assert!(parse_upstream("ftp://catalog").is_err());
         assert!(parse_upstream("http://a:1,").is_err());
+    }
+
+    /// A health server on a port of its own, until `stop`.
+    async fn replica(stop: tokio_util::sync::CancellationToken) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let incoming = tonic::transport::server::TcpIncoming::bind(([127, 0, 0, 1], 0).into()).expect("bind");
+        let addr = incoming.local_addr().expect("address");
+        let (_, health) = tonic_health::server::health_reporter();
+        let server = tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
+        (addr, tokio::spawn(async move { server.await.expect("serves") }))
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_went_away_costs_no_call() {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_client::HealthClient;
+        let stop_a = tokio_util::sync::CancellationToken::new();
+        let (a, serving_a) = replica(stop_a.clone()).await;
+        let (b, _serving_b) = replica(tokio_util::sync::CancellationToken::new()).await;
+        let connector = Connector { timeout: Duration::from_secs(5), tls: None };
+        let mut client = HealthClient::new(connector.channel(&format!("http://{a},http://{b}")).expect("channel"));
+        for _ in 0..20 {
+            client.check(HealthCheckRequest::default()).await.expect("both replicas answer");
+        }
+        stop_a.cancel();
+        serving_a.await.expect("stopped");
+        // Well inside the resolver's period: only the retry can route
+        // around the address that now refuses connections.
+        for call in 0..40 {
+            client.check(HealthCheckRequest::default()).await.unwrap_or_else(|e| panic!("call {call}: {e}"));
+        }
     }
 
     #[tokio::test]

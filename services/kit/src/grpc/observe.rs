@@ -4,12 +4,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tokio::sync::Notify;
 use tonic::{Code, Status};
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceExt};
 use tracing::Instrument;
 
 use crate::error::{Error, ErrorCode};
@@ -71,16 +74,41 @@ fn status_of(headers: &http::HeaderMap) -> &'static str {
 /// call, each call is bounded by the connector's deadline (also while it
 /// waits for a ready replica) and timed as
 /// `offers_grpc_client_duration_seconds{service,method,code}`.
+///
+/// A call that could not reach a server at all (its replica refused the
+/// connection: it stopped or crashed, and the balancer has not yet heard)
+/// is sent again, up to [`ATTEMPTS`] times within the deadline, after the
+/// resolver is asked to check its addresses now. Nothing was sent, so
+/// this is safe for every call; a call that broke after it was sent is
+/// not repeated.
 #[derive(Clone)]
 pub struct Channel {
     inner: tonic::transport::Channel,
     timeout: Duration,
+    recheck: Option<Arc<Notify>>,
 }
 
+/// How often a call that found its replica gone is tried.
+const ATTEMPTS: u32 = 3;
+
 impl Channel {
-    pub(super) fn new(inner: tonic::transport::Channel, timeout: Duration) -> Self {
-        Self { inner, timeout }
+    pub(super) fn new(inner: tonic::transport::Channel, timeout: Duration, recheck: Option<Arc<Notify>>) -> Self {
+        Self { inner, timeout, recheck }
     }
+}
+
+/// Whether a transport error means the request never reached a server.
+fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 impl Service<http::Request<tonic::body::Body>> for Channel {
@@ -100,14 +128,16 @@ impl Service<http::Request<tonic::body::Body>> for Channel {
             request.headers_mut().insert(REQUEST_ID, id);
         }
         let (service, method) = labels(request.uri().path());
-        let call = self.inner.call(request);
-        let timeout = self.timeout;
+        // The service that was polled ready takes the first attempt.
+        let fresh = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, fresh);
+        let (timeout, recheck) = (self.timeout, self.recheck.clone());
         Box::pin(async move {
             let started = Instant::now();
-            // A broken connection (a replica going away mid-call) is
-            // "unavailable", which callers may retry, not an unknown error.
-            let result = match tokio::time::timeout(timeout, call).await {
+            let result = match tokio::time::timeout(timeout, send(ready, request, recheck)).await {
                 Ok(Ok(response)) => Ok(response),
+                // A broken connection (a replica going away mid-call) is
+                // "unavailable", which callers may retry, not an unknown error.
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "upstream call failed in transport");
                     Err(Box::new(Status::unavailable("the upstream could not be reached")) as BoxError)
@@ -122,6 +152,32 @@ impl Service<http::Request<tonic::body::Body>> for Channel {
                 .record(started.elapsed().as_secs_f64());
             result
         })
+    }
+}
+
+/// Sends `request` on `channel` (ready), again while it never reached a server.
+async fn send(
+    mut channel: tonic::transport::Channel,
+    request: http::Request<tonic::body::Body>,
+    recheck: Option<Arc<Notify>>,
+) -> Result<http::Response<tonic::body::Body>, BoxError> {
+    let (head, body) = request.into_parts();
+    // Unary requests are one small message; keeping it lets it go again.
+    let body = body.collect().await?.to_bytes();
+    let mut attempt = 1;
+    loop {
+        let request = http::Request::from_parts(head.clone(), tonic::body::Body::new(Full::new(body.clone())));
+        match channel.call(request).await {
+            Err(e) if attempt < ATTEMPTS && never_sent(&e) => {
+                if let Some(recheck) = &recheck {
+                    recheck.notify_one();
+                }
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                attempt += 1;
+                channel.ready().await?;
+            }
+            other => return other.map_err(Into::into),
+        }
     }
 }
 
