@@ -14,12 +14,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("descriptors.bin"), descriptors.encode_to_vec())?;
 
-    // The REST edge serves the offer as it is here (its fields, its comments
-    // as the schema's descriptions), so a new field reaches REST clients too.
+    // The REST edge serves the offer and the signing keys as they are here
+    // (their fields, their comments as the schema's descriptions), so a new
+    // field reaches REST clients too.
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         .type_attribute("offers.catalog.v1.Offer", "#[derive(serde::Serialize, utoipa::ToSchema)]")
+        .type_attribute("offers.auth.v1.Jwk", "#[derive(serde::Serialize, utoipa::ToSchema)]")
         .field_attribute("offers.catalog.v1.Offer.currency_code", "#[serde(rename = \"currency\")]")
         .compile_fds(descriptors)?;
     Ok(())

@@ -90,25 +90,14 @@ impl TestSuite {
     }
 
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<TestSuite> {
-        let (resources, settings, private_key_pem, simulator) = prepare(backend, configure).await?;
+        let (prepared, settings) = prepare(backend, configure).await?;
         let suite = start(&settings).await;
         let db = suite.db.clone().expect("database");
         let bus = suite.bus.clone().expect("bus");
-        let this = TestSuite {
-            backend,
-            api: Api::new(suite.http_addr),
-            settings: suite.settings.clone(),
-            private_key_pem,
-            http_addr: suite.http_addr,
-            grpc_addr: suite.grpc_addr.expect("gRPC listener"),
-            internal_grpc_addr: suite.internal_grpc_addr.expect("internal listener"),
-            base: settings,
-            suite: Some(Running::InProcess(suite)),
-            db,
-            bus,
-            simulator,
-            resources,
-        };
+        let (http, grpc) = (suite.http_addr, suite.grpc_addr.expect("gRPC listener"));
+        let internal = suite.internal_grpc_addr.expect("internal listener");
+        let listeners = (http, grpc, internal);
+        let this = Self::assemble(prepared, settings, Running::InProcess(suite), listeners, db, bus);
         this.seed().await;
         Some(this)
     }
@@ -126,10 +115,10 @@ impl TestSuite {
         env: Vec<(String, String)>,
         configure: impl FnOnce(&mut Settings),
     ) -> Option<TestSuite> {
-        let (resources, settings, private_key_pem, simulator) = prepare(Backend::Real, configure).await?;
+        let (prepared, settings) = prepare(Backend::Real, configure).await?;
         let plan = Plan {
             binary: offers_binary(),
-            dir: resources.scratch_dir().join("deployment"),
+            dir: prepared.resources.scratch_dir().join("deployment"),
             settings: settings.clone(),
             replicas,
             env,
@@ -138,23 +127,42 @@ impl TestSuite {
         let db = offers::process::connect_database(&deployment.settings, false).await.expect("database");
         let bus = offers_kit::bus::from_settings(&deployment.settings.bus).expect("bus");
         let auth = deployment.members_of(Role::Auth).next().expect("an auth process").clone();
-        let this = TestSuite {
-            backend: Backend::Real,
-            api: Api::new(deployment.edge()),
-            settings: deployment.settings.clone(),
+        let grpc = auth.grpc.expect("auth's gRPC listener");
+        let listeners = (deployment.edge(), grpc, auth.internal_grpc.expect("auth's internal listener"));
+        let this = Self::assemble(prepared, settings, Running::Processes(deployment), listeners, db, bus);
+        this.seed().await;
+        Some(this)
+    }
+
+    /// The suite under test, with its (HTTP, gRPC, internal gRPC) listeners.
+    fn assemble(
+        prepared: Prepared,
+        base: Settings,
+        running: Running,
+        (http_addr, grpc_addr, internal_grpc_addr): (SocketAddr, SocketAddr, SocketAddr),
+        db: sea_orm::DatabaseConnection,
+        bus: offers_kit::bus::SharedBus,
+    ) -> TestSuite {
+        let settings = match &running {
+            Running::InProcess(process) => process.settings.clone(),
+            Running::Processes(deployment) => deployment.settings.clone(),
+        };
+        let Prepared { backend, resources, private_key_pem, simulator } = prepared;
+        TestSuite {
+            backend,
+            api: Api::new(http_addr),
+            settings,
             private_key_pem,
-            http_addr: deployment.edge(),
-            grpc_addr: auth.grpc.expect("auth's gRPC listener"),
-            internal_grpc_addr: auth.internal_grpc.expect("auth's internal listener"),
-            base: settings,
-            suite: Some(Running::Processes(deployment)),
+            http_addr,
+            grpc_addr,
+            internal_grpc_addr,
+            base,
+            suite: Some(running),
             db,
             bus,
             simulator,
             resources,
-        };
-        this.seed().await;
-        Some(this)
+        }
     }
 
     /// The processes of a deployment, if this suite is one.
@@ -178,20 +186,37 @@ impl TestSuite {
         self.resources.scratch_dir()
     }
 
+    /// Runs the `offers` command line with this suite's settings (written
+    /// to a private file in the scratch directory), as an operator would.
+    pub async fn offers_cli(&self, args: &[&str]) -> std::process::Output {
+        let config = self.scratch_dir().join("cli-config.json");
+        let json = offers_kit::config::unredacted(|| serde_json::to_string(&self.settings)).expect("settings");
+        offers::settings::write_private(&config, &json).expect("config file");
+        let mut command = std::process::Command::new(offers_binary());
+        command.arg("--config").arg(config).args(args);
+        tokio::task::spawn_blocking(move || command.output().expect("offers runs")).await.expect("joined")
+    }
+
     async fn seed(&self) {
         let currency = self.settings.currency.clone();
         offers::dev::seed(&mut self.admin(), &currency).await.expect("demo data");
     }
 }
 
+/// What a test runs on besides the suite: its backends, the signing key it
+/// forges tokens with, the provisioning simulator.
+struct Prepared {
+    backend: Backend,
+    resources: backends::Resources,
+    private_key_pem: String,
+    simulator: CancellationToken,
+}
+
 /// A test's backends and the settings every topology starts from: the
 /// embedded mode's (keys, credential, reminder sink, the demo partner's
 /// preset key, callbacks to local servers) on `backend`, with a signing key
 /// the test knows, quick retries, and the provisioning simulator.
-async fn prepare(
-    backend: Backend,
-    configure: impl FnOnce(&mut Settings),
-) -> Option<(backends::Resources, Settings, String, CancellationToken)> {
+async fn prepare(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<(Prepared, Settings)> {
     init_logs();
     let resources = backends::Resources::provision(backend).await?;
     // The embedded mode's settings in the test's scratch directory (keys,
@@ -220,7 +245,7 @@ async fn prepare(
     settings.notifier.retry_base_ms = 50;
     settings.notifier.retry_max_ms = 200;
     configure(&mut settings);
-    Some((resources, settings, private_key_pem, simulator))
+    Some((Prepared { backend, resources, private_key_pem, simulator }, settings))
 }
 
 impl TestSuite {
@@ -375,8 +400,10 @@ impl TestSuite {
         offers::cron::expiring_subscriptions(&self.settings, token, at).await.expect("job runs")
     }
 
-    /// Stops the servers (the backend resources go when the suite drops).
+    /// Checks the books (every scenario ends so), then stops the servers
+    /// (the backend resources go when the suite drops).
     pub async fn stop(mut self) {
+        self.assert_ledger_invariant().await;
         match self.suite.take() {
             Some(Running::InProcess(suite)) => suite.stop().await,
             Some(Running::Processes(deployment)) => deployment.stop().await.expect("the deployment stops"),
@@ -412,7 +439,6 @@ macro_rules! both {
                 async fn $name() {
                     if let Some(suite) = $crate::TestSuite::spawn($crate::Backend::Embedded).await {
                         super::$name(&suite).await;
-                        suite.assert_ledger_invariant().await;
                         suite.stop().await;
                     }
                 }
@@ -424,7 +450,6 @@ macro_rules! both {
                 async fn $name() {
                     if let Some(suite) = $crate::TestSuite::spawn($crate::Backend::Real).await {
                         super::$name(&suite).await;
-                        suite.assert_ledger_invariant().await;
                         suite.stop().await;
                     }
                 }
@@ -435,7 +460,7 @@ macro_rules! both {
 
 /// Runs scenarios that set up their own suite on both backends:
 /// `each_backend!(name)` expects an `async fn name(backend: Backend)` in
-/// scope (which asserts the ledger invariant itself) and makes the tests
+/// scope (its suites check the books when they stop) and makes the tests
 /// `each_embedded::name` and `each_real::name`.
 #[macro_export]
 macro_rules! each_backend {
@@ -473,7 +498,6 @@ macro_rules! across_processes {
                 async fn $name() {
                     if let Some(suite) = $crate::TestSuite::spawn_processes().await {
                         super::$name(&suite).await;
-                        suite.assert_ledger_invariant().await;
                         suite.stop().await;
                     }
                 }

@@ -113,27 +113,9 @@ pub async fn profile(State(up): State<Upstreams>, user: UserCaller) -> Result<Js
     }))
 }
 
-/// One public key of the key set (RFC 7517; an Ed25519 `OKP` key, RFC 8037).
-#[derive(Serialize, ToSchema)]
-pub struct PublicKey {
-    /// `OKP`.
-    pub kty: String,
-    /// `Ed25519`.
-    pub crv: String,
-    /// The public key, base64url.
-    pub x: String,
-    /// Named in the header of every token the key signs.
-    pub kid: String,
-    /// `EdDSA`.
-    pub alg: String,
-    /// `sig`.
-    #[serde(rename = "use")]
-    pub use_: String,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct KeySet {
-    pub keys: Vec<PublicKey>,
+    pub keys: Vec<pb::Jwk>,
 }
 
 /// The public keys that verify access tokens (keys rotate: match a token's
@@ -142,10 +124,5 @@ pub struct KeySet {
     responses((status = 200, body = KeySet), (status = 503, body = Problem)))]
 pub async fn jwks(State(up): State<Upstreams>, caller: Caller) -> Result<Json<KeySet>, ApiError> {
     let answer = up.auth.clone().get_jwks(caller.grpc(pb::GetJwksRequest {})).await?.into_inner();
-    let keys = answer
-        .keys
-        .into_iter()
-        .map(|k| PublicKey { kty: k.kty, crv: k.crv, x: k.x, kid: k.kid, alg: k.alg, use_: k.r#use })
-        .collect();
-    Ok(Json(KeySet { keys }))
+    Ok(Json(KeySet { keys: answer.keys }))
 }

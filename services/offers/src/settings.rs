@@ -309,7 +309,8 @@ fn base64_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
 }
 
-pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+/// Writes `contents` to `path` readable by its owner only (it holds secrets).
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -341,7 +341,6 @@ async fn a_worker_killed_mid_attempt_charges_once(backend: Backend) {
     assert_eq!(suite.balance(&token).await, before - 500, "one charge");
     let subs = suite.api.get("/api/v1/account/subscriptions/", Some(&token)).await;
     assert_eq!(subs.body["results"].as_array().expect("results").len(), 1);
-    suite.assert_ledger_invariant().await;
     suite.stop().await;
 }
 
@@ -383,7 +382,6 @@ async fn broker_down_at_purchase_time_delays_but_loses_nothing() {
     let done = suite.settled(&token, &tx).await;
     assert_eq!(done.body["status"], "SUCCESS", "{}", done.body);
     assert_eq!(suite.balance(&token).await, before - 500);
-    suite.assert_ledger_invariant().await;
     suite.stop().await;
 }
 
@@ -400,7 +398,6 @@ async fn cache_down_money_and_status_still_work() {
     let ready = suite.api.get("/readyz", None).await;
     assert_eq!(ready.status, 200, "the cache is not required: {}", ready.body);
     assert_ne!(ready.body["checks"]["cache"], "ok");
-    suite.assert_ledger_invariant().await;
     suite.stop().await;
 }
 

@@ -136,7 +136,7 @@ async fn grpc_health_and_internal_credential(suite: &TestSuite) {
     let mut request = tonic::Request::new(lookup());
     request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
     assert_eq!(users.get_user(request).await.expect_err("user token").code(), tonic::Code::Unauthenticated);
-    let found = suite.admin().users.get_user(lookup()).await.expect("with the credential").into_inner();
+    let found = suite.admin().clients.users.get_user(lookup()).await.expect("with the credential").into_inner();
     assert_eq!(found.user.expect("user").username, "demo");
 
     // Internal services are not on the public listener at all.

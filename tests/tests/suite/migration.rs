@@ -115,7 +115,7 @@ async fn old_balances_move_into_the_double_entry_ledger(backend: Backend) {
             failure_reason: "migrated and failed".into(),
             attempt: 0,
         };
-        assert!(admin.ledger.settle_transaction(settle).await.expect("settle").into_inner().applied);
+        assert!(admin.clients.ledger.settle_transaction(settle).await.expect("settle").into_inner().applied);
     }
     let books = admin.check_ledger().await.expect("check");
     assert!(books.violations.is_empty(), "{:#?}", books.violations);

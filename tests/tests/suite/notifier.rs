@@ -185,7 +185,6 @@ async fn lost_reminders_are_redriven(backend: Backend) {
     eventually_status(&suite, lost, "SENT").await;
     assert!(!sink(&suite).contains("EXP-LATER"), "a job not yet due is left alone");
     assert_eq!(reminder_status(&suite, later).await, "QUEUED");
-    suite.assert_ledger_invariant().await;
     suite.stop().await;
 }
 

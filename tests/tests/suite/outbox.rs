@@ -53,6 +53,5 @@ async fn real_outbox_goes_on_past_a_refused_job() {
     assert!(!published && attempts >= 1, "the refused job waits for a later try: {published} {attempts}");
 
     amqp.close(0, "done".into()).await.ok();
-    suite.assert_ledger_invariant().await;
     suite.stop().await;
 }

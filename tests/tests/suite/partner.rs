@@ -126,7 +126,7 @@ async fn failed_partner_activation_refunds_the_partner_once(suite: &TestSuite) {
         failure_reason: "again".into(),
         attempt: 0,
     };
-    let again = admin.ledger.settle_transaction(settle).await.expect("settle").into_inner();
+    let again = admin.clients.ledger.settle_transaction(settle).await.expect("settle").into_inner();
     assert!(!again.applied);
     assert_eq!(partner_balance(suite, DEMO_KEY).await.0, float, "refunded once");
     assert_eq!(suite.balance(&token).await, before);
@@ -415,7 +415,6 @@ async fn callbacks_are_signed_and_retried(backend: Backend) {
     assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 120);
     assert_eq!(header("x-offers-signature"), offers_partner::sign(&secret, timestamp, &second.1), "a valid signature");
     assert_ne!(header("x-offers-signature"), offers_partner::sign("wrong-secret", timestamp, &second.1));
-    suite.assert_ledger_invariant().await;
     suite.stop().await;
 }
 
@@ -536,7 +535,6 @@ async fn lost_callbacks_are_redriven(backend: Backend) {
     assert!(bodies.iter().all(|b| b["event_id"] == lost.event_id.to_string()), "{bodies:?}");
     assert_eq!(bodies[0]["reference"], "REF-00000000LOST");
     assert_eq!(delivery_state(&suite, later.event_id).await, (0, false), "a job not yet due is left alone");
-    suite.assert_ledger_invariant().await;
     suite.stop().await;
 }
 

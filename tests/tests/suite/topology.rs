@@ -90,7 +90,6 @@ async fn each_process_measures_its_own_part() {
     let settle = [("service", "offers.account.v1.LedgerService"), ("method", "SettleTransaction"), ("code", "OK")];
     assert!(has_series(&text, "offers_grpc_server_duration_seconds_bucket", &settle));
     assert!(has_series(&text, "offers_activation_settle_duration_seconds_bucket", &[("status", "SUCCESS")]));
-    suite.assert_ledger_invariant().await;
     suite.stop().await;
 }
 
@@ -162,7 +161,6 @@ async fn sigterm_in_a_burst_loses_and_duplicates_nothing() {
         assert_eq!(suite.settled(&token, id).await.body["status"], "SUCCESS", "{id}");
     }
     assert_eq!(suite.balance(&token).await, before - 30 * 500, "each purchase charged exactly once");
-    suite.assert_ledger_invariant().await;
     suite.stop().await;
 }
 
@@ -252,6 +250,5 @@ async fn one_activation_is_one_trace_across_the_processes() {
         .map(|m| m.name())
         .collect();
     assert!(logged.len() >= 3, "the trace id is in the logs of {logged:?}");
-    suite.assert_ledger_invariant().await;
     suite.stop().await;
 }

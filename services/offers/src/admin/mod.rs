@@ -7,27 +7,19 @@ pub mod cli;
 use std::time::Duration;
 
 use anyhow::Context;
-use offers_kit::grpc::InternalChannel;
 use offers_kit::{Error, ErrorCode};
-use offers_proto::account::v1::{self as account_pb, ledger_service_client::LedgerServiceClient};
-use offers_proto::auth::v1::signing_key_admin_service_client::SigningKeyAdminServiceClient;
-use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
-use offers_proto::auth::v1::{self as auth_pb};
-use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
-use offers_proto::catalog::v1::{self as catalog_pb};
-use offers_proto::jobs::v1::{self as jobs_pb, job_admin_service_client::JobAdminServiceClient};
-use offers_proto::partner::v1::{self as partner_pb, partner_admin_service_client::PartnerAdminServiceClient};
+use offers_proto::account::v1 as account_pb;
+use offers_proto::auth::v1 as auth_pb;
+use offers_proto::catalog::v1 as catalog_pb;
+use offers_proto::jobs::v1 as jobs_pb;
+use offers_proto::partner::v1 as partner_pb;
 
 use crate::clients::InternalClients;
 use crate::settings::Settings;
 
+/// The administrative calls, over the same internal clients the roles use.
 pub struct AdminClient {
-    pub users: UserAdminServiceClient<InternalChannel>,
-    pub keys: SigningKeyAdminServiceClient<InternalChannel>,
-    pub catalog: CatalogAdminServiceClient<InternalChannel>,
-    pub ledger: LedgerServiceClient<InternalChannel>,
-    pub partners: PartnerAdminServiceClient<InternalChannel>,
-    pub jobs: JobAdminServiceClient<InternalChannel>,
+    pub clients: InternalClients,
 }
 
 /// The outcome of a create that may find its object already there.
@@ -50,14 +42,12 @@ impl AdminClient {
     /// Administrative calls may be slow (password hashing), hence the
     /// generous deadline.
     pub fn connect(settings: &Settings, token: &str) -> anyhow::Result<Self> {
-        let InternalClients { users, keys, catalog, ledger, partners, jobs } =
-            InternalClients::new(settings, token, Duration::from_secs(30))?;
-        Ok(Self { users, keys, catalog, ledger, partners, jobs })
+        Ok(Self { clients: InternalClients::new(settings, token, Duration::from_secs(30))? })
     }
 
     /// Creates a user and opens their balance.
     pub async fn create_user(&mut self, request: auth_pb::CreateUserRequest) -> anyhow::Result<Created<auth_pb::User>> {
-        Ok(match created(self.users.create_user(request).await)? {
+        Ok(match created(self.clients.users.create_user(request).await)? {
             Created::New(r) => {
                 let user = r.user.context("no user in the answer")?;
                 self.open_account(&user.id, account_pb::AccountKind::User).await?;
@@ -73,14 +63,18 @@ impl AdminClient {
             Ok(id) => auth_pb::get_user_request::Lookup::Id(id.to_string()),
             Err(_) => auth_pb::get_user_request::Lookup::Username(id_or_username.to_string()),
         };
-        let answer =
-            self.users.get_user(auth_pb::GetUserRequest { lookup: Some(lookup) }).await.map_err(Error::from_status)?;
+        let answer = self
+            .clients
+            .users
+            .get_user(auth_pb::GetUserRequest { lookup: Some(lookup) })
+            .await
+            .map_err(Error::from_status)?;
         answer.into_inner().user.context("no user in the answer")
     }
 
     async fn open_account(&mut self, owner_id: &str, kind: account_pb::AccountKind) -> anyhow::Result<()> {
         let open = account_pb::OpenAccountRequest { owner_id: owner_id.into(), kind: kind.into() };
-        self.ledger.open_account(open).await.map_err(Error::from_status)?;
+        self.clients.ledger.open_account(open).await.map_err(Error::from_status)?;
         Ok(())
     }
 
@@ -126,14 +120,14 @@ impl AdminClient {
             idempotency_key: key.into(),
             memo: memo.into(),
         };
-        let answer = self.ledger.credit(request).await.map_err(Error::from_status)?.into_inner();
+        let answer = self.clients.ledger.credit(request).await.map_err(Error::from_status)?.into_inner();
         Ok((answer.applied, answer.account.context("no account in the answer")?))
     }
 
     /// Sets how far below zero a partner's account may go.
     pub async fn set_credit_limit(&mut self, partner_id: &str, limit: i64) -> anyhow::Result<account_pb::Account> {
         let request = account_pb::SetCreditLimitRequest { partner_id: partner_id.into(), credit_limit: limit };
-        let answer = self.ledger.set_credit_limit(request).await.map_err(Error::from_status)?.into_inner();
+        let answer = self.clients.ledger.set_credit_limit(request).await.map_err(Error::from_status)?.into_inner();
         answer.account.context("no account in the answer")
     }
 
@@ -143,7 +137,7 @@ impl AdminClient {
         let mut page_token = String::new();
         loop {
             let request = account_pb::ListReviewsRequest { page_size: 200, page_token };
-            let page = self.ledger.list_reviews(request).await.map_err(Error::from_status)?.into_inner();
+            let page = self.clients.ledger.list_reviews(request).await.map_err(Error::from_status)?.into_inner();
             all.extend(page.transactions.into_iter().zip(page.reasons));
             if page.next_page_token.is_empty() {
                 return Ok(all);
@@ -166,19 +160,20 @@ impl AdminClient {
             actor: actor.into(),
             note: note.into(),
         };
-        let answer = self.ledger.resolve_transaction(request).await.map_err(Error::from_status)?.into_inner();
+        let answer = self.clients.ledger.resolve_transaction(request).await.map_err(Error::from_status)?.into_inner();
         answer.transaction.context("no transaction in the answer")
     }
 
     /// The ledger check: account totals, their sum, and what is wrong.
     pub async fn check_ledger(&mut self) -> anyhow::Result<account_pb::CheckLedgerResponse> {
-        let answer = self.ledger.check_ledger(account_pb::CheckLedgerRequest {}).await.map_err(Error::from_status)?;
+        let answer =
+            self.clients.ledger.check_ledger(account_pb::CheckLedgerRequest {}).await.map_err(Error::from_status)?;
         Ok(answer.into_inner())
     }
 
     pub async fn create_offer(&mut self, offer: catalog_pb::Offer) -> anyhow::Result<Created<catalog_pb::Offer>> {
         let request = catalog_pb::CreateOfferRequest { offer: Some(offer) };
-        Ok(match created(self.catalog.create_offer(request).await)? {
+        Ok(match created(self.clients.catalog.create_offer(request).await)? {
             Created::New(r) => Created::New(r.offer.context("no offer in the answer")?),
             Created::Existing => Created::Existing,
         })
@@ -191,14 +186,16 @@ impl AdminClient {
     ) -> anyhow::Result<catalog_pb::Offer> {
         let request =
             catalog_pb::UpdateOfferRequest { offer: Some(offer), update_mask: Some(prost_types::FieldMask { paths }) };
-        let answer = self.catalog.update_offer(request).await.map_err(Error::from_status)?;
+        let answer = self.clients.catalog.update_offer(request).await.map_err(Error::from_status)?;
         answer.into_inner().offer.context("no offer in the answer")
     }
 
     /// Creates a partner and opens its account; the answer holds its first
     /// key's secret, once.
     pub async fn create_partner(&mut self, name: &str) -> anyhow::Result<Created<partner_pb::CreatePartnerResponse>> {
-        let made = created(self.partners.create_partner(partner_pb::CreatePartnerRequest { name: name.into() }).await)?;
+        let made = created(
+            self.clients.partners.create_partner(partner_pb::CreatePartnerRequest { name: name.into() }).await,
+        )?;
         if let Created::New(response) = &made {
             let partner = response.partner.as_ref().context("no partner in the answer")?;
             self.open_account(&partner.id, account_pb::AccountKind::Partner).await?;
@@ -208,6 +205,7 @@ impl AdminClient {
 
     pub async fn partner(&mut self, name: &str) -> anyhow::Result<partner_pb::Partner> {
         let answer = self
+            .clients
             .partners
             .get_partner(partner_pb::GetPartnerRequest { name: name.into() })
             .await
@@ -225,12 +223,12 @@ impl AdminClient {
             partner_id: partner_id.into(),
             preset_secret: preset.unwrap_or_default().into(),
         };
-        Ok(self.partners.create_api_key(request).await.map_err(Error::from_status)?.into_inner())
+        Ok(self.clients.partners.create_api_key(request).await.map_err(Error::from_status)?.into_inner())
     }
 
     pub async fn revoke_key(&mut self, key_id: &str) -> anyhow::Result<partner_pb::ApiKey> {
         let request = partner_pb::RevokeApiKeyRequest { api_key_id: key_id.into() };
-        let answer = self.partners.revoke_api_key(request).await.map_err(Error::from_status)?;
+        let answer = self.clients.partners.revoke_api_key(request).await.map_err(Error::from_status)?;
         answer.into_inner().api_key.context("no key in the answer")
     }
 
@@ -240,27 +238,35 @@ impl AdminClient {
         status: partner_pb::PartnerStatus,
     ) -> anyhow::Result<partner_pb::Partner> {
         let request = partner_pb::SetPartnerStatusRequest { partner_id: partner_id.into(), status: status.into() };
-        let answer = self.partners.set_partner_status(request).await.map_err(Error::from_status)?;
+        let answer = self.clients.partners.set_partner_status(request).await.map_err(Error::from_status)?;
         answer.into_inner().partner.context("no partner in the answer")
     }
 
     /// Makes a new signing key; the old ones retire after a token lifetime.
     pub async fn rotate_key(&mut self) -> anyhow::Result<auth_pb::SigningKey> {
-        let answer =
-            self.keys.rotate_signing_key(auth_pb::RotateSigningKeyRequest {}).await.map_err(Error::from_status)?;
+        let answer = self
+            .clients
+            .keys
+            .rotate_signing_key(auth_pb::RotateSigningKeyRequest {})
+            .await
+            .map_err(Error::from_status)?;
         answer.into_inner().key.context("no key in the answer")
     }
 
     /// Takes a signing key out of service at once.
     pub async fn retire_key(&mut self, kid: &str) -> anyhow::Result<auth_pb::SigningKey> {
         let request = auth_pb::RetireSigningKeyRequest { kid: kid.into() };
-        let answer = self.keys.retire_signing_key(request).await.map_err(Error::from_status)?;
+        let answer = self.clients.keys.retire_signing_key(request).await.map_err(Error::from_status)?;
         answer.into_inner().key.context("no key in the answer")
     }
 
     pub async fn keys(&mut self) -> anyhow::Result<Vec<auth_pb::SigningKey>> {
-        let answer =
-            self.keys.list_signing_keys(auth_pb::ListSigningKeysRequest {}).await.map_err(Error::from_status)?;
+        let answer = self
+            .clients
+            .keys
+            .list_signing_keys(auth_pb::ListSigningKeysRequest {})
+            .await
+            .map_err(Error::from_status)?;
         Ok(answer.into_inner().keys)
     }
 
@@ -275,7 +281,7 @@ impl AdminClient {
             topic: topic.unwrap_or_default().into(),
             page_size: i32::try_from(page_size).context("page size too large")?,
         };
-        let answer = self.jobs.list_parked_jobs(request).await.map_err(Error::from_status)?;
+        let answer = self.clients.jobs.list_parked_jobs(request).await.map_err(Error::from_status)?;
         Ok(answer.into_inner().topics)
     }
 
@@ -284,7 +290,7 @@ impl AdminClient {
     pub async fn replay_parked_jobs(&mut self, topic: &str, max: Option<u32>) -> anyhow::Result<u32> {
         let max_jobs = i32::try_from(max.unwrap_or(0)).context("--max too large")?;
         let request = jobs_pb::ReplayParkedJobsRequest { topic: topic.into(), max_jobs };
-        let answer = self.jobs.replay_parked_jobs(request).await.map_err(Error::from_status)?;
+        let answer = self.clients.jobs.replay_parked_jobs(request).await.map_err(Error::from_status)?;
         Ok(u32::try_from(answer.into_inner().replayed).unwrap_or_default())
     }
 }
