@@ -244,6 +244,8 @@ async fn prepare(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Opt
     settings.provisioning.url = Some(format!("http://{sim}"));
     settings.notifier.retry_base_ms = 50;
     settings.notifier.retry_max_ms = 200;
+    settings.partner.callback_retry_base_ms = 50;
+    settings.partner.callback_retry_max_ms = 200;
     configure(&mut settings);
     Some((Prepared { backend, resources, private_key_pem, simulator }, settings))
 }

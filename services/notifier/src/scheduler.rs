@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use offers_kit::grpc::{InternalChannel, from_timestamp, to_timestamp};
 use offers_kit::outbox::Outbox;
 use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
@@ -231,8 +231,7 @@ impl Scheduler {
     /// happen or did not finish (everything down, a crash) is caught up at
     /// the next check.
     pub async fn run_daily(self, shutdown: CancellationToken) {
-        let Some((hour, minute)) = self.settings.run_at() else { return };
-        let at = NaiveTime::from_hms_opt(hour, minute, 0).unwrap_or(NaiveTime::MIN);
+        let Some(at) = self.settings.run_at() else { return };
         let every = Duration::from_secs(self.settings.check_interval_secs);
         loop {
             let now = Utc::now();

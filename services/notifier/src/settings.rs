@@ -12,7 +12,7 @@ pub struct NotifierSettings {
     /// Remind this many hours before expiry; each subscription is reminded
     /// once per window, by the smallest window it falls in.
     pub windows_hours: Vec<u32>,
-    /// When the daily run happens, `HH:MM` UTC.
+    /// When the daily run happens, `HH:MM` (or `HH:MM:SS`) UTC.
     pub run_at_utc: String,
     /// How often the in-process scheduler checks whether today's run is due.
     pub check_interval_secs: u64,
@@ -63,11 +63,12 @@ impl Default for NotifierSettings {
 }
 
 impl NotifierSettings {
-    /// The daily run time as (hour, minute), if well formed.
-    pub fn run_at(&self) -> Option<(u32, u32)> {
-        let (h, m) = self.run_at_utc.split_once(':')?;
-        let (h, m) = (h.parse().ok()?, m.parse().ok()?);
-        (h < 24 && m < 60).then_some((h, m))
+    /// The daily run time, if well formed.
+    pub fn run_at(&self) -> Option<chrono::NaiveTime> {
+        let at = &self.run_at_utc;
+        chrono::NaiveTime::parse_from_str(at, "%H:%M:%S")
+            .or_else(|_| chrono::NaiveTime::parse_from_str(at, "%H:%M"))
+            .ok()
     }
 }
 
@@ -75,7 +76,11 @@ impl Validate for NotifierSettings {
     fn validate(&self, p: &mut Problems) {
         let windows_ok = !self.windows_hours.is_empty() && self.windows_hours.iter().all(|w| (1..=720).contains(w));
         p.check(windows_ok, "windows_hours", "one or more windows of 1 to 720 hours");
-        p.check(self.run_at().is_some(), "run_at_utc", format!("expected HH:MM, got {:?}", self.run_at_utc));
+        p.check(
+            self.run_at().is_some(),
+            "run_at_utc",
+            format!("expected HH:MM or HH:MM:SS, got {:?}", self.run_at_utc),
+        );
         p.check((1..=60_000).contains(&self.send_timeout_ms), "send_timeout_ms", "must be between 1 and 60000");
         p.check((1..=3600).contains(&self.check_interval_secs), "check_interval_secs", "must be between 1 and 3600");
         p.check((1..=100).contains(&self.max_attempts), "max_attempts", "must be between 1 and 100");
@@ -104,6 +109,21 @@ impl Validate for NotifierSettings {
                 "smtp_url",
                 "expected smtp://… or smtps://…",
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_time_takes_minutes_or_seconds() {
+        let at = |text: &str| NotifierSettings { run_at_utc: text.into(), ..Default::default() }.run_at();
+        assert_eq!(at("08:00"), chrono::NaiveTime::from_hms_opt(8, 0, 0));
+        assert_eq!(at("23:59:30"), chrono::NaiveTime::from_hms_opt(23, 59, 30));
+        for bad in ["24:00", "8", "08:60", "08:00:61", "noon"] {
+            assert_eq!(at(bad), None, "{bad}");
         }
     }
 }

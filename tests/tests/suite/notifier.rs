@@ -122,6 +122,37 @@ both!(reminders_go_out_once, renewal_rearms_the_reminder, concurrent_runs_queue_
 // Across every process boundary: each role its own process.
 across_processes!(reminders_go_out_once, renewal_rearms_the_reminder,);
 
+/// The daily pass as production runs it: the scheduler process (which
+/// made the day's pass when it started, before there was anything to
+/// remind), its outbox relay, the broker, and the notifier process
+/// delivering. The day's record of the pass is removed once the
+/// subscriptions exist, so the scheduler makes it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_process_sends_the_days_reminders() {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::Query;
+    let configure = |s: &mut offers::settings::Settings| s.notifier.check_interval_secs = 1;
+    let replicas = offers::local::Replicas::default();
+    let Some(suite) = TestSuite::spawn_processes_with(replicas, Vec::new(), configure).await else { return };
+    let runs = || async {
+        let count = Query::select().expr(sea_orm::sea_query::Expr::cust("COUNT(*)")).from("notifier_runs").to_owned();
+        let row = suite.database().query_one(&count).await.expect("query").expect("a row");
+        row.try_get_by_index::<i64>(0).expect("count")
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while runs().await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the scheduler made no pass at start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    subscription_of(&suite, "EXP-2D", 2, "").await;
+    subscription_of(&suite, "EXP-10D", 10, "").await;
+    assert!(!sink(&suite).contains("EXP-2D"), "nothing before the pass");
+    suite.database().execute(&Query::delete().from_table("notifier_runs").to_owned()).await.expect("re-armed");
+    eventually("the scheduled reminder", || sink(&suite).contains("Bundle EXP-2D")).await;
+    assert!(!sink(&suite).contains("EXP-10D"), "only what expires within the window");
+    suite.stop().await;
+}
+
 /// A queued reminder for the subscription, as the scheduler records it,
 /// whose job is due `due_in` from now, with no job published (as if lost).
 async fn reminder_without_job(
