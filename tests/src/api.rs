@@ -14,6 +14,7 @@ pub struct Api {
 /// One HTTP answer.
 #[derive(Debug)]
 pub struct Reply {
+    /// 0 when nothing answered (the connection failed); `body` then says why.
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Value,
@@ -47,10 +48,17 @@ impl Api {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request.send().await.expect("request sent");
+        let failed = |e: reqwest::Error| Reply { status: 0, headers: HeaderMap::new(), body: Value::String(e.to_string()) };
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => return failed(e),
+        };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("body");
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => return failed(e),
+        };
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Reply { status, headers, body }

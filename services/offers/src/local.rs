@@ -83,6 +83,9 @@ pub struct Deployment {
     pub settings: Settings,
     pub members: Vec<Member>,
     children: Vec<Child>,
+    binary: PathBuf,
+    config: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 const STATE_FILE: &str = "processes.json";
@@ -159,41 +162,21 @@ impl Deployment {
             bail!("offers migrate failed: {}", String::from_utf8_lossy(&migrate.stderr));
         }
 
-        let mut deployment = Deployment { dir: dir.clone(), settings, members: Vec::new(), children: Vec::new() };
+        let mut deployment =
+            Deployment { dir, settings, members: Vec::new(), children: Vec::new(), binary, config, env };
         for slot in &slots {
             let name = format!("{}-{}", slot.role, slot.replica);
-            let log = logs.join(format!("{name}.log"));
-            let out = std::fs::File::create(&log).with_context(|| format!("cannot write {}", log.display()))?;
-            let mut command = Command::new(&binary);
-            command
-                .arg("--config")
-                .arg(&config)
-                .arg("serve")
-                .arg(slot.role.to_string())
-                .arg("--http")
-                .arg(slot.http.to_string())
-                .env("OFFERS_TELEMETRY__SERVICE_NAME", format!("offers-{}", slot.role))
-                .envs(env.iter().map(|(k, v)| (k, v)))
-                .stdin(Stdio::null())
-                .stdout(out.try_clone()?)
-                .stderr(out);
-            if let Some((public, internal)) = slot.grpc {
-                command.arg("--grpc").arg(public.to_string()).arg("--internal-grpc").arg(internal.to_string());
-            }
-            // A group of its own: a Ctrl-C meant for `offers local up` does
-            // not reach the suite it leaves running.
-            #[cfg(unix)]
-            std::os::unix::process::CommandExt::process_group(&mut command, 0);
-            let child = command.spawn().with_context(|| format!("cannot start {name}"))?;
-            deployment.members.push(Member {
+            let member = Member {
                 role: slot.role.to_string(),
                 replica: slot.replica,
-                pid: child.id(),
+                pid: 0,
                 http: slot.http,
                 grpc: slot.grpc.map(|(p, _)| p),
                 internal_grpc: slot.grpc.map(|(_, i)| i),
-                log,
-            });
+                log: logs.join(format!("{name}.log")),
+            };
+            let child = deployment.spawn(&member)?;
+            deployment.members.push(Member { pid: child.id(), ..member });
             deployment.children.push(child);
         }
         deployment.wait_ready(Duration::from_secs(90)).await?;
@@ -210,9 +193,65 @@ impl Deployment {
         self.members.iter().filter(move |m| m.role == role)
     }
 
+    /// Starts the process of `member` on its listeners, logging to its log
+    /// (appended to, so a restarted member's log tells its whole story).
+    fn spawn(&self, member: &Member) -> anyhow::Result<Child> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&member.log)
+            .with_context(|| format!("cannot write {}", member.log.display()))?;
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .arg(&member.role)
+            .arg("--http")
+            .arg(member.http.to_string())
+            .env("OFFERS_TELEMETRY__SERVICE_NAME", format!("offers-{}", member.role))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        if let (Some(public), Some(internal)) = (member.grpc, member.internal_grpc) {
+            command.arg("--grpc").arg(public.to_string()).arg("--internal-grpc").arg(internal.to_string());
+        }
+        // A group of its own: a Ctrl-C meant for `offers local up` does
+        // not reach the suite it leaves running.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        command.spawn().with_context(|| format!("cannot start {}", member.name()))
+    }
+
+    /// Starts `member` again (after it exited or was killed) on the same
+    /// listeners, and waits until it is ready.
+    pub async fn restart(&mut self, member: &Member, within: Duration) -> anyhow::Result<()> {
+        let index = self.members.iter().position(|m| m.name() == member.name()).context("not a member")?;
+        if self.children[index].try_wait()?.is_none() {
+            bail!("{} is still running", member.name());
+        }
+        let child = self.spawn(&self.members[index])?;
+        self.members[index].pid = child.id();
+        self.children[index] = child;
+        self.wait_ready_of(vec![index], within).await
+    }
+
+    /// Kills `member` at once (SIGKILL: no grace, nothing flushed, as a
+    /// crash would) and reaps it.
+    pub fn kill(&mut self, member: &Member) -> anyhow::Result<()> {
+        let index = self.members.iter().position(|m| m.name() == member.name()).context("not a member")?;
+        self.children[index].kill()?;
+        self.children[index].wait()?;
+        Ok(())
+    }
+
     async fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
+        self.wait_ready_of((0..self.members.len()).collect(), within).await
+    }
+
+    async fn wait_ready_of(&mut self, mut waiting: Vec<usize>, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
-        let mut waiting: Vec<usize> = (0..self.members.len()).collect();
         while !waiting.is_empty() {
             let mut still = Vec::new();
             for index in waiting {
@@ -248,8 +287,8 @@ impl Deployment {
     /// Asks `member` to stop (SIGTERM) and waits up to `within` for it to
     /// exit; its exit status, or `None` if it is still running.
     pub async fn terminate(&mut self, member: &Member, within: Duration) -> anyhow::Result<Option<i32>> {
-        signal(member.pid, "TERM")?;
-        let index = self.members.iter().position(|m| m.pid == member.pid).context("not a member")?;
+        let index = self.members.iter().position(|m| m.name() == member.name()).context("not a member")?;
+        signal(self.members[index].pid, "TERM")?;
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(status) = self.children[index].try_wait()? {
