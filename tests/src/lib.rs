@@ -62,7 +62,7 @@ enum Running {
 
 /// The `offers` binary the process tests start: `OFFERS_BIN`, or this
 /// workspace's debug build, brought up to date once per test run.
-fn offers_binary() -> PathBuf {
+pub fn offers_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
         .get_or_init(|| {

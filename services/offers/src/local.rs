@@ -99,7 +99,7 @@ const STATE_FILE: &str = "processes.json";
 const PORTS: std::ops::Range<u16> = 20_000..32_000;
 
 /// A free port on loopback that no earlier call returned.
-fn free_port() -> anyhow::Result<SocketAddr> {
+pub fn free_port() -> anyhow::Result<SocketAddr> {
     static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if handed_out.len() > usize::from(PORTS.end - PORTS.start) / 2 {

@@ -147,3 +147,63 @@ impl ReadinessCheck for Gate {
         if self.0.load(Ordering::Acquire) { Ok(()) } else { Err("still setting up".into()) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    /// A dependency that answers after `delay`, or never.
+    struct Slow(&'static str, Option<Duration>);
+
+    #[async_trait]
+    impl ReadinessCheck for Slow {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        async fn check(&self) -> Result<(), String> {
+            match self.1 {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => std::future::pending().await,
+            }
+            Ok(())
+        }
+    }
+
+    async fn readyz(readiness: Readiness) -> (StatusCode, serde_json::Value, Duration) {
+        let started = std::time::Instant::now();
+        let request = axum::http::Request::get("/readyz").body(axum::body::Body::empty()).expect("request");
+        let response = router(readiness).oneshot(request).await.expect("answer");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        (status, serde_json::from_slice(&body).expect("json"), started.elapsed())
+    }
+
+    #[tokio::test]
+    async fn checks_run_together_within_one_bound() {
+        // One after another these would take 1.5 + 1.5 + forever.
+        let slow = Some(Duration::from_millis(1_500));
+        let readiness = Readiness::default()
+            .require(Slow("database", slow))
+            .require(Slow("token_keys", slow))
+            .report(Slow("cache", None));
+        let (status, body, took) = readyz(readiness).await;
+        assert!(took < Duration::from_secs(4), "answered in {took:?}");
+        assert_eq!(status, StatusCode::OK, "a hanging cache is only reported: {body}");
+        assert_eq!(body["checks"]["cache"], "timed out");
+        assert_eq!(body["checks"]["database"], "ok");
+
+        let (status, body, _) = readyz(Readiness::default().require(Slow("database", None))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_gate_holds_readiness_until_opened() {
+        let gate = Gate::default();
+        let readiness = Readiness::default().require(gate.clone());
+        let (status, body, _) = readyz(readiness.clone()).await;
+        assert_eq!((status, body["checks"]["startup"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("still setting up")));
+        gate.open();
+        assert_eq!(readyz(readiness).await.0, StatusCode::OK);
+    }
+}
