@@ -90,6 +90,26 @@ async fn each_process_measures_its_own_part() {
     let settle = [("service", "offers.account.v1.LedgerService"), ("method", "SettleTransaction"), ("code", "OK")];
     assert!(has_series(&text, "offers_grpc_server_duration_seconds_bucket", &settle));
     assert!(has_series(&text, "offers_activation_settle_duration_seconds_bucket", &[("status", "SUCCESS")]));
+    // The job's way out: the outbox relay and the broker, seen by account.
+    assert!(value_of(&text, "offers_outbox_published_total", &[]) >= 1.0, "{text}");
+    assert!(value_of(&text, "offers_bus_published_total", &[]) >= 1.0, "{text}");
+    assert!(has_series(&text, "offers_outbox_oldest_age_seconds", &[("table", "account_outbox")]), "{text}");
+    assert!(has_series(&text, "offers_db_pool_connections", &[("state", "in_use")]), "{text}");
+    // ... and in: the workers consumed it.
+    let mut consumed = 0.0;
+    for worker in deployment.members_of(Role::Worker) {
+        consumed += value_of(&scrape(worker.http).await, "offers_bus_consumed_total", &[("outcome", "ack")]);
+    }
+    assert!(consumed >= 1.0, "a worker consumed and acked the job");
+    // The catalog's cache: the first list of a fresh suite misses, the next hits.
+    assert_eq!(suite.api.get("/api/v1/offers/", Some(&bought.token)).await.status, 200);
+    let catalog = deployment.members_of(Role::Catalog).next().expect("catalog");
+    let text = scrape(catalog.http).await;
+    let (hits, misses) = (
+        value_of(&text, "offers_catalog_cache_total", &[("result", "hit")]),
+        value_of(&text, "offers_catalog_cache_total", &[("result", "miss")]),
+    );
+    assert!(hits >= 1.0 && misses >= 1.0, "hits {hits}, misses {misses}");
     suite.stop().await;
 }
 
