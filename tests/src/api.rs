@@ -48,7 +48,8 @@ impl Api {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let failed = |e: reqwest::Error| Reply { status: 0, headers: HeaderMap::new(), body: Value::String(e.to_string()) };
+        let failed =
+            |e: reqwest::Error| Reply { status: 0, headers: HeaderMap::new(), body: Value::String(e.to_string()) };
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) => return failed(e),

@@ -54,6 +54,7 @@ struct Stub {
     posts: Arc<AtomicUsize>,
     inquiries: Arc<AtomicUsize>,
     elsewhere: Arc<Mutex<Vec<String>>>,
+    traceparents: Arc<Mutex<Vec<String>>>,
 }
 
 pub struct StubProvider {
@@ -61,6 +62,7 @@ pub struct StubProvider {
     posts: Arc<AtomicUsize>,
     inquiries: Arc<AtomicUsize>,
     elsewhere: Arc<Mutex<Vec<String>>>,
+    traceparents: Arc<Mutex<Vec<String>>>,
 }
 
 impl StubProvider {
@@ -76,12 +78,14 @@ impl StubProvider {
             posts: Arc::default(),
             inquiries: Arc::default(),
             elsewhere: Arc::default(),
+            traceparents: Arc::default(),
         };
         let this = StubProvider {
             url: String::new(),
             posts: stub.posts.clone(),
             inquiries: stub.inquiries.clone(),
             elsewhere: stub.elsewhere.clone(),
+            traceparents: stub.traceparents.clone(),
         };
         let app = axum::Router::new()
             .route("/v1/activations", post(activate))
@@ -102,6 +106,11 @@ impl StubProvider {
         self.inquiries.load(Ordering::SeqCst)
     }
 
+    /// The `traceparent` header of every POST, in order.
+    pub fn traceparents(&self) -> Vec<String> {
+        self.traceparents.lock().expect("lock").clone()
+    }
+
     /// Requests to anything but the contract's two paths.
     pub fn elsewhere(&self) -> Vec<String> {
         self.elsewhere.lock().expect("lock").clone()
@@ -120,7 +129,9 @@ async fn answer(answer: Answer) -> Response {
     }
 }
 
-async fn activate(State(stub): State<Stub>) -> Response {
+async fn activate(State(stub): State<Stub>, headers: axum::http::HeaderMap) -> Response {
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    stub.traceparents.lock().expect("lock").push(traceparent.to_string());
     let n = stub.posts.fetch_add(1, Ordering::SeqCst) + 1;
     answer((stub.post)(n)).await
 }

@@ -202,7 +202,10 @@ mod tests {
         let gate = Gate::default();
         let readiness = Readiness::default().require(gate.clone());
         let (status, body, _) = readyz(readiness.clone()).await;
-        assert_eq!((status, body["checks"]["startup"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("still setting up")));
+        assert_eq!(
+            (status, body["checks"]["startup"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("still setting up"))
+        );
         gate.open();
         assert_eq!(readyz(readiness).await.0, StatusCode::OK);
     }

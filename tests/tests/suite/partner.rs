@@ -388,7 +388,13 @@ async fn callbacks_are_signed_and_retried(suite: &TestSuite) {
     let token = suite.token("demo").await;
     let user = user_id(suite, &token).await;
     let offer = suite.offer_id(&token, "SIM-FAIL").await;
-    let accepted = partner_activate(suite, DEMO_KEY, &json!({"user_id": user, "offer_id": offer, "amount": 100})).await;
+    // The partner's own trace: the callback its request causes joins it.
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let traceparent = format!("00-{trace_id}-{}-01", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let body = json!({"user_id": user, "offer_id": offer, "amount": 100});
+    let headers = [("traceparent", traceparent.as_str())];
+    let accepted = suite.api.post_with("/api/v1/partner/activate/", Some(DEMO_KEY), &body, &headers).await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
     let reference = accepted.str("reference").to_string();
 
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -407,6 +413,11 @@ async fn callbacks_are_signed_and_retried(suite: &TestSuite) {
     assert!(event["failure_reason"].as_str().is_some() && event["occurred_at"].as_str().is_some());
     let header = |name: &str| second.0.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     assert_eq!(header("x-offers-event-id"), event["event_id"].as_str().expect("event id"));
+    // Spans carry a trace context where telemetry is installed: in the
+    // `offers` processes always, in this test binary only with TEST_LOG.
+    if suite.processes().is_some() {
+        assert!(header("traceparent").starts_with(&format!("00-{trace_id}-")), "{}", header("traceparent"));
+    }
     let timestamp: i64 = header("x-offers-timestamp").parse().expect("timestamp");
     assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 120);
     assert_eq!(header("x-offers-signature"), offers_partner::sign(&secret, timestamp, &second.1), "a valid signature");

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use offers::local::Replicas;
 use offers::roles::Role;
+use offers_tests::provider::{Answer, StubProvider};
 use offers_tests::{Api, TestSuite, both};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
@@ -176,7 +177,8 @@ async fn sigterm_in_a_burst_loses_and_duplicates_nothing() {
             tokio::spawn(async move {
                 let key = format!("burst-{i}");
                 let headers = [("Idempotency-Key", key.as_str())];
-                let reply = api.post_with("/api/v1/activation/", Some(&token), &json!({"offer_id": offer}), &headers).await;
+                let reply =
+                    api.post_with("/api/v1/activation/", Some(&token), &json!({"offer_id": offer}), &headers).await;
                 assert_eq!(reply.status, 202, "{key}: {}", reply.body);
                 reply.str("transaction_id").to_string()
             })
@@ -275,7 +277,12 @@ async fn one_activation_is_one_trace_across_the_processes() {
     tokio::spawn(server);
     // Export batches quickly, so the test need not wait long for them.
     let env = vec![("OTEL_BSP_SCHEDULE_DELAY".to_string(), "200".to_string())];
-    let configure = |s: &mut offers::settings::Settings| s.telemetry.otlp_endpoint = Some(format!("http://{otlp}"));
+    let provider = StubProvider::start(|_| Answer::ok(), |_| Answer::not_found()).await;
+    let provider_url = provider.url.clone();
+    let configure = |s: &mut offers::settings::Settings| {
+        s.telemetry.otlp_endpoint = Some(format!("http://{otlp}"));
+        s.provisioning.url = Some(provider_url);
+    };
     let Some(suite) = TestSuite::spawn_processes_with(Replicas::default(), env, configure).await else { return };
     let token = suite.token("demo").await;
     let offer = suite.offer_id(&token, "DATA-1GB").await;
@@ -309,15 +316,31 @@ async fn one_activation_is_one_trace_across_the_processes() {
     for service in wanted {
         assert!(services.contains(service), "no span of {service} in the trace; got {services:?}");
     }
+    // The provisioning system was called within the same trace.
+    let sent = provider.traceparents();
+    assert!(sent.len() == 1 && sent[0].starts_with(&format!("00-{trace_id}-")), "{sent:?}");
     let Some(deployment) = suite.processes() else { return };
-    let logged: Vec<String> = deployment
-        .members
-        .iter()
-        .filter(|m| {
-            std::fs::read_to_string(&m.log).is_ok_and(|log| log.contains(&format!("\"trace_id\":\"{trace_id}\"")))
-        })
-        .map(|m| m.name())
-        .collect();
+    let in_trace = format!("\"trace_id\":\"{trace_id}\"");
+    let mut logged = Vec::new();
+    for member in &deployment.members {
+        let log = std::fs::read_to_string(&member.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().filter(|line| line.contains(&in_trace)).collect();
+        if lines.is_empty() {
+            continue;
+        }
+        logged.push(member.name());
+        for line in lines {
+            let event: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+            assert!(event["span_id"].as_str().is_some_and(|s| s.len() == 16), "{line}");
+        }
+    }
     assert!(logged.len() >= 3, "the trace id is in the logs of {logged:?}");
+    let edge = deployment.members_of(Role::Gateway).next().expect("gateway");
+    let edge_log = std::fs::read_to_string(&edge.log).unwrap_or_default();
+    let request_id = accepted.header("x-request-id").expect("request id");
+    assert!(
+        edge_log.lines().any(|l| l.contains(&in_trace) && l.contains(&format!("\"request_id\":\"{request_id}\""))),
+        "the edge's lines carry the request id"
+    );
     suite.stop().await;
 }
