@@ -411,3 +411,38 @@ each_backend!(
     a_grpc_caller_cannot_pick_its_bucket,
     one_address_cannot_lock_a_user_out_everywhere,
 );
+
+/// The kernel's account of a process's memory (`VmHWM` is its peak), in MiB.
+fn memory_mib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process is alive");
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field}"));
+    line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).expect("kB") / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_flood_stays_within_the_auth_process_memory_budget() {
+    // Room for two 19 MiB hashes at once. Unbounded, 120 logins of unknown
+    // users (no per-address limit applies) would hash all at once: over
+    // 2 GiB in this one process.
+    let configure = |s: &mut offers::settings::Settings| {
+        s.auth.password_hash_memory_mib = 40;
+        s.auth.login_per_address = 10_000;
+    };
+    let replicas = offers::local::Replicas::default();
+    let Some(suite) = TestSuite::spawn_processes_with(replicas, Vec::new(), configure).await else { return };
+    let auth = suite.processes().and_then(|d| d.members_of(offers::roles::Role::Auth).next().cloned()).expect("auth");
+    let before = memory_mib(auth.pid, "VmRSS:");
+    let usernames: Vec<String> = (0..120).map(|_| random_username()).collect();
+    let logins = usernames.iter().map(|username| suite.api.login(username, "a-guess"));
+    let replies = futures_util::future::join_all(logins).await;
+    let busy = replies.iter().filter(|r| r.status == 503).count();
+    assert_eq!(busy + replies.iter().filter(|r| r.status == 401).count(), 120, "only 401 or 503, never a crash");
+    assert!(busy > 0, "the excess is refused, not queued");
+    for reply in replies.iter().filter(|r| r.status == 503) {
+        assert!(reply.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)));
+    }
+    let peak = memory_mib(auth.pid, "VmHWM:");
+    assert!(peak < before + 120, "the auth process peaked at {peak} MiB (from {before} MiB)");
+    assert_eq!(suite.api.login("demo", offers::dev::DEMO_PASSWORD).await.status, 200, "and it serves again");
+    suite.stop().await;
+}
