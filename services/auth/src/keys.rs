@@ -21,9 +21,6 @@ use crate::error::AuthError;
 /// How long a replica signs with the key it last read before reading again
 /// (so a rotation reaches every replica within this).
 const REREAD: Duration = Duration::from_secs(5);
-/// Verifiers refresh their key set now and then; a retiring key stays this
-/// much longer than the tokens it signed, so none fails early.
-const RETIRE_MARGIN: chrono::Duration = chrono::Duration::minutes(2);
 
 pub struct KeyStore {
     db: DatabaseConnection,
@@ -31,6 +28,8 @@ pub struct KeyStore {
     issuer: String,
     audience: String,
     ttl_secs: u64,
+    /// How much longer than the tokens it signed a retiring key verifies.
+    retire_margin_secs: u64,
     /// Imported as the first key when there is none.
     initial: Option<String>,
     current: RwLock<Option<(TokenSigner, Instant)>>,
@@ -46,7 +45,8 @@ impl KeyStore {
     pub fn new(
         db: DatabaseConnection,
         kek: &[u8; 32],
-        (issuer, audience, ttl_secs): (&str, &str, u64),
+        (issuer, audience): (&str, &str),
+        (ttl_secs, retire_margin_secs): (u64, u64),
         initial: Option<String>,
     ) -> Result<Self, AuthError> {
         let kek = UnboundKey::new(&CHACHA20_POLY1305, kek).map_err(|_| AuthError::Sealing)?;
@@ -56,6 +56,7 @@ impl KeyStore {
             issuer: issuer.into(),
             audience: audience.into(),
             ttl_secs,
+            retire_margin_secs,
             initial,
             current: RwLock::new(None),
         })
@@ -153,8 +154,8 @@ impl KeyStore {
     /// A new signing key; the ones in service before retire once every token
     /// they signed has expired.
     pub async fn rotate(&self) -> Result<signing_key::Model, AuthError> {
-        let ttl = chrono::Duration::seconds(i64::try_from(self.ttl_secs).unwrap_or(3600));
-        let retire = Utc::now() + ttl + RETIRE_MARGIN;
+        let seconds = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(86_400));
+        let retire = Utc::now() + seconds(self.ttl_secs) + seconds(self.retire_margin_secs);
         signing_key::Entity::update_many()
             .col_expr(signing_key::Column::RetireAt, Expr::value(retire))
             .filter(signing_key::Column::RetireAt.is_null())

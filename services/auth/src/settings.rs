@@ -32,6 +32,10 @@ pub struct AuthSettings {
     /// How often every token-checking process reloads the key set (JWKS)
     /// from the auth service.
     pub jwks_refresh_secs: u64,
+    /// How much longer than the access-token lifetime a rotated-out key
+    /// keeps verifying: replicas go on signing with it until they re-read
+    /// the keys (5 s), and clocks differ.
+    pub key_retire_margin_secs: u64,
     /// Login attempts allowed per username from one client address per window.
     pub login_per_username: u64,
     /// Login attempts allowed per username from all addresses together per
@@ -59,6 +63,7 @@ impl Default for AuthSettings {
             private_key_file: None,
             key_encryption_key: None,
             jwks_refresh_secs: 30,
+            key_retire_margin_secs: 120,
             login_per_username: 5,
             login_per_username_global: 100,
             login_per_address: 20,
@@ -77,6 +82,11 @@ impl Validate for AuthSettings {
             (1..=3600).contains(&access),
             "access_ttl_secs",
             "must be between 1 and 3600 (access tokens are short-lived)",
+        );
+        p.check(
+            (5..=86_400).contains(&self.key_retire_margin_secs),
+            "key_retire_margin_secs",
+            "must be between 5 (the keys' re-read period) and 86400",
         );
         p.check(self.refresh_ttl_secs >= access, "refresh_ttl_secs", "must not be shorter than auth.access_ttl_secs");
         p.check(self.refresh_ttl_secs <= 365 * 24 * 3600, "refresh_ttl_secs", "at most a year");
@@ -113,6 +123,7 @@ impl AuthSettings {
         let kek = kek.ok_or(AuthError::Config("auth.key_encryption_key (32 bytes, base64) is required"))?;
         let initial = self.private_key_pem.as_ref().map(|s| s.expose_secret());
         let initial = read_key(initial, self.private_key_file.as_deref())?;
-        KeyStore::new(db, &kek, (&self.issuer, &self.audience, self.access_ttl_secs), initial)
+        let lifetimes = (self.access_ttl_secs, self.key_retire_margin_secs);
+        KeyStore::new(db, &kek, (&self.issuer, &self.audience), lifetimes, initial)
     }
 }

@@ -403,7 +403,37 @@ async fn a_reused_token_stops_its_family_for_good(backend: Backend) {
     suite.stop().await;
 }
 
+async fn a_rotated_out_key_retires_by_itself(backend: Backend) {
+    let Some(suite) = TestSuite::spawn_with(backend, |s| {
+        s.auth.access_ttl_secs = 3;
+        s.auth.key_retire_margin_secs = 5;
+    })
+    .await
+    else {
+        return;
+    };
+    let old = suite.token("demo").await;
+    let rotated = suite.admin().rotate_key().await.expect("rotate");
+    let rotated_at = std::time::Instant::now();
+    assert_eq!(suite.api.get(PROFILE, Some(&old)).await.status, 200, "its tokens verify while they live");
+    // Published until its last token has expired and the margin passed
+    // (3 + 5 s), then gone without anyone retiring it.
+    let deadline = rotated_at + std::time::Duration::from_secs(20);
+    while published_kids(&suite).await.contains(&kid(&old)) {
+        assert!(std::time::Instant::now() < deadline, "the old key never retired");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let retired_after = rotated_at.elapsed();
+    assert!(retired_after >= std::time::Duration::from_secs(7), "retired too early: {retired_after:?}");
+    assert_eq!(published_kids(&suite).await, [rotated.kid]);
+    let listed = suite.admin().keys().await.expect("keys");
+    let previous = listed.iter().find(|k| k.kid == kid(&old)).expect("the old key is kept on record");
+    assert!(!previous.signing && previous.retire_time.is_some());
+    suite.stop().await;
+}
+
 each_backend!(
+    a_rotated_out_key_retires_by_itself,
     a_reused_token_stops_its_family_for_good,
     login_is_rate_limited,
     a_login_flood_is_refused_as_busy_not_queued,
