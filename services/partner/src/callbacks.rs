@@ -20,7 +20,7 @@ use serde_json::json;
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
-use crate::egress::{PinnedResolver, SystemLookup, is_public, refused};
+use crate::egress::{SystemLookup, callback_client, is_public, refused};
 use crate::entity::{delivery, partner};
 use crate::settings::PartnerSettings;
 
@@ -63,15 +63,8 @@ enum DeliveryError {
 
 impl CallbackWorker {
     pub fn new(db: DatabaseConnection, bus: SharedBus, settings: PartnerSettings) -> Result<Self, reqwest::Error> {
-        // No redirects: a callback goes where the partner registered it, and
-        // nowhere a response points to; and only to addresses checked as
-        // they are connected to.
-        let resolver = PinnedResolver::new(Arc::new(SystemLookup), settings.allow_private_callbacks);
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(settings.callback_timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(resolver))
-            .build()?;
+        let timeout = Duration::from_millis(settings.callback_timeout_ms);
+        let http = callback_client(Arc::new(SystemLookup), settings.allow_private_callbacks, timeout)?;
         let lease = Lease {
             table: "partner_callback_deliveries",
             key: "event_id",

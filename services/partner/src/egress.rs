@@ -65,6 +65,24 @@ fn is_public_v6(v6: Ipv6Addr) -> bool {
     }
 }
 
+/// The client every callback goes out on: no redirects (a callback goes
+/// where the partner registered it, never where an answer points), no
+/// proxy from the environment (a proxy would resolve the name itself, past
+/// the check), and connections only to addresses `lookup` gave and the
+/// check passed.
+pub fn callback_client(
+    lookup: Arc<dyn Lookup>,
+    allow_private: bool,
+    timeout: std::time::Duration,
+) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(PinnedResolver::new(lookup, allow_private)))
+        .build()
+}
+
 /// How a name becomes addresses (the system's resolver, or a test's).
 pub trait Lookup: Send + Sync + 'static {
     fn lookup(&self, host: String) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>>;
@@ -209,11 +227,7 @@ mod tests {
         let port = listener.local_addr().expect("addr").port();
         tokio::spawn(async move { axum::serve(listener, app).await });
         let lookup = Arc::new(Rebinding { calls: AtomicUsize::new(0), private: "127.0.0.1".parse().expect("ip") });
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(PinnedResolver::new(lookup.clone(), false)))
-            .connect_timeout(Duration::from_millis(300))
-            .build()
-            .expect("client");
+        let client = callback_client(lookup.clone(), false, Duration::from_millis(500)).expect("client");
         let url = format!("http://partner-hooks.test:{port}/hook");
         for _ in 0..3 {
             let outcome = client.post(&url).body("{}").send().await;

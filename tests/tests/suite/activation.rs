@@ -263,6 +263,23 @@ async fn status_and_lists_check_their_input(suite: &TestSuite) {
     for tx in &made {
         suite.settled(&token, tx).await;
     }
+    // Subscriptions page the same way: two offers, two subscriptions.
+    let voice = suite.offer_id(&token, "VOICE-100").await;
+    let voice_tx = suite.activate(&token, &voice).await.str("transaction_id").to_string();
+    assert_eq!(suite.settled(&token, &voice_tx).await.body["status"], "SUCCESS");
+    let subscriptions = |query: String| {
+        let token = token.clone();
+        async move { suite.api.get(&format!("/api/v1/account/subscriptions/{query}"), Some(&token)).await }
+    };
+    let full = subscriptions("?limit=2".into()).await;
+    assert_eq!(full.body["results"].as_array().expect("results").len(), 2, "{}", full.body);
+    assert_eq!(full.body["next_cursor"], serde_json::Value::Null, "an exactly full last page: {}", full.body);
+    let first = subscriptions("?limit=1".into()).await;
+    let cursor = first.str("next_cursor").to_string();
+    let second = subscriptions(format!("?limit=1&cursor={cursor}")).await;
+    assert_eq!(second.body["results"].as_array().expect("results").len(), 1);
+    assert_ne!(second.body["results"][0]["id"], first.body["results"][0]["id"]);
+    assert_eq!(second.body["next_cursor"], serde_json::Value::Null, "{}", second.body);
 }
 
 async fn top_ups_happen_once_per_key(suite: &TestSuite) {
@@ -285,7 +302,45 @@ async fn top_ups_happen_once_per_key(suite: &TestSuite) {
     assert_eq!((suite.balance(&token).await, suite.balance(&other_token).await), (1_000, 500));
 }
 
+/// OWASP API3 (object property level): what a client sends beyond the
+/// contract changes nothing it does not own, and what it reads shows no
+/// property it should not see.
+async fn clients_set_and_see_only_their_own_properties(suite: &TestSuite) {
+    let (victim, victim_token) = suite.user_with_balance(1_000).await;
+    let (_, token) = suite.user_with_balance(1_000).await;
+    let offer = suite.offer_id(&token, "DATA-1GB").await;
+    let body = json!({
+        "offer_id": offer, "price": 1, "amount": 1, "user_id": victim, "status": "SUCCESS",
+        "payer_account_id": victim, "currency": "XXX",
+    });
+    let accepted = suite.api.post("/api/v1/activation/", Some(&token), &body).await;
+    assert_eq!((accepted.status, accepted.str("status")), (202, "PENDING"), "{}", accepted.body);
+    let id = accepted.str("transaction_id").to_string();
+    assert_eq!(suite.settled(&token, &id).await.body["status"], "SUCCESS");
+    assert_eq!(suite.balance(&token).await, 500, "the caller paid the offer's own price");
+    assert_eq!(suite.balance(&victim_token).await, 1_000, "and nobody else paid anything");
+    suite
+        .api
+        .get(&format!("/api/v1/account/transactions/{id}/"), Some(&victim_token))
+        .await
+        .assert_problem(404, "not_found");
+
+    let keys = |value: &serde_json::Value| -> Vec<String> {
+        let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let profile = suite.api.get("/api/v1/auth/profile/", Some(&token)).await;
+    let expected = ["date_joined", "email", "first_name", "id", "last_name", "phone_number", "username"];
+    assert_eq!(keys(&profile.body), expected, "no password hash, role or token family: {}", profile.body);
+    let detail = suite.transaction(&token, &id).await;
+    for hidden in ["payer_account_id", "attempt_lease", "needs_review", "review_reason", "legacy"] {
+        assert!(detail.get(hidden).is_none(), "{hidden} is internal: {detail}");
+    }
+}
+
 both!(
+    clients_set_and_see_only_their_own_properties,
     top_ups_happen_once_per_key,
     activation_succeeds_end_to_end,
     rejected_activation_refunds_exactly,
