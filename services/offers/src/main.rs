@@ -61,6 +61,10 @@ enum Command {
     },
     /// Show the effective configuration (secrets redacted).
     Config,
+    /// Describe every role as JSON: its listeners and default ports, its
+    /// probes, and the settings it cannot run without (the chart's checks
+    /// hold the chart against this).
+    Roles,
     /// One-shot jobs (for Kubernetes CronJobs).
     Jobs {
         /// Use this embedded-mode data directory (its database and
@@ -203,6 +207,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => anyhow::bail!("another expiring-subscriptions run holds the lock; nothing done"),
             }
+        }
+        Command::Roles => {
+            let facts: Vec<_> = Role::ALL.iter().map(|r| r.facts()).collect();
+            println!("{}", serde_json::to_string_pretty(&facts)?);
+            Ok(())
         }
         Command::Config => {
             println!("{}", settings.dump());

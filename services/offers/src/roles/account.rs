@@ -6,7 +6,8 @@ use offers_kit::Parts;
 use super::{Needs, Shared};
 use crate::settings::Upstream;
 
-pub const NEEDS: Needs = Needs { database: true, bus: true, clients: false, serves: Some(Upstream::Account) };
+pub const NEEDS: Needs =
+    Needs { database: true, bus: true, clients: false, serves: Some(Upstream::Account), requires: &[] };
 
 pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
     let bus = shared.bus()?;

@@ -5,7 +5,13 @@ use offers_kit::Parts;
 use super::{Needs, Shared};
 use crate::settings::Upstream;
 
-pub const NEEDS: Needs = Needs { database: true, bus: false, clients: false, serves: Some(Upstream::Auth) };
+pub const NEEDS: Needs = Needs {
+    database: true,
+    bus: false,
+    clients: false,
+    serves: Some(Upstream::Auth),
+    requires: &[&["auth.key_encryption_key"]],
+};
 
 pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
     let deps = offers_auth::Deps { db: shared.db()?, cache: shared.cache.clone() };

@@ -5,7 +5,8 @@ use offers_kit::Parts;
 use super::{Needs, Shared};
 use crate::settings::Upstream;
 
-pub const NEEDS: Needs = Needs { database: true, bus: false, clients: false, serves: Some(Upstream::Catalog) };
+pub const NEEDS: Needs =
+    Needs { database: true, bus: false, clients: false, serves: Some(Upstream::Catalog), requires: &[] };
 
 pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
     let deps = offers_catalog::Deps {

@@ -12,7 +12,7 @@ use offers_proto::partner::v1::partner_service_client::PartnerServiceClient;
 
 use super::{Needs, Shared};
 
-pub const NEEDS: Needs = Needs { database: false, bus: false, clients: false, serves: None };
+pub const NEEDS: Needs = Needs { database: false, bus: false, clients: false, serves: None, requires: &[] };
 
 pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
     let settings = &shared.settings;

@@ -60,6 +60,10 @@ pub struct Needs {
     pub clients: bool,
     /// Serves gRPC: the service other roles reach at these listeners.
     pub serves: Option<Upstream>,
+    /// Settings it cannot start without, beyond the credential and its
+    /// backends: at least one key of each group (a unit test below starts
+    /// each role without them).
+    pub requires: &'static [&'static [&'static str]],
 }
 
 impl Role {
@@ -121,7 +125,38 @@ pub fn needs_of(roles: &[Role]) -> Needs {
         bus: all.bus || n.bus,
         clients: all.clients || n.clients,
         serves: all.serves.or(n.serves),
+        requires: &[],
     })
+}
+
+/// What a deployment must give a role, as `offers roles` prints it for the
+/// chart's checks: its listeners with the default ports, its probes, and
+/// the settings it needs (each a group of which one must be set).
+#[derive(Debug, serde::Serialize)]
+pub struct Facts {
+    pub role: String,
+    pub listeners: Vec<(&'static str, u16)>,
+    pub liveness: &'static str,
+    pub readiness: &'static str,
+    pub requires: Vec<Vec<&'static str>>,
+}
+
+impl Role {
+    pub fn facts(self) -> Facts {
+        let needs = self.needs();
+        let defaults = Settings::default();
+        let mut listeners = vec![("http", defaults.http_addr.port())];
+        if needs.serves.is_some() {
+            listeners.push(("grpc", defaults.grpc_addr.port()));
+            listeners.push(("grpc-internal", defaults.internal_grpc_addr.port()));
+        }
+        // The embedded defaults of the backends serve one process only.
+        let mut requires = vec![vec!["internal.token"]];
+        requires.extend(needs.database.then(|| vec!["database.url"]));
+        requires.extend(needs.bus.then(|| vec!["bus.url"]));
+        requires.extend(needs.requires.iter().map(|group| group.to_vec()));
+        Facts { role: self.to_string(), listeners, liveness: "/healthz", readiness: "/readyz", requires }
+    }
 }
 
 /// What a process has for its roles to build on: its settings (upstreams
@@ -150,5 +185,58 @@ impl Shared {
 
     fn clients(&self) -> anyhow::Result<&InternalClients> {
         self.clients.as_ref().context("the role needs internal clients but did not declare them")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::Process;
+
+    /// Clears one setting named in a role's `requires`.
+    fn clear(settings: &mut Settings, key: &str) {
+        match key {
+            "provisioning.url" => settings.provisioning.url = None,
+            "notifier.smtp_url" => settings.notifier.smtp_url = None,
+            "notifier.sms_url" => settings.notifier.sms_url = None,
+            "notifier.sink_file" => settings.notifier.sink_file = None,
+            "auth.key_encryption_key" => settings.auth.key_encryption_key = None,
+            other => panic!("no way to clear {other}: add it here"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_role_does_not_start_without_what_it_requires() {
+        let dir = std::env::temp_dir().join(format!("offers-roles-{}", uuid::Uuid::new_v4().simple()));
+        let mut base = Settings::default().embedded(&dir).expect("embedded settings");
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        (base.http_addr, base.grpc_addr, base.internal_grpc_addr) = (any, any, any);
+        for &role in Role::ALL {
+            for group in role.needs().requires {
+                let mut settings = base.clone();
+                for key in *group {
+                    clear(&mut settings, key);
+                }
+                let started = Process::start(settings, &[role], true).await;
+                let error =
+                    format!("{:#}", started.err().unwrap_or_else(|| panic!("{role} started without {group:?}")));
+                assert!(group.iter().any(|key| error.contains(key)), "{role}: the error names the setting: {error}");
+            }
+        }
+        let mut settings = base.clone();
+        settings.internal.token = None;
+        let error = format!("{:#}", Process::start(settings, &[Role::Catalog], true).await.err().expect("refused"));
+        assert!(error.contains("internal.token"), "{error}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn facts_name_listeners_probes_and_settings() {
+        let worker = Role::Worker.facts();
+        assert_eq!(worker.listeners, [("http", 8080)]);
+        assert!(worker.requires.contains(&vec!["provisioning.url"]) && worker.requires.contains(&vec!["bus.url"]));
+        let catalog = Role::Catalog.facts();
+        assert_eq!(catalog.listeners, [("http", 8080), ("grpc", 50051), ("grpc-internal", 50052)]);
+        assert!(catalog.requires.contains(&vec!["database.url"]) && !catalog.requires.contains(&vec!["bus.url"]));
     }
 }

@@ -4,7 +4,13 @@ use offers_kit::Parts;
 
 use super::{Needs, Shared};
 
-pub const NEEDS: Needs = Needs { database: true, bus: true, clients: true, serves: None };
+pub const NEEDS: Needs = Needs {
+    database: true,
+    bus: true,
+    clients: true,
+    serves: None,
+    requires: &[&["notifier.smtp_url", "notifier.sms_url", "notifier.sink_file"]],
+};
 
 pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
     let deps =

@@ -5,7 +5,8 @@ use offers_kit::Parts;
 use super::{Needs, Shared};
 use crate::settings::Upstream;
 
-pub const NEEDS: Needs = Needs { database: true, bus: true, clients: true, serves: Some(Upstream::Partner) };
+pub const NEEDS: Needs =
+    Needs { database: true, bus: true, clients: true, serves: Some(Upstream::Partner), requires: &[] };
 
 pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
     let clients = shared.clients()?;

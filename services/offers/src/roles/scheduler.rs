@@ -6,7 +6,7 @@ use offers_kit::Parts;
 
 use super::{Needs, Shared};
 
-pub const NEEDS: Needs = Needs { database: true, bus: true, clients: true, serves: None };
+pub const NEEDS: Needs = Needs { database: true, bus: true, clients: true, serves: None, requires: &[] };
 
 pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
     let settings = &shared.settings;

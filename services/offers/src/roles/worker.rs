@@ -4,7 +4,8 @@ use offers_kit::Parts;
 
 use super::{Needs, Shared};
 
-pub const NEEDS: Needs = Needs { database: false, bus: true, clients: true, serves: None };
+pub const NEEDS: Needs =
+    Needs { database: false, bus: true, clients: true, serves: None, requires: &[&["provisioning.url"]] };
 
 pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
     let deps = offers_activation::WorkerDeps { ledger: shared.clients()?.ledger.clone(), bus: shared.bus()? };
