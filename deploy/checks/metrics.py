@@ -19,6 +19,9 @@ from pathlib import Path
 import yaml
 
 MACRO = re.compile(r"\b(counter|gauge|histogram)!\s*\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"", re.S)
+# A histogram with buckets of its own is named in a constant its crate
+# declares (`..._HISTOGRAM: (&str, &[f64]) = ("name", &[...])`).
+HISTOGRAM_CONST = re.compile(r"_HISTOGRAM:\s*\(&str,\s*&\[f64\]\)\s*=\s*\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"", re.S)
 SKIP_DIRS = {"target", ".git", "node_modules", ".offers"}
 PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling",
                   "scrape_series_added"}
@@ -37,8 +40,11 @@ def rust_sources(root):
 def exported(root):
     names = {}
     for path in rust_sources(root):
-        for kind, name in MACRO.findall(path.read_text(errors="replace")):
+        text = path.read_text(errors="replace")
+        for kind, name in MACRO.findall(text):
             names.setdefault(name, set()).add(kind)
+        for name in HISTOGRAM_CONST.findall(text):
+            names.setdefault(name, set()).add("histogram")
     return names
 
 

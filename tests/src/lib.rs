@@ -239,6 +239,7 @@ async fn prepare(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Opt
     settings.ledger.pending_deadline_secs = 3;
     settings.ledger.reconcile_interval_ms = 250;
     settings.ledger.relay_interval_ms = 100;
+    settings.notifier.relay_interval_ms = 100;
     let simulator = CancellationToken::new();
     let sim = offers::dev::start_simulator(&settings, simulator.clone()).await.expect("simulator");
     settings.provisioning.url = Some(format!("http://{sim}"));

@@ -20,6 +20,7 @@ use offers_proto::activation::v1::activation_service_server::ActivationServiceSe
 use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
 use offers_proto::contracts::{Job, ProvisionJob};
 
+pub use provider::PROVIDER_CALL_HISTOGRAM;
 pub use settings::ProvisioningSettings;
 
 use crate::grpc::ActivationApi;

@@ -19,7 +19,7 @@ use sea_orm_migration::schema::{text_null, timestamp_with_time_zone_null};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::bus::{BusError, SharedBus};
+use crate::bus::{BusError, Outgoing, SharedBus};
 
 /// Rows re-driven per pass at most; the next pass takes the rest.
 const REDRIVE_BATCH: u64 = 100;
@@ -225,7 +225,7 @@ impl Lease {
             tracing::info!(table = self.table, %id, topic, "re-driving a job that is overdue");
             // A re-driven job starts a trace of its own: the one it belonged
             // to ended long ago.
-            bus.publish(topic, job.as_bytes(), None, &crate::trace::Carrier::new()).await?;
+            bus.publish(topic, Outgoing::new(job.as_bytes(), &crate::trace::Carrier::new())).await?;
             redriven.increment(1);
         }
         Ok(())
@@ -256,5 +256,5 @@ impl Lease {
 
 async fn later<J: serde::Serialize>(bus: &SharedBus, topic: &str, job: &J, delay: Duration) -> Result<(), BusError> {
     let payload = serde_json::to_vec(job).unwrap_or_default();
-    bus.publish(topic, &payload, Some(delay), &crate::trace::current_carrier()).await
+    bus.publish(topic, Outgoing::new(&payload, &crate::trace::current_carrier()).after(delay)).await
 }

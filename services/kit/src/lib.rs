@@ -23,12 +23,4 @@ pub mod trace;
 
 pub use error::{Error, ErrorCode, Result};
 
-/// Histograms whose buckets are not the call-latency default (the
-/// telemetry set-up gives them theirs).
-pub mod histograms {
-    /// One call to the provisioning system, by outcome.
-    pub const PROVIDER_CALL: &str = "offers_provider_call_duration_seconds";
-    /// From an accepted activation to its settlement, by outcome.
-    pub const ACTIVATION_SETTLED: &str = "offers_activation_settle_duration_seconds";
-}
 pub use parts::Parts;

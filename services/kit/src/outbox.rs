@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::bus::{BusError, SharedBus};
+use crate::bus::{BusError, Outgoing, SharedBus};
 use crate::retry::backoff;
 use crate::trace::Carrier;
 
@@ -268,7 +268,8 @@ impl Outbox {
             return Ok(());
         }
         let delay = (job.available_at - now).to_std().ok().filter(|d| !d.is_zero());
-        match bus.publish(&job.topic, job.payload.as_bytes(), delay, &job.trace).await {
+        let outgoing = Outgoing { payload: job.payload.as_bytes(), delay, trace: &job.trace };
+        match bus.publish(&job.topic, outgoing).await {
             Ok(()) => {
                 self.set(db, job.id, "published_at", Some(Utc::now()), Condition::all()).await?;
                 metrics::counter!("offers_outbox_published_total", "topic" => job.topic.clone()).increment(1);
@@ -327,14 +328,14 @@ mod tests {
 
     #[async_trait]
     impl Bus for Broker {
-        async fn publish(&self, topic: &str, payload: &[u8], _: Option<Duration>, _: &Carrier) -> Result<(), BusError> {
+        async fn publish(&self, topic: &str, job: Outgoing<'_>) -> Result<(), BusError> {
             if self.away {
                 return Err(BusError::Broker("connection refused".into()));
             }
             if topic == self.refuses {
                 return Err(BusError::Refused("inequivalent arg 'x-delivery-limit'".into()));
             }
-            self.published.lock().unwrap_or_else(|p| p.into_inner()).push(String::from_utf8_lossy(payload).into());
+            self.published.lock().unwrap_or_else(|p| p.into_inner()).push(String::from_utf8_lossy(job.payload).into());
             Ok(())
         }
 

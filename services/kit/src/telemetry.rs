@@ -19,7 +19,6 @@ use tracing_subscriber::{EnvFilter, Layer};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Problems, Validate, is_url, redact_optional_url};
-use crate::histograms;
 
 static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -114,7 +113,6 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
     if tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init().is_ok() {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     }
-    metrics_handle();
     Ok(TelemetryGuard { provider: Some(provider) })
 }
 
@@ -159,26 +157,23 @@ where
 
 /// Latency buckets, in seconds, for calls that should take milliseconds.
 const CALL_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-/// The provisioning system may take seconds, and a call may wait out its timeout.
-const PROVIDER_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0];
-/// From an accepted activation to its settlement: retries and inquiries can
-/// take minutes.
-const SETTLE_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
 
-/// The process's Prometheus recorder, installed on first use.
-pub fn metrics_handle() -> PrometheusHandle {
+/// A histogram whose values are not a call's milliseconds: its name and
+/// its buckets (declared by the crate that records it).
+pub type Buckets = (&'static str, &'static [f64]);
+
+/// Installs the process's Prometheus recorder, with `buckets` for the
+/// histograms named there and call-latency buckets for every other. The
+/// first call installs it; later ones (and [`metrics_handle`]) get it.
+pub fn install_metrics(buckets: &[Buckets]) -> PrometheusHandle {
     METRICS
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets(CALL_BUCKETS)
-                .and_then(|b| {
-                    b.set_buckets_for_metric(Matcher::Full(histograms::PROVIDER_CALL.into()), PROVIDER_BUCKETS)
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(Matcher::Full(histograms::ACTIVATION_SETTLED.into()), SETTLE_BUCKETS)
-                })
-                .unwrap_or_else(|_| PrometheusBuilder::new())
-                .build_recorder();
+            let builder = PrometheusBuilder::new().set_buckets(CALL_BUCKETS).and_then(|b| {
+                buckets
+                    .iter()
+                    .try_fold(b, |b, (name, buckets)| b.set_buckets_for_metric(Matcher::Full((*name).into()), buckets))
+            });
+            let recorder = builder.unwrap_or_else(|_| PrometheusBuilder::new()).build_recorder();
             let handle = recorder.handle();
             // Another recorder set first (a test harness) only means our
             // metrics go there instead; rendering still works.
@@ -186,4 +181,10 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// The process's Prometheus recorder (installed with no special buckets
+/// if [`install_metrics`] has not run).
+pub fn metrics_handle() -> PrometheusHandle {
+    install_metrics(&[])
 }

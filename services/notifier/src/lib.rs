@@ -65,7 +65,8 @@ pub struct SchedulerDeps {
 }
 
 /// The daily expiring-subscriptions pass and the relay of its outbox.
-pub fn build_scheduler(settings: &NotifierSettings, relay_interval: Duration, deps: SchedulerDeps) -> Parts {
+pub fn build_scheduler(settings: &NotifierSettings, deps: SchedulerDeps) -> Parts {
+    let relay_interval = Duration::from_millis(settings.relay_interval_ms);
     let outbox = Outbox::new(OUTBOX);
     let scheduler = Scheduler::new(deps.db.clone(), deps.ledger, outbox.clone(), settings.clone());
     let (db, bus) = (deps.db, deps.bus);

@@ -32,6 +32,9 @@ pub struct NotifierSettings {
     pub max_attempts: u32,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
+    /// How often the scheduler's outbox relay looks for reminders to publish
+    /// (a pass also wakes it at once).
+    pub relay_interval_ms: u64,
     /// How often the reconciler looks for reminders whose job was lost.
     pub reconcile_interval_ms: u64,
     /// How long past its due time (and past any lease) a reminder's job may
@@ -56,6 +59,7 @@ impl Default for NotifierSettings {
             max_attempts: 5,
             retry_base_ms: 2_000,
             retry_max_ms: 600_000,
+            relay_interval_ms: 1_000,
             reconcile_interval_ms: 30_000,
             redrive_grace_secs: 900,
         }
@@ -82,6 +86,7 @@ impl Validate for NotifierSettings {
             format!("expected HH:MM or HH:MM:SS, got {:?}", self.run_at_utc),
         );
         p.check((1..=60_000).contains(&self.send_timeout_ms), "send_timeout_ms", "must be between 1 and 60000");
+        p.check((1..=60_000).contains(&self.relay_interval_ms), "relay_interval_ms", "between 1 and 60000 (a minute)");
         p.check((1..=3600).contains(&self.check_interval_secs), "check_interval_secs", "must be between 1 and 3600");
         p.check((1..=100).contains(&self.max_attempts), "max_attempts", "must be between 1 and 100");
         p.check(self.retry_base_ms > 0, "retry_base_ms", "must be positive");

@@ -31,6 +31,11 @@ use crate::ops::{self, BusCheck, CacheCheck, DatabaseCheck, Gate, KeysCheck, Rea
 use crate::roles::{Role, Shared, needs_of};
 use crate::settings::Settings;
 
+/// The histograms whose values are not a call's milliseconds, each with
+/// the buckets its crate chose.
+const HISTOGRAMS: &[offers_kit::telemetry::Buckets] =
+    &[offers_activation::PROVIDER_CALL_HISTOGRAM, offers_account::SETTLE_HISTOGRAM];
+
 /// A running process: its bound addresses and the handle to stop it.
 pub struct Process {
     /// The settings in effect, with upstreams pointing at this process for
@@ -78,7 +83,7 @@ impl Process {
     ) -> anyhow::Result<Process> {
         settings.check()?;
         // Metrics recorded before the first scrape must not be lost.
-        offers_kit::telemetry::metrics_handle();
+        offers_kit::telemetry::install_metrics(HISTOGRAMS);
         let needs = needs_of(roles);
         let http = bind(settings.http_addr).await?;
         let http_addr = http.local_addr()?;

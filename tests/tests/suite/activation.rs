@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use offers_kit::bus::Outgoing;
 use offers_proto::contracts::{Job, ProvisionJob};
 use offers_tests::provider::{Answer, StubProvider};
 use offers_tests::{Backend, Bought, TestSuite, across_processes, both, each_backend};
@@ -132,13 +133,13 @@ async fn duplicate_jobs_have_one_effect(suite: &TestSuite) {
     let id = uuid::Uuid::parse_str(&tx).expect("uuid");
     // The same job again, twice, racing the original.
     let job = serde_json::to_vec(&ProvisionJob { transaction_id: id, attempt: 1 }).expect("json");
-    suite.bus().publish(ProvisionJob::TOPIC, &job, None, &Default::default()).await.expect("publish");
-    suite.bus().publish(ProvisionJob::TOPIC, &job, None, &Default::default()).await.expect("publish");
+    suite.bus().publish(ProvisionJob::TOPIC, Outgoing::new(&job, &Default::default())).await.expect("publish");
+    suite.bus().publish(ProvisionJob::TOPIC, Outgoing::new(&job, &Default::default())).await.expect("publish");
     assert_eq!(suite.settled(&token, &tx).await.body["status"], "SUCCESS");
     let detail = suite.transaction(&token, &tx).await;
     let subs = suite.api.get("/api/v1/account/subscriptions/", Some(&token)).await;
     // And once more after it settled.
-    suite.bus().publish(ProvisionJob::TOPIC, &job, None, &Default::default()).await.expect("publish");
+    suite.bus().publish(ProvisionJob::TOPIC, Outgoing::new(&job, &Default::default())).await.expect("publish");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(suite.transaction(&token, &tx).await, detail, "a late duplicate changes nothing");
     assert_eq!(detail["attempts"], 1);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use offers_kit::bus::{Bus, Delivery, Disposition, Handler, MemoryBus, RabbitBus};
+use offers_kit::bus::{Bus, Delivery, Disposition, Handler, MemoryBus, Outgoing, RabbitBus};
 use offers_kit::config::BusSettings;
 use offers_kit::{Error, ErrorCode};
 use offers_proto::jobs::v1::ParkedTopic;
@@ -41,15 +41,15 @@ async fn delays_and_redelivery(bus: Arc<dyn Bus>) {
         let (bus, stop) = (bus.clone(), stop.clone());
         async move { bus.consume("bus.test", handler, stop).await }
     });
-    bus.publish("bus.test", b"requeue-me", None, &Default::default()).await.expect("publish");
+    bus.publish("bus.test", Outgoing::new(b"requeue-me", &Default::default())).await.expect("publish");
     let (payload, _, redelivered) = received.recv().await.expect("redelivered");
     assert_eq!((payload.as_slice(), redelivered), (b"requeue-me".as_slice(), true));
 
     let sent = Instant::now();
-    bus.publish("bus.test", b"later", Some(Duration::from_millis(1500)), &Default::default())
+    bus.publish("bus.test", Outgoing::new(b"later", &Default::default()).after(Duration::from_millis(1500)))
         .await
         .expect("publish delayed");
-    bus.publish("bus.test", b"now", None, &Default::default()).await.expect("publish");
+    bus.publish("bus.test", Outgoing::new(b"now", &Default::default())).await.expect("publish");
     let (first, _, _) = received.recv().await.expect("now");
     assert_eq!(first, b"now");
     let (second, at, _) =
@@ -115,7 +115,7 @@ async fn poison_jobs_are_parked_and_replayed(backend: Backend) {
         async move { bus.consume(topic, handler, stop).await }
     });
     let job = br#"{"job":"poison"}"#;
-    suite.bus().publish(topic, job, None, &Default::default()).await.expect("publish");
+    suite.bus().publish(topic, Outgoing::new(job, &Default::default())).await.expect("publish");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let shown = loop {

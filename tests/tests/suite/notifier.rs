@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use offers_kit::bus::Outgoing;
 use offers_notifier::ReminderJob;
 use offers_proto::catalog::v1::Offer;
 use offers_proto::contracts::Job;
@@ -85,7 +86,7 @@ async fn reminders_go_out_once(suite: &TestSuite) {
         row.try_get("", "id").expect("id")
     };
     let job = serde_json::to_vec(&ReminderJob { reminder_id: reminder, attempt: 0 }).expect("json");
-    suite.bus().publish(ReminderJob::TOPIC, &job, None, &Default::default()).await.expect("publish");
+    suite.bus().publish(ReminderJob::TOPIC, Outgoing::new(&job, &Default::default())).await.expect("publish");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sink(suite).matches("--- email to").count(), 1, "exactly one reminder: {}", sink(suite));
 

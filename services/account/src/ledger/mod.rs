@@ -19,7 +19,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 pub use books::{FUNDING, PENDING, REVENUE};
 pub use check::Books;
 pub use purchase::{Idempotency, OfferSnapshot, Payer, Purchase};
-pub use settle::Resolution;
+pub use settle::{Resolution, SETTLE_HISTOGRAM};
 
 use crate::entity::transaction::Kind;
 use crate::error::LedgerError;

@@ -20,6 +20,13 @@ use crate::entity::transaction::{self, Status};
 use crate::entity::{resolution, subscription, transfer};
 use crate::error::LedgerError;
 
+/// From an accepted activation to its settlement, by outcome: retries and
+/// inquiries can take minutes.
+pub const SETTLE_HISTOGRAM: (&str, &[f64]) = (
+    "offers_activation_settle_duration_seconds",
+    &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0],
+);
+
 pub struct Settled {
     pub transaction: transaction::Model,
     /// False when the transaction had already left PENDING (or the deciding
@@ -249,7 +256,7 @@ impl Ledger {
         metrics::counter!("offers_ledger_settled_total", "status" => outcome.as_str(), "kind" => kind_label(tx.kind))
             .increment(1);
         let waited = (now - tx.created_at).to_std().unwrap_or_default();
-        metrics::histogram!(offers_kit::histograms::ACTIVATION_SETTLED, "status" => outcome.as_str(), "kind" => kind_label(tx.kind))
+        metrics::histogram!(SETTLE_HISTOGRAM.0, "status" => outcome.as_str(), "kind" => kind_label(tx.kind))
             .record(waited.as_secs_f64());
         self.status.write(&tx).await;
         Ok(Settled { transaction: tx, applied: true })

@@ -6,7 +6,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -14,7 +13,8 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Bus, BusError, Delivery, Disposition, Handler, PARKED_PAST_LIMIT, Parked, ParkedJob, handle_in_trace, observe,
+    Bus, BusError, Delivery, Disposition, Handler, Outgoing, PARKED_PAST_LIMIT, Parked, ParkedJob, handle_in_trace,
+    observe,
 };
 use crate::config::BusSettings;
 use crate::trace::Carrier;
@@ -134,16 +134,10 @@ impl Drop for Unsettled {
 
 #[async_trait]
 impl Bus for MemoryBus {
-    async fn publish(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        delay: Option<Duration>,
-        trace: &Carrier,
-    ) -> Result<(), BusError> {
+    async fn publish(&self, topic: &str, outgoing: Outgoing<'_>) -> Result<(), BusError> {
         let queue = self.topic(topic);
-        let job = Job { payload: payload.to_vec(), trace: trace.clone(), returns: 0 };
-        match delay {
+        let job = Job { payload: outgoing.payload.to_vec(), trace: outgoing.trace.clone(), returns: 0 };
+        match outgoing.delay {
             None => queue.push(job),
             Some(delay) => {
                 tokio::spawn(async move {
@@ -220,6 +214,7 @@ impl Bus for MemoryBus {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
 
     use tokio::sync::mpsc;
 
@@ -266,7 +261,8 @@ mod tests {
         let (handler, mut finished) = Flaky::new(true);
         let stop = CancellationToken::new();
         let consumer = start(&bus, handler, &stop);
-        bus.publish("t", b"fail-once", Some(Duration::from_millis(10)), &Carrier::new()).await.expect("publish");
+        let trace = Carrier::new();
+        bus.publish("t", Outgoing::new(b"fail-once", &trace).after(Duration::from_millis(10))).await.expect("publish");
         assert_eq!(finished.recv().await, Some((b"fail-once".to_vec(), true)));
         stop.cancel();
         consumer.await.expect("consumer");
@@ -278,7 +274,7 @@ mod tests {
         let (handler, mut finished) = Flaky::new(false);
         let stop = CancellationToken::new();
         let consumer = start(&bus, handler.clone(), &stop);
-        bus.publish("t", b"poison", None, &Carrier::new()).await.expect("publish");
+        bus.publish("t", Outgoing::new(b"poison", &Carrier::new())).await.expect("publish");
         while bus.parked("t", 10).await.expect("topic").total == 0 {
             tokio::task::yield_now().await;
         }
@@ -306,7 +302,7 @@ mod tests {
         let stop = CancellationToken::new();
         let consumer = start(&bus, handler, &stop);
         for payload in [b"a", b"b", b"c"] {
-            bus.publish("t", payload, None, &Carrier::new()).await.expect("publish");
+            bus.publish("t", Outgoing::new(payload, &Carrier::new())).await.expect("publish");
         }
         while bus.parked("t", 10).await.expect("topic").total < 3 {
             tokio::task::yield_now().await;

@@ -106,18 +106,32 @@ pub async fn requeue_later(error: &(dyn std::fmt::Display + Sync)) -> Dispositio
     Disposition::Requeue
 }
 
+/// A job on its way to the broker: its bytes, how long it is held back
+/// before delivery, and the trace context that travels in the message
+/// headers (so its handler continues the trace).
+#[derive(Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub payload: &'a [u8],
+    pub delay: Option<Duration>,
+    pub trace: &'a Carrier,
+}
+
+impl<'a> Outgoing<'a> {
+    /// Delivered as soon as possible, continuing `trace`.
+    pub fn new(payload: &'a [u8], trace: &'a Carrier) -> Self {
+        Self { payload, delay: None, trace }
+    }
+
+    /// Delivered no sooner than `delay` from now.
+    pub fn after(self, delay: Duration) -> Self {
+        Self { delay: Some(delay), ..self }
+    }
+}
+
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Publishes durably; returns only once the broker has taken the job.
-    /// With a delay the job is delivered no sooner than that. `trace`
-    /// travels in the message headers, so its handler continues the trace.
-    async fn publish(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        delay: Option<Duration>,
-        trace: &Carrier,
-    ) -> Result<(), BusError>;
+    async fn publish(&self, topic: &str, job: Outgoing<'_>) -> Result<(), BusError>;
     /// Feeds `topic` to `handler` until `shutdown`, reconnecting as needed.
     async fn consume(&self, topic: &str, handler: Arc<dyn Handler>, shutdown: CancellationToken);
     async fn ping(&self) -> Result<(), BusError>;

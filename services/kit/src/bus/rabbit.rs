@@ -21,7 +21,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ErrorKin
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::{Bus, BusError, Delivery, Disposition, Handler, Parked, ParkedJob, handle_in_trace, observe};
+use super::{Bus, BusError, Delivery, Disposition, Handler, Outgoing, Parked, ParkedJob, handle_in_trace, observe};
 use crate::config::BusSettings;
 use crate::trace::Carrier;
 
@@ -486,14 +486,8 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[async_trait]
 impl Bus for RabbitBus {
-    async fn publish(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        delay: Option<Duration>,
-        trace: &Carrier,
-    ) -> Result<(), BusError> {
-        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_confirmed(topic, payload, delay, trace)).await {
+    async fn publish(&self, topic: &str, job: Outgoing<'_>) -> Result<(), BusError> {
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_confirmed(topic, job)).await {
             Ok(result) => result.inspect(|()| observe::published(topic)),
             Err(_) => {
                 // The channel may be wedged; start afresh next time.
@@ -536,13 +530,8 @@ impl Bus for RabbitBus {
 }
 
 impl RabbitBus {
-    async fn publish_confirmed(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        delay: Option<Duration>,
-        trace: &Carrier,
-    ) -> Result<(), BusError> {
+    async fn publish_confirmed(&self, topic: &str, job: Outgoing<'_>) -> Result<(), BusError> {
+        let Outgoing { payload, delay, trace } = job;
         self.with_state(async |state| {
             let (exchange, routing_key, properties) = match delay {
                 None => {

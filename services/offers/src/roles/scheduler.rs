@@ -1,7 +1,5 @@
 //! `scheduler`: the daily expiring-subscriptions pass and its outbox relay.
 
-use std::time::Duration;
-
 use offers_kit::Parts;
 
 use super::{Needs, Shared};
@@ -15,6 +13,5 @@ pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
         bus: shared.bus()?,
         ledger: shared.clients()?.ledger.clone(),
     };
-    let relay_interval = Duration::from_millis(settings.ledger.relay_interval_ms);
-    Ok(offers_notifier::build_scheduler(&settings.notifier, relay_interval, deps))
+    Ok(offers_notifier::build_scheduler(&settings.notifier, deps))
 }
