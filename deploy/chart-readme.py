@@ -21,6 +21,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "checks"))
+from report import finish  # noqa: E402
+
 PLACEHOLDER = "@@VALUES_TABLE@@"
 KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_][A-Za-z0-9_.\-/]*|\"[^\"]+\")\s*:(?:\s|$)")
 DESC_START = re.compile(r"^\s*# -- ?(?P<text>.*)$")
@@ -81,20 +84,12 @@ def documented_keys(values_text, data):
     return rows
 
 
+# bool before int: a bool is an int to Python.
+TYPE_NAMES = ((bool, "bool"), (int, "int"), (float, "float"), (str, "string"), (list, "list"), (dict, "object"))
+
+
 def type_of(value):
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
+    return next((name for kind, name in TYPE_NAMES if isinstance(value, kind)), "null")
 
 
 def cell(text):
@@ -143,11 +138,8 @@ def main(argv):
     problems += [f"values.yaml: {m} has no `# --` description (on itself or a map above it)" for m in missing]
     if not target.exists() or target.read_text() != readme:
         problems.append(f"{target} is out of date: run deploy/chart-readme.py")
-    for p in problems:
-        print(f"chart-readme: {p}")
-    print(f"chart-readme: {len(rows)} documented keys, {len(missing)} undocumented values, "
-          f"README {'out of date' if any('out of date' in p for p in problems) else 'in sync'}")
-    return 1 if problems else 0
+    state = "out of date" if any("out of date" in p for p in problems) else "in sync"
+    return finish("chart-readme", problems, f"{len(rows)} documented keys, {len(missing)} undocumented values, README {state}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from report import finish
 
 RUNBOOK_BASE = "https://github.com/example/offers/blob/main/docs/runbooks.md"
 SEVERITIES = {"critical", "warning", "info"}
@@ -78,13 +79,10 @@ def main(argv):
     for name in sorted((fires | silent) - set(names)):
         problems.append(f"unit tests name {name}, which is not an alert")
 
-    for p in problems:
-        print(f"alerts: FAILED: {p}")
     covered = sum(1 for n in names if n in fires and n in silent)
-    print(f"alerts: {len(names)} alerts, {covered} with firing and silent tests ({cases} test cases), "
-          f"{sum(1 for r in rules if r.get('annotations', {}).get('runbook_url', '').split('#')[-1] in have_anchors)} "
-          f"with a runbook section; {len(problems)} failed")
-    return 1 if problems else 0
+    with_runbook = sum(1 for r in rules if r.get("annotations", {}).get("runbook_url", "").split("#")[-1] in have_anchors)
+    return finish("alerts", problems, f"{len(names)} alerts, {covered} with firing and silent tests ({cases} test cases), "
+                  f"{with_runbook} with a runbook section")
 
 
 if __name__ == "__main__":

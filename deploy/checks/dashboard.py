@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from report import finish
+
 
 def main(argv):
     path = Path(argv[0] if argv else "deploy/grafana/offers.json")
@@ -52,11 +54,8 @@ def main(argv):
         if not targets:
             problems.append(f"panel {title!r} has no query")
         queries += len(targets)
-    for problem in problems:
-        print(f"dashboard: FAILED: {problem}")
-    print(f"dashboard: {sum(1 for p in dash.get('panels', []) if p.get('type') != 'row')} panels, "
-          f"{queries} queries; {len(problems)} failed")
-    return 1 if problems else 0
+    panels = sum(1 for p in dash.get("panels", []) if p.get("type") != "row")
+    return finish("dashboard", problems, f"{panels} panels, {queries} queries")
 
 
 if __name__ == "__main__":

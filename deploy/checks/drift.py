@@ -23,6 +23,7 @@ import json
 import sys
 
 import yaml
+from report import finish
 
 COMPONENT = "app.kubernetes.io/component"
 LISTEN_ADDRS = {"http": "OFFERS_HTTP_ADDR", "grpc": "OFFERS_GRPC_ADDR", "grpc-internal": "OFFERS_INTERNAL_GRPC_ADDR"}
@@ -94,11 +95,8 @@ def main(argv):
     for role in sorted(chart_roles - set(facts)):
         problems.append(f"values.yaml: roles.{role} is no role of the code")
     counted = [check_render(r, facts, problems, full=(i == 0)) for i, r in enumerate(renders)]
-    for p in problems:
-        print(f"drift: {p}")
-    print(f"drift: {len(facts)} roles in the code, {len(chart_roles)} in values.yaml, "
-          f"role Deployments per render {counted}; {len(problems)} failed")
-    return 1 if problems else 0
+    return finish("drift", problems, f"{len(facts)} roles in the code, {len(chart_roles)} in values.yaml, "
+                  f"role Deployments per render {counted}")
 
 
 if __name__ == "__main__":

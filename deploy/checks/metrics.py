@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from report import finish
 
 MACRO = re.compile(r"\b(counter|gauge|histogram)!\s*\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"", re.S)
 # A histogram with buckets of its own is named in a constant its crate
@@ -170,15 +171,12 @@ def main(argv):
             warnings.append(f"{name} in {pending_file.name} is used by neither the rules nor the dashboard")
     for w in warnings:
         print(f"metrics: warning: {w}")
-    for p in problems:
-        print(f"metrics: FAILED: {p}")
     from_code = sum(1 for n in used if allowed.get(n) == "code")
     from_pending = sum(1 for n in used if allowed.get(n) == "pending")
     own = sum(1 for n in used if n in PROMETHEUS_OWN)
-    print(f"metrics: {len(used)} names used by {len(sources)} expressions: {from_code} exported by the code "
-          f"({len(code)} base names found), {from_pending} pending, {own} Prometheus' own, {len(unknown)} unknown; "
-          f"{len(problems)} failed, {len(warnings)} warnings")
-    return 1 if problems else 0
+    return finish("metrics", problems, f"{len(used)} names used by {len(sources)} expressions: {from_code} exported "
+                  f"by the code ({len(code)} base names found), {from_pending} pending, {own} Prometheus' own, "
+                  f"{len(unknown)} unknown, {len(warnings)} warnings")
 
 
 if __name__ == "__main__":
