@@ -85,133 +85,91 @@ impl Process {
         // Metrics recorded before the first scrape must not be lost.
         offers_kit::telemetry::install_metrics(HISTOGRAMS);
         let needs = needs_of(roles);
-        let http = bind(settings.http_addr).await?;
-        let http_addr = http.local_addr()?;
-        let grpc = match needs.serves {
-            Some(_) => Some((bind(settings.grpc_addr).await?, bind(settings.internal_grpc_addr).await?)),
-            None => None,
-        };
-        let grpc_addrs = grpc.as_ref().map(|(p, i)| Ok::<_, std::io::Error>((p.local_addr()?, i.local_addr()?)));
-        let grpc_addrs = grpc_addrs.transpose()?;
-        if let Some((public, internal)) = grpc_addrs {
-            // Roles in this process reach each other over the listeners just
-            // bound, on loopback when they listen on every address (so with
-            // TLS the certificate names 127.0.0.1 or ::1, never 0.0.0.0).
-            let (public, internal) = (reachable(public), reachable(internal));
-            let scheme = settings.tls.scheme();
-            let (public, internal) = (format!("{scheme}://{public}"), format!("{scheme}://{internal}"));
-            for service in roles.iter().filter_map(|r| r.needs().serves) {
-                settings.upstream.serve_here(service, &public, &internal);
-            }
-        }
-
-        let db = if needs.database { Some(connect_database(&settings, migrate).await?) } else { None };
-        let cache = cache::from_settings(&settings.cache)?;
-        let bus = if needs.bus { Some(bus::from_settings(&settings.bus)?) } else { None };
+        let listeners = Listeners::bind(&settings, needs.serves.is_some()).await?;
+        listeners.point_home(&mut settings, roles);
         let credential =
             settings.internal_token().context("internal.token (OFFERS_INTERNAL__TOKEN) is required")?.to_string();
-        let clients = match needs.clients {
-            true => Some(InternalClients::new(&settings, &credential, upstream_timeout(&settings))?),
-            false => None,
-        };
-        let mut readiness = Readiness::default().report(CacheCheck(cache.clone()));
-        if let Some(gate) = gate {
-            readiness = readiness.require(gate);
-        }
-        if let Some(bus) = &bus {
-            readiness = readiness.report(BusCheck(bus.clone()));
-        }
-        if let Some(db) = &db {
-            readiness = readiness.require(DatabaseCheck(db.clone()));
-        }
-        let verifier = settings.auth.verifier();
         let checks_tokens = needs.serves.is_some() || roles.contains(&Role::Gateway);
-        if checks_tokens {
-            readiness = readiness.require(KeysCheck(verifier.clone()));
-        }
-        let shared = Shared { verifier, settings, db, cache, bus, clients, ops: ops::router(readiness) };
+        let shared = connect(settings, needs, &credential, migrate, checks_tokens, gate).await?;
         let mut parts = Parts::default();
         for role in roles {
             parts.merge(role.build(&shared)?);
         }
-        let Parts { public, internal, tasks: work, http: api } = parts;
+        let mut process = Process {
+            grace: Duration::from_secs(shared.settings.shutdown_grace_secs),
+            settings: shared.settings.clone(),
+            http_addr: listeners.http_addr,
+            grpc_addr: listeners.grpc_addrs.map(|(p, _)| p),
+            internal_grpc_addr: listeners.grpc_addrs.map(|(_, i)| i),
+            db: shared.db.clone(),
+            cache: shared.cache.clone(),
+            bus: shared.bus.clone(),
+            shutdown: CancellationToken::new(),
+            health: Vec::new(),
+            tasks: JoinSet::new(),
+        };
+        process.serve(listeners, parts, &shared, &credential, checks_tokens).await?;
+        Ok(process)
+    }
 
-        let shutdown = CancellationToken::new();
-        let mut tasks = JoinSet::new();
+    /// Runs the parts' tasks and serves them on the listeners; returns once
+    /// the process can verify tokens (or has tried for a while).
+    async fn serve(
+        &mut self,
+        listeners: Listeners,
+        parts: Parts,
+        shared: &Shared,
+        credential: &str,
+        checks_tokens: bool,
+    ) -> anyhow::Result<()> {
+        let Parts { public, internal, tasks: work, http: api } = parts;
         for task in work {
-            let (name, stop) = (task.name, shutdown.clone());
-            tasks.spawn(async move {
+            let (name, stop) = (task.name, self.shutdown.clone());
+            self.tasks.spawn(async move {
                 task.start(stop).await;
                 tracing::debug!(task = name, "stopped");
                 Ok(())
             });
         }
         if let Some(db) = &shared.db {
-            let (db, stop) = (db.clone(), shutdown.clone());
-            tasks.spawn(async move {
+            let (db, stop) = (db.clone(), self.shutdown.clone());
+            self.tasks.spawn(async move {
                 offers_kit::db::report_pool(db, Duration::from_secs(5), stop).await;
                 Ok(())
             });
         }
-        let mut health = Vec::new();
-        let tls = shared.settings.tls.server()?;
-        if let Some((public_listener, internal_listener)) = grpc {
+        if let Some((public_listener, internal_listener)) = listeners.grpc {
+            let serving = Serving { tls: shared.settings.tls.server()?, limits: ServerLimits::of(&shared.settings) };
             let names = public.names().to_vec();
             let (reporter, routes) = with_health_and_reflection(public).await?;
-            health.push((reporter, names));
-            let check = PublicCheck::new(shared.verifier.clone(), ServiceCredentialCheck::new(&credential));
-            let stop = shutdown.clone();
-            let serving = Serving { tls: tls.clone(), limits: ServerLimits::of(&shared.settings) };
-            tasks.spawn(serve_grpc(public_listener, routes, InterceptorLayer::new(check), serving.clone(), stop));
+            self.health.push((reporter, names));
+            let check = PublicCheck::new(shared.verifier.clone(), ServiceCredentialCheck::new(credential));
+            let stop = self.shutdown.clone();
+            self.tasks.spawn(serve_grpc(public_listener, routes, InterceptorLayer::new(check), serving.clone(), stop));
             let names = internal.names().to_vec();
             let (reporter, routes) = with_health_and_reflection(internal).await?;
-            health.push((reporter, names));
-            let check = ServiceCredentialCheck::new(&credential);
-            let stop = shutdown.clone();
-            tasks.spawn(serve_grpc(internal_listener, routes, InterceptorLayer::new(check), serving, stop));
+            self.health.push((reporter, names));
+            let check = ServiceCredentialCheck::new(credential);
+            let stop = self.shutdown.clone();
+            self.tasks.spawn(serve_grpc(internal_listener, routes, InterceptorLayer::new(check), serving, stop));
         }
         let connector = shared.settings.tls.connector(Duration::from_secs(5))?;
         if checks_tokens {
             let (verifier, auth) = (shared.verifier.clone(), shared.settings.upstream.auth.clone());
             let every = Duration::from_secs(shared.settings.auth.jwks_refresh_secs);
-            let (connector, stop) = (connector.clone(), shutdown.clone());
-            tasks.spawn(async move {
+            let (connector, stop) = (connector.clone(), self.shutdown.clone());
+            self.tasks.spawn(async move {
                 crate::jwks::refresh(verifier, connector, auth, every, stop).await;
                 Ok(())
             });
         }
         let router = api.unwrap_or_else(|| shared.ops.clone());
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let http = http.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                }
-            });
-            axum::serve(http, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .context("HTTP server failed")
-        });
-
+        self.tasks.spawn(serve_http(listeners.http, router, self.shutdown.clone()));
         if checks_tokens {
             let auth = &shared.settings.upstream.auth;
             crate::jwks::first_load(&shared.verifier, &connector, auth, Duration::from_secs(5)).await;
         }
-        let Shared { settings, db, cache, bus, .. } = shared;
-        Ok(Process {
-            grace: Duration::from_secs(settings.shutdown_grace_secs),
-            settings,
-            http_addr,
-            grpc_addr: grpc_addrs.map(|(p, _)| p),
-            internal_grpc_addr: grpc_addrs.map(|(_, i)| i),
-            db,
-            cache,
-            bus,
-            shutdown,
-            health,
-            tasks,
-        })
+        Ok(())
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {
@@ -266,6 +224,91 @@ impl Process {
             self.tasks.shutdown().await;
         }
     }
+}
+
+/// The listeners of a process: HTTP always, the two gRPC ones when a role
+/// serves gRPC.
+struct Listeners {
+    http: TcpListener,
+    http_addr: SocketAddr,
+    grpc: Option<(TcpListener, TcpListener)>,
+    grpc_addrs: Option<(SocketAddr, SocketAddr)>,
+}
+
+impl Listeners {
+    async fn bind(settings: &Settings, grpc: bool) -> anyhow::Result<Self> {
+        let http = bind(settings.http_addr).await?;
+        let http_addr = http.local_addr()?;
+        let grpc = match grpc {
+            true => Some((bind(settings.grpc_addr).await?, bind(settings.internal_grpc_addr).await?)),
+            false => None,
+        };
+        let grpc_addrs = match &grpc {
+            Some((public, internal)) => Some((public.local_addr()?, internal.local_addr()?)),
+            None => None,
+        };
+        Ok(Self { http, http_addr, grpc, grpc_addrs })
+    }
+
+    /// Roles in this process reach each other over the listeners just
+    /// bound, on loopback when they listen on every address (so with TLS
+    /// the certificate names 127.0.0.1 or ::1, never 0.0.0.0).
+    fn point_home(&self, settings: &mut Settings, roles: &[Role]) {
+        let Some((public, internal)) = self.grpc_addrs else { return };
+        let scheme = settings.tls.scheme();
+        let public = format!("{scheme}://{}", reachable(public));
+        let internal = format!("{scheme}://{}", reachable(internal));
+        for service in roles.iter().filter_map(|r| r.needs().serves) {
+            settings.upstream.serve_here(service, &public, &internal);
+        }
+    }
+}
+
+/// Connects what the roles need and says what makes the process ready:
+/// the database (required), the cache and the bus (reported), the token
+/// keys for a process that checks tokens, and `gate`.
+async fn connect(
+    settings: Settings,
+    needs: crate::roles::Needs,
+    credential: &str,
+    migrate: bool,
+    checks_tokens: bool,
+    gate: Option<Gate>,
+) -> anyhow::Result<Shared> {
+    let db = if needs.database { Some(connect_database(&settings, migrate).await?) } else { None };
+    let cache = cache::from_settings(&settings.cache)?;
+    let bus = if needs.bus { Some(bus::from_settings(&settings.bus)?) } else { None };
+    let clients = match needs.clients {
+        true => Some(InternalClients::new(&settings, credential, upstream_timeout(&settings))?),
+        false => None,
+    };
+    let mut readiness = Readiness::default().report(CacheCheck(cache.clone()));
+    if let Some(gate) = gate {
+        readiness = readiness.require(gate);
+    }
+    if let Some(bus) = &bus {
+        readiness = readiness.report(BusCheck(bus.clone()));
+    }
+    if let Some(db) = &db {
+        readiness = readiness.require(DatabaseCheck(db.clone()));
+    }
+    let verifier = settings.auth.verifier();
+    if checks_tokens {
+        readiness = readiness.require(KeysCheck(verifier.clone()));
+    }
+    Ok(Shared { verifier, settings, db, cache, bus, clients, ops: ops::router(readiness) })
+}
+
+async fn serve_http(listener: TcpListener, router: axum::Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("HTTP server failed")
 }
 
 /// SIGINT or SIGTERM.
