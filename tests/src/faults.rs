@@ -1,8 +1,9 @@
 //! A TCP proxy between the suite and one of its dependencies that a test
-//! can cut, stall and restore, so a dependency can "go away" without
-//! touching the machine's shared services.
+//! can cut, stall, slow down, close to new connections and restore, so a
+//! dependency can "go away" without touching the machine's shared services.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -18,6 +19,11 @@ enum Mode {
     /// Connections stay open (and new ones are accepted) but no byte moves:
     /// a hung server or a black-holed network.
     Stall,
+    /// Open connections go on; new ones are closed at once (a server at
+    /// its connection limit, a half-broken network path).
+    Refuse,
+    /// Every chunk waits this long before it goes on.
+    Slow(Duration),
 }
 
 pub struct FaultProxy {
@@ -48,6 +54,14 @@ impl FaultProxy {
         self.mode.send_replace(Mode::Stall);
     }
 
+    pub fn refuse_new(&self) {
+        self.mode.send_replace(Mode::Refuse);
+    }
+
+    pub fn slow(&self, latency: Duration) {
+        self.mode.send_replace(Mode::Slow(latency));
+    }
+
     pub fn restore(&self) {
         self.mode.send_replace(Mode::Pass);
     }
@@ -62,7 +76,7 @@ impl FaultProxy {
 }
 
 async fn relay(client: TcpStream, target: SocketAddr, mut mode: watch::Receiver<Mode>) {
-    if !wait_to_pass(&mut mode).await {
+    if *mode.borrow() == Mode::Refuse || !wait_to_pass(&mut mode).await {
         return;
     }
     let Ok(server) = TcpStream::connect(target).await else { return };
@@ -71,12 +85,17 @@ async fn relay(client: TcpStream, target: SocketAddr, mut mode: watch::Receiver<
     tokio::join!(pump(client_read, server_write, mode.clone()), pump(server_read, client_write, mode));
 }
 
-/// Waits while stalled; `false` once cut.
+/// Waits while stalled (or as long as the latency says); `false` once cut.
 async fn wait_to_pass(mode: &mut watch::Receiver<Mode>) -> bool {
     loop {
-        match *mode.borrow_and_update() {
-            Mode::Pass => return true,
+        let now = *mode.borrow_and_update();
+        match now {
+            Mode::Pass | Mode::Refuse => return true,
             Mode::Cut => return false,
+            Mode::Slow(latency) => {
+                tokio::time::sleep(latency).await;
+                return true;
+            }
             Mode::Stall => {}
         }
         if mode.changed().await.is_err() {

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod backends;
+pub mod chaos;
 pub mod faults;
 pub mod provider;
 

@@ -1,0 +1,268 @@
+//! The fault-injection soak: the suite as separate processes (two of the
+//! worker, of activation and of account) on PostgreSQL, Redis and
+//! RabbitMQ, each reached through a fault proxy, with a provisioning
+//! simulator that is slow now and then and fails some calls; a seeded
+//! mixed workload runs while faults arrive; then, once everything has
+//! settled, the books and every answer are checked.
+
+mod checks;
+mod faults;
+mod workload;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use offers::local::Replicas;
+use offers::roles::Role;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+pub use faults::{Fault, Window};
+pub use workload::{Op, Record};
+
+use crate::TestSuite;
+use crate::faults::FaultProxy;
+use workload::{Client, Partner, Population, User};
+
+/// How big a run is.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub seed: u64,
+    /// How long the workload runs (faults arrive meanwhile).
+    pub duration: Duration,
+    /// Operations in all, spread evenly over the clients and the duration.
+    pub operations: usize,
+    pub clients: usize,
+}
+
+impl Config {
+    /// About 1,000 operations in 75 s, every kind of fault at least once.
+    pub fn quick() -> Self {
+        Self { seed: 1, duration: Duration::from_secs(75), operations: 1_000, clients: 12 }
+    }
+
+    /// 12,000 operations in ten minutes, every kind of fault several times.
+    pub fn long() -> Self {
+        Self { seed: 1, duration: Duration::from_secs(600), operations: 12_000, clients: 16 }
+    }
+
+    /// With `CHAOS_SEED`, `CHAOS_SECONDS`, `CHAOS_OPERATIONS` and
+    /// `CHAOS_CLIENTS` where set.
+    pub fn from_env(mut self) -> Self {
+        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+        self.seed = var("CHAOS_SEED").unwrap_or(self.seed);
+        self.duration = var("CHAOS_SECONDS").map_or(self.duration, Duration::from_secs);
+        self.operations = var("CHAOS_OPERATIONS").map_or(self.operations, |n| n as usize);
+        self.clients = var("CHAOS_CLIENTS").map_or(self.clients, |n| n as usize);
+        self
+    }
+}
+
+/// What a run found: its report (one line per figure and per check) and
+/// the checks that failed.
+pub struct Report {
+    pub lines: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+/// A proxy to what `url` names.
+async fn proxy_for(url: &str) -> FaultProxy {
+    let parsed = url::Url::parse(url).expect("url");
+    let host = parsed.host_str().expect("host");
+    let port = parsed.port_or_known_default().expect("port");
+    let target: SocketAddr = tokio::net::lookup_host((host, port)).await.expect("resolves").next().expect("address");
+    FaultProxy::start(target).await
+}
+
+/// Partner callbacks as the partners' endpoint receives them:
+/// (reference, event id) of each POST.
+type Callbacks = Arc<Mutex<Vec<(String, String)>>>;
+
+async fn callback_receiver() -> (String, Callbacks) {
+    let received: Callbacks = Arc::default();
+    let seen = received.clone();
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |body: String| {
+            let seen = seen.clone();
+            async move {
+                if let Ok(event) = serde_json::from_str::<Value>(&body) {
+                    let field = |name: &str| event[name].as_str().unwrap_or_default().to_string();
+                    seen.lock().expect("lock").push((field("reference"), field("event_id")));
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hooks", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+/// Runs the soak; `None` when the real backends are not reachable outside CI.
+pub async fn run(config: Config) -> Option<Report> {
+    let started = Instant::now();
+    let postgres = proxy_for(&crate::backends::postgres_url()).await;
+    let redis = proxy_for(&crate::backends::redis_url()).await;
+    let rabbitmq = proxy_for(&crate::backends::amqp_url()).await;
+    // A provider that answers in 5 to 30 ms and fails 10% of calls
+    // transiently (plus the demo offers' own scripts).
+    let stop_simulator = CancellationToken::new();
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let simulator = offers_activation::simulator::start(any, Duration::from_millis(15), 10, stop_simulator.clone())
+        .await
+        .expect("simulator");
+    let provider = FaultProxy::start(simulator).await;
+    let targets = faults::Targets { postgres, redis, rabbitmq, provider };
+    let configure = |s: &mut offers::settings::Settings| {
+        s.database.url = targets.postgres.in_url(&s.database.url);
+        s.cache.url = targets.redis.in_url(&s.cache.url);
+        s.bus.url = targets.rabbitmq.in_url(&s.bus.url);
+        s.provisioning.url = Some(format!("http://{}", targets.provider.addr));
+        // A dependency that is away is a bounded 503, not a hung request.
+        s.database.acquire_timeout_ms = 1_000;
+        s.call_timeout_ms = 2_000;
+        // Many clients from one address, for many minutes.
+        s.auth.login_per_address = 1_000_000;
+        s.auth.login_per_username = 1_000_000;
+        s.auth.login_per_username_global = 1_000_000;
+        s.auth.access_ttl_secs = 3_600;
+        s.partner.requests_per_second = 100_000;
+    };
+    let replicas = Replicas::default().set(Role::Account, 2);
+    let mut suite = TestSuite::spawn_processes_with(replicas, Vec::new(), configure).await?;
+    let deployed = started.elapsed();
+    let (hook, callbacks) = callback_receiver().await;
+    let population = Arc::new(populate(&suite, &hook).await);
+    let set_up = started.elapsed();
+
+    let journal: workload::Journal = Arc::default();
+    let until = Instant::now() + config.duration;
+    let per_client = workload::per_client(config.operations, config.clients);
+    let mut clients = Vec::new();
+    for index in 0..config.clients {
+        let client =
+            Client::new(index, config.seed, suite.api.clone(), suite.admin(), population.clone(), journal.clone());
+        clients.push(tokio::spawn(client.run(per_client, until)));
+    }
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let load_started = Instant::now();
+    let windows = faults::inject(&mut suite, &targets, &mut rng, until).await;
+    for client in clients {
+        client.await.expect("a client");
+    }
+    let load_ended = Instant::now();
+    let records = journal.lock().expect("journal").clone();
+    let settled = checks::settle(&suite, &callbacks).await;
+    let delivered = callbacks.lock().expect("lock").clone();
+    let mut report = checks::check(&suite, &records, &windows, &delivered, settled).await;
+
+    let mut head = vec![
+        format!(
+            "chaos: seed {}, {} clients, {} s of load ({} s to deploy, {} s to populate, {} s to settle), {} processes",
+            config.seed,
+            config.clients,
+            config.duration.as_secs(),
+            deployed.as_secs(),
+            (set_up - deployed).as_secs(),
+            settled.map_or("over 240".into(), |d| d.as_secs().to_string()),
+            suite.processes().map_or(0, |d| d.members.len()),
+        ),
+        summary_of_faults(&windows),
+        timeline(&windows, load_started),
+        summary_of_operations(&records),
+    ];
+    head.append(&mut report.lines);
+    report.lines = head;
+    report.lines.push(format!(
+        "chaos: {} s in all (load ended after {} s)",
+        started.elapsed().as_secs(),
+        (load_ended - started).as_secs()
+    ));
+    suite.stop().await;
+    stop_simulator.cancel();
+    Some(report)
+}
+
+/// Users with ample balances and a few with little, partners with floats
+/// near what they will spend (one with a credit line), each with its
+/// callback registered.
+async fn populate(suite: &TestSuite, hook: &str) -> Population {
+    // Two at a time: the auth role hashes as many passwords at once.
+    let made = |balance| suite.user_with_balance(balance);
+    let mut people = Vec::new();
+    for pair in [20_000; 40].into_iter().chain([1_000; 6]).collect::<Vec<_>>().chunks(2) {
+        people.extend(futures_util::future::join_all(pair.iter().map(|&b| made(b))).await);
+    }
+    let poor = people.split_off(40).into_iter().map(|(id, token)| User { id, token }).collect();
+    let users: Vec<User> = people.into_iter().map(|(id, token)| User { id, token }).collect();
+    let mut partners = Vec::new();
+    let mut admin = suite.admin();
+    let currency = suite.settings.currency.clone();
+    for (n, float, limit) in [(1, 20_000, 0), (2, 5_000, 0), (3, 2_000, 1_000)] {
+        let name = format!("chaos-partner-{n}");
+        let offers::admin::Created::New(made) = admin.create_partner(&name).await.expect("partner") else {
+            panic!("{name} exists")
+        };
+        let id = made.partner.expect("partner").id;
+        admin.fund_partner(&id, float, &currency, &format!("float:{id}")).await.expect("funded");
+        if limit > 0 {
+            admin.set_credit_limit(&id, limit).await.expect("credit line");
+        }
+        let key = made.secret;
+        let registered =
+            suite.api.post("/api/v1/partner/callback/", Some(&key), &serde_json::json!({ "callback_url": hook })).await;
+        assert_eq!(registered.status, 200, "{}", registered.body);
+        partners.push(Partner { id, key });
+    }
+    let token = &users[0].token;
+    let list = suite.api.get("/api/v1/offers/?limit=100", Some(token)).await;
+    let offers = list.body["results"]
+        .as_array()
+        .expect("offers")
+        .iter()
+        .map(|o| (o["id"].as_str().expect("id").to_string(), o["price"].as_i64().expect("price")))
+        .collect();
+    Population { users, poor, partners, offers, currency }
+}
+
+fn summary_of_faults(windows: &[Window]) -> String {
+    let mut by_kind: BTreeMap<Fault, usize> = BTreeMap::new();
+    for window in windows {
+        *by_kind.entry(window.fault).or_default() += 1;
+    }
+    let kinds: Vec<String> = by_kind.iter().map(|(fault, n)| format!("{} ×{n}", fault.name())).collect();
+    format!("faults: {} injected: {}", windows.len(), kinds.join(", "))
+}
+
+/// When each fault began and how long it held, from the start of the load.
+fn timeline(windows: &[Window], start: Instant) -> String {
+    let at = |w: &Window| {
+        let from = w.from.duration_since(start).as_secs_f64();
+        format!("+{from:.1}s {} ({:.1} s)", w.fault.name(), (w.to - w.from).as_secs_f64())
+    };
+    format!("timeline: {}", windows.iter().map(at).collect::<Vec<_>>().join("; "))
+}
+
+fn summary_of_operations(records: &[Record]) -> String {
+    let accepted = records.iter().filter(|r| matches!(r.status, 200 | 202)).count();
+    let refused = records.iter().filter(|r| (400..500).contains(&r.status)).count();
+    let unavailable = records.iter().filter(|r| r.status >= 500 || r.status == 0).count();
+    let mut by_op: HashMap<Op, usize> = HashMap::new();
+    for record in records {
+        *by_op.entry(record.op).or_default() += 1;
+    }
+    let mut ops: Vec<(Op, usize)> = by_op.into_iter().collect();
+    ops.sort();
+    let ops: Vec<String> = ops.iter().map(|(op, n)| format!("{op:?} {n}")).collect();
+    format!(
+        "operations: {} attempted, {accepted} accepted, {refused} refused (4xx), {unavailable} unavailable (5xx); {}",
+        records.len(),
+        ops.join(", ")
+    )
+}
