@@ -6,8 +6,8 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let services = ["auth", "catalog", "account", "activation", "partner", "jobs"];
-    let files: Vec<PathBuf> = services.iter().map(|s| root.join(format!("offers/{s}/v1/{s}.proto"))).collect();
+    let packages = ["auth", "catalog", "account", "activation", "partner", "jobs", "errors"];
+    let files: Vec<PathBuf> = packages.iter().map(|s| root.join(format!("offers/{s}/v1/{s}.proto"))).collect();
     println!("cargo:rerun-if-changed={}", root.display());
 
     let descriptors = protox::compile(&files, [&root])?;
