@@ -40,6 +40,11 @@ macro_rules! error_codes {
             pub fn parse(code: &str) -> Option<Self> {
                 match code { $($code => Some(ErrorCode::$variant),)+ _ => None }
             }
+            /// A fault of the server or of what it depends on, as opposed to
+            /// a caller's mistake: only these are logged as errors.
+            pub fn is_fault(self) -> bool {
+                self.http_status() >= 500
+            }
         }
     };
 }
@@ -155,10 +160,15 @@ impl Error {
         Self { code, message, retry_after_secs, source }
     }
 
-    /// Logs the cause of an error that has one (internal, unavailable).
+    /// Logs the cause of an error that has one (internal, unavailable,
+    /// timeout): at ERROR for a server fault; anything a caller caused
+    /// stays at DEBUG, so an error log means something for operators.
     pub fn log(&self) {
-        if let Some(source) = &self.source {
+        let Some(source) = &self.source else { return };
+        if self.code.is_fault() {
             tracing::error!(code = %self.code, error = %source, chain = ?source, "request failed");
+        } else {
+            tracing::debug!(code = %self.code, error = %source, "request refused");
         }
     }
 }
@@ -263,6 +273,43 @@ mod tests {
         let status: Status = Error::rate_limited(7).into();
         assert_eq!(status.get_details_retry_info().and_then(|r| r.retry_delay), Some(Duration::from_secs(7)));
         assert_eq!(Error::from_status(status).retry_after_secs, Some(7));
+    }
+
+    /// Counts the events logged at ERROR.
+    #[derive(Default, Clone)]
+    struct Errors(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl tracing::Subscriber for Errors {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if *event.metadata().level() == tracing::Level::ERROR {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn only_server_faults_are_logged_as_errors() {
+        let errors = Errors::default();
+        tracing::subscriber::with_default(errors.clone(), || {
+            for &code in ErrorCode::ALL {
+                let caused = Error { source: Some("a cause".into()), ..Error::new(code, "x") };
+                let _: Status = caused.into();
+            }
+        });
+        let faults = ErrorCode::ALL.iter().filter(|c| c.is_fault()).count();
+        assert_eq!(errors.0.load(std::sync::atomic::Ordering::SeqCst), faults);
+        assert!(!ErrorCode::NotFound.is_fault() && !ErrorCode::Unauthenticated.is_fault());
+        assert!(ErrorCode::Internal.is_fault() && ErrorCode::Unavailable.is_fault());
     }
 
     #[test]
