@@ -17,6 +17,7 @@ problems!(GetProblems = &[ErrorCode::InvalidId, ErrorCode::NotFound], CREDENTIAL
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct OffersQuery {
     /// Include inactive offers (administrators only: 403 for anyone else).
+    #[param(nullable = false)]
     pub include_inactive: Option<bool>,
 }
 
