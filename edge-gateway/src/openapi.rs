@@ -33,20 +33,24 @@ struct Components;
 impl Modify for Components {
     fn modify(&self, openapi: &mut OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        let user = Http::builder()
-            .scheme(HttpAuthScheme::Bearer)
-            .bearer_format("JWT")
-            .description(Some("A user's access token (`POST /api/v1/auth/login/`), valid 15 minutes."))
-            .build();
-        components.add_security_scheme("bearer", SecurityScheme::Http(user));
         // Partners present their key as a bearer credential too (context.rs):
         // `Authorization: Bearer <key>`.
-        let partner = Http::builder()
-            .scheme(HttpAuthScheme::Bearer)
-            .bearer_format("partner API key")
-            .description(Some("A partner's API key, issued by an operator (`offers admin partner key create`)."))
-            .build();
-        components.add_security_scheme("partner_key", SecurityScheme::Http(partner));
+        let schemes = [
+            ("bearer", "JWT", "A user's access token (`POST /api/v1/auth/login/`), valid 15 minutes."),
+            (
+                "partner_key",
+                "partner API key",
+                "A partner's API key, issued by an operator (`offers admin partner key create`).",
+            ),
+        ];
+        for (name, format, description) in schemes {
+            let scheme = Http::builder()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format(format)
+                .description(Some(description))
+                .build();
+            components.add_security_scheme(name, SecurityScheme::Http(scheme));
+        }
         components.schemas.insert("Problem".into(), RefOr::T(problems::problem_schema()));
     }
 }

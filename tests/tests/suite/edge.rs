@@ -221,16 +221,22 @@ async fn reflection_lists_exactly_each_listeners_services(suite: &TestSuite) {
     assert_eq!(health.expect_err("no credential").code(), tonic::Code::Unauthenticated);
 }
 
-async fn grpc_web_is_accepted(suite: &TestSuite) {
-    // A browser's gRPC-Web call over HTTP/1.1: one empty HealthCheckRequest frame.
-    let response = reqwest::Client::new()
-        .post(format!("http://{}/grpc.health.v1.Health/Check", suite.grpc_addr))
+/// A browser's gRPC-Web call over HTTP/1.1 (from `origin`, if given): one
+/// empty HealthCheckRequest frame.
+async fn grpc_web_health_check(addr: std::net::SocketAddr, origin: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{addr}/grpc.health.v1.Health/Check"))
         .header("content-type", "application/grpc-web+proto")
         .header("x-grpc-web", "1")
-        .body(vec![0u8, 0, 0, 0, 0])
-        .send()
-        .await
-        .expect("sent");
+        .body(vec![0u8, 0, 0, 0, 0]);
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    request.send().await.expect("sent")
+}
+
+async fn grpc_web_is_accepted(suite: &TestSuite) {
+    let response = grpc_web_health_check(suite.grpc_addr, None).await;
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"].to_str().expect("ascii").to_string();
     assert!(content_type.starts_with("application/grpc-web"), "{content_type}");
@@ -347,15 +353,7 @@ async fn cors_preflights_are_answered_when_configured(backend: Backend) {
         assert_eq!(allowed(&web, "access-control-max-age").as_deref(), Some("600"));
     }
     // A gRPC-Web call from that origin may read the status trailers.
-    let call = reqwest::Client::new()
-        .post(format!("http://{}/grpc.health.v1.Health/Check", suite.grpc_addr))
-        .header("origin", ORIGIN)
-        .header("content-type", "application/grpc-web+proto")
-        .header("x-grpc-web", "1")
-        .body(vec![0u8, 0, 0, 0, 0])
-        .send()
-        .await
-        .expect("sent");
+    let call = grpc_web_health_check(suite.grpc_addr, Some(ORIGIN)).await;
     assert_eq!(allowed(&call, "access-control-allow-origin").as_deref(), Some(ORIGIN));
     assert!(allowed(&call, "access-control-expose-headers").is_some_and(|h| h.contains("grpc-status-details-bin")));
     // Another origin is not let in.
