@@ -159,6 +159,10 @@ pub struct PublicKey {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"keys": [{
+    "kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+    "kid": "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k", "alg": "EdDSA", "use": "sig"
+}]})))]
 pub struct KeySet {
     pub keys: Vec<PublicKey>,
 }

@@ -95,11 +95,12 @@ pub struct CallbackBody {
 
 #[derive(Serialize, ToSchema)]
 #[schema(examples(json!({
-    "callback_url": "https://partner.example.com/offers/callback", "signing_secret": "whsec_3q2-7wAAAAAAAAAAAAAAAA"
+    "callback_url": "https://partner.example.com/offers/callback", "signing_secret": "whsec_5f0c3a9e1b7d4c2a5f0c3a9e1b7d4c2a5f0c3a9e1b7d4c2a5f0c3a9e1b7d4c2a"
 })))]
 pub struct CallbackRegistered {
     pub callback_url: String,
-    /// HMAC-SHA256 key for the `X-Offers-Signature` header; shown once.
+    /// HMAC-SHA256 key for the `X-Offers-Signature` header (`whsec_` and 64
+    /// hex digits); shown once, null when callbacks were cleared.
     pub signing_secret: Option<String>,
 }
 
