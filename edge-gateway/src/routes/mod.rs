@@ -53,6 +53,7 @@ impl<T: Serialize> axum::response::IntoResponse for MaybeStale<T> {
 pub struct Page<T> {
     pub results: Vec<T>,
     /// Pass as `?cursor=` for the next page; null on the last one.
+    #[schema(value_type = Option<Cursor>)]
     pub next_cursor: Option<String>,
 }
 
