@@ -7,8 +7,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use offers_kit::{Error, ErrorCode};
 
-/// RFC 9457 problem details.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+/// RFC 9457 problem details (documented by `problems::problem_schema`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub type_uri: String,
@@ -22,13 +22,18 @@ impl From<&Error> for Problem {
     fn from(err: &Error) -> Self {
         err.log();
         Problem {
-            type_uri: format!("urn:offers:problem:{}", err.code),
+            type_uri: type_uri(err.code),
             title: err.code.title().into(),
             status: err.code.http_status(),
             detail: err.message.clone(),
             code: err.code.as_str().into(),
         }
     }
+}
+
+/// The problem `type` of a code.
+pub fn type_uri(code: ErrorCode) -> String {
+    format!("urn:offers:problem:{code}")
 }
 
 /// Any failure a handler returns.

@@ -3,15 +3,18 @@
 
 mod context;
 mod error;
+mod formats;
 mod metrics;
 mod openapi;
+mod problems;
 mod routes;
 mod settings;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
-use axum::http::{HeaderName, Request};
+use axum::http::{HeaderName, Method, Request};
 use axum::routing::get;
+use offers_kit::cors::CorsPolicy;
 use offers_kit::grpc::Channel;
 use offers_proto::account::v1::account_service_client::AccountServiceClient;
 use offers_proto::activation::v1::activation_service_client::ActivationServiceClient;
@@ -24,6 +27,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 pub use context::{EdgeAuth, REQUEST_ID};
 pub use settings::GatewaySettings;
@@ -37,6 +41,19 @@ pub struct Upstreams {
     pub activation: ActivationServiceClient<Channel>,
     pub partner: PartnerServiceClient<Channel>,
 }
+
+/// What browsers on an allowed origin may send to the REST paths and read
+/// from their answers.
+const CORS: CorsPolicy = CorsPolicy {
+    methods: &[Method::GET, Method::POST],
+    request_headers: &["authorization", "content-type", "idempotency-key", REQUEST_ID, "traceparent"],
+    response_headers: &[REQUEST_ID, "retry-after", routes::STALE_HEADER],
+};
+
+/// Where the interactive documentation is served (Swagger UI, its assets
+/// in the binary: it works offline).
+pub const DOCS_PATH: &str = "/api/v1/docs";
+const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
 
 #[derive(Clone, FromRef)]
 struct AppState {
@@ -73,7 +90,11 @@ pub fn router(settings: &GatewaySettings, upstreams: Upstreams, auth: EdgeAuth, 
         .split_for_parts();
     let doc = openapi::with_operational(doc);
     let request_id = HeaderName::from_static(REQUEST_ID);
-    api.route("/api/v1/openapi.json", get(move || async move { axum::Json(doc) }))
+    // The UI reads the document the edge serves, not a copy of its own.
+    let docs = SwaggerUi::new(DOCS_PATH).config(Config::from(DOCUMENT_PATH).persist_authorization(true));
+    let router = api
+        .route(DOCUMENT_PATH, get(move || async move { axum::Json(doc) }))
+        .merge(docs)
         .merge(ops)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -88,5 +109,10 @@ pub fn router(settings: &GatewaySettings, upstreams: Upstreams, auth: EdgeAuth, 
             span
         }).on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Millis)))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+    // Outermost, so a preflight is answered before anything else looks at it.
+    match settings.cors.layer(&CORS) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }

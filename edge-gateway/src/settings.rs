@@ -1,6 +1,7 @@
 //! The edge's own limits.
 
 use offers_kit::config::{Problems, Validate};
+use offers_kit::cors::CorsSettings;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -16,11 +17,18 @@ pub struct GatewaySettings {
     /// address is the client's); anything a client wrote further left is
     /// never trusted.
     pub trusted_proxy_hops: u8,
+    /// Browsers on other origins allowed to call the REST paths (off by default).
+    pub cors: CorsSettings,
 }
 
 impl Default for GatewaySettings {
     fn default() -> Self {
-        Self { body_limit_bytes: 64 * 1024, upstream_timeout_ms: 10_000, trusted_proxy_hops: 0 }
+        Self {
+            body_limit_bytes: 64 * 1024,
+            upstream_timeout_ms: 10_000,
+            trusted_proxy_hops: 0,
+            cors: CorsSettings::default(),
+        }
     }
 }
 
@@ -29,5 +37,6 @@ impl Validate for GatewaySettings {
         p.check(self.body_limit_bytes >= 1024, "body_limit_bytes", "must be at least 1024");
         p.check((100..=300_000).contains(&self.upstream_timeout_ms), "upstream_timeout_ms", "between 100 and 300000");
         p.check(self.trusted_proxy_hops <= 5, "trusted_proxy_hops", "at most 5");
+        p.section("cors", &self.cors);
     }
 }

@@ -4,10 +4,17 @@ use std::path::PathBuf;
 
 use prost::Message;
 
+/// The REST document's example of an offer.
+const OFFER_EXAMPLE: &str = r#"#[schema(examples(json!({
+    "id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c", "code": "DATA-1GB", "name": "Data 1 GB",
+    "description": "1 GB of data for 30 days", "price": 500, "currency": "EUR", "duration_days": 30,
+    "data_mb": 1024, "voice_minutes": 0, "sms": 0, "is_active": true
+})))]"#;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let services = ["auth", "catalog", "account", "activation", "partner", "jobs"];
-    let files: Vec<PathBuf> = services.iter().map(|s| root.join(format!("offers/{s}/v1/{s}.proto"))).collect();
+    let packages = ["auth", "catalog", "account", "activation", "partner", "jobs", "errors"];
+    let files: Vec<PathBuf> = packages.iter().map(|s| root.join(format!("offers/{s}/v1/{s}.proto"))).collect();
     println!("cargo:rerun-if-changed={}", root.display());
 
     let descriptors = protox::compile(&files, [&root])?;
@@ -22,6 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .type_attribute("offers.catalog.v1.Offer", "#[derive(serde::Serialize, utoipa::ToSchema)]")
         .type_attribute("offers.auth.v1.Jwk", "#[derive(serde::Serialize, utoipa::ToSchema)]")
+        .type_attribute("offers.catalog.v1.Offer", OFFER_EXAMPLE)
+        .field_attribute("offers.catalog.v1.Offer.id", "#[schema(format = Uuid)]")
         .field_attribute("offers.catalog.v1.Offer.currency_code", "#[serde(rename = \"currency\")]")
         .compile_fds(descriptors)?;
     Ok(())

@@ -3,29 +3,48 @@ use offers_proto::account::v1 as pb;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use offers_kit::ErrorCode;
+
 use super::{Page, PageQuery, Transaction, rfc3339, short};
 use crate::Upstreams;
 use crate::context::UserCaller;
-use crate::error::{ApiError, Json, Path, Problem, Query};
+use crate::error::{ApiError, Json, Path, Query};
+use crate::formats::Id;
+use crate::problems::{CREDENTIALS, UPSTREAM, problems};
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"balance": 98500, "currency": "EUR", "updated_at": "2026-11-27T10:15:00.000000Z"})))]
 pub struct Balance {
     /// Minor units of `currency`.
     pub balance: i64,
     pub currency: String,
+    #[schema(format = DateTime)]
     pub updated_at: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({
+    "id": "0193a5b2-0c0c-7d0d-8e0e-0f1a2b3c4d5e", "offer_id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c",
+    "offer_name": "Data 1 GB", "status": "ACTIVE", "activated_at": "2026-11-27T10:15:02.500000Z",
+    "expires_at": "2026-12-27T10:15:02.500000Z"
+})))]
 pub struct Subscription {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(format = Uuid)]
     pub offer_id: String,
     pub offer_name: String,
-    /// `ACTIVE` or `EXPIRED`.
+    #[schema(pattern = "^(ACTIVE|EXPIRED)$")]
     pub status: String,
+    #[schema(format = DateTime)]
     pub activated_at: Option<String>,
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
+
+problems!(BalanceProblems = CREDENTIALS, UPSTREAM);
+problems!(ListProblems = &[ErrorCode::InvalidRequest], CREDENTIALS, UPSTREAM);
+problems!(TransactionProblems = &[ErrorCode::InvalidId, ErrorCode::NotFound], CREDENTIALS, UPSTREAM);
 
 impl From<pb::Subscription> for Subscription {
     fn from(s: pb::Subscription) -> Self {
@@ -41,8 +60,8 @@ impl From<pb::Subscription> for Subscription {
 }
 
 /// The caller's balance.
-#[utoipa::path(get, path = "/api/v1/account/balance/", tag = "account", security(("bearer" = [])),
-    responses((status = 200, body = Balance), (status = 401, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/account/balance/", tag = "account", operation_id = "get_balance",
+    security(("bearer" = [])), responses((status = 200, description = "The caller's balance", body = Balance), BalanceProblems))]
 pub async fn balance(State(up): State<Upstreams>, user: UserCaller) -> Result<Json<Balance>, ApiError> {
     let answer = up.account.clone().get_balance(user.grpc(pb::GetBalanceRequest {})?).await?.into_inner();
     let b = answer.balance.unwrap_or_default();
@@ -50,40 +69,40 @@ pub async fn balance(State(up): State<Upstreams>, user: UserCaller) -> Result<Js
 }
 
 /// The caller's subscriptions, newest first.
-#[utoipa::path(get, path = "/api/v1/account/subscriptions/", tag = "account", security(("bearer" = [])),
-    params(PageQuery),
-    responses((status = 200, body = Page<Subscription>), (status = 400, body = Problem), (status = 401, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/account/subscriptions/", tag = "account", operation_id = "list_subscriptions",
+    security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, description = "A page of subscriptions", body = Page<Subscription>), ListProblems))]
 pub async fn subscriptions(
     State(up): State<Upstreams>,
     user: UserCaller,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<Subscription>>, ApiError> {
     let request =
-        user.grpc(pb::ListSubscriptionsRequest { page_size: page.page_size(), page_token: page.page_token() })?;
+        user.grpc(pb::ListSubscriptionsRequest { page_size: page.page_size()?, page_token: page.page_token()? })?;
     let answer = up.account.clone().list_subscriptions(request).await?.into_inner();
     Ok(Json(Page::new(answer.subscriptions.into_iter().map(Subscription::from).collect(), answer.next_page_token)))
 }
 
 /// The caller's transactions, newest first.
-#[utoipa::path(get, path = "/api/v1/account/transactions/", tag = "account", security(("bearer" = [])),
-    params(PageQuery),
-    responses((status = 200, body = Page<Transaction>), (status = 400, body = Problem), (status = 401, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/account/transactions/", tag = "account", operation_id = "list_transactions",
+    security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, description = "A page of transactions", body = Page<Transaction>), ListProblems))]
 pub async fn transactions(
     State(up): State<Upstreams>,
     user: UserCaller,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<Transaction>>, ApiError> {
     let request =
-        user.grpc(pb::ListTransactionsRequest { page_size: page.page_size(), page_token: page.page_token() })?;
+        user.grpc(pb::ListTransactionsRequest { page_size: page.page_size()?, page_token: page.page_token()? })?;
     let answer = up.account.clone().list_transactions(request).await?.into_inner();
     Ok(Json(Page::new(answer.transactions.into_iter().map(Transaction::from).collect(), answer.next_page_token)))
 }
 
 /// One of the caller's transactions.
-#[utoipa::path(get, path = "/api/v1/account/transactions/{transaction_id}/", tag = "account", security(("bearer" = [])),
-    params(("transaction_id" = String, Path, description = "Transaction id (UUID)")),
-    responses((status = 200, body = Transaction), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/account/transactions/{transaction_id}/", tag = "account",
+    operation_id = "get_transaction", security(("bearer" = [])),
+    params(("transaction_id" = Id, Path, description = "The transaction's id")),
+    responses((status = 200, description = "The transaction", body = Transaction), TransactionProblems))]
 pub async fn transaction(
     State(up): State<Upstreams>,
     user: UserCaller,

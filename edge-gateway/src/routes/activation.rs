@@ -4,61 +4,87 @@ use offers_proto::activation::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use offers_kit::ErrorCode;
+
 use super::{IdempotencyKey, MaybeStale, rfc3339, status_name, with_key};
 use crate::Upstreams;
 use crate::context::UserCaller;
-use crate::error::{ApiError, Json, Path, Problem};
+use crate::error::{ApiError, Json, Path};
+use crate::formats::Id;
+use crate::problems::{BODY, CREDENTIALS, UPSTREAM, problems};
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"offer_id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c"})))]
 pub struct ActivateBody {
+    #[schema(value_type = Id)]
     pub offer_id: String,
 }
 
-/// Exactly one of the two.
+/// Exactly one of the two: the subscription, or the offer the caller's
+/// most recent subscription is for.
 #[derive(Deserialize, ToSchema)]
-pub struct RenewBody {
-    pub subscription_id: Option<String>,
-    pub offer_id: Option<String>,
+#[serde(untagged)]
+pub enum RenewBody {
+    Subscription(RenewSubscription),
+    Offer(RenewOffer),
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct Accepted {
-    pub transaction_id: String,
-    /// Always `PENDING`: provisioning goes on in the background.
-    pub status: String,
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(examples(json!({"subscription_id": "0193a5b2-0c0c-7d0d-8e0e-0f1a2b3c4d5e"})))]
+pub struct RenewSubscription {
+    #[schema(value_type = Id)]
+    pub subscription_id: String,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct ActivationStatus {
-    pub transaction_id: String,
-    pub status: String,
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(examples(json!({"offer_id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c"})))]
+pub struct RenewOffer {
+    #[schema(value_type = Id)]
     pub offer_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"transaction_id": "0193a5b0-7e1c-7cc2-9f3e-4b8a2d6c1e05", "status": "PENDING"})))]
+pub struct Accepted {
+    #[schema(format = Uuid)]
+    pub transaction_id: String,
+    /// `PENDING`: provisioning goes on in the background (a replayed request
+    /// says where its transaction stands now).
+    #[schema(pattern = "^(PENDING|SUCCESS|FAILED)$")]
+    pub status: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(examples(json!({
+    "transaction_id": "0193a5b0-7e1c-7cc2-9f3e-4b8a2d6c1e05", "status": "SUCCESS",
+    "offer_id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c", "amount": 1500, "currency": "EUR",
+    "failure_reason": null, "updated_at": "2026-11-27T10:15:02.500000Z"
+})))]
+pub struct ActivationStatus {
+    #[schema(format = Uuid)]
+    pub transaction_id: String,
+    #[schema(pattern = "^(PENDING|SUCCESS|FAILED)$")]
+    pub status: String,
+    #[schema(format = Uuid)]
+    pub offer_id: String,
+    /// Minor units of `currency`.
     pub amount: i64,
     pub currency: String,
     pub failure_reason: Option<String>,
+    #[schema(format = DateTime)]
     pub updated_at: Option<String>,
 }
 
-/// What a purchase (activation or renewal) answers.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)] // Only its OpenAPI description is used.
-enum PurchaseAnswers {
-    /// Accepted and charged; provisioning continues in the background.
-    #[response(status = 202)]
-    Accepted(Accepted),
-    /// `insufficient_balance`, `offer_inactive`, `invalid_request`, `invalid_id`: nothing charged.
-    #[response(status = 400, content_type = "application/problem+json")]
-    BadRequest(Problem),
-    /// `unauthenticated`, `invalid_token`.
-    #[response(status = 401, content_type = "application/problem+json")]
-    Unauthenticated(Problem),
-    /// `not_found`: no such offer, or not the caller's subscription.
-    #[response(status = 404, content_type = "application/problem+json")]
-    NotFound(Problem),
-    /// `idempotency_key_reused`: the key came with another body.
-    #[response(status = 422, content_type = "application/problem+json")]
-    KeyReused(Problem),
-}
+problems!(
+    /// A purchase: nothing is charged unless it is accepted.
+    PurchaseProblems = BODY, CREDENTIALS, UPSTREAM, &[
+        ErrorCode::InvalidId, ErrorCode::InsufficientBalance, ErrorCode::OfferInactive,
+        ErrorCode::NotFound, ErrorCode::IdempotencyKeyReused,
+    ]
+);
+problems!(StatusProblems = CREDENTIALS, UPSTREAM, &[ErrorCode::InvalidId, ErrorCode::NotFound]);
 
 fn accepted(transaction_id: String, status: i32) -> (StatusCode, Json<Accepted>) {
     let status = offers_proto::account::v1::TransactionStatus::try_from(status).unwrap_or_default();
@@ -66,8 +92,11 @@ fn accepted(transaction_id: String, status: i32) -> (StatusCode, Json<Accepted>)
 }
 
 /// Buy an offer from the balance; provisioning continues in the background.
-#[utoipa::path(post, path = "/api/v1/activation/", tag = "activation", security(("bearer" = [])),
-    request_body = ActivateBody, params(IdempotencyKey), responses(PurchaseAnswers))]
+#[utoipa::path(post, path = "/api/v1/activation/", tag = "activation", operation_id = "activate_offer",
+    security(("bearer" = [])), request_body = ActivateBody, params(IdempotencyKey),
+    responses((status = 202, description = "Accepted and charged; provisioning continues in the background", body = Accepted,
+        links(("status" = (operation_id = "get_activation_status",
+            parameters(("transaction_id" = "$response.body#/transaction_id")))))), PurchaseProblems))]
 pub async fn activate(
     State(up): State<Upstreams>,
     user: UserCaller,
@@ -80,8 +109,11 @@ pub async fn activate(
 }
 
 /// Renew one of the caller's subscriptions.
-#[utoipa::path(post, path = "/api/v1/offers/renew/", tag = "activation", security(("bearer" = [])),
-    request_body = RenewBody, params(IdempotencyKey), responses(PurchaseAnswers))]
+#[utoipa::path(post, path = "/api/v1/offers/renew/", tag = "activation", operation_id = "renew_subscription",
+    security(("bearer" = [])), request_body = RenewBody, params(IdempotencyKey),
+    responses((status = 202, description = "Accepted and charged; provisioning continues in the background", body = Accepted,
+        links(("status" = (operation_id = "get_activation_status",
+            parameters(("transaction_id" = "$response.body#/transaction_id")))))), PurchaseProblems))]
 pub async fn renew(
     State(up): State<Upstreams>,
     user: UserCaller,
@@ -89,10 +121,9 @@ pub async fn renew(
     Json(body): Json<RenewBody>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     use pb::renew_subscription_request::Target;
-    let target = match (body.subscription_id, body.offer_id) {
-        (Some(id), None) => Target::SubscriptionId(id),
-        (None, Some(id)) => Target::OfferId(id),
-        _ => return Err(offers_kit::Error::invalid_request("give exactly one of subscription_id and offer_id").into()),
+    let target = match body {
+        RenewBody::Subscription(by) => Target::SubscriptionId(by.subscription_id),
+        RenewBody::Offer(by) => Target::OfferId(by.offer_id),
     };
     let request = with_key(user.grpc(pb::RenewSubscriptionRequest { target: Some(target) })?, &headers)?;
     let answer = up.activation.clone().renew_subscription(request).await?.into_inner();
@@ -100,10 +131,12 @@ pub async fn renew(
 }
 
 /// Where one of the caller's transactions stands.
-#[utoipa::path(get, path = "/api/v1/activation/status/{transaction_id}/", tag = "activation", security(("bearer" = [])),
-    params(("transaction_id" = String, Path, description = "Transaction id (UUID)")),
-    responses((status = 200, body = ActivationStatus), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/activation/status/{transaction_id}/", tag = "activation",
+    operation_id = "get_activation_status", security(("bearer" = [])),
+    params(("transaction_id" = Id, Path, description = "The transaction's id")),
+    responses((status = 200, description = "Where the transaction stands", body = ActivationStatus, headers(
+            ("Offers-Stale" = String, description = "`true` when served from the cache while the ledger is unreachable"))),
+        StatusProblems))]
 pub async fn status(
     State(up): State<Upstreams>,
     user: UserCaller,

@@ -1,4 +1,5 @@
 use axum::extract::State;
+use offers_kit::ErrorCode;
 use offers_proto::auth::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -6,44 +7,71 @@ use utoipa::ToSchema;
 use super::rfc3339;
 use crate::Upstreams;
 use crate::context::{Caller, UserCaller};
-use crate::error::{ApiError, Json, Problem};
+use crate::error::{ApiError, Json};
+use crate::formats::RefreshToken;
+use crate::problems::{BODY, CREDENTIALS, UPSTREAM, problems};
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"username": "demo", "password": "demo-password"})))]
 pub struct LoginBody {
+    #[schema(min_length = 1)]
     pub username: String,
+    #[schema(min_length = 1)]
     pub password: String,
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"refresh_token": "rt_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"})))]
 pub struct RefreshBody {
+    #[schema(value_type = RefreshToken)]
     pub refresh_token: String,
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({
+    "access_token": "eyJhbGciOiJFZERTQSIsImtpZCI6Ii4uLiJ9.eyJzdWIiOiIuLi4ifQ.c2lnbmF0dXJl",
+    "refresh_token": "rt_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", "token_type": "Bearer", "expires_in": 900
+})))]
 pub struct Tokens {
+    /// An EdDSA JWT; send it as `Authorization: Bearer <token>`.
     pub access_token: String,
+    #[schema(value_type = RefreshToken)]
     pub refresh_token: String,
     /// Always `Bearer`.
+    #[schema(pattern = "^Bearer$")]
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: i64,
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({
+    "id": "0193a5b0-7e1c-7cc2-9f3e-4b8a2d6c1e05", "username": "demo", "email": "demo@example.com",
+    "phone_number": "+15550100", "first_name": "Demo", "last_name": "User", "date_joined": "2026-11-27T10:00:00.000000Z"
+})))]
 pub struct Profile {
+    #[schema(format = Uuid)]
     pub id: String,
     pub username: String,
     pub email: String,
     pub phone_number: String,
     pub first_name: String,
     pub last_name: String,
+    #[schema(format = DateTime)]
     pub date_joined: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"detail": "logged out"})))]
 pub struct Detail {
     pub detail: String,
 }
+
+problems!(LoginProblems = BODY, &[ErrorCode::InvalidCredentials, ErrorCode::RateLimited], UPSTREAM);
+problems!(RefreshProblems = BODY, &[ErrorCode::InvalidToken], UPSTREAM);
+problems!(LogoutProblems = BODY, CREDENTIALS, UPSTREAM);
+problems!(ProfileProblems = CREDENTIALS, UPSTREAM);
+problems!(JwksProblems = UPSTREAM);
 
 fn tokens(pair: Option<pb::TokenPair>) -> Json<Tokens> {
     let pair = pair.unwrap_or_default();
@@ -56,9 +84,8 @@ fn tokens(pair: Option<pb::TokenPair>) -> Json<Tokens> {
 }
 
 /// Log in with a username and password.
-#[utoipa::path(post, path = "/api/v1/auth/login/", tag = "auth", request_body = LoginBody,
-    responses((status = 200, body = Tokens), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 429, body = Problem, description = "Too many attempts; see Retry-After")))]
+#[utoipa::path(post, path = "/api/v1/auth/login/", tag = "auth", operation_id = "login", request_body = LoginBody,
+    responses((status = 200, description = "A new token pair", body = Tokens), LoginProblems))]
 pub async fn login(
     State(up): State<Upstreams>,
     caller: Caller,
@@ -70,8 +97,8 @@ pub async fn login(
 }
 
 /// Spend a refresh token for a new pair.
-#[utoipa::path(post, path = "/api/v1/auth/refresh/", tag = "auth", request_body = RefreshBody,
-    responses((status = 200, body = Tokens), (status = 400, body = Problem), (status = 401, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/auth/refresh/", tag = "auth", operation_id = "refresh", request_body = RefreshBody,
+    responses((status = 200, description = "The next pair; the presented token is spent", body = Tokens), RefreshProblems))]
 pub async fn refresh(
     State(up): State<Upstreams>,
     caller: Caller,
@@ -83,9 +110,9 @@ pub async fn refresh(
 }
 
 /// Revoke a refresh token and its family.
-#[utoipa::path(post, path = "/api/v1/auth/logout/", tag = "auth", request_body = RefreshBody,
+#[utoipa::path(post, path = "/api/v1/auth/logout/", tag = "auth", operation_id = "logout", request_body = RefreshBody,
     security(("bearer" = [])),
-    responses((status = 200, body = Detail), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 200, description = "The token's family no longer refreshes", body = Detail), LogoutProblems))]
 pub async fn logout(
     State(up): State<Upstreams>,
     user: UserCaller,
@@ -97,8 +124,8 @@ pub async fn logout(
 }
 
 /// The caller's profile.
-#[utoipa::path(get, path = "/api/v1/auth/profile/", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = Profile), (status = 401, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/auth/profile/", tag = "auth", operation_id = "get_profile", security(("bearer" = [])),
+    responses((status = 200, description = "The caller", body = Profile), ProfileProblems))]
 pub async fn profile(State(up): State<Upstreams>, user: UserCaller) -> Result<Json<Profile>, ApiError> {
     let answer = up.auth.clone().get_profile(user.grpc(pb::GetProfileRequest {})?).await?.into_inner();
     let u = answer.user.unwrap_or_default();
@@ -114,14 +141,18 @@ pub async fn profile(State(up): State<Upstreams>, user: UserCaller) -> Result<Js
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"keys": [{
+    "kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+    "kid": "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k", "alg": "EdDSA", "use": "sig"
+}]})))]
 pub struct KeySet {
     pub keys: Vec<pb::Jwk>,
 }
 
 /// The public keys that verify access tokens (keys rotate: match a token's
 /// `kid`, and reload the set when it names one you do not know).
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
-    responses((status = 200, body = KeySet), (status = 503, body = Problem)))]
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", operation_id = "get_jwks",
+    responses((status = 200, description = "Every key in service", body = KeySet), JwksProblems))]
 pub async fn jwks(State(up): State<Upstreams>, caller: Caller) -> Result<Json<KeySet>, ApiError> {
     let answer = up.auth.clone().get_jwks(caller.grpc(pb::GetJwksRequest {})).await?.into_inner();
     Ok(Json(KeySet { keys: answer.keys }))

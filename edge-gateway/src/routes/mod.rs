@@ -12,6 +12,9 @@ use tonic::metadata::MetadataValue;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use crate::formats::{Cursor, Reference};
+use offers_kit::Error;
+use offers_kit::grpc::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, page_after};
 
 /// Header on an answer served from a cache because its source could not
 /// be reached: it may be out of date.
@@ -50,6 +53,7 @@ impl<T: Serialize> axum::response::IntoResponse for MaybeStale<T> {
 pub struct Page<T> {
     pub results: Vec<T>,
     /// Pass as `?cursor=` for the next page; null on the last one.
+    #[schema(value_type = Option<Cursor>)]
     pub next_cursor: Option<String>,
 }
 
@@ -61,20 +65,39 @@ impl<T> Page<T> {
 
 /// `?limit=&cursor=` of every list.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Items per page: 50 by default, at most 200.
+    /// Items per page: 50 when not given. Outside 1 to 200 the request is
+    /// refused (400 `invalid_request` naming `limit`), never cut down.
+    #[param(minimum = 1, maximum = 200, default = 50, example = 20, nullable = false)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<Cursor>, nullable = false)]
     pub cursor: Option<String>,
 }
 
 impl PageQuery {
-    pub fn page_size(&self) -> i32 {
-        i32::try_from(self.limit.unwrap_or(50).clamp(1, 200)).unwrap_or(50)
+    /// The page size for the service, or 400 naming `limit`.
+    pub fn page_size(&self) -> Result<i32, ApiError> {
+        let Some(limit) = self.limit else { return Ok(DEFAULT_PAGE_SIZE) };
+        match i32::try_from(limit) {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+            _ => {
+                Err(Error::invalid_request(format!("limit must be between 1 and {MAX_PAGE_SIZE}, not {limit}")).into())
+            }
+        }
     }
 
-    pub fn page_token(&self) -> String {
-        self.cursor.clone().unwrap_or_default()
+    /// The cursor for the service (empty for the first page); a cursor
+    /// given empty is as malformed as any other that is no id.
+    pub fn page_token(&self) -> Result<String, ApiError> {
+        match self.cursor.as_deref() {
+            None => Ok(String::new()),
+            Some(cursor) => match page_after(cursor)? {
+                Some(_) => Ok(cursor.to_string()),
+                None => Err(Error::invalid_request("cursor must not be empty").into()),
+            },
+        }
     }
 }
 
@@ -96,9 +119,11 @@ pub fn status_name(status: TransactionStatus) -> String {
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)] // Only its OpenAPI description is used.
 pub struct IdempotencyKey {
-    /// Same key and body: the first answer again, and no second charge;
-    /// same key with another body: 422 `idempotency_key_reused`.
+    /// 1 to 255 visible ASCII characters. Same key and body: the first
+    /// answer again, and no second charge; same key with another body: 422
+    /// `idempotency_key_reused`. Keys are kept for at least 24 hours.
     #[serde(rename = "Idempotency-Key")]
+    #[param(pattern = "^[!-~]{1,255}$", example = "order-2024-0001", nullable = false)]
     key: Option<String>,
 }
 
@@ -116,20 +141,35 @@ pub fn with_key<T>(mut request: tonic::Request<T>, headers: &HeaderMap) -> Resul
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({
+    "id": "0193a5b0-7e1c-7cc2-9f3e-4b8a2d6c1e05", "kind": "ACTIVATION",
+    "offer_id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c", "subscription_id": null, "amount": 1500,
+    "currency": "EUR", "status": "SUCCESS", "reference": null, "failure_reason": null, "attempts": 1,
+    "created_at": "2026-11-27T10:15:00.000000Z", "updated_at": "2026-11-27T10:15:02.500000Z"
+})))]
 pub struct Transaction {
+    #[schema(format = Uuid)]
     pub id: String,
-    /// `ACTIVATION`, `RENEWAL` or `PARTNER_ACTIVATION`.
+    #[schema(pattern = "^(ACTIVATION|RENEWAL|PARTNER_ACTIVATION)$")]
     pub kind: String,
+    #[schema(format = Uuid)]
     pub offer_id: String,
+    #[schema(format = Uuid)]
     pub subscription_id: Option<String>,
+    /// Minor units of `currency`.
     pub amount: i64,
     pub currency: String,
-    /// `PENDING`, `SUCCESS` or `FAILED`.
+    #[schema(pattern = "^(PENDING|SUCCESS|FAILED)$")]
     pub status: String,
+    /// The partner reference of a partner activation.
+    #[schema(value_type = Option<Reference>)]
     pub reference: Option<String>,
     pub failure_reason: Option<String>,
+    /// Provisioning attempts so far.
     pub attempts: i32,
+    #[schema(format = DateTime)]
     pub created_at: Option<String>,
+    #[schema(format = DateTime)]
     pub updated_at: Option<String>,
 }
 

@@ -2,22 +2,31 @@ use axum::extract::State;
 use offers_proto::catalog::v1 as pb;
 use serde::Deserialize;
 
+use offers_kit::ErrorCode;
+
 use super::{MaybeStale, Page, PageQuery};
 use crate::Upstreams;
 use crate::context::UserCaller;
-use crate::error::{ApiError, Path, Problem, Query};
+use crate::error::{ApiError, Path, Query};
+use crate::formats::Id;
+use crate::problems::{CREDENTIALS, UPSTREAM, problems};
+
+problems!(ListProblems = &[ErrorCode::InvalidRequest, ErrorCode::PermissionDenied], CREDENTIALS, UPSTREAM);
+problems!(GetProblems = &[ErrorCode::InvalidId, ErrorCode::NotFound], CREDENTIALS, UPSTREAM);
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct OffersQuery {
-    /// Include inactive offers (administrators only).
+    /// Include inactive offers (administrators only: 403 for anyone else).
+    #[param(nullable = false)]
     pub include_inactive: Option<bool>,
 }
 
 /// Offers on sale, newest first.
-#[utoipa::path(get, path = "/api/v1/offers/", tag = "offers", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/offers/", tag = "offers", operation_id = "list_offers", security(("bearer" = [])),
     params(PageQuery, OffersQuery),
-    responses((status = 200, body = Page<pb::Offer>), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, body = Problem)))]
+    responses((status = 200, description = "A page of offers", body = Page<pb::Offer>, headers(
+            ("Offers-Stale" = String, description = "`true` when served from the cache while the catalog is unreachable"))),
+        ListProblems))]
 pub async fn list(
     State(up): State<Upstreams>,
     user: UserCaller,
@@ -26,18 +35,19 @@ pub async fn list(
 ) -> Result<MaybeStale<Page<pb::Offer>>, ApiError> {
     let request = user.grpc(pb::ListOffersRequest {
         show_inactive: filter.include_inactive.unwrap_or(false),
-        page_size: page.page_size(),
-        page_token: page.page_token(),
+        page_size: page.page_size()?,
+        page_token: page.page_token()?,
     })?;
     let answer = up.catalog.clone().list_offers(request).await?;
     Ok(MaybeStale::from_upstream(answer, |a| Page::new(a.offers, a.next_page_token)))
 }
 
 /// One offer.
-#[utoipa::path(get, path = "/api/v1/offers/{offer_id}/", tag = "offers", security(("bearer" = [])),
-    params(("offer_id" = String, Path, description = "Offer id (UUID)")),
-    responses((status = 200, body = pb::Offer), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/offers/{offer_id}/", tag = "offers", operation_id = "get_offer", security(("bearer" = [])),
+    params(("offer_id" = Id, Path, description = "The offer's id")),
+    responses((status = 200, description = "The offer", body = pb::Offer, headers(
+            ("Offers-Stale" = String, description = "`true` when served from the cache while the catalog is unreachable"))),
+        GetProblems))]
 pub async fn get(
     State(up): State<Upstreams>,
     user: UserCaller,

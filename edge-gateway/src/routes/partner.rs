@@ -9,52 +9,121 @@ use utoipa::ToSchema;
 use super::{IdempotencyKey, Page, PageQuery, Transaction, status_name, with_key};
 use crate::Upstreams;
 use crate::context::PartnerCaller;
-use crate::error::{ApiError, Json, Path, Problem, Query};
+use crate::error::{ApiError, Json, Path, Query};
+use crate::formats::{Id, Reference};
+use crate::problems::{BODY, CREDENTIALS, UPSTREAM, problems};
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({
+    "user_id": "0193a5b0-0000-7000-8000-0000000000aa", "offer_id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c", "amount": 1500
+})))]
 pub struct PartnerActivateBody {
+    #[schema(value_type = Id)]
     pub user_id: String,
+    #[schema(value_type = Id)]
     pub offer_id: String,
     /// Must equal the offer's price, in minor units.
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole_number")]
     pub amount: i64,
 }
 
+/// An integer as JSON Schema counts them: `1500.0` is one too (clients
+/// whose numbers are all doubles send it so).
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    // Doubles are exact up to 2^53; past that `1e300` is no amount anyway.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let whole = number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= EXACT).map(|f| f as i64);
+    number.as_i64().or(whole).ok_or_else(|| serde::de::Error::custom(format!("expected a whole number, got {number}")))
+}
+
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({
+    "reference": "REF-4F1A09C2B7DE", "transaction_id": "0193a5b0-7e1c-7cc2-9f3e-4b8a2d6c1e05", "status": "PENDING"
+})))]
 pub struct PartnerAccepted {
+    #[schema(value_type = Reference)]
     pub reference: String,
+    #[schema(format = Uuid)]
     pub transaction_id: String,
+    #[schema(pattern = "^(PENDING|SUCCESS|FAILED)$")]
     pub status: String,
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({
+    "reference": "REF-4F1A09C2B7DE", "transaction_id": "0193a5b0-7e1c-7cc2-9f3e-4b8a2d6c1e05",
+    "user_id": "0193a5b0-0000-7000-8000-0000000000aa", "offer_id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c",
+    "status": "SUCCESS", "is_valid": true
+})))]
 pub struct Validation {
+    #[schema(value_type = Reference)]
     pub reference: String,
+    #[schema(format = Uuid)]
     pub transaction_id: String,
+    #[schema(format = Uuid)]
     pub user_id: String,
+    #[schema(format = Uuid)]
     pub offer_id: String,
+    #[schema(pattern = "^(PENDING|SUCCESS|FAILED)$")]
     pub status: String,
     pub is_valid: bool,
 }
 
+/// The contract's own answer for a reference that is not the partner's.
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"reference": "REF-4F1A09C2B7DE", "is_valid": false, "error": "Transaction not found"})))]
 pub struct Invalid {
+    #[schema(value_type = Reference)]
     pub reference: String,
     pub is_valid: bool,
     pub error: String,
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"callback_url": "https://partner.example.com/offers/callback"})))]
 pub struct CallbackBody {
-    /// An http(s) URL, or empty to stop callbacks.
+    /// An https URL of a public host (plain http and private hosts only
+    /// where the deployment allows them), or empty to stop callbacks.
+    #[schema(
+        max_length = 2048,
+        pattern = "^(https?://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*(:[0-9]{1,4})?(/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?)?$"
+    )]
     pub callback_url: String,
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({
+    "callback_url": "https://partner.example.com/offers/callback", "signing_secret": "whsec_5f0c3a9e1b7d4c2a5f0c3a9e1b7d4c2a5f0c3a9e1b7d4c2a5f0c3a9e1b7d4c2a"
+})))]
 pub struct CallbackRegistered {
     pub callback_url: String,
-    /// HMAC-SHA256 key for the `X-Offers-Signature` header; shown once.
+    /// HMAC-SHA256 key for the `X-Offers-Signature` header (`whsec_` and 64
+    /// hex digits); shown once, null when callbacks were cleared.
     pub signing_secret: Option<String>,
 }
+
+/// Every partner path has a per-partner rate limit.
+const RATE_LIMITED: &[ErrorCode] = &[ErrorCode::RateLimited];
+
+problems!(
+    ActivateProblems = CREDENTIALS,
+    RATE_LIMITED,
+    BODY,
+    UPSTREAM,
+    &[
+        ErrorCode::InvalidUser,
+        ErrorCode::InvalidOffer,
+        ErrorCode::AmountMismatch,
+        ErrorCode::InsufficientPartnerFunds,
+        ErrorCode::IdempotencyKeyReused,
+    ]
+);
+problems!(ValidateProblems = CREDENTIALS, RATE_LIMITED, UPSTREAM, &[ErrorCode::InvalidId]);
+problems!(CallbackProblems = CREDENTIALS, RATE_LIMITED, BODY, UPSTREAM);
+problems!(BalanceProblems = CREDENTIALS, RATE_LIMITED, UPSTREAM);
+problems!(TransactionsProblems = CREDENTIALS, RATE_LIMITED, UPSTREAM, &[ErrorCode::InvalidRequest]);
 
 /// A bad body from a caller whose key is also bad gets the 401, as it
 /// would anywhere else: the key is checked (by a lookup that needs nothing
@@ -75,12 +144,11 @@ async fn credentials_first<T>(
 }
 
 /// Activate an offer the partner sold to a user, paid from the partner's account.
-#[utoipa::path(post, path = "/api/v1/partner/activate/", tag = "partner", security(("partner_key" = [])),
-    request_body = PartnerActivateBody,
-    params(IdempotencyKey),
-    responses((status = 202, body = PartnerAccepted),
-        (status = 400, body = Problem, description = "invalid_user, invalid_offer, amount_mismatch, insufficient_partner_funds, invalid_request"),
-        (status = 401, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/partner/activate/", tag = "partner", operation_id = "partner_activate_offer",
+    security(("partner_key" = [])), request_body = PartnerActivateBody, params(IdempotencyKey),
+    responses((status = 202, description = "Accepted and held from the partner's account", body = PartnerAccepted,
+        links(("validate" = (operation_id = "partner_validate_reference",
+            parameters(("reference" = "$response.body#/reference")))))), ActivateProblems))]
 pub async fn activate(
     State(up): State<Upstreams>,
     partner: PartnerCaller,
@@ -98,10 +166,11 @@ pub async fn activate(
 }
 
 /// Look up one of the partner's transactions by reference.
-#[utoipa::path(get, path = "/api/v1/partner/validate/{reference}/", tag = "partner", security(("partner_key" = [])),
-    params(("reference" = String, Path, description = "REF- and 12 upper-case hex digits")),
-    responses((status = 200, body = Validation), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Invalid, description = "Unknown, or another partner's")))]
+#[utoipa::path(get, path = "/api/v1/partner/validate/{reference}/", tag = "partner",
+    operation_id = "partner_validate_reference", security(("partner_key" = [])),
+    params(("reference" = Reference, Path, description = "The reference the activation answered")),
+    responses((status = 200, description = "The partner's transaction", body = Validation),
+        (status = 404, description = "Unknown, or another partner's", body = Invalid), ValidateProblems))]
 pub async fn validate(
     State(up): State<Upstreams>,
     partner: PartnerCaller,
@@ -134,9 +203,9 @@ pub async fn validate(
 }
 
 /// Register (or clear) the URL told when a transaction completes.
-#[utoipa::path(post, path = "/api/v1/partner/callback/", tag = "partner", security(("partner_key" = [])),
-    request_body = CallbackBody,
-    responses((status = 200, body = CallbackRegistered), (status = 400, body = Problem), (status = 401, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/partner/callback/", tag = "partner", operation_id = "partner_set_callback",
+    security(("partner_key" = [])), request_body = CallbackBody,
+    responses((status = 200, description = "Registered (or cleared)", body = CallbackRegistered), CallbackProblems))]
 pub async fn callback(
     State(up): State<Upstreams>,
     partner: PartnerCaller,
@@ -150,6 +219,7 @@ pub async fn callback(
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"balance": 998500, "credit_limit": 0, "available": 998500, "currency": "EUR"})))]
 pub struct PartnerBalance {
     /// Minor units of `currency`; negative while drawing on the credit limit.
     pub balance: i64,
@@ -160,8 +230,9 @@ pub struct PartnerBalance {
 }
 
 /// The partner's account with Offers.
-#[utoipa::path(get, path = "/api/v1/partner/balance/", tag = "partner", security(("partner_key" = [])),
-    responses((status = 200, body = PartnerBalance), (status = 401, body = Problem), (status = 429, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/partner/balance/", tag = "partner", operation_id = "partner_get_balance",
+    security(("partner_key" = [])),
+    responses((status = 200, description = "The partner's account", body = PartnerBalance), BalanceProblems))]
 pub async fn balance(State(up): State<Upstreams>, partner: PartnerCaller) -> Result<Json<PartnerBalance>, ApiError> {
     let b = up.partner.clone().get_balance(partner.grpc(pb::GetBalanceRequest {})?).await?.into_inner();
     Ok(Json(PartnerBalance {
@@ -173,17 +244,17 @@ pub async fn balance(State(up): State<Upstreams>, partner: PartnerCaller) -> Res
 }
 
 /// The partner's own transactions, newest first.
-#[utoipa::path(get, path = "/api/v1/partner/transactions/", tag = "partner", security(("partner_key" = [])),
-    params(PageQuery),
-    responses((status = 200, body = Page<Transaction>), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 429, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/partner/transactions/", tag = "partner", operation_id = "partner_list_transactions",
+    security(("partner_key" = [])), params(PageQuery),
+    responses((status = 200, description = "A page of the partner's transactions", body = Page<Transaction>),
+        TransactionsProblems))]
 pub async fn transactions(
     State(up): State<Upstreams>,
     partner: PartnerCaller,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<Transaction>>, ApiError> {
     let request =
-        partner.grpc(pb::ListTransactionsRequest { page_size: page.page_size(), page_token: page.page_token() })?;
+        partner.grpc(pb::ListTransactionsRequest { page_size: page.page_size()?, page_token: page.page_token()? })?;
     let answer = up.partner.clone().list_transactions(request).await?.into_inner();
     Ok(Json(Page::new(answer.transactions.into_iter().map(Transaction::from).collect(), answer.next_page_token)))
 }

@@ -153,7 +153,7 @@ impl pb::account_service_server::AccountService for AccountApi {
     ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
         let principal = user(&request)?;
         let body = request.into_inner();
-        let limit = page_size(body.page_size);
+        let limit = page_size(body.page_size)?;
         let items = self.0.subscriptions(principal.user_id, page_after(&body.page_token)?, limit + 1).await?;
         let (items, next_page_token) = page(items, limit, |s| s.id);
         Ok(Response::new(pb::ListSubscriptionsResponse {
@@ -168,7 +168,7 @@ impl pb::account_service_server::AccountService for AccountApi {
     ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
         let principal = user(&request)?;
         let body = request.into_inner();
-        let limit = page_size(body.page_size);
+        let limit = page_size(body.page_size)?;
         let items = self.0.transactions(principal.user_id, page_after(&body.page_token)?, limit + 1).await?;
         let (items, next_page_token) = page(items, limit, |t| t.id);
         Ok(Response::new(pb::ListTransactionsResponse {
@@ -321,7 +321,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         request: Request<pb::ListReviewsRequest>,
     ) -> Result<Response<pb::ListReviewsResponse>, Status> {
         let b = request.into_inner();
-        let limit = page_size(b.page_size);
+        let limit = page_size(b.page_size)?;
         let items = self.0.reviews(page_after(&b.page_token)?, limit + 1).await?;
         let (items, next_page_token) = page(items, limit, |t| t.id);
         let reasons = items.iter().map(|t| t.review_reason.clone().unwrap_or_default()).collect();
@@ -366,7 +366,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
     ) -> Result<Response<pb::ListPartnerTransactionsResponse>, Status> {
         let b = request.into_inner();
         let partner = parse_id(&b.partner_id, "partner id")?;
-        let limit = page_size(b.page_size);
+        let limit = page_size(b.page_size)?;
         let items = self.0.partner_transactions(partner, page_after(&b.page_token)?, limit + 1).await?;
         let (items, next_page_token) = page(items, limit, |t| t.id);
         Ok(Response::new(pb::ListPartnerTransactionsResponse {
@@ -434,7 +434,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
             .as_ref()
             .and_then(from_timestamp)
             .ok_or_else(|| Error::invalid_request("expire_before is required"))?;
-        let limit = page_size(b.page_size);
+        let limit = page_size(b.page_size)?;
         let items = self.0.expiring(after, before, page_after(&b.page_token)?, limit + 1).await?;
         let (items, next_page_token) = page(items, limit, |s| s.id);
         Ok(Response::new(pb::ListExpiringSubscriptionsResponse {

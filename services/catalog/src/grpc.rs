@@ -26,7 +26,7 @@ impl pb::catalog_service_server::CatalogService for CatalogApi {
         if body.show_inactive && !principal.is_admin {
             return Err(CatalogError::AdminOnly.into());
         }
-        let limit = usize::try_from(page_size(body.page_size)).unwrap_or(50);
+        let limit = usize::try_from(page_size(body.page_size)?).unwrap_or(50);
         let after = page_after(&body.page_token)?;
         let Served { value: offers, stale } = self.0.list(body.show_inactive).await?;
         let start = after.map_or(0, |after| offers.iter().take_while(|o| o.id >= after).count());

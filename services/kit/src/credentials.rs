@@ -73,13 +73,16 @@ impl Interceptor for PublicCheck {
         if let Some(address) = address {
             request.extensions_mut().insert(ClientAddress(address));
         }
-        // Partner API keys are not JWTs: only three-part tokens are checked here.
-        let check = match bearer(request.metadata()) {
+        // Partner API keys are not JWTs, so nothing is refused here: a bearer
+        // that is not a three-part token is recorded as an invalid access
+        // token, which only matters to handlers that ask for a user.
+        let check = match bearer(request.metadata()).filter(|t| !t.is_empty()) {
             Some(token) if token.split('.').count() == 3 => Some(match self.verifier.verify(token) {
                 Ok(principal) => TokenCheck::Valid(principal),
                 Err(e) => TokenCheck::Invalid(e.0),
             }),
-            _ => None,
+            Some(_) => Some(TokenCheck::Invalid("not a JWT (three dot-separated parts)".into())),
+            None => None,
         };
         if let Some(check) = check {
             request.extensions_mut().insert(check);
@@ -185,6 +188,17 @@ mod tests {
         assert!(check.call(outgoing).is_ok());
         assert!(check.call(with_bearer("s3cres")).is_err());
         assert!(check.call(Request::new(())).is_err());
+    }
+
+    #[test]
+    fn a_bearer_that_is_no_jwt_is_an_invalid_token_not_a_missing_one() {
+        let (_, public) = crate::token::generate_keypair().expect("keys");
+        let verifier = TokenVerifier::from_pem(&public, "iss", "aud").expect("verifier");
+        let mut check = PublicCheck::new(verifier, ServiceCredentialCheck::new("s3cret-credential"));
+        let dotless = check.call(with_bearer("nodotsatall")).expect("passes the interceptor");
+        assert_eq!(user(&dotless).expect_err("no user").code, ErrorCode::InvalidToken);
+        let none = check.call(Request::new(())).expect("passes the interceptor");
+        assert_eq!(user(&none).expect_err("no user").code, ErrorCode::Unauthenticated);
     }
 
     fn with_bearer(token: &str) -> Request<()> {

@@ -2,12 +2,16 @@
 //! the single place where it becomes a `tonic::Status` or an HTTP problem.
 
 use std::fmt;
+use std::time::Duration;
 
-use tonic::metadata::MetadataValue;
+use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 /// Metadata key carrying the stable error code on a gRPC status.
 pub const CODE_METADATA: &str = "offers-error-code";
+/// `ErrorInfo.domain` of every status we send (its `reason` is the code).
+pub const ERROR_DOMAIN: &str = "offers";
 /// Metadata key carrying a retry delay in seconds (rate limits).
 pub const RETRY_AFTER_METADATA: &str = "retry-after";
 
@@ -35,6 +39,11 @@ macro_rules! error_codes {
             }
             pub fn parse(code: &str) -> Option<Self> {
                 match code { $($code => Some(ErrorCode::$variant),)+ _ => None }
+            }
+            /// A fault of the server or of what it depends on, as opposed to
+            /// a caller's mistake: only these are logged as errors.
+            pub fn is_fault(self) -> bool {
+                self.http_status() >= 500
             }
         }
     };
@@ -132,12 +141,13 @@ impl Error {
         }
     }
 
-    /// Rebuilds the error another service answered with, keeping its code.
+    /// Rebuilds the error another service answered with, keeping its code
+    /// (from its `ErrorInfo`, else its metadata, else its gRPC code).
     pub fn from_status(status: Status) -> Self {
-        let code = status
-            .metadata()
-            .get(CODE_METADATA)
-            .and_then(|v| v.to_str().ok())
+        let reason = status.get_details_error_info().filter(|info| info.domain == ERROR_DOMAIN).map(|info| info.reason);
+        let code = reason
+            .as_deref()
+            .or_else(|| status.metadata().get(CODE_METADATA).and_then(|v| v.to_str().ok()))
             .and_then(ErrorCode::parse)
             .unwrap_or_else(|| code_for_grpc(status.code()));
         let retry_after_secs =
@@ -150,10 +160,15 @@ impl Error {
         Self { code, message, retry_after_secs, source }
     }
 
-    /// Logs the cause of an error that has one (internal, unavailable).
+    /// Logs the cause of an error that has one (internal, unavailable,
+    /// timeout): at ERROR for a server fault; anything a caller caused
+    /// stays at DEBUG, so an error log means something for operators.
     pub fn log(&self) {
-        if let Some(source) = &self.source {
+        let Some(source) = &self.source else { return };
+        if self.code.is_fault() {
             tracing::error!(code = %self.code, error = %source, chain = ?source, "request failed");
+        } else {
+            tracing::debug!(code = %self.code, error = %source, "request refused");
         }
     }
 }
@@ -174,15 +189,21 @@ impl std::error::Error for Error {
     }
 }
 
+/// The standard rich error model (`google.rpc.Status` in
+/// `grpc-status-details-bin`: `ErrorInfo`, and `RetryInfo` when there is a
+/// delay) for clients generated from any proto toolchain, and the same code
+/// and delay as plain metadata for those reading headers.
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         err.log();
-        let mut status = Status::new(err.code.grpc(), err.message);
-        status.metadata_mut().insert(CODE_METADATA, MetadataValue::from_static(err.code.as_str()));
+        let mut details = ErrorDetails::with_error_info(err.code.as_str(), ERROR_DOMAIN, []);
+        let mut metadata = MetadataMap::new();
+        metadata.insert(CODE_METADATA, MetadataValue::from_static(err.code.as_str()));
         if let Some(secs) = err.retry_after_secs {
-            status.metadata_mut().insert(RETRY_AFTER_METADATA, MetadataValue::from(secs));
+            details.set_retry_info(Some(Duration::from_secs(secs)));
+            metadata.insert(RETRY_AFTER_METADATA, MetadataValue::from(secs));
         }
-        status
+        Status::with_error_details_and_metadata(err.code.grpc(), err.message, details, metadata)
     }
 }
 
@@ -250,6 +271,88 @@ mod tests {
     #[test]
     fn rate_limits_carry_retry_after() {
         let status: Status = Error::rate_limited(7).into();
+        assert_eq!(status.get_details_retry_info().and_then(|r| r.retry_delay), Some(Duration::from_secs(7)));
         assert_eq!(Error::from_status(status).retry_after_secs, Some(7));
+    }
+
+    /// Counts the events logged at ERROR.
+    #[derive(Default, Clone)]
+    struct Errors(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl tracing::Subscriber for Errors {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if *event.metadata().level() == tracing::Level::ERROR {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn only_server_faults_are_logged_as_errors() {
+        let errors = Errors::default();
+        tracing::subscriber::with_default(errors.clone(), || {
+            for &code in ErrorCode::ALL {
+                let caused = Error { source: Some("a cause".into()), ..Error::new(code, "x") };
+                let _: Status = caused.into();
+            }
+        });
+        let faults = ErrorCode::ALL.iter().filter(|c| c.is_fault()).count();
+        assert_eq!(errors.0.load(std::sync::atomic::Ordering::SeqCst), faults);
+        assert!(!ErrorCode::NotFound.is_fault() && !ErrorCode::Unauthenticated.is_fault());
+        assert!(ErrorCode::Internal.is_fault() && ErrorCode::Unavailable.is_fault());
+    }
+
+    #[test]
+    fn every_status_carries_error_info() {
+        for &code in ErrorCode::ALL {
+            let status: Status = Error::new(code, "x").into();
+            let info = status.get_details_error_info().expect("ErrorInfo");
+            assert_eq!((info.reason.as_str(), info.domain.as_str()), (code.as_str(), ERROR_DOMAIN));
+            // A status whose metadata was lost on the way still says its code.
+            let bare = Status::with_details(status.code(), status.message(), status.details().to_vec().into());
+            assert_eq!(Error::from_status(bare).code, code);
+        }
+    }
+
+    /// The documented proto enum (`offers.errors.v1.ErrorCode`) is this
+    /// table: the same codes, in the same order (value n is `ALL[n - 1]`),
+    /// each commented with its gRPC code and HTTP status.
+    #[test]
+    fn the_proto_enum_is_this_table() {
+        use offers_proto::errors::v1::ErrorCode as Proto;
+        use prost::Message;
+        for (i, &code) in ErrorCode::ALL.iter().enumerate() {
+            let name = format!("ERROR_CODE_{}", code.as_str().to_uppercase());
+            let value = Proto::from_str_name(&name).unwrap_or_else(|| panic!("{name} is not in errors.proto"));
+            assert_eq!(value as usize, i + 1, "{name} is numbered out of the table's order");
+        }
+        let count = i32::try_from(ErrorCode::ALL.len()).expect("few codes");
+        assert!(Proto::try_from(count + 1).is_err(), "errors.proto has codes the table lacks");
+
+        let set = prost_types::FileDescriptorSet::decode(offers_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+        let file = set.file.iter().find(|f| f.package() == "offers.errors.v1").expect("errors.proto");
+        let enum_index = file.enum_type.iter().position(|e| e.name() == "ErrorCode").expect("ErrorCode");
+        let comment = |value: usize| {
+            // Source paths: 5 = enum_type, then its index, 2 = value, then its index.
+            let path = [5, i32::try_from(enum_index).expect("index"), 2, i32::try_from(value).expect("index")];
+            let info = file.source_code_info.as_ref().expect("source info");
+            info.location.iter().find(|l| l.path == path).map(|l| l.leading_comments().to_string()).unwrap_or_default()
+        };
+        for (i, &code) in ErrorCode::ALL.iter().enumerate() {
+            let doc = comment(i + 1);
+            let grpc = crate::grpc::code_name(code.grpc());
+            let expected = format!("`{code}`: {}. gRPC {grpc}, HTTP {}.", code.title(), code.http_status());
+            assert!(doc.contains(&expected), "errors.proto documents {code} as {doc:?}, not {expected:?}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 pub mod bus;
 pub mod cache;
 pub mod config;
+pub mod cors;
 pub mod credentials;
 pub mod db;
 pub mod error;

@@ -10,6 +10,7 @@ use axum::serve::ListenerExt;
 use offers_kit::Parts;
 use offers_kit::bus::{self, SharedBus};
 use offers_kit::cache::{self, SharedCache};
+use offers_kit::cors::CorsPolicy;
 use offers_kit::credentials::{PublicCheck, ServiceCredentialCheck};
 use offers_kit::grpc::ServerLayer;
 use offers_kit::parts::GrpcServices;
@@ -139,7 +140,9 @@ impl Process {
             });
         }
         if let Some((public_listener, internal_listener)) = listeners.grpc {
-            let serving = Serving { tls: shared.settings.tls.server()?, limits: ServerLimits::of(&shared.settings) };
+            let cors = shared.settings.grpc_web_cors.layer(&GRPC_WEB_CORS);
+            let tls = shared.settings.tls.server()?;
+            let serving = Serving { tls, cors, limits: ServerLimits::of(&shared.settings) };
             let names = public.names().to_vec();
             let (reporter, routes) = with_health_and_reflection(public).await?;
             self.health.push((reporter, names));
@@ -374,10 +377,37 @@ async fn with_health_and_reflection(services: GrpcServices) -> anyhow::Result<(H
     Ok((reporter, routes))
 }
 
-/// How a gRPC listener serves: TLS, and the bounds on calls and connections.
+/// What browsers on an allowed origin may send over gRPC-Web and read
+/// back (the status and its details arrive as trailers the script reads).
+const GRPC_WEB_CORS: CorsPolicy = CorsPolicy {
+    methods: &[http::Method::POST],
+    request_headers: &[
+        "authorization",
+        "content-type",
+        "x-grpc-web",
+        "x-user-agent",
+        "grpc-timeout",
+        "idempotency-key",
+        "x-request-id",
+        "traceparent",
+    ],
+    response_headers: &[
+        "grpc-status",
+        "grpc-message",
+        "grpc-status-details-bin",
+        offers_kit::error::CODE_METADATA,
+        offers_kit::error::RETRY_AFTER_METADATA,
+        offers_kit::grpc::STALE_METADATA,
+        "x-request-id",
+    ],
+};
+
+/// How a gRPC listener serves: TLS, cross-origin access for gRPC-Web, and
+/// the bounds on calls and connections.
 #[derive(Clone)]
 struct Serving {
     tls: Option<ServerTlsConfig>,
+    cors: Option<tower_http::cors::CorsLayer>,
     limits: ServerLimits,
 }
 
@@ -425,6 +455,8 @@ where
         .max_connection_age_grace(Duration::from_secs(30))
         .accept_http1(true)
         .layer(ServerLayer::new(serving.limits.call))
+        // Before gRPC-Web and the credential check: a preflight carries neither.
+        .layer(tower::util::option_layer(serving.cors))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(check)
         .add_routes(routes)

@@ -14,6 +14,7 @@ use offers_gateway::GatewaySettings;
 use offers_kit::config::{
     self, BusSettings, CacheSettings, ConfigError, DatabaseSettings, Problems, Validate, redact, redact_url,
 };
+use offers_kit::cors::CorsSettings;
 use offers_kit::grpc::parse_upstream;
 use offers_kit::telemetry::TelemetrySettings;
 use offers_notifier::NotifierSettings;
@@ -57,6 +58,9 @@ pub struct Settings {
     /// gRPC connections are closed (gracefully) after this long, so that
     /// clients connect again and spread over replicas added since.
     pub max_connection_age_secs: u64,
+    /// Browsers on other origins allowed to call both gRPC listeners with
+    /// gRPC-Web (off by default).
+    pub grpc_web_cors: CorsSettings,
 }
 
 impl Default for Settings {
@@ -83,6 +87,7 @@ impl Default for Settings {
             shutdown_grace_secs: 10,
             call_timeout_ms: 8_000,
             max_connection_age_secs: 300,
+            grpc_web_cors: CorsSettings::default(),
         }
     }
 }
@@ -210,6 +215,7 @@ impl Validate for Settings {
         p.section("provisioning", &self.provisioning);
         p.section("partner", &self.partner);
         p.section("notifier", &self.notifier);
+        p.section("grpc_web_cors", &self.grpc_web_cors);
         let currency = &self.currency;
         let iso = currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase());
         p.check(iso, "currency", format!("expected a three-letter ISO 4217 code, got {currency:?}"));

@@ -22,6 +22,9 @@ use crate::error::PartnerError;
 use crate::settings::PartnerSettings;
 use crate::{egress, keys};
 
+/// The longest callback URL kept (the REST document says the same).
+const MAX_CALLBACK_URL: usize = 2048;
+
 pub struct Clients {
     pub users: UserAdminServiceClient<InternalChannel>,
     pub catalog: CatalogAdminServiceClient<InternalChannel>,
@@ -215,6 +218,8 @@ impl Partners {
     pub async fn set_callback(&self, partner: &partner::Model, url: &str) -> Result<Option<String>, PartnerError> {
         let (url, secret) = if url.is_empty() {
             (None, None)
+        } else if url.len() > MAX_CALLBACK_URL {
+            return Err(PartnerError::Invalid(format!("callback_url is longer than {MAX_CALLBACK_URL} characters")));
         } else {
             let parsed: http::Uri =
                 url.parse().map_err(|_| PartnerError::Invalid("callback_url is not a URL".into()))?;

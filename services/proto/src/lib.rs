@@ -43,3 +43,11 @@ pub mod jobs {
         tonic::include_proto!("offers.jobs.v1");
     }
 }
+/// The error codes every failure carries (`ErrorInfo.reason`), as a
+/// documented enum for clients built from the protos.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod errors {
+    pub mod v1 {
+        tonic::include_proto!("offers.errors.v1");
+    }
+}

@@ -3,7 +3,7 @@ use std::collections::BTreeSet;
 use offers_proto::auth::v1::GetUserRequest;
 use offers_proto::auth::v1::get_user_request::Lookup;
 use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
-use offers_tests::{TestSuite, across_processes, both};
+use offers_tests::{Backend, TestSuite, across_processes, both, each_backend};
 use serde_json::json;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -221,16 +221,22 @@ async fn reflection_lists_exactly_each_listeners_services(suite: &TestSuite) {
     assert_eq!(health.expect_err("no credential").code(), tonic::Code::Unauthenticated);
 }
 
-async fn grpc_web_is_accepted(suite: &TestSuite) {
-    // A browser's gRPC-Web call over HTTP/1.1: one empty HealthCheckRequest frame.
-    let response = reqwest::Client::new()
-        .post(format!("http://{}/grpc.health.v1.Health/Check", suite.grpc_addr))
+/// A browser's gRPC-Web call over HTTP/1.1 (from `origin`, if given): one
+/// empty HealthCheckRequest frame.
+async fn grpc_web_health_check(addr: std::net::SocketAddr, origin: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{addr}/grpc.health.v1.Health/Check"))
         .header("content-type", "application/grpc-web+proto")
         .header("x-grpc-web", "1")
-        .body(vec![0u8, 0, 0, 0, 0])
-        .send()
-        .await
-        .expect("sent");
+        .body(vec![0u8, 0, 0, 0, 0]);
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    request.send().await.expect("sent")
+}
+
+async fn grpc_web_is_accepted(suite: &TestSuite) {
+    let response = grpc_web_health_check(suite.grpc_addr, None).await;
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"].to_str().expect("ascii").to_string();
     assert!(content_type.starts_with("application/grpc-web"), "{content_type}");
@@ -240,7 +246,142 @@ async fn grpc_web_is_accepted(suite: &TestSuite) {
     assert!(String::from_utf8_lossy(&body[7..]).contains("grpc-status:0"), "{body:?}");
 }
 
+/// The document describes errors, formats and credentials as the server
+/// applies them (schemathesis holds the whole of it to that in CI).
+async fn openapi_describes_problems_formats_and_credentials(suite: &TestSuite) {
+    let doc = suite.api.get("/api/v1/openapi.json", None).await.body;
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(
+        (schemes["bearer"]["scheme"].as_str(), schemes["bearer"]["bearerFormat"].as_str()),
+        (Some("bearer"), Some("JWT"))
+    );
+    assert_eq!(schemes["partner_key"]["scheme"], "bearer");
+    let activate = &doc["paths"]["/api/v1/activation/"]["post"];
+    assert_eq!(activate["security"], json!([{"bearer": []}]));
+    assert_eq!(doc["paths"]["/api/v1/partner/activate/"]["post"]["security"], json!([{"partner_key": []}]));
+    assert!(
+        activate["parameters"]
+            .as_array()
+            .expect("params")
+            .iter()
+            .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")
+    );
+    let reused = &activate["responses"]["422"]["content"]["application/problem+json"];
+    assert_eq!(reused["schema"]["allOf"][1]["properties"]["code"]["enum"], json!(["idempotency_key_reused"]));
+    assert!(activate["responses"]["400"]["content"].get("application/json").is_none(), "problems are problem+json");
+    let limit = doc["paths"]["/api/v1/offers/"]["get"]["parameters"]
+        .as_array()
+        .expect("params")
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .expect("limit")
+        .clone();
+    assert_eq!((limit["schema"]["minimum"].as_u64(), limit["schema"]["maximum"].as_u64()), (Some(1), Some(200)));
+    assert_eq!(doc["components"]["schemas"]["Reference"]["pattern"], "^REF-[0-9A-F]{12}$");
+    assert_eq!(doc["components"]["schemas"]["Id"]["format"], "uuid");
+    let codes = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"].as_array().expect("codes").len();
+    assert_eq!(codes, offers_kit::ErrorCode::ALL.len());
+}
+
+/// Out of 1 to 200 is refused, naming `limit`, never cut down to fit.
+async fn limits_out_of_range_are_refused(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    for path in ["/api/v1/offers/", "/api/v1/account/transactions/", "/api/v1/account/subscriptions/"] {
+        for limit in ["0", "201", "2147483648", "99999999999", "-1"] {
+            let reply = suite.api.get(&format!("{path}?limit={limit}"), Some(&token)).await;
+            reply.assert_problem(400, "invalid_request");
+            assert!(reply.str("detail").contains("limit"), "{path}?limit={limit}: {}", reply.body);
+        }
+        assert_eq!(suite.api.get(&format!("{path}?limit=200"), Some(&token)).await.status, 200);
+        suite.api.get(&format!("{path}?cursor="), Some(&token)).await.assert_problem(400, "invalid_request");
+    }
+    let partner = suite.api.get("/api/v1/partner/transactions/?limit=201", Some("demo-partner-key")).await;
+    partner.assert_problem(400, "invalid_request");
+}
+
+/// Swagger UI, with its assets served by the edge itself (no CDN).
+async fn the_docs_page_is_served_offline(suite: &TestSuite) {
+    let page = suite.api.get("/api/v1/docs/", None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").is_some_and(|t| t.starts_with("text/html")));
+    let html = page.body.as_str().expect("html");
+    assert!(html.contains("swagger-ui-bundle.js") && !html.contains("://"), "assets must be local: {html}");
+    let init = suite.api.get("/api/v1/docs/swagger-initializer.js", None).await;
+    assert!(init.body.as_str().is_some_and(|js| js.contains("/api/v1/openapi.json")), "{}", init.body);
+    let bundle = suite.api.get("/api/v1/docs/swagger-ui-bundle.js", None).await;
+    assert_eq!(bundle.status, 200);
+}
+
+const ORIGIN: &str = "https://app.example.com";
+
+/// A browser's preflight for `path` on `addr`, asking to send `headers`.
+async fn preflight(addr: std::net::SocketAddr, path: &str, method: &str, headers: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, format!("http://{addr}{path}"))
+        .header("origin", ORIGIN)
+        .header("access-control-request-method", method)
+        .header("access-control-request-headers", headers)
+        .send()
+        .await
+        .expect("sent")
+}
+
+fn allowed(response: &reqwest::Response, header: &str) -> Option<String> {
+    response.headers().get(header).and_then(|v| v.to_str().ok()).map(str::to_lowercase)
+}
+
+/// With origins configured, the REST edge and both gRPC listeners answer a
+/// browser's preflight (gRPC-Web included) for those origins only; without,
+/// none is answered for any origin.
+async fn cors_preflights_are_answered_when_configured(backend: Backend) {
+    let configure = |s: &mut offers::settings::Settings| {
+        s.gateway.cors.allowed_origins = vec![ORIGIN.into()];
+        s.grpc_web_cors.allowed_origins = vec![ORIGIN.into()];
+        s.grpc_web_cors.max_age_secs = 600;
+    };
+    let Some(suite) = TestSuite::spawn_with(backend, configure).await else { return };
+    let rest = preflight(suite.http_addr, "/api/v1/offers/", "GET", "authorization").await;
+    assert!(rest.status().is_success(), "{}", rest.status());
+    assert_eq!(allowed(&rest, "access-control-allow-origin").as_deref(), Some(ORIGIN));
+    assert!(allowed(&rest, "access-control-allow-headers").is_some_and(|h| h.contains("authorization")));
+
+    let grpc_path = "/offers.catalog.v1.CatalogService/ListOffers";
+    for addr in [suite.grpc_addr, suite.internal_grpc_addr] {
+        let web = preflight(addr, grpc_path, "POST", "content-type,x-grpc-web,authorization").await;
+        assert!(web.status().is_success(), "{}", web.status());
+        assert_eq!(allowed(&web, "access-control-allow-origin").as_deref(), Some(ORIGIN));
+        assert_eq!(allowed(&web, "access-control-max-age").as_deref(), Some("600"));
+    }
+    // A gRPC-Web call from that origin may read the status trailers.
+    let call = grpc_web_health_check(suite.grpc_addr, Some(ORIGIN)).await;
+    assert_eq!(allowed(&call, "access-control-allow-origin").as_deref(), Some(ORIGIN));
+    assert!(allowed(&call, "access-control-expose-headers").is_some_and(|h| h.contains("grpc-status-details-bin")));
+    // Another origin is not let in.
+    let other = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, format!("http://{}/api/v1/offers/", suite.http_addr))
+        .header("origin", "https://elsewhere.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(allowed(&other, "access-control-allow-origin"), None);
+    suite.stop().await;
+
+    // Off by default.
+    let Some(plain) = TestSuite::spawn(backend).await else { return };
+    let rest = preflight(plain.http_addr, "/api/v1/offers/", "GET", "authorization").await;
+    assert_eq!(allowed(&rest, "access-control-allow-origin"), None);
+    let web = preflight(plain.grpc_addr, grpc_path, "POST", "content-type,x-grpc-web").await;
+    assert_eq!(allowed(&web, "access-control-allow-origin"), None);
+    plain.stop().await;
+}
+
+each_backend!(cors_preflights_are_answered_when_configured);
+
 both!(
+    openapi_describes_problems_formats_and_credentials,
+    limits_out_of_range_are_refused,
+    the_docs_page_is_served_offline,
     reflection_lists_exactly_each_listeners_services,
     grpc_web_is_accepted,
     openapi_lists_every_served_path,

@@ -6,6 +6,7 @@ mod auth;
 mod bus;
 mod edge;
 mod faults;
+mod grpc_errors;
 mod ledger;
 mod migration;
 mod notifier;

@@ -41,16 +41,29 @@ pub fn idempotency_key(metadata: &tonic::metadata::MetadataMap) -> Result<Option
     }
 }
 
-/// Parses a UUID from a request; a malformed one is `invalid_id`.
-pub fn parse_id(value: &str, what: &str) -> Result<Uuid, Error> {
-    Uuid::parse_str(value).map_err(|_| Error::new(ErrorCode::InvalidId, format!("{what} is not a valid id")))
+/// A UUID in its hyphenated form, the only one ids are written in (so the
+/// documents can give one pattern for every id and cursor).
+fn hyphenated(value: &str) -> Option<Uuid> {
+    if value.len() == 36 { Uuid::try_parse(value).ok() } else { None }
 }
 
-/// Page sizes: 50 unless asked, never more than 200.
-pub fn page_size(requested: i32) -> u64 {
+/// Parses a UUID from a request; a malformed one is `invalid_id`.
+pub fn parse_id(value: &str, what: &str) -> Result<Uuid, Error> {
+    hyphenated(value).ok_or_else(|| Error::new(ErrorCode::InvalidId, format!("{what} is not a valid id")))
+}
+
+/// The most items one page holds, and how many when the caller leaves it (0).
+pub const MAX_PAGE_SIZE: i32 = 200;
+pub const DEFAULT_PAGE_SIZE: i32 = 50;
+
+/// The `page_size` asked for: 0 for the default, else 1 to
+/// [`MAX_PAGE_SIZE`]; anything else is refused, never silently clamped (a
+/// client asking for more must learn it gets less).
+pub fn page_size(requested: i32) -> Result<u64, Error> {
     match requested {
-        n if n <= 0 => 50,
-        n => u64::try_from(n.min(200)).unwrap_or(50),
+        0 => Ok(DEFAULT_PAGE_SIZE.unsigned_abs().into()),
+        n if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n.unsigned_abs().into()),
+        _ => Err(Error::invalid_request(format!("page_size must be between 1 and {MAX_PAGE_SIZE}"))),
     }
 }
 
@@ -60,7 +73,7 @@ pub fn page_after(token: &str) -> Result<Option<Uuid>, Error> {
     if token.is_empty() {
         return Ok(None);
     }
-    Uuid::parse_str(token).map(Some).map_err(|_| Error::invalid_request("cursor is not valid"))
+    hyphenated(token).map(Some).ok_or_else(|| Error::invalid_request("cursor is not valid"))
 }
 
 pub fn to_timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
@@ -69,4 +82,30 @@ pub fn to_timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp 
 
 pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes_out_of_range_are_refused_not_clamped() {
+        assert_eq!(page_size(0).ok(), Some(50));
+        assert_eq!(page_size(200).ok(), Some(200));
+        for bad in [-1, 201, i32::MAX] {
+            let err = page_size(bad).expect_err("out of range");
+            assert!(err.message.contains("page_size"), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn ids_are_hyphenated_uuids_only() {
+        let id = Uuid::now_v7();
+        assert_eq!(parse_id(&id.to_string(), "id").ok(), Some(id));
+        assert_eq!(parse_id(&id.to_string().to_uppercase(), "id").ok(), Some(id));
+        for other in [id.simple().to_string(), id.urn().to_string(), format!("{{{id}}}")] {
+            assert_eq!(parse_id(&other, "id").expect_err(&other).code, ErrorCode::InvalidId);
+            assert!(page_after(&other).is_err(), "{other}");
+        }
+    }
 }
