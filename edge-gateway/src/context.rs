@@ -71,7 +71,7 @@ impl Credential for AccessToken {
     const MISSING: &'static str = "an access token is required";
 
     fn check(auth: &EdgeAuth, token: &str) -> Result<(), Error> {
-        let principal = auth.verifier.verify(token).map_err(|e| Error::new(ErrorCode::InvalidToken, e.to_string()))?;
+        let principal = auth.verifier.verify(token)?;
         tracing::Span::current().record("user_id", tracing::field::display(principal.user_id));
         Ok(())
     }

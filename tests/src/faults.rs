@@ -66,6 +66,15 @@ impl FaultProxy {
         self.mode.send_replace(Mode::Pass);
     }
 
+    /// A proxy to the server `url` names (its host resolved now).
+    pub async fn to_url(url: &str) -> FaultProxy {
+        let parsed = url::Url::parse(url).expect("url");
+        let host = parsed.host_str().expect("host");
+        let port = parsed.port_or_known_default().expect("port");
+        let mut addrs = tokio::net::lookup_host((host, port)).await.expect("resolves");
+        FaultProxy::start(addrs.next().expect("an address")).await
+    }
+
     /// `url` with its host and port replaced by this proxy's.
     pub fn in_url(&self, url: &str) -> String {
         let mut parsed = url::Url::parse(url).expect("url");

@@ -2,7 +2,13 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateLedger), Box::new(DoubleEntry), Box::new(OutboxAttempts), Box::new(OutboxTrace)]
+    vec![
+        Box::new(CreateLedger),
+        Box::new(DoubleEntry),
+        Box::new(OutboxAttempts),
+        Box::new(OutboxTrace),
+        Box::new(ExtensionRecorded),
+    ]
 }
 
 struct CreateLedger;
@@ -357,5 +363,34 @@ impl MigrationName for OutboxTrace {
 impl MigrationTrait for OutboxTrace {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         offers_kit::outbox::Outbox::add_trace_context(m, crate::OUTBOX).await
+    }
+}
+
+/// The expiry each successful transaction gave its subscription, so the
+/// ledger check can tell a subscription extended once per success from
+/// one extended twice (or by nothing). Null for what settled before.
+struct ExtensionRecorded;
+
+impl MigrationName for ExtensionRecorded {
+    fn name(&self) -> &str {
+        "m20261202_000340_account_transaction_extensions"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ExtensionRecorded {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let column = timestamp_with_time_zone_null("extended_to");
+        m.alter_table(Table::alter().table("account_transactions").add_column(column).to_owned()).await?;
+        // What settled before: as far as its subscription runs now (an
+        // upper bound, which is all the check compares against).
+        m.get_connection()
+            .execute_unprepared(
+                "UPDATE account_transactions SET extended_to = (SELECT s.expires_at FROM account_subscriptions s \
+                 WHERE s.id = account_transactions.subscription_id) \
+                 WHERE status = 'SUCCESS' AND subscription_id IS NOT NULL",
+            )
+            .await?;
+        Ok(())
     }
 }

@@ -13,14 +13,14 @@ use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use crate::error::{Error, ErrorCode};
-use crate::token::{Principal, TokenVerifier};
+use crate::token::{Principal, TokenError, TokenVerifier};
 
 /// The outcome of checking a request's access token, left in its extensions
 /// for handlers to read with [`user`].
 #[derive(Debug, Clone)]
 enum TokenCheck {
     Valid(Principal),
-    Invalid(String),
+    Refused(TokenError),
 }
 
 /// The bearer value of the `authorization` metadata entry, if any.
@@ -79,9 +79,9 @@ impl Interceptor for PublicCheck {
         let check = match bearer(request.metadata()).filter(|t| !t.is_empty()) {
             Some(token) if token.split('.').count() == 3 => Some(match self.verifier.verify(token) {
                 Ok(principal) => TokenCheck::Valid(principal),
-                Err(e) => TokenCheck::Invalid(e.0),
+                Err(e) => TokenCheck::Refused(e),
             }),
-            Some(_) => Some(TokenCheck::Invalid("not a JWT (three dot-separated parts)".into())),
+            Some(_) => Some(TokenCheck::Refused(TokenError::Invalid("not a JWT (three dot-separated parts)".into()))),
             None => None,
         };
         if let Some(check) = check {
@@ -95,9 +95,7 @@ impl Interceptor for PublicCheck {
 pub fn user<T>(request: &Request<T>) -> Result<Principal, Error> {
     match request.extensions().get::<TokenCheck>() {
         Some(TokenCheck::Valid(principal)) => Ok(principal.clone()),
-        Some(TokenCheck::Invalid(reason)) => {
-            Err(Error::new(ErrorCode::InvalidToken, format!("invalid access token: {reason}")))
-        }
+        Some(TokenCheck::Refused(e)) => Err(e.clone().into()),
         None => Err(Error::new(ErrorCode::Unauthenticated, "an access token is required")),
     }
 }

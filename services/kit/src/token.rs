@@ -146,9 +146,26 @@ impl TokenSigner {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid access token: {0}")]
-pub struct InvalidToken(pub String);
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("invalid access token: {0}")]
+    Invalid(String),
+    /// No key set is held yet (the process has just started): the token
+    /// may well be good, so this is the server's state, not the caller's
+    /// mistake.
+    #[error("the access-token keys are not loaded yet; try again")]
+    KeysNotLoaded,
+}
+
+impl From<TokenError> for crate::Error {
+    fn from(e: TokenError) -> Self {
+        let code = match e {
+            TokenError::Invalid(_) => crate::ErrorCode::InvalidToken,
+            TokenError::KeysNotLoaded => crate::ErrorCode::Unavailable,
+        };
+        crate::Error::new(code, e.to_string())
+    }
+}
 
 /// Checks access tokens against the keys in service, by their `kid`. Clones
 /// share the key set, so one refresh serves every clone.
@@ -195,16 +212,20 @@ impl TokenVerifier {
         self.keys.read().is_ok_and(|k| !k.is_empty())
     }
 
-    pub fn verify(&self, token: &str) -> Result<Principal, InvalidToken> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken("malformed".into()))?;
-        let kid = header.kid.ok_or_else(|| InvalidToken("no key id".into()))?;
+    pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid("malformed".into()))?;
+        let kid = header.kid.ok_or_else(|| TokenError::Invalid("no key id".into()))?;
         let data = {
-            let keys = self.keys.read().map_err(|_| InvalidToken("key set unavailable".into()))?;
-            let key = keys.get(&kid).ok_or_else(|| InvalidToken("signed with a key not in service".into()))?;
+            let keys = self.keys.read().map_err(|_| TokenError::KeysNotLoaded)?;
+            if keys.is_empty() {
+                return Err(TokenError::KeysNotLoaded);
+            }
+            let key = keys.get(&kid).ok_or_else(|| TokenError::Invalid("signed with a key not in service".into()))?;
             jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-                .map_err(|e| InvalidToken(e.kind().to_string_lossy()))?
+                .map_err(|e| TokenError::Invalid(e.kind().to_string_lossy()))?
         };
-        let user_id = Uuid::parse_str(&data.claims.sub).map_err(|_| InvalidToken("subject is not a user id".into()))?;
+        let user_id =
+            Uuid::parse_str(&data.claims.sub).map_err(|_| TokenError::Invalid("subject is not a user id".into()))?;
         Ok(Principal { user_id, token_id: data.claims.jti, is_admin: data.claims.adm })
     }
 }
@@ -265,12 +286,12 @@ mod tests {
         let (signer, _) = pair();
         let (_, other) = pair();
         let token = signer.sign(Uuid::new_v4(), false).expect("sign");
-        assert_eq!(other.verify(&token), Err(InvalidToken("signed with a key not in service".into())));
+        assert_eq!(other.verify(&token), Err(TokenError::Invalid("signed with a key not in service".into())));
         let (private, public) = generate_keypair().expect("keys");
         let signer = TokenSigner::from_pem(&private, "iss", "someone-else", 60).expect("signer");
         let verifier = TokenVerifier::from_pem(&public, "iss", "aud").expect("verifier");
         let token = signer.sign(Uuid::new_v4(), false).expect("sign");
-        assert_eq!(verifier.verify(&token), Err(InvalidToken("wrong audience".into())));
+        assert_eq!(verifier.verify(&token), Err(TokenError::Invalid("wrong audience".into())));
     }
 
     #[test]

@@ -109,19 +109,27 @@ impl Process {
             health: Vec::new(),
             tasks: JoinSet::new(),
         };
-        process.serve(listeners, parts, &shared, &credential, checks_tokens).await?;
+        let verifies = match checks_tokens {
+            false => Verifies::Nothing,
+            true if roles.contains(&Role::Auth) => Verifies::WithOwnKeys,
+            true => Verifies::WithKeysFromAuth,
+        };
+        process.serve(listeners, parts, &shared, &credential, verifies).await?;
         Ok(process)
     }
 
     /// Runs the parts' tasks and serves them on the listeners; returns once
-    /// the process can verify tokens (or has tried for a while).
+    /// the process can verify tokens (or has tried for a while). A process
+    /// that gets its keys from another takes gRPC calls only once it has
+    /// them (or gave up waiting): its listener is open from the start, and
+    /// a call taken earlier would refuse a good token.
     async fn serve(
         &mut self,
         listeners: Listeners,
         parts: Parts,
         shared: &Shared,
         credential: &str,
-        checks_tokens: bool,
+        verifies: Verifies,
     ) -> anyhow::Result<()> {
         let Parts { public, internal, tasks: work, http: api } = parts;
         for task in work {
@@ -138,6 +146,23 @@ impl Process {
                 offers_kit::db::report_pool(db, Duration::from_secs(5), stop).await;
                 Ok(())
             });
+        }
+        let router = api.unwrap_or_else(|| shared.ops.clone());
+        self.tasks.spawn(serve_http(listeners.http, router, self.shutdown.clone()));
+        let connector = shared.settings.tls.connector(Duration::from_secs(5))?;
+        let auth = &shared.settings.upstream.auth;
+        if verifies != Verifies::Nothing {
+            let (verifier, auth) = (shared.verifier.clone(), auth.clone());
+            let every = Duration::from_secs(shared.settings.auth.jwks_refresh_secs);
+            let (connector, stop) = (connector.clone(), self.shutdown.clone());
+            self.tasks.spawn(async move {
+                crate::jwks::refresh(verifier, connector, auth, every, stop).await;
+                Ok(())
+            });
+        }
+        let first_load = || crate::jwks::first_load(&shared.verifier, &connector, auth, Duration::from_secs(5));
+        if verifies == Verifies::WithKeysFromAuth {
+            first_load().await;
         }
         if let Some((public_listener, internal_listener)) = listeners.grpc {
             let cors = shared.settings.grpc_web_cors.layer(&GRPC_WEB_CORS);
@@ -156,21 +181,8 @@ impl Process {
             let stop = self.shutdown.clone();
             self.tasks.spawn(serve_grpc(internal_listener, routes, InterceptorLayer::new(check), serving, stop));
         }
-        let connector = shared.settings.tls.connector(Duration::from_secs(5))?;
-        if checks_tokens {
-            let (verifier, auth) = (shared.verifier.clone(), shared.settings.upstream.auth.clone());
-            let every = Duration::from_secs(shared.settings.auth.jwks_refresh_secs);
-            let (connector, stop) = (connector.clone(), self.shutdown.clone());
-            self.tasks.spawn(async move {
-                crate::jwks::refresh(verifier, connector, auth, every, stop).await;
-                Ok(())
-            });
-        }
-        let router = api.unwrap_or_else(|| shared.ops.clone());
-        self.tasks.spawn(serve_http(listeners.http, router, self.shutdown.clone()));
-        if checks_tokens {
-            let auth = &shared.settings.upstream.auth;
-            crate::jwks::first_load(&shared.verifier, &connector, auth, Duration::from_secs(5)).await;
+        if verifies == Verifies::WithOwnKeys {
+            first_load().await;
         }
         Ok(())
     }
@@ -227,6 +239,15 @@ impl Process {
             self.tasks.shutdown().await;
         }
     }
+}
+
+/// Whether a process checks access tokens, and where its keys come from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verifies {
+    Nothing,
+    /// It runs the auth role: its own listener serves the key set.
+    WithOwnKeys,
+    WithKeysFromAuth,
 }
 
 /// The listeners of a process: HTTP always, the two gRPC ones when a role

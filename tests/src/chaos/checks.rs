@@ -185,7 +185,9 @@ pub async fn check(
     checks.check(
         "subscriptions",
         problems,
-        format!("each of {successes} successes extended its subscription (and the ledger check found each)"),
+        format!(
+            "each of {successes} successes has its subscription, each running exactly as far as its successes took it"
+        ),
     );
 
     let mut by_key: HashMap<&str, BTreeSet<&str>> = HashMap::new();

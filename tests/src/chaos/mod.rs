@@ -69,15 +69,6 @@ pub struct Report {
     pub failed: Vec<String>,
 }
 
-/// A proxy to what `url` names.
-async fn proxy_for(url: &str) -> FaultProxy {
-    let parsed = url::Url::parse(url).expect("url");
-    let host = parsed.host_str().expect("host");
-    let port = parsed.port_or_known_default().expect("port");
-    let target: SocketAddr = tokio::net::lookup_host((host, port)).await.expect("resolves").next().expect("address");
-    FaultProxy::start(target).await
-}
-
 /// Partner callbacks as the partners' endpoint receives them:
 /// (reference, event id) of each POST.
 type Callbacks = Arc<Mutex<Vec<(String, String)>>>;
@@ -107,9 +98,9 @@ async fn callback_receiver() -> (String, Callbacks) {
 /// Runs the soak; `None` when the real backends are not reachable outside CI.
 pub async fn run(config: Config) -> Option<Report> {
     let started = Instant::now();
-    let postgres = proxy_for(&crate::backends::postgres_url()).await;
-    let redis = proxy_for(&crate::backends::redis_url()).await;
-    let rabbitmq = proxy_for(&crate::backends::amqp_url()).await;
+    let postgres = FaultProxy::to_url(&crate::backends::postgres_url()).await;
+    let redis = FaultProxy::to_url(&crate::backends::redis_url()).await;
+    let rabbitmq = FaultProxy::to_url(&crate::backends::amqp_url()).await;
     // A provider that answers in 5 to 30 ms and fails 10% of calls
     // transiently (plus the demo offers' own scripts).
     let stop_simulator = CancellationToken::new();

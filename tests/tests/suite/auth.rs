@@ -476,3 +476,45 @@ async fn a_login_flood_stays_within_the_auth_process_memory_budget() {
     assert_eq!(suite.api.login("demo", offers::dev::DEMO_PASSWORD).await.status, 200, "and it serves again");
     suite.stop().await;
 }
+
+/// A process that checks tokens but has no key set yet (its auth service
+/// is out of reach as it starts) answers "try again" to a good token, never
+/// "invalid token" (which a client would take as final), and verifies it as
+/// soon as its keys arrive. Found by the soak: a replica restarted after a
+/// crash took calls before it had its keys and refused good tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_keys_yet_a_process_says_try_again() {
+    use offers_proto::catalog::v1::ListOffersRequest;
+    use offers_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
+    let Some(suite) = TestSuite::spawn(Backend::Real).await else { return };
+    let token = suite.token("demo").await;
+    let auth = offers_tests::faults::FaultProxy::start(suite.grpc_addr).await;
+    auth.stall();
+    let mut settings = suite.settings.clone();
+    settings.upstream.auth = format!("http://{}", auth.addr);
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    (settings.http_addr, settings.grpc_addr, settings.internal_grpc_addr) = (any, any, any);
+    let catalog =
+        offers::process::Process::start(settings, &[offers::roles::Role::Catalog], false).await.expect("starts");
+    let url = format!("http://{}", catalog.grpc_addr.expect("gRPC listener"));
+    let mut client =
+        CatalogServiceClient::new(tonic::transport::Channel::from_shared(url).expect("url").connect_lazy());
+    let list = || {
+        let mut request = tonic::Request::new(ListOffersRequest::default());
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+        request
+    };
+    let status = client.list_offers(list()).await.expect_err("no keys yet");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(status.metadata().get("offers-error-code").and_then(|v| v.to_str().ok()), Some("service_unavailable"));
+
+    auth.restore();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while let Err(status) = client.list_offers(list()).await {
+        assert_eq!(status.code(), tonic::Code::Unavailable, "only ever 'try again': {status:?}");
+        assert!(tokio::time::Instant::now() < deadline, "the keys never arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    catalog.stop().await;
+    suite.stop().await;
+}

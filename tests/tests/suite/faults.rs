@@ -5,7 +5,6 @@
 //! nothing a client can see; RabbitMQ down keeps jobs in the outbox until
 //! it returns. Real backends only: the embedded ones have nothing to cut.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use offers_tests::backends::{amqp_url, postgres_url, redis_url};
@@ -17,14 +16,6 @@ use sea_orm::ConnectionTrait;
 /// How long an outage may hold a request: the settings below answer
 /// within about two seconds; this leaves room for a loaded machine.
 const BOUND: Duration = Duration::from_secs(6);
-
-async fn proxy_for(url: &str) -> FaultProxy {
-    let parsed = url::Url::parse(url).expect("url");
-    let host = parsed.host_str().expect("host");
-    let port = parsed.port_or_known_default().expect("port");
-    let target: SocketAddr = tokio::net::lookup_host((host, port)).await.expect("resolves").next().expect("address");
-    FaultProxy::start(target).await
-}
 
 fn stale(reply: &offers_tests::Reply) -> bool {
     reply.header("offers-stale") == Some("true")
@@ -41,7 +32,7 @@ async fn until_status(suite: &TestSuite, path: &str, status: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_is_a_bounded_503_with_stale_reads_and_recovers() {
-    let pg = proxy_for(&postgres_url()).await;
+    let pg = FaultProxy::to_url(&postgres_url()).await;
     // The first purchase is provisioned; later ones hang, so they stay PENDING.
     let provider = StubProvider::start(|n| if n == 1 { Answer::ok() } else { Answer::Hang }, |_| Answer::Hang).await;
     let Some(suite) = TestSuite::spawn_with(Backend::Real, |s| {
@@ -114,7 +105,7 @@ async fn a_postgres_outage_is_a_bounded_503_with_stale_reads_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_changes_nothing_a_client_sees() {
-    let redis = proxy_for(&redis_url()).await;
+    let redis = FaultProxy::to_url(&redis_url()).await;
     let Some(suite) = TestSuite::spawn_with(Backend::Real, |s| s.cache.url = redis.in_url(&s.cache.url)).await else {
         return;
     };
@@ -135,7 +126,7 @@ async fn a_redis_outage_changes_nothing_a_client_sees() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rabbitmq_outage_keeps_jobs_in_the_outbox_until_it_returns() {
-    let amqp = proxy_for(&amqp_url()).await;
+    let amqp = FaultProxy::to_url(&amqp_url()).await;
     let Some(suite) = TestSuite::spawn_with(Backend::Real, |s| s.bus.url = amqp.in_url(&s.bus.url)).await else {
         return;
     };

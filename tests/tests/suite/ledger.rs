@@ -55,4 +55,29 @@ async fn the_ledger_check_tells_sound_books_from_broken_ones(suite: &TestSuite) 
     assert!(!broken.status.success());
     assert!(err.contains(&format!("transaction {refused_id}: SUCCESS with 0 sales and 1 refunds")), "{err}");
     suite.database().execute(&relabel("FAILED")).await.expect("restored");
+
+    // A subscription extended once more than its successes say (a success
+    // applied twice would look so).
+    let detail = suite.transaction(&sold.token, &sold_id).await;
+    let subscription = uuid::Uuid::parse_str(detail["subscription_id"].as_str().expect("subscription")).expect("id");
+    let expiry = |to: chrono::DateTime<chrono::Utc>| {
+        Query::update()
+            .table("account_subscriptions")
+            .value("expires_at", to)
+            .and_where(Expr::col("id").eq(subscription))
+            .to_owned()
+    };
+    let select = Query::select()
+        .column("expires_at")
+        .from("account_subscriptions")
+        .and_where(Expr::col("id").eq(subscription))
+        .to_owned();
+    let row = suite.database().query_one(&select).await.expect("query").expect("the subscription");
+    let current: chrono::DateTime<chrono::Utc> = row.try_get("", "expires_at").expect("expires_at");
+    suite.database().execute(&expiry(current + chrono::Duration::days(7))).await.expect("moved");
+    let broken = suite.offers_cli(&["admin", "ledger", "check"]).await;
+    let err = String::from_utf8_lossy(&broken.stderr);
+    assert!(!broken.status.success());
+    assert!(err.contains(&format!("subscription {subscription} runs to")), "{err}");
+    suite.database().execute(&expiry(current)).await.expect("restored");
 }

@@ -89,6 +89,8 @@ pub struct Model {
     pub review_reason: Option<String>,
     /// Settled before the double-entry ledger existed: it has no transfers.
     pub legacy: bool,
+    /// The expiry this transaction's success gave its subscription.
+    pub extended_to: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

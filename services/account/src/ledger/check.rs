@@ -2,7 +2,8 @@
 //! account equals the sum of its transfers and is within its limit, and
 //! every transaction's transfers match its state (one hold; a SUCCESS has
 //! one sale and its subscription, a FAILED one refund to whoever paid, a
-//! PENDING neither). `offers admin ledger check` and every end-to-end test
+//! PENDING neither); and every subscription runs exactly as far as its
+//! successes extended it (one effect each: none twice, none missing). `offers admin ledger check` and every end-to-end test
 //! run it.
 
 use std::collections::BTreeMap;
@@ -53,6 +54,12 @@ const TRANSACTIONS: &str = "SELECT t.id AS id, t.status AS status, \
         AND x.to_account = t.payer_account_id AND x.amount = t.amount) AS refunds_to_payer, \
     (SELECT COUNT(*) FROM account_subscriptions s WHERE s.id = t.subscription_id) AS subscriptions \
     FROM account_transactions t WHERE t.legacy = {no}";
+
+/// Each subscription with what its successes recorded extending it to.
+const SUBSCRIPTIONS: &str = "SELECT s.id AS id, s.expires_at AS expires_at, MAX(t.extended_to) AS extended_to, \
+    SUM(CASE WHEN t.extended_to IS NULL THEN 1 ELSE 0 END) AS unrecorded \
+    FROM account_subscriptions s JOIN account_transactions t ON t.subscription_id = s.id AND t.status = 'SUCCESS' \
+    GROUP BY s.id, s.expires_at";
 
 /// What is wrong with one transaction's transfers, if anything.
 fn transaction_fault(status: &str, holds: i64, sales: i64, refunds: i64, to_payer: i64, subs: i64) -> Option<String> {
@@ -130,6 +137,20 @@ impl Ledger {
             if let Some(fault) = fault {
                 let id: Uuid = row.try_get("", "id")?;
                 violations.push(format!("transaction {id}: {fault}"));
+            }
+        }
+        for row in self.db.query_all_raw(Statement::from_string(backend, SUBSCRIPTIONS)).await? {
+            let id: Uuid = row.try_get("", "id")?;
+            let expires: chrono::DateTime<chrono::Utc> = row.try_get("", "expires_at")?;
+            let extended: Option<chrono::DateTime<chrono::Utc>> = row.try_get("", "extended_to")?;
+            let unrecorded: i64 = row.try_get("", "unrecorded")?;
+            if unrecorded > 0 {
+                violations.push(format!("subscription {id}: {unrecorded} successes without their extension"));
+            } else if extended != Some(expires) {
+                violations.push(format!(
+                    "subscription {id} runs to {expires} but its successes extended it to {}",
+                    extended.map_or("nothing".into(), |e| e.to_string())
+                ));
             }
         }
         Ok(Books { totals, sum, violations })

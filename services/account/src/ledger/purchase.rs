@@ -185,6 +185,7 @@ impl Ledger {
             needs_review: Set(false),
             review_reason: Set(None),
             legacy: Set(false),
+            extended_to: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
         };

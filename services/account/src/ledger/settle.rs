@@ -286,7 +286,7 @@ impl Ledger {
                     .await?
             }
         };
-        let subscription_id = match existing {
+        let (subscription_id, expires_at) = match existing {
             Some(sub) => {
                 let from = Ord::max(sub.expires_at, now);
                 subscription::Entity::update_many()
@@ -295,7 +295,7 @@ impl Ledger {
                     .filter(subscription::Column::Id.eq(sub.id))
                     .exec(txn)
                     .await?;
-                sub.id
+                (sub.id, from + length)
             }
             None => {
                 let id = Uuid::now_v7();
@@ -310,11 +310,12 @@ impl Ledger {
                     updated_at: Set(now),
                 };
                 subscription::Entity::insert(row).exec_without_returning(txn).await?;
-                id
+                (id, now + length)
             }
         };
         transaction::Entity::update_many()
             .col_expr(transaction::Column::SubscriptionId, Expr::value(subscription_id))
+            .col_expr(transaction::Column::ExtendedTo, Expr::value(expires_at))
             .filter(transaction::Column::Id.eq(tx.id))
             .exec(txn)
             .await?;
