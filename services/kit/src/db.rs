@@ -53,7 +53,15 @@ pub fn is_unreachable(err: &DbErr) -> bool {
         _ => return false,
     };
     match sqlx.as_ref() {
-        Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+        // A connection cut in the middle of an exchange leaves sqlx reading
+        // half a message, which it reports as a protocol error, though what
+        // broke is the connection (the soak's cuts of PostgreSQL show it).
+        Sqlx::Io(_)
+        | Sqlx::Tls(_)
+        | Sqlx::Protocol(_)
+        | Sqlx::PoolTimedOut
+        | Sqlx::PoolClosed
+        | Sqlx::WorkerCrashed => true,
         // Class 08 (connection exception) and 57P01-57P03 (shutting down,
         // crashed, cannot connect now).
         Sqlx::Database(db) => {
@@ -88,5 +96,29 @@ pub async fn report_pool(db: DatabaseConnection, every: Duration, shutdown: Canc
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+
+    use super::*;
+
+    fn query(error: Sqlx) -> DbErr {
+        DbErr::Query(RuntimeErr::SqlxError(Arc::new(error)))
+    }
+
+    #[test]
+    fn a_broken_connection_is_unreachable_a_refused_statement_is_not() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(is_unreachable(&query(Sqlx::Io(reset))));
+        assert!(is_unreachable(&query(Sqlx::Protocol("unexpected response from SSLRequest: 0x00".into()))));
+        assert!(is_unreachable(&query(Sqlx::PoolTimedOut)));
+        assert!(!is_unreachable(&query(Sqlx::RowNotFound)));
+        assert!(!is_unreachable(&DbErr::RecordNotFound("x".into())));
     }
 }

@@ -34,6 +34,19 @@ impl Fault {
         Fault::StallProvider,
     ];
 
+    /// How `CHAOS_FAULTS` names it.
+    pub fn short(self) -> &'static str {
+        match self {
+            Fault::KillWorker => "kill-worker",
+            Fault::KillActivation => "kill-activation",
+            Fault::KillAccount => "kill-account",
+            Fault::CutPostgres => "cut-postgres",
+            Fault::CutRedis => "cut-redis",
+            Fault::CutRabbitMq => "cut-rabbitmq",
+            Fault::StallProvider => "stall-provider",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Fault::KillWorker => "kill -9 a worker",
@@ -63,10 +76,17 @@ pub struct Targets {
     pub provider: FaultProxy,
 }
 
-/// Injects faults until `until`: every kind once first (in an order the
-/// seed picks), then kinds at random, each after a pause of 1 to 4 s.
-pub async fn inject(suite: &mut TestSuite, targets: &Targets, rng: &mut StdRng, until: Instant) -> Vec<Window> {
-    let mut order = Fault::ALL.to_vec();
+/// Injects faults of `kinds` until `until`: each kind once first (in an
+/// order the seed picks), then kinds at random, each after a pause of 1 to
+/// 4 s.
+pub async fn inject(
+    suite: &mut TestSuite,
+    targets: &Targets,
+    kinds: &[Fault],
+    rng: &mut StdRng,
+    until: Instant,
+) -> Vec<Window> {
+    let mut order = kinds.to_vec();
     order.shuffle(rng);
     let mut windows = Vec::new();
     let mut next = 0;
@@ -75,7 +95,7 @@ pub async fn inject(suite: &mut TestSuite, targets: &Targets, rng: &mut StdRng, 
         if Instant::now() >= until {
             return windows;
         }
-        let fault = order.get(next).copied().unwrap_or_else(|| Fault::ALL[rng.random_range(0..Fault::ALL.len())]);
+        let fault = order.get(next).copied().unwrap_or_else(|| kinds[rng.random_range(0..kinds.len())]);
         next += 1;
         let from = Instant::now();
         let hold = Duration::from_millis(rng.random_range(2_000..4_000));

@@ -37,27 +37,41 @@ pub struct Config {
     /// Operations in all, spread evenly over the clients and the duration.
     pub operations: usize,
     pub clients: usize,
+    /// The kinds of fault injected (all unless `CHAOS_FAULTS` names some).
+    pub faults: Vec<Fault>,
 }
 
 impl Config {
     /// About 1,000 operations in 75 s, every kind of fault at least once.
     pub fn quick() -> Self {
-        Self { seed: 1, duration: Duration::from_secs(75), operations: 1_000, clients: 12 }
+        Self { seed: 1, duration: Duration::from_secs(75), operations: 1_000, clients: 12, faults: Fault::ALL.to_vec() }
     }
 
     /// 12,000 operations in ten minutes, every kind of fault several times.
     pub fn long() -> Self {
-        Self { seed: 1, duration: Duration::from_secs(600), operations: 12_000, clients: 16 }
+        Self {
+            seed: 1,
+            duration: Duration::from_secs(600),
+            operations: 12_000,
+            clients: 16,
+            faults: Fault::ALL.to_vec(),
+        }
     }
 
-    /// With `CHAOS_SEED`, `CHAOS_SECONDS`, `CHAOS_OPERATIONS` and
-    /// `CHAOS_CLIENTS` where set.
+    /// With `CHAOS_SEED`, `CHAOS_SECONDS`, `CHAOS_OPERATIONS`,
+    /// `CHAOS_CLIENTS` and `CHAOS_FAULTS` (short names, comma-separated)
+    /// where set.
     pub fn from_env(mut self) -> Self {
         let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
         self.seed = var("CHAOS_SEED").unwrap_or(self.seed);
         self.duration = var("CHAOS_SECONDS").map_or(self.duration, Duration::from_secs);
         self.operations = var("CHAOS_OPERATIONS").map_or(self.operations, |n| n as usize);
         self.clients = var("CHAOS_CLIENTS").map_or(self.clients, |n| n as usize);
+        if let Ok(names) = std::env::var("CHAOS_FAULTS") {
+            let wanted: Vec<&str> = names.split(',').map(str::trim).collect();
+            self.faults = Fault::ALL.into_iter().filter(|f| wanted.contains(&f.short())).collect();
+            assert!(!self.faults.is_empty(), "CHAOS_FAULTS names none of {:?}", Fault::ALL.map(Fault::short));
+        }
         self
     }
 }
@@ -143,7 +157,7 @@ pub async fn run(config: Config) -> Option<Report> {
     }
     let mut rng = StdRng::seed_from_u64(config.seed);
     let load_started = Instant::now();
-    let windows = faults::inject(&mut suite, &targets, &mut rng, until).await;
+    let windows = faults::inject(&mut suite, &targets, &config.faults, &mut rng, until).await;
     for client in clients {
         client.await.expect("a client");
     }
@@ -170,6 +184,7 @@ pub async fn run(config: Config) -> Option<Report> {
     ];
     head.append(&mut report.lines);
     report.lines = head;
+    report.lines.extend(errors_logged(&suite));
     report.lines.push(format!(
         "chaos: {} s in all (load ended after {} s)",
         started.elapsed().as_secs(),
@@ -178,6 +193,23 @@ pub async fn run(config: Config) -> Option<Report> {
     suite.stop().await;
     stop_simulator.cancel();
     Some(report)
+}
+
+/// What the processes logged at ERROR (server faults and dependencies
+/// away), and the first few internal errors in full: the way to a defect
+/// the checks found.
+fn errors_logged(suite: &TestSuite) -> Vec<String> {
+    let Some(deployment) = suite.processes() else { return Vec::new() };
+    let mut errors = Vec::new();
+    for member in &deployment.members {
+        let log = std::fs::read_to_string(&member.log).unwrap_or_default();
+        let logged = log.lines().filter(|l| l.contains("\"level\":\"ERROR\""));
+        errors.extend(logged.map(|l| format!("{}: {l}", member.name())));
+    }
+    let internal: Vec<&String> = errors.iter().filter(|e| e.contains("\"code\":\"internal\"")).collect();
+    let mut lines = vec![format!("errors logged: {} ({} internal)", errors.len(), internal.len())];
+    lines.extend(internal.into_iter().take(5).map(|e| format!("      {}", e.chars().take(1_500).collect::<String>())));
+    lines
 }
 
 /// Users with ample balances and a few with little, partners with floats
