@@ -135,7 +135,7 @@ impl Service<http::Request<tonic::body::Body>> for Channel {
         Box::pin(async move {
             let started = Instant::now();
             let result = match tokio::time::timeout(timeout, send(ready, request, recheck)).await {
-                Ok(Ok(response)) => Ok(response),
+                Ok(Ok(response)) => Ok(response.map(broken_is_unavailable)),
                 // A broken connection (a replica going away mid-call) is
                 // "unavailable", which callers may retry, not an unknown error.
                 Ok(Err(e)) => {
@@ -153,6 +153,18 @@ impl Service<http::Request<tonic::body::Body>> for Channel {
             result
         })
     }
+}
+
+/// An answer whose body breaks off (the replica went away after its
+/// headers) is "unavailable", which callers may retry, like a connection
+/// that broke before; tonic would call it "unknown", and the caller an
+/// internal error. (Found by the soak: a renewal answered 500 while an
+/// account process was killed.)
+fn broken_is_unavailable(body: tonic::body::Body) -> tonic::body::Body {
+    tonic::body::Body::new(body.map_err(|broken| {
+        tracing::warn!(error = %broken, "upstream answer broke off");
+        Status::unavailable("the upstream connection broke")
+    }))
 }
 
 /// Sends `request` on `channel` (ready), again while it never reached a server.
@@ -277,6 +289,28 @@ mod tests {
             ("offers.account.v1.LedgerService".into(), "Settle".into())
         );
         assert_eq!(labels("/odd"), ("odd".into(), String::new()));
+    }
+
+    /// A body that breaks off the way hyper's does when the connection goes.
+    struct BreaksOff;
+
+    impl http_body::Body for BreaksOff {
+        type Data = Bytes;
+        type Error = Status;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+            Poll::Ready(Some(Err(Status::unknown("h2 protocol error: error reading a body from connection"))))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_breaks_off_is_unavailable() {
+        let mut body = broken_is_unavailable(tonic::body::Body::new(BreaksOff));
+        let broken = body.frame().await.expect("a frame").expect_err("it breaks");
+        assert_eq!(broken.code(), Code::Unavailable);
     }
 
     #[test]
