@@ -119,19 +119,28 @@ async fn a_burst_from_one_gateway_reaches_both_catalogs() {
     let replicas = Replicas::default().set(Role::Catalog, 2);
     let Some(suite) = TestSuite::spawn_processes_with(replicas, Vec::new(), |_| {}).await else { return };
     let token = suite.token("demo").await;
-    let burst = (0..40).map(|_| suite.api.get("/api/v1/offers/", Some(&token)));
-    for reply in futures_util::future::join_all(burst).await {
-        assert_eq!(reply.status, 200, "{}", reply.body);
-    }
     let Some(deployment) = suite.processes() else { return };
+    // The gateway's first connections race: a burst sent while one replica
+    // is still connecting all goes to the other. Once both are connected,
+    // a burst is spread; a gateway that kept to one replica never spreads.
     let mut served = Vec::new();
-    for catalog in deployment.members_of(Role::Catalog) {
-        let text = scrape(catalog.http).await;
-        let list = [("service", "offers.catalog.v1.CatalogService"), ("method", "ListOffers")];
-        served.push(value_of(&text, "offers_grpc_server_duration_seconds_count", &list));
+    for _ in 0..5 {
+        let burst = (0..40).map(|_| suite.api.get("/api/v1/offers/", Some(&token)));
+        for reply in futures_util::future::join_all(burst).await {
+            assert_eq!(reply.status, 200, "{}", reply.body);
+        }
+        served.clear();
+        for catalog in deployment.members_of(Role::Catalog) {
+            let text = scrape(catalog.http).await;
+            let list = [("service", "offers.catalog.v1.CatalogService"), ("method", "ListOffers")];
+            served.push(value_of(&text, "offers_grpc_server_duration_seconds_count", &list));
+        }
+        if served.iter().all(|&n| n > 0.0) {
+            break;
+        }
     }
     assert_eq!(served.len(), 2);
-    assert!(served.iter().all(|&n| n > 0.0), "both catalogs served the burst: {served:?}");
+    assert!(served.iter().all(|&n| n > 0.0), "both catalogs served the bursts: {served:?}");
     assert!(served.iter().sum::<f64>() >= 40.0, "{served:?}");
     suite.stop().await;
 }
