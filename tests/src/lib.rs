@@ -61,17 +61,45 @@ enum Running {
     Processes(Deployment),
 }
 
-/// The `offers` binary the process tests start: `OFFERS_BIN`, or this
-/// workspace's debug build, brought up to date once per test run.
+static BINARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Cargo, without what `cargo test` and `cargo run` set for the program
+/// they run: build scripts that watch those variables (ring's watches
+/// `CARGO_PKG_NAME`) would otherwise run again, and everything above them
+/// be rebuilt, on every switch between the outer and the inner build.
+pub fn cargo() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_for_the_program = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_PRIMARY_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            || name == "CARGO_TARGET_TMPDIR"
+            || name == "OUT_DIR";
+        if set_for_the_program {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+}
+
+/// Makes the process suites start `binary` (the benchmark's release build)
+/// instead of the debug build; only before the first one starts.
+pub fn use_offers_binary(binary: PathBuf) -> bool {
+    BINARY.set(binary).is_ok()
+}
+
+/// The `offers` binary the process tests start: `TEST_OFFERS_BIN` (not
+/// `OFFERS_…`: the processes read those as settings), or this workspace's
+/// debug build, brought up to date once per test run.
 pub fn offers_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
         .get_or_init(|| {
-            if let Some(path) = std::env::var_os("OFFERS_BIN") {
+            if let Some(path) = std::env::var_os("TEST_OFFERS_BIN") {
                 return PathBuf::from(path);
             }
             let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            let built = std::process::Command::new(env!("CARGO"))
+            let built = cargo()
                 .args(["build", "--quiet", "-p", "offers", "--bin", "offers"])
                 .current_dir(&workspace)
                 .status()

@@ -21,6 +21,7 @@ use sea_orm::DatabaseConnection;
 
 pub use error::AuthError;
 pub use migration::migrations;
+pub use password::Hasher;
 pub use settings::AuthSettings;
 
 use crate::grpc::{AuthApi, SigningKeyAdminApi, UserAdminApi};

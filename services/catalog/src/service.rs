@@ -7,10 +7,19 @@
 //! Every successful load also keeps a last-known copy under a key of its
 //! own, for days: while the database cannot be reached, that copy is
 //! served, marked stale, rather than nothing.
+//!
+//! Each process also keeps what it read decoded, by cache key, for at most
+//! the TTL: a read then costs the generation lookup alone, instead of a
+//! second round trip and decoding the whole list again. The key names its
+//! generation, so a write anywhere still moves every reader off a copy at
+//! once; when the generation cannot be read, no copy is used.
 
-use std::time::Duration;
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use hashlink::LruCache;
 use offers_kit::cache::SharedCache;
 use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryOrder};
 use uuid::Uuid;
@@ -37,21 +46,48 @@ pub struct Catalog {
     cache: SharedCache,
     currency: String,
     ttl: Duration,
+    decoded: Mutex<LruCache<String, Decoded>>,
 }
+
+/// A value read from the cache, decoded, and when it was.
+struct Decoded {
+    at: Instant,
+    value: Arc<dyn Any + Send + Sync>,
+}
+
+/// Keys whose decoded values a process keeps: the two lists and every offer.
+const DECODED_KEYS: usize = 1_024;
 
 impl Catalog {
     pub fn new(db: DatabaseConnection, cache: SharedCache, currency: String, ttl: Duration) -> Self {
-        Self { db, cache, currency, ttl }
+        Self { db, cache, currency, ttl, decoded: Mutex::new(LruCache::new(DECODED_KEYS)) }
     }
 
-    async fn generation(&self) -> String {
+    /// The current generation, or `None` when the cache cannot say.
+    async fn generation(&self) -> Option<String> {
         match self.cache.get(GENERATION).await {
-            Ok(Some(g)) => g,
-            Ok(None) => "0".into(),
+            Ok(Some(g)) => Some(g),
+            Ok(None) => Some("0".into()),
             Err(e) => {
                 tracing::warn!(error = %e, "cache unavailable; reading offers from the database");
-                "0".into()
+                None
             }
+        }
+    }
+
+    fn decoded<T: Clone + Send + Sync + 'static>(&self, key: &str) -> Option<T> {
+        let mut decoded = self.decoded.lock().ok()?;
+        let entry = decoded.get(key)?;
+        if entry.at.elapsed() >= self.ttl {
+            decoded.remove(key);
+            return None;
+        }
+        entry.value.downcast_ref::<T>().cloned()
+    }
+
+    fn keep_decoded<T: Clone + Send + Sync + 'static>(&self, key: String, value: &T) {
+        if let Ok(mut decoded) = self.decoded.lock() {
+            decoded.insert(key, Decoded { at: Instant::now(), value: Arc::new(value.clone()) });
         }
     }
 
@@ -60,13 +96,23 @@ impl Catalog {
     /// last-known copy.
     async fn cached<T, F>(&self, what: &str, load: F) -> Result<Served<T>, CatalogError>
     where
-        T: serde::Serialize + serde::de::DeserializeOwned,
+        T: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
         F: AsyncFnOnce() -> Result<T, CatalogError>,
     {
-        let key = format!("catalog:g{}:{what}", self.generation().await);
+        let generation = self.generation().await;
+        let key = format!("catalog:g{}:{what}", generation.as_deref().unwrap_or("0"));
         let last_known = format!("catalog:last:{what}");
-        if let Some(value) = self.read(&key).await {
+        if generation.is_some()
+            && let Some(value) = self.decoded::<T>(&key)
+        {
             metrics::counter!("offers_catalog_cache_total", "result" => "hit").increment(1);
+            return Ok(Served { value, stale: false });
+        }
+        if let Some(value) = self.read::<T>(&key).await {
+            metrics::counter!("offers_catalog_cache_total", "result" => "hit").increment(1);
+            if generation.is_some() {
+                self.keep_decoded(key, &value);
+            }
             return Ok(Served { value, stale: false });
         }
         metrics::counter!("offers_catalog_cache_total", "result" => "miss").increment(1);

@@ -5,7 +5,9 @@
 //! verification, and `iss`, `aud`, `exp` and `sub` are always checked.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+
+use hashlink::LruCache;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -169,11 +171,35 @@ impl From<TokenError> for crate::Error {
 
 /// Checks access tokens against the keys in service, by their `kid`. Clones
 /// share the key set, so one refresh serves every clone.
+///
+/// A token that verified once is remembered until it expires (a bounded
+/// least-recently-used set): the same token comes with every request of
+/// its holder, and checking its signature again costs more than the rest
+/// of a cached read. Only verified tokens are kept, so forged ones cannot
+/// crowd out real ones; a key set that changes forgets them all, so a
+/// retired key stops a remembered token at once.
 #[derive(Clone)]
 pub struct TokenVerifier {
-    keys: Arc<RwLock<HashMap<String, DecodingKey>>>,
+    keys: Arc<RwLock<KeySet>>,
     validation: Arc<Validation>,
+    verified: Arc<Mutex<LruCache<String, Verified>>>,
 }
+
+#[derive(Default)]
+struct KeySet {
+    by_kid: HashMap<String, DecodingKey>,
+    /// What the set was made from, to tell a change from a refresh.
+    jwks: Vec<(String, String)>,
+}
+
+#[derive(Clone)]
+struct Verified {
+    principal: Principal,
+    expires: i64,
+}
+
+/// How many verified tokens a process remembers (each a few hundred bytes).
+const REMEMBERED_TOKENS: usize = 20_000;
 
 impl TokenVerifier {
     /// A verifier with no keys yet (see [`TokenVerifier::set_keys`]).
@@ -184,8 +210,12 @@ impl TokenVerifier {
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 5;
-        Self { keys: Arc::default(), validation: Arc::new(validation) }
+        validation.leeway = LEEWAY_SECS;
+        Self {
+            keys: Arc::default(),
+            validation: Arc::new(validation),
+            verified: Arc::new(Mutex::new(LruCache::new(REMEMBERED_TOKENS))),
+        }
     }
 
     /// A verifier of tokens signed with this one SPKI PEM public key.
@@ -197,38 +227,68 @@ impl TokenVerifier {
 
     /// Replaces the key set: keys no longer listed no longer verify.
     pub fn set_keys(&self, jwks: &[Jwk]) {
-        let keys = jwks
-            .iter()
-            .filter(|k| k.kty == "OKP" && k.crv == "Ed25519")
-            .filter_map(|k| Some((k.kid.clone(), DecodingKey::from_ed_components(&k.x).ok()?)))
-            .collect();
-        if let Ok(mut held) = self.keys.write() {
-            *held = keys;
+        let usable: Vec<&Jwk> = jwks.iter().filter(|k| k.kty == "OKP" && k.crv == "Ed25519").collect();
+        let mut made: Vec<(String, String)> = usable.iter().map(|k| (k.kid.clone(), k.x.clone())).collect();
+        made.sort();
+        let Ok(mut held) = self.keys.write() else { return };
+        if held.jwks == made {
+            return;
+        }
+        held.by_kid =
+            usable.iter().filter_map(|k| Some((k.kid.clone(), DecodingKey::from_ed_components(&k.x).ok()?))).collect();
+        held.jwks = made;
+        // Under the key set's lock: no verification against the old set
+        // can remember its token after this.
+        if let Ok(mut verified) = self.verified.lock() {
+            verified.clear();
         }
     }
 
     /// Whether any key is held (a verifier is ready only then).
     pub fn has_keys(&self) -> bool {
-        self.keys.read().is_ok_and(|k| !k.is_empty())
+        self.keys.read().is_ok_and(|k| !k.by_kid.is_empty())
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(known) = self.remembered(token, now) {
+            return Ok(known);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid("malformed".into()))?;
         let kid = header.kid.ok_or_else(|| TokenError::Invalid("no key id".into()))?;
-        let data = {
-            let keys = self.keys.read().map_err(|_| TokenError::KeysNotLoaded)?;
-            if keys.is_empty() {
-                return Err(TokenError::KeysNotLoaded);
-            }
-            let key = keys.get(&kid).ok_or_else(|| TokenError::Invalid("signed with a key not in service".into()))?;
-            jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-                .map_err(|e| TokenError::Invalid(e.kind().to_string_lossy()))?
-        };
+        let keys = self.keys.read().map_err(|_| TokenError::KeysNotLoaded)?;
+        if keys.by_kid.is_empty() {
+            return Err(TokenError::KeysNotLoaded);
+        }
+        let key =
+            keys.by_kid.get(&kid).ok_or_else(|| TokenError::Invalid("signed with a key not in service".into()))?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .map_err(|e| TokenError::Invalid(e.kind().to_string_lossy()))?;
         let user_id =
             Uuid::parse_str(&data.claims.sub).map_err(|_| TokenError::Invalid("subject is not a user id".into()))?;
-        Ok(Principal { user_id, token_id: data.claims.jti, is_admin: data.claims.adm })
+        let principal = Principal { user_id, token_id: data.claims.jti, is_admin: data.claims.adm };
+        if let Ok(mut verified) = self.verified.lock() {
+            let known = Verified { principal: principal.clone(), expires: data.claims.exp };
+            verified.insert(token.to_string(), known);
+        }
+        Ok(principal)
+    }
+
+    /// The holder of `token` if it verified before and has not expired
+    /// since (with the same leeway a first check allows).
+    fn remembered(&self, token: &str, now: i64) -> Option<Principal> {
+        let mut verified = self.verified.lock().ok()?;
+        let known = verified.get(token)?;
+        if now > known.expires + LEEWAY_SECS as i64 {
+            verified.remove(token);
+            return None;
+        }
+        Some(known.principal.clone())
     }
 }
+
+/// How far past `exp` a token is still accepted (clocks differ a little).
+const LEEWAY_SECS: u64 = 5;
 
 trait KindText {
     fn to_string_lossy(&self) -> String;
@@ -307,6 +367,37 @@ mod tests {
         verifier.set_keys(&[new.jwk().clone()]);
         assert!(verifier.verify(&before).is_err(), "retired");
         assert!(verifier.verify(&after).is_ok());
+    }
+
+    #[test]
+    fn a_remembered_token_stops_with_its_key() {
+        let (old, verifier) = pair();
+        let (private, _) = generate_keypair().expect("keys");
+        let new = TokenSigner::from_pem(&private, "iss", "aud", 60).expect("signer");
+        let token = old.sign(Uuid::new_v4(), false).expect("sign");
+        verifier.set_keys(&[old.jwk().clone(), new.jwk().clone()]);
+        assert!(verifier.verify(&token).is_ok() && verifier.verify(&token).is_ok(), "verified, then remembered");
+        // A refresh with the same set keeps what it remembers; a set
+        // without the key forgets the token at once.
+        verifier.set_keys(&[new.jwk().clone(), old.jwk().clone()]);
+        assert!(verifier.remembered(&token, chrono::Utc::now().timestamp()).is_some());
+        verifier.set_keys(&[new.jwk().clone()]);
+        assert_eq!(verifier.verify(&token), Err(TokenError::Invalid("signed with a key not in service".into())));
+    }
+
+    #[test]
+    fn a_remembered_token_expires_when_its_claim_says() {
+        let (signer, verifier) = pair();
+        let token = signer.sign(Uuid::new_v4(), false).expect("sign");
+        assert!(verifier.verify(&token).is_ok());
+        let now = chrono::Utc::now().timestamp();
+        assert!(verifier.remembered(&token, now).is_some());
+        let past_expiry = now + signer.ttl_secs() + LEEWAY_SECS as i64 + 1;
+        assert!(verifier.remembered(&token, past_expiry).is_none(), "expired");
+        assert!(verifier.remembered(&token, now).is_none(), "and forgotten");
+        let forged = format!("{token}x");
+        assert!(verifier.verify(&forged).is_err());
+        assert!(verifier.remembered(&forged, now).is_none(), "only verified tokens are remembered");
     }
 
     #[test]

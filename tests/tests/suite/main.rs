@@ -8,6 +8,7 @@ mod edge;
 mod faults;
 mod grpc_errors;
 mod ledger;
+mod listeners;
 mod migration;
 mod notifier;
 mod offers;

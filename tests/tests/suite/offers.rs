@@ -76,8 +76,11 @@ async fn admin_update_invalidates_the_cache(suite: &TestSuite) {
         .clone();
     let id = offer["id"].as_str().expect("id").to_string();
     let path = format!("/api/v1/offers/{id}/");
-    // Both reads are now cached.
+    // Both reads are now cached; read again, they come from the catalog's
+    // decoded copies too, which the update below must not outlive.
     assert_eq!(suite.api.get(&path, Some(&token)).await.body["price"], 500);
+    assert_eq!(suite.api.get(&path, Some(&token)).await.body["price"], 500);
+    assert_eq!(suite.api.get("/api/v1/offers/", Some(&token)).await.status, 200);
     if suite.backend == Backend::Real {
         let keys = redis_keys(suite).await;
         assert!(keys.iter().any(|k| k.contains(&id)), "the offer should be cached in Redis: {keys:?}");

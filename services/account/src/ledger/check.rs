@@ -44,16 +44,22 @@ const BY_TRANSFERS: &str = "SELECT account, CAST(SUM(delta) AS BIGINT) AS total 
     UNION ALL SELECT from_account AS account, -amount AS delta FROM account_transfers) moves \
     GROUP BY account";
 
-/// Every transaction made under double entry with the transfers it has.
+/// Every transaction made under double entry with the transfers it has:
+/// one pass over the transfers (a join and a count per kind), not a
+/// lookup per transaction and kind, which took longer than a call may at
+/// a hundred thousand transactions.
 const TRANSACTIONS: &str = "SELECT t.id AS id, t.status AS status, \
-    (SELECT COUNT(*) FROM account_transfers x WHERE x.transaction_id = t.id AND x.kind = 'HOLD' \
-        AND x.to_account = {pending} AND x.amount = t.amount) AS holds, \
-    (SELECT COUNT(*) FROM account_transfers x WHERE x.transaction_id = t.id AND x.kind = 'SALE') AS sales, \
-    (SELECT COUNT(*) FROM account_transfers x WHERE x.transaction_id = t.id AND x.kind = 'REFUND') AS refunds, \
-    (SELECT COUNT(*) FROM account_transfers x WHERE x.transaction_id = t.id AND x.kind = 'REFUND' \
-        AND x.to_account = t.payer_account_id AND x.amount = t.amount) AS refunds_to_payer, \
-    (SELECT COUNT(*) FROM account_subscriptions s WHERE s.id = t.subscription_id) AS subscriptions \
-    FROM account_transactions t WHERE t.legacy = {no}";
+    SUM(CASE WHEN x.kind = 'HOLD' AND x.to_account = {pending} AND x.amount = t.amount THEN 1 ELSE 0 END) AS holds, \
+    SUM(CASE WHEN x.kind = 'SALE' THEN 1 ELSE 0 END) AS sales, \
+    SUM(CASE WHEN x.kind = 'REFUND' THEN 1 ELSE 0 END) AS refunds, \
+    SUM(CASE WHEN x.kind = 'REFUND' AND x.to_account = t.payer_account_id AND x.amount = t.amount \
+        THEN 1 ELSE 0 END) AS refunds_to_payer, \
+    COUNT(DISTINCT s.id) AS subscriptions \
+    FROM account_transactions t \
+    LEFT JOIN account_transfers x ON x.transaction_id = t.id \
+    LEFT JOIN account_subscriptions s ON s.id = t.subscription_id \
+    WHERE t.legacy = {no} \
+    GROUP BY t.id, t.status";
 
 /// Each subscription with what its successes recorded extending it to.
 const SUBSCRIPTIONS: &str = "SELECT s.id AS id, s.expires_at AS expires_at, MAX(t.extended_to) AS extended_to, \

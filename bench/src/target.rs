@@ -1,0 +1,181 @@
+//! The suite under measurement, started from the release binary: `offers
+//! dev` as one process on the embedded backends, or every role as its own
+//! process on PostgreSQL, Redis and RabbitMQ (the local deployment), with
+//! the provisioning simulator answering at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use offers::admin::AdminClient;
+use offers::local::{Replicas, free_port, http_status};
+use offers::roles::Role;
+use offers::settings::{Settings, write_private};
+use offers_kit::token::{TokenSigner, generate_keypair};
+use offers_tests::TestSuite;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// `offers dev`: SQLite, the in-memory cache and bus, one process.
+    Embedded,
+    /// Separate processes on PostgreSQL, Redis and RabbitMQ.
+    Real,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Embedded => "embedded",
+            Backend::Real => "real",
+        })
+    }
+}
+
+pub struct Target {
+    pub backend: Backend,
+    pub edge: SocketAddr,
+    /// The catalog's public gRPC listener.
+    pub catalog_grpc: SocketAddr,
+    pub settings: Settings,
+    pub signer: TokenSigner,
+    pub db: sea_orm::DatabaseConnection,
+    running: Running,
+}
+
+enum Running {
+    Dev { child: Child, dir: PathBuf },
+    Processes(Box<TestSuite>),
+}
+
+/// Settings that keep the harness's own traffic from being limited: it
+/// logs the same few users in thousands of times from one address.
+fn unlimited(settings: &mut Settings) {
+    settings.auth.login_per_address = 1_000_000_000;
+    settings.auth.login_per_username = 1_000_000_000;
+    settings.auth.login_per_username_global = 1_000_000_000;
+    settings.partner.requests_per_second = 1_000_000_000;
+    settings.provisioning.simulator_latency_ms = 0;
+    settings.provisioning.simulator_failure_percent = 0;
+    settings.telemetry.log_filter = "warn".into();
+}
+
+impl Target {
+    pub async fn start(backend: Backend, binary: &Path) -> anyhow::Result<Target> {
+        match backend {
+            Backend::Embedded => Self::dev(binary).await,
+            Backend::Real => Self::processes().await,
+        }
+    }
+
+    async fn dev(binary: &Path) -> anyhow::Result<Target> {
+        let dir = std::env::temp_dir().join(format!("offers-bench-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let (pem, _) = generate_keypair()?;
+        let mut settings = Settings::default();
+        unlimited(&mut settings);
+        settings.auth.private_key_pem = Some(secrecy::SecretString::from(pem.clone()));
+        let config = dir.join("config.json");
+        write_private(&config, &offers_kit::config::unredacted(|| serde_json::to_string(&settings))?)?;
+        let (http, grpc, internal) = (free_port()?, free_port()?, free_port()?);
+        let log = std::fs::File::create(dir.join("offers.log"))?;
+        let child = Command::new(binary)
+            .arg("--config")
+            .arg(&config)
+            .args(["dev", "--http", &http.to_string(), "--grpc", &grpc.to_string()])
+            .args(["--internal-grpc", &internal.to_string(), "--data-dir"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let running = Running::Dev { child, dir: dir.clone() };
+        ready(http, Duration::from_secs(60))
+            .await
+            .with_context(|| format!("see {}", dir.join("offers.log").display()))?;
+        // The settings a client of this process needs: its credential
+        // (made by `offers dev` in the data directory) and its listeners.
+        let mut settings = settings.embedded(&dir)?;
+        let (public, internal) = (format!("http://{grpc}"), format!("http://{internal}"));
+        for service in Role::ALL.iter().filter_map(|r| r.needs().serves) {
+            settings.upstream.serve_here(service, &public, &internal);
+        }
+        let db = offers_kit::db::connect(&settings.database).await?;
+        let signer = signer(&settings, &pem)?;
+        Ok(Target { backend: Backend::Embedded, edge: http, catalog_grpc: grpc, settings, signer, db, running })
+    }
+
+    async fn processes() -> anyhow::Result<Target> {
+        let suite = TestSuite::spawn_processes_with(Replicas::default(), Vec::new(), unlimited)
+            .await
+            .context("PostgreSQL, Redis or RabbitMQ is not reachable")?;
+        let deployment = suite.processes().context("a deployment")?;
+        let catalog = deployment.members_of(Role::Catalog).next().and_then(|m| m.grpc).context("a catalog process")?;
+        let signer = signer(&suite.settings, &suite.private_key_pem)?;
+        Ok(Target {
+            backend: Backend::Real,
+            edge: suite.http_addr,
+            catalog_grpc: catalog,
+            settings: suite.settings.clone(),
+            signer,
+            db: suite.database().clone(),
+            running: Running::Processes(Box::new(suite)),
+        })
+    }
+
+    pub fn admin(&self) -> anyhow::Result<AdminClient> {
+        AdminClient::connect(&self.settings, self.settings.internal_token().context("no internal credential")?)
+    }
+
+    /// Every process of the suite, by name.
+    pub fn processes_by_name(&self) -> Vec<(String, u32)> {
+        match &self.running {
+            Running::Dev { child, .. } => vec![("offers-dev".into(), child.id())],
+            Running::Processes(suite) => {
+                suite.processes().map(|d| d.members.iter().map(|m| (m.name(), m.pid)).collect()).unwrap_or_default()
+            }
+        }
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        match self.running {
+            Running::Dev { mut child, dir } => {
+                child.kill()?;
+                child.wait()?;
+                std::fs::remove_dir_all(dir)?;
+            }
+            // The harness checked the books itself and reported what it
+            // found; dropping the suite stops its processes and removes its
+            // database, whatever the books say.
+            Running::Processes(suite) => drop(suite),
+        }
+        Ok(())
+    }
+}
+
+fn signer(settings: &Settings, pem: &str) -> anyhow::Result<TokenSigner> {
+    let auth = &settings.auth;
+    // Long enough for the whole run: a token expiring mid-phase would be an error of ours.
+    Ok(TokenSigner::from_pem(pem, &auth.issuer, &auth.audience, 3_600)?)
+}
+
+async fn ready(http: SocketAddr, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if http_status(http, "/readyz").await == Some(200) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("offers dev was not ready within {within:?}")
+}
+
+/// The peak resident memory of a process so far (`VmHWM`), in MiB.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
