@@ -34,7 +34,7 @@ pub fn amqp_url() -> String {
 
 /// Topics scenarios use besides the suite's own; their queues go with the
 /// rest when a suite drops.
-pub const TEST_TOPICS: &[&str] = &["test.poison", "test.misdeclared", "test.outbox"];
+pub const TEST_TOPICS: &[&str] = &["test.poison", "test.misdeclared", "test.outbox", "test.batch"];
 
 fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")

@@ -178,35 +178,53 @@ impl Outbox {
     pub async fn drain(&self, db: &DatabaseConnection, bus: &SharedBus) -> Result<(), OutboxError> {
         self.report_lag(db).await?;
         loop {
-            let now = Utc::now();
-            let select = Query::select()
-                .columns(["id", "topic", "payload", "available_at", "attempts", "trace_context"].map(col))
-                .from(col(self.table))
-                .cond_where(self.ready(now))
-                .order_by(col("id"), Order::Asc)
-                .limit(BATCH)
-                .to_owned();
-            let rows = db.query_all(&select).await?;
-            let count = rows.len();
-            metrics::gauge!("offers_outbox_backlog", "table" => self.table).set(count as f64);
-            for row in rows {
-                let job = Row {
-                    id: row.try_get("", "id")?,
-                    topic: row.try_get("", "topic")?,
-                    payload: row.try_get("", "payload")?,
-                    available_at: row.try_get("", "available_at")?,
-                    attempts: row.try_get("", "attempts")?,
-                    trace: row
-                        .try_get::<Option<String>>("", "trace_context")?
-                        .and_then(|t| serde_json::from_str(&t).ok())
-                        .unwrap_or_default(),
-                };
-                self.publish(db, bus, &job).await?;
-            }
-            if (count as u64) < BATCH {
+            let jobs = self.lease(db).await?;
+            metrics::gauge!("offers_outbox_backlog", "table" => self.table).set(jobs.len() as f64);
+            self.publish(db, bus, &jobs).await?;
+            if (jobs.len() as u64) < BATCH {
                 return Ok(());
             }
         }
+    }
+
+    /// Takes the next batch of ready rows for a while, in one statement, so
+    /// another relay replica leaves them alone: it re-reads a row it waited
+    /// for and finds it leased.
+    async fn lease(&self, db: &DatabaseConnection) -> Result<Vec<Row>, OutboxError> {
+        let now = Utc::now();
+        let next = Query::select()
+            .column(col("id"))
+            .from(col(self.table))
+            .cond_where(self.ready(now))
+            .order_by(col("id"), Order::Asc)
+            .limit(BATCH)
+            .to_owned();
+        let lease = Query::update()
+            .table(col(self.table))
+            .value(col("lease_until"), now + LEASE)
+            .cond_where(Condition::all().add(Expr::col(col("id")).in_subquery(next)).add(self.free(now)))
+            .returning(
+                Query::returning()
+                    .columns(["id", "topic", "payload", "available_at", "attempts", "trace_context"].map(col)),
+            )
+            .to_owned();
+        let mut jobs = Vec::new();
+        for row in db.query_all(&lease).await? {
+            jobs.push(Row {
+                id: row.try_get("", "id")?,
+                topic: row.try_get("", "topic")?,
+                payload: row.try_get("", "payload")?,
+                available_at: row.try_get("", "available_at")?,
+                attempts: row.try_get("", "attempts")?,
+                trace: row
+                    .try_get::<Option<String>>("", "trace_context")?
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_default(),
+            });
+        }
+        // RETURNING keeps no order; the bus gets them oldest first.
+        jobs.sort_unstable_by_key(|job| job.id);
+        Ok(jobs)
     }
 
     /// How long the oldest job that is due has waited for the relay (0 when
@@ -230,20 +248,24 @@ impl Outbox {
         Ok(())
     }
 
+    /// Sets `column` to `value` on the rows `ids`, in one statement.
     async fn set(
         &self,
         db: &DatabaseConnection,
-        id: Uuid,
+        ids: impl IntoIterator<Item = Uuid>,
         column: &str,
         value: Option<DateTime<Utc>>,
-        cond: Condition,
-    ) -> Result<u64, DbErr> {
+    ) -> Result<(), DbErr> {
+        let ids: Vec<Uuid> = ids.into_iter().collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
         let update = Query::update()
             .table(col(self.table))
             .value(col(column), value)
-            .cond_where(Condition::all().add(Expr::col(col("id")).eq(id)).add(cond))
+            .and_where(Expr::col(col("id")).is_in(ids))
             .to_owned();
-        Ok(db.execute(&update).await?.rows_affected())
+        db.execute(&update).await.map(drop)
     }
 
     /// Hands a refused row back for a later try, further off each time.
@@ -261,35 +283,46 @@ impl Outbox {
         db.execute(&update).await.map(drop)
     }
 
-    async fn publish(&self, db: &DatabaseConnection, bus: &SharedBus, job: &Row) -> Result<(), OutboxError> {
+    /// Hands leased rows to the bus, all in flight at once, and records
+    /// what became of each: published, refused (tried again later), or, from
+    /// the first sign of an outage on, handed back at once rather than when
+    /// the lease runs out.
+    async fn publish(&self, db: &DatabaseConnection, bus: &SharedBus, jobs: &[Row]) -> Result<(), OutboxError> {
         let now = Utc::now();
-        // Take the row for a while, so another relay replica leaves it alone.
-        if self.set(db, job.id, "lease_until", Some(now + LEASE), self.free(now)).await? != 1 {
-            return Ok(());
+        let outgoing: Vec<(&str, Outgoing<'_>)> = jobs
+            .iter()
+            .map(|job| {
+                let delay = (job.available_at - now).to_std().ok().filter(|d| !d.is_zero());
+                (job.topic.as_str(), Outgoing { payload: job.payload.as_bytes(), delay, trace: &job.trace })
+            })
+            .collect();
+        let mut answers = bus.publish_all(&outgoing).await.into_iter();
+        let mut published = Vec::with_capacity(jobs.len());
+        let mut unanswered = Vec::new();
+        let mut outage = None;
+        for job in jobs {
+            match (outage.is_some(), answers.next()) {
+                (true, _) | (false, None) => unanswered.push(job.id),
+                (false, Some(Ok(()))) => {
+                    published.push(job.id);
+                    metrics::counter!("offers_outbox_published_total", "topic" => job.topic.clone()).increment(1);
+                }
+                // The broker is away: every job would fail alike.
+                (false, Some(Err(e @ (BusError::Broker(_) | BusError::TimedOut)))) => {
+                    unanswered.push(job.id);
+                    outage = Some(e);
+                }
+                // This job alone was refused: it must not hold up the others.
+                (false, Some(Err(e))) => {
+                    metrics::counter!("offers_outbox_publish_failures_total", "table" => self.table).increment(1);
+                    tracing::warn!(table = self.table, id = %job.id, topic = job.topic, attempts = job.attempts + 1, error = %e, "the broker refused an outbox job; will retry it later");
+                    self.postpone(db, job).await?;
+                }
+            }
         }
-        let delay = (job.available_at - now).to_std().ok().filter(|d| !d.is_zero());
-        let outgoing = Outgoing { payload: job.payload.as_bytes(), delay, trace: &job.trace };
-        match bus.publish(&job.topic, outgoing).await {
-            Ok(()) => {
-                self.set(db, job.id, "published_at", Some(Utc::now()), Condition::all()).await?;
-                metrics::counter!("offers_outbox_published_total", "topic" => job.topic.clone()).increment(1);
-                Ok(())
-            }
-            // The broker is away: every job would fail alike, so stop and
-            // back off. Hand the row back at once rather than when the lease
-            // runs out.
-            Err(e @ (BusError::Broker(_) | BusError::TimedOut)) => {
-                self.set(db, job.id, "lease_until", None, Condition::all()).await?;
-                Err(e.into())
-            }
-            // This job alone was refused: it must not hold up the others.
-            Err(e) => {
-                metrics::counter!("offers_outbox_publish_failures_total", "table" => self.table).increment(1);
-                tracing::warn!(table = self.table, id = %job.id, topic = job.topic, attempts = job.attempts + 1, error = %e, "the broker refused an outbox job; will retry it later");
-                self.postpone(db, job).await?;
-                Ok(())
-            }
-        }
+        self.set(db, published, "published_at", Some(Utc::now())).await?;
+        self.set(db, unanswered, "lease_until", None).await?;
+        outage.map_or(Ok(()), |e| Err(e.into()))
     }
 }
 
@@ -319,17 +352,18 @@ mod tests {
     use crate::bus::{Bus, Handler, Parked};
     use crate::config::DatabaseSettings;
 
-    /// A broker that refuses every job of one topic, or is away altogether.
+    /// A broker that refuses every job of one topic, and goes away after
+    /// taking `away_after` jobs.
     struct Broker {
         refuses: &'static str,
-        away: bool,
+        away_after: usize,
         published: Mutex<Vec<String>>,
     }
 
     #[async_trait]
     impl Bus for Broker {
         async fn publish(&self, topic: &str, job: Outgoing<'_>) -> Result<(), BusError> {
-            if self.away {
+            if self.published.lock().unwrap_or_else(|p| p.into_inner()).len() >= self.away_after {
                 return Err(BusError::Broker("connection refused".into()));
             }
             if topic == self.refuses {
@@ -354,8 +388,8 @@ mod tests {
         }
     }
 
-    fn broker(refuses: &'static str, away: bool) -> (Arc<Broker>, SharedBus) {
-        let broker = Arc::new(Broker { refuses, away, published: Mutex::default() });
+    fn broker(refuses: &'static str, away_after: usize) -> (Arc<Broker>, SharedBus) {
+        let broker = Arc::new(Broker { refuses, away_after, published: Mutex::default() });
         (broker.clone(), broker)
     }
 
@@ -401,7 +435,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_job_does_not_hold_back_the_ones_behind_it() {
         let (db, outbox) = outbox_with(&[("poison", 1), ("fine", 2), ("fine", 3)]).await;
-        let (broker, bus) = broker("poison", false);
+        let (broker, bus) = broker("poison", usize::MAX);
         outbox.drain(&db, &bus).await.expect("the drain goes on past a refusal");
         assert_eq!(*broker.published.lock().expect("lock"), ["2", "3"]);
         let poisoned = ("1".to_string(), 1, false, false, true);
@@ -422,11 +456,35 @@ mod tests {
     #[tokio::test]
     async fn an_outage_stops_the_drain_and_keeps_every_job_as_it_was() {
         let (db, outbox) = outbox_with(&[("fine", 1), ("fine", 2)]).await;
-        let (_, bus) = broker("none", true);
+        let (_, bus) = broker("none", 0);
         let stopped = outbox.drain(&db, &bus).await;
         assert!(matches!(stopped, Err(OutboxError::Bus(BusError::Broker(_)))), "{stopped:?}");
         for row in rows(&db).await {
             assert_eq!((row.1, row.2, row.3, row.4), (0, false, false, false), "{row:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_outage_in_a_batch_keeps_what_went_and_hands_back_the_rest() {
+        let jobs: Vec<(&str, u32)> = (1..=5).map(|n| ("fine", n)).collect();
+        let (db, outbox) = outbox_with(&jobs).await;
+        let (broker, bus) = broker("none", 2);
+        let stopped = outbox.drain(&db, &bus).await;
+        assert!(matches!(stopped, Err(OutboxError::Bus(BusError::Broker(_)))), "{stopped:?}");
+        assert_eq!(*broker.published.lock().expect("lock"), ["1", "2"]);
+        let states: Vec<(bool, bool)> = rows(&db).await.into_iter().map(|row| (row.2, row.3)).collect();
+        let (sent, back) = ((true, true), (false, false));
+        assert_eq!(states, [sent, sent, back, back, back], "(published, leased) of each row");
+    }
+
+    #[tokio::test]
+    async fn a_leased_batch_is_left_to_the_relay_that_took_it() {
+        let (db, outbox) = outbox_with(&[("fine", 1), ("fine", 2)]).await;
+        let leased = outbox.lease(&db).await.expect("lease");
+        assert_eq!(leased.iter().map(|job| job.payload.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+        let (broker, bus) = broker("none", usize::MAX);
+        outbox.drain(&db, &bus).await.expect("drain");
+        assert!(broker.published.lock().expect("lock").is_empty(), "another relay's lease was not honoured");
+        assert!(outbox.lease(&db).await.expect("lease").is_empty());
     }
 }

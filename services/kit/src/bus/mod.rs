@@ -132,6 +132,22 @@ impl<'a> Outgoing<'a> {
 pub trait Bus: Send + Sync + 'static {
     /// Publishes durably; returns only once the broker has taken the job.
     async fn publish(&self, topic: &str, job: Outgoing<'_>) -> Result<(), BusError>;
+    /// Publishes each `(topic, job)`, answering for each in order up to the
+    /// first sign of an outage (`Broker`, `TimedOut`), which is the last
+    /// answer: the jobs after it may or may not have gone. A bus that can
+    /// keep many confirms in flight does; by default they go one by one.
+    async fn publish_all(&self, jobs: &[(&str, Outgoing<'_>)]) -> Vec<Result<(), BusError>> {
+        let mut answers = Vec::with_capacity(jobs.len());
+        for (topic, job) in jobs {
+            let answer = self.publish(topic, *job).await;
+            let outage = matches!(answer, Err(BusError::Broker(_) | BusError::TimedOut));
+            answers.push(answer);
+            if outage {
+                break;
+            }
+        }
+        answers
+    }
     /// Feeds `topic` to `handler` until `shutdown`, reconnecting as needed.
     async fn consume(&self, topic: &str, handler: Arc<dyn Handler>, shutdown: CancellationToken);
     async fn ping(&self) -> Result<(), BusError>;

@@ -4,7 +4,7 @@
 //! publisher confirms, manual acks, bounded prefetch, and delay queues that
 //! dead-letter back to the exchange.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use lapin::options::{
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ErrorKind, ExchangeKind};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind, ExchangeKind};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -153,10 +153,9 @@ impl RabbitBus {
         bind(channel, &queue, &self.exchange(), topic).await
     }
 
-    async fn declare_delay(&self, channel: &Channel, topic: &str, tier: u64) -> Result<String, BusError> {
-        let name = self.delay_queue(topic, tier);
-        channel.queue_declare(name.clone().into(), durable(), dead_letter_to(&self.exchange(), topic)).await?;
-        Ok(name)
+    async fn declare_delay(&self, channel: &Channel, queue: &str, topic: &str) -> Result<(), BusError> {
+        channel.queue_declare(queue.into(), durable(), dead_letter_to(&self.exchange(), topic)).await?;
+        Ok(())
     }
 
     /// Deletes the exchanges and every queue under this bus's prefix that it
@@ -487,12 +486,23 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 #[async_trait]
 impl Bus for RabbitBus {
     async fn publish(&self, topic: &str, job: Outgoing<'_>) -> Result<(), BusError> {
-        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_confirmed(topic, job)).await {
-            Ok(result) => result.inspect(|()| observe::published(topic)),
+        self.publish_all(&[(topic, job)]).await.pop().unwrap_or(Err(BusError::Nacked))
+    }
+
+    async fn publish_all(&self, jobs: &[(&str, Outgoing<'_>)]) -> Vec<Result<(), BusError>> {
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_confirmed(jobs)).await {
+            Ok(answers) => {
+                for ((topic, _), answer) in jobs.iter().zip(&answers) {
+                    if answer.is_ok() {
+                        observe::published(topic);
+                    }
+                }
+                answers
+            }
             Err(_) => {
                 // The channel may be wedged; start afresh next time.
                 *self.state.lock().await = None;
-                Err(BusError::TimedOut)
+                vec![Err(BusError::TimedOut)]
             }
         }
     }
@@ -530,40 +540,107 @@ impl Bus for RabbitBus {
 }
 
 impl RabbitBus {
-    async fn publish_confirmed(&self, topic: &str, job: Outgoing<'_>) -> Result<(), BusError> {
-        let Outgoing { payload, delay, trace } = job;
-        self.with_state(async |state| {
-            let (exchange, routing_key, properties) = match delay {
-                None => {
-                    if state.declared.insert(topic.to_string()) {
-                        self.declare_topic(&state.publisher, topic).await?;
-                    }
-                    (self.exchange(), topic.to_string(), BasicProperties::default())
+    /// Publishes every job before waiting for any confirm, so a batch costs
+    /// the broker's confirm latency once rather than once per job.
+    async fn publish_confirmed(&self, jobs: &[(&str, Outgoing<'_>)]) -> Vec<Result<(), BusError>> {
+        let mut answers: Vec<Option<Result<(), BusError>>> = jobs.iter().map(|_| None).collect();
+        // Routes are declared first, each on its own: a refused declaration
+        // closes the channel, and with it the confirms of whatever went out
+        // on it. A route refused once is not asked about again in the batch.
+        let mut refusals: HashMap<(&str, Option<u64>), String> = HashMap::new();
+        for (answer, (topic, job)) in answers.iter_mut().zip(jobs) {
+            let key = (*topic, job.delay.map(delay_tier));
+            if let Some(why) = refusals.get(&key) {
+                *answer = Some(Err(BusError::Refused(why.clone())));
+                continue;
+            }
+            match self.with_state(async |state| self.route(state, topic, job.delay).await.map(drop)).await {
+                Ok(()) => {}
+                Err(BusError::Refused(why)) => {
+                    refusals.insert(key, why.clone());
+                    *answer = Some(Err(BusError::Refused(why)));
                 }
-                Some(delay) => {
-                    let tier = delay_tier(delay);
-                    if state.declared.insert(topic.to_string()) {
-                        self.declare_topic(&state.publisher, topic).await?;
+                // Nothing went out yet: the outage is the first answer.
+                Err(e) => return vec![Err(e)],
+            }
+        }
+
+        let mut confirms = Vec::with_capacity(jobs.len());
+        let sent = self
+            .with_state(async |state| {
+                for (index, (topic, job)) in jobs.iter().enumerate() {
+                    if answers[index].is_some() {
+                        continue;
                     }
-                    let queue = self.declare_delay(&state.publisher, topic, tier).await?;
-                    let expiration = delay.as_millis().max(1).to_string();
-                    (String::new(), queue, BasicProperties::default().with_expiration(expiration.into()))
+                    let (exchange, routing_key, properties) = self.route(state, topic, job.delay).await?;
+                    let confirm = state
+                        .publisher
+                        .basic_publish(
+                            exchange.into(),
+                            routing_key.into(),
+                            BasicPublishOptions { mandatory: true, ..Default::default() },
+                            job.payload,
+                            properties.with_delivery_mode(2).with_headers(trace_headers(job.trace)),
+                        )
+                        .await?;
+                    confirms.push((index, confirm));
                 }
-            };
-            let confirm = state
-                .publisher
-                .basic_publish(
-                    exchange.into(),
-                    routing_key.into(),
-                    BasicPublishOptions { mandatory: true, ..Default::default() },
-                    payload,
-                    properties.with_delivery_mode(2).with_headers(trace_headers(trace)),
-                )
-                .await?
-                .await?;
-            if confirm.is_ack() && confirm.take_message().is_none() { Ok(()) } else { Err(BusError::Nacked) }
-        })
-        .await
+                Ok(())
+            })
+            .await;
+        // The confirms are awaited without the publishing state, which
+        // others may use meanwhile.
+        let mut unroutable = false;
+        for (index, confirm) in confirms {
+            answers[index] = Some(match confirm.await {
+                Ok(Confirmation::Ack(None)) => Ok(()),
+                Ok(_) => {
+                    unroutable = true;
+                    Err(BusError::Nacked)
+                }
+                Err(e) => Err(e.into()),
+            });
+        }
+        if unroutable {
+            // A queue may have gone since it was declared: declare afresh.
+            *self.state.lock().await = None;
+        }
+        if let (Err(e), Some(first_unsent)) = (sent, answers.iter_mut().find(|a| a.is_none())) {
+            *first_unsent = Some(Err(e));
+        }
+        let mut answered = Vec::with_capacity(jobs.len());
+        for answer in answers.into_iter().map_while(|a| a) {
+            let outage = matches!(answer, Err(BusError::Broker(_) | BusError::TimedOut));
+            answered.push(answer);
+            if outage {
+                break;
+            }
+        }
+        answered
+    }
+
+    /// Where a job goes (exchange, routing key, properties), its queues
+    /// declared on first use on this connection.
+    async fn route(
+        &self,
+        state: &mut RabbitState,
+        topic: &str,
+        delay: Option<Duration>,
+    ) -> Result<(String, String, BasicProperties), BusError> {
+        if !state.declared.contains(topic) {
+            self.declare_topic(&state.publisher, topic).await?;
+            state.declared.insert(topic.to_string());
+        }
+        let Some(delay) = delay else {
+            return Ok((self.exchange(), topic.to_string(), BasicProperties::default()));
+        };
+        let queue = self.delay_queue(topic, delay_tier(delay));
+        if !state.declared.contains(&queue) {
+            self.declare_delay(&state.publisher, &queue, topic).await?;
+            state.declared.insert(queue.clone());
+        }
+        let expiration = delay.as_millis().max(1).to_string();
+        Ok((String::new(), queue, BasicProperties::default().with_expiration(expiration.into())))
     }
 }
 
