@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::bus::{BusError, Outgoing, SharedBus};
+use crate::bus::{Outgoing, SharedBus};
 use crate::retry::backoff;
 use crate::trace::Carrier;
 
@@ -308,7 +308,7 @@ impl Outbox {
                     metrics::counter!("offers_outbox_published_total", "topic" => job.topic.clone()).increment(1);
                 }
                 // The broker is away: every job would fail alike.
-                (false, Some(Err(e @ (BusError::Broker(_) | BusError::TimedOut)))) => {
+                (false, Some(Err(e))) if e.is_outage() => {
                     unanswered.push(job.id);
                     outage = Some(e);
                 }
@@ -349,7 +349,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::bus::{Bus, Handler, Parked};
+    use crate::bus::{Bus, BusError, Handler, Parked};
     use crate::config::DatabaseSettings;
 
     /// A broker that refuses every job of one topic, and goes away after

@@ -49,6 +49,13 @@ pub enum BusError {
     NoSuchTopic(String),
 }
 
+impl BusError {
+    /// The broker is away (not this job refused): every job would fail alike.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, BusError::Broker(_) | BusError::TimedOut)
+    }
+}
+
 impl From<BusError> for crate::Error {
     fn from(err: BusError) -> Self {
         match err {
@@ -140,7 +147,7 @@ pub trait Bus: Send + Sync + 'static {
         let mut answers = Vec::with_capacity(jobs.len());
         for (topic, job) in jobs {
             let answer = self.publish(topic, *job).await;
-            let outage = matches!(answer, Err(BusError::Broker(_) | BusError::TimedOut));
+            let outage = answer.as_ref().is_err_and(BusError::is_outage);
             answers.push(answer);
             if outage {
                 break;

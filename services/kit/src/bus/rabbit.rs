@@ -610,7 +610,7 @@ impl RabbitBus {
         }
         let mut answered = Vec::with_capacity(jobs.len());
         for answer in answers.into_iter().map_while(|a| a) {
-            let outage = matches!(answer, Err(BusError::Broker(_) | BusError::TimedOut));
+            let outage = answer.as_ref().is_err_and(BusError::is_outage);
             answered.push(answer);
             if outage {
                 break;
