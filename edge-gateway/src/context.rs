@@ -19,7 +19,8 @@ pub const REQUEST_ID: &str = "x-request-id";
 #[derive(Clone)]
 pub struct EdgeAuth {
     pub verifier: TokenVerifier,
-    /// Vouches, to the services, for the client address the edge forwards.
+    /// Vouches, to the services, for the client address the edge forwards
+    /// (never sending the credential itself on a public call).
     pub credential: ServiceCredential,
     pub trusted_proxy_hops: u8,
 }
@@ -61,17 +62,18 @@ pub struct Authorized<K> {
 pub trait Credential {
     /// What a request without one is told.
     const MISSING: &'static str;
-    fn check(auth: &EdgeAuth, secret: &str) -> Result<(), Error>;
+    fn check(auth: &EdgeAuth, secret: &str) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
-/// A user's access token, verified here before any upstream call.
+/// A user's access token, verified here before any upstream call (with
+/// the key set loaded again first if it names a key the edge lacks).
 pub struct AccessToken;
 
 impl Credential for AccessToken {
     const MISSING: &'static str = "an access token is required";
 
-    fn check(auth: &EdgeAuth, token: &str) -> Result<(), Error> {
-        let principal = auth.verifier.verify(token)?;
+    async fn check(auth: &EdgeAuth, token: &str) -> Result<(), Error> {
+        let principal = auth.verifier.verify_fresh(token).await?;
         tracing::Span::current().record("user_id", tracing::field::display(principal.user_id));
         Ok(())
     }
@@ -83,7 +85,7 @@ pub struct PartnerKey;
 impl Credential for PartnerKey {
     const MISSING: &'static str = "a partner API key is required";
 
-    fn check(_: &EdgeAuth, _: &str) -> Result<(), Error> {
+    async fn check(_: &EdgeAuth, _: &str) -> Result<(), Error> {
         Ok(())
     }
 }
@@ -121,7 +123,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
         let secret = bearer(parts).ok_or_else(|| Error::new(ErrorCode::Unauthenticated, K::MISSING))?;
-        K::check(&EdgeAuth::from_ref(state), &secret)?;
+        K::check(&EdgeAuth::from_ref(state), &secret).await?;
         Ok(Authorized { caller, secret, kind: PhantomData })
     }
 }
@@ -135,7 +137,7 @@ impl Caller {
             request.metadata_mut().insert(REQUEST_ID, id);
         }
         if let Some(client) = self.client_address {
-            self.credential.forward_client(request.metadata_mut(), client);
+            self.credential.forward_client(request.metadata_mut(), client, &self.request_id);
         }
         request
     }

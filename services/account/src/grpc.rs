@@ -136,7 +136,7 @@ impl pb::account_service_server::AccountService for AccountApi {
         &self,
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
-        let principal = user(&request)?;
+        let principal = user(&request).await?;
         let a = self.0.account(principal.user_id, AccountKind::User).await?;
         let balance = pb::Balance {
             user_id: a.id.to_string(),
@@ -151,7 +151,7 @@ impl pb::account_service_server::AccountService for AccountApi {
         &self,
         request: Request<pb::ListSubscriptionsRequest>,
     ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
-        let principal = user(&request)?;
+        let principal = user(&request).await?;
         let body = request.into_inner();
         let limit = page_size(body.page_size)?;
         let items = self.0.subscriptions(principal.user_id, page_after(&body.page_token)?, limit + 1).await?;
@@ -166,7 +166,7 @@ impl pb::account_service_server::AccountService for AccountApi {
         &self,
         request: Request<pb::ListTransactionsRequest>,
     ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
-        let principal = user(&request)?;
+        let principal = user(&request).await?;
         let body = request.into_inner();
         let limit = page_size(body.page_size)?;
         let items = self.0.transactions(principal.user_id, page_after(&body.page_token)?, limit + 1).await?;
@@ -181,7 +181,7 @@ impl pb::account_service_server::AccountService for AccountApi {
         &self,
         request: Request<pb::GetTransactionRequest>,
     ) -> Result<Response<pb::GetTransactionResponse>, Status> {
-        let principal = user(&request)?;
+        let principal = user(&request).await?;
         let id = parse_id(&request.get_ref().id, "transaction id")?;
         let tx = self.0.transaction(id).await?;
         // Someone else's transaction does not exist, as far as the caller can tell.

@@ -19,7 +19,7 @@ impl pb::activation_service_server::ActivationService for ActivationApi {
         &self,
         request: Request<pb::ActivateOfferRequest>,
     ) -> Result<Response<pb::ActivateOfferResponse>, Status> {
-        let who = user(&request)?;
+        let who = user(&request).await?;
         let key = idempotency_key(request.metadata())?;
         let tx = self.0.activate(&who, &request.get_ref().offer_id, key.as_deref()).await?;
         // A replay repeats the first answer, which was the transaction as
@@ -34,7 +34,7 @@ impl pb::activation_service_server::ActivationService for ActivationApi {
         &self,
         request: Request<pb::RenewSubscriptionRequest>,
     ) -> Result<Response<pb::RenewSubscriptionResponse>, Status> {
-        let who = user(&request)?;
+        let who = user(&request).await?;
         let key = idempotency_key(request.metadata())?;
         let target = match request.into_inner().target {
             Some(pb::renew_subscription_request::Target::SubscriptionId(id)) => Lookup::Id(id),
@@ -54,7 +54,7 @@ impl pb::activation_service_server::ActivationService for ActivationApi {
         &self,
         request: Request<pb::GetActivationStatusRequest>,
     ) -> Result<Response<pb::GetActivationStatusResponse>, Status> {
-        let who = user(&request)?;
+        let who = user(&request).await?;
         let id = request.get_ref().transaction_id.clone();
         let view = self.0.status(&who, &id).await?;
         let message = pb::GetActivationStatusResponse {

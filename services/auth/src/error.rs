@@ -26,6 +26,16 @@ pub enum AuthError {
     Key(#[from] offers_kit::token::KeyError),
     #[error("a signing key could not be sealed or opened (is auth.key_encryption_key the one it was sealed with?)")]
     Sealing,
+    #[error(
+        "the signing keys {} open with none of auth.key_encryption_key: they were sealed under another key \
+         encryption key. Set auth.key_encryption_key to the key they were sealed with (or a list, the new key \
+         first and that one after it, then run `offers admin keys reseal`); for a throwaway local deployment, \
+         `offers local down --purge` starts afresh",
+        kids.join(", ")
+    )]
+    ForeignKeys { kids: Vec<String> },
+    #[error("another rotation added a key at the same moment; list the keys before rotating again")]
+    RotationRaced,
     #[error("no such signing key")]
     UnknownKey,
     #[error("{0}")]
@@ -39,6 +49,7 @@ impl From<AuthError> for Error {
             AuthError::InvalidRefreshToken => Error::new(ErrorCode::InvalidToken, err.to_string()),
             AuthError::UserNotFound => Error::not_found("user"),
             AuthError::UnknownKey => Error::not_found("signing key"),
+            AuthError::RotationRaced => Error::new(ErrorCode::Conflict, err.to_string()),
             AuthError::UsernameTaken => Error::new(ErrorCode::AlreadyExists, err.to_string()),
             AuthError::InvalidInput(message) => Error::invalid_request(message),
             AuthError::RateLimited { retry_after_secs } => Error::rate_limited(retry_after_secs),
@@ -48,6 +59,7 @@ impl From<AuthError> for Error {
             | AuthError::Signing(_)
             | AuthError::Key(_)
             | AuthError::Sealing
+            | AuthError::ForeignKeys { .. }
             | AuthError::Config(_) => Error::internal(err),
         }
     }

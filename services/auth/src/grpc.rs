@@ -9,7 +9,7 @@ use offers_proto::auth::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::entity::user as user_entity;
-use crate::keys::{KeyInfo, KeyStore};
+use crate::keys::{KeyInfo, KeyState, KeyStore};
 use crate::service::{Auth, NewUser, TokenPair};
 
 pub struct AuthApi {
@@ -20,11 +20,20 @@ pub struct UserAdminApi(pub Arc<Auth>);
 pub struct SigningKeyAdminApi(pub Arc<KeyStore>);
 
 fn key_proto(info: KeyInfo) -> pb::SigningKey {
+    let state = match info.state {
+        KeyState::Next => pb::SigningKeyState::Next,
+        KeyState::Signing => pb::SigningKeyState::Signing,
+        KeyState::Retiring => pb::SigningKeyState::Retiring,
+        KeyState::Retired => pb::SigningKeyState::Retired,
+    };
     pb::SigningKey {
         kid: info.key.kid,
         create_time: Some(to_timestamp(info.key.created_at)),
         retire_time: info.key.retire_at.map(to_timestamp),
-        signing: info.signing,
+        signing: info.state == KeyState::Signing,
+        state: state.into(),
+        sign_time: Some(to_timestamp(info.key.signs_from)),
+        generation: info.key.generation,
     }
 }
 
@@ -77,7 +86,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
     }
 
     async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
-        let principal = user(&request)?;
+        let principal = user(&request).await?;
         let body = request.into_inner();
         let token = required(&body.refresh_token, "refresh_token")?;
         self.auth.logout(principal.user_id, token).await?;
@@ -88,7 +97,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
         &self,
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
-        let principal = user(&request)?;
+        let principal = user(&request).await?;
         let found = self.auth.user_by_id(principal.user_id).await?;
         if !found.is_active {
             return Err(Error::new(ErrorCode::InvalidToken, "the account is disabled").into());
@@ -145,7 +154,7 @@ impl pb::signing_key_admin_service_server::SigningKeyAdminService for SigningKey
         _request: Request<pb::RotateSigningKeyRequest>,
     ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
         let key = self.0.rotate().await?;
-        Ok(Response::new(pb::RotateSigningKeyResponse { key: Some(key_proto(KeyInfo { key, signing: true })) }))
+        Ok(Response::new(pb::RotateSigningKeyResponse { key: Some(key_proto(key)) }))
     }
 
     async fn retire_signing_key(
@@ -153,7 +162,7 @@ impl pb::signing_key_admin_service_server::SigningKeyAdminService for SigningKey
         request: Request<pb::RetireSigningKeyRequest>,
     ) -> Result<Response<pb::RetireSigningKeyResponse>, Status> {
         let key = self.0.retire(&request.get_ref().kid).await?;
-        Ok(Response::new(pb::RetireSigningKeyResponse { key: Some(key_proto(KeyInfo { key, signing: false })) }))
+        Ok(Response::new(pb::RetireSigningKeyResponse { key: Some(key_proto(key)) }))
     }
 
     async fn list_signing_keys(
@@ -162,5 +171,13 @@ impl pb::signing_key_admin_service_server::SigningKeyAdminService for SigningKey
     ) -> Result<Response<pb::ListSigningKeysResponse>, Status> {
         let keys = self.0.list().await?.into_iter().map(key_proto).collect();
         Ok(Response::new(pb::ListSigningKeysResponse { keys }))
+    }
+
+    async fn reseal_signing_keys(
+        &self,
+        _request: Request<pb::ResealSigningKeysRequest>,
+    ) -> Result<Response<pb::ResealSigningKeysResponse>, Status> {
+        let resealed = self.0.reseal().await?;
+        Ok(Response::new(pb::ResealSigningKeysResponse { resealed: i32::try_from(resealed).unwrap_or(i32::MAX) }))
     }
 }

@@ -35,8 +35,11 @@ pub struct Deps {
 
 /// The public `AuthService` and the internal `UserAdminService` and
 /// `SigningKeyAdminService`.
-pub fn build(settings: &AuthSettings, deps: Deps) -> Result<Parts, AuthError> {
+/// Refuses to build when a signing key in service opens with none of the
+/// configured key encryption keys.
+pub async fn build(settings: &AuthSettings, deps: Deps) -> Result<Parts, AuthError> {
     let keys = Arc::new(settings.key_store(deps.db.clone())?);
+    keys.check_opens().await?;
     let auth = Arc::new(Auth::new(deps.db, deps.cache, keys.clone(), settings.clone()));
     let mut parts = Parts::default();
     parts.public.add(AuthServiceServer::new(AuthApi { auth: auth.clone(), keys: keys.clone() }));

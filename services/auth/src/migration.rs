@@ -2,7 +2,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateUsersAndTokens), Box::new(TokenFamilies), Box::new(SigningKeys)]
+    vec![Box::new(CreateUsersAndTokens), Box::new(TokenFamilies), Box::new(SigningKeys), Box::new(KeyGenerations)]
 }
 
 struct CreateUsersAndTokens;
@@ -114,6 +114,44 @@ impl MigrationTrait for SigningKeys {
                 .col(text("sealed_private"))
                 .col(timestamp_with_time_zone("created_at"))
                 .col(timestamp_with_time_zone_null("retire_at"))
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+/// A generation per signing key, unique, so the database decides which key
+/// a fresh deployment gets when replicas start together; and the moment a
+/// key starts signing, so a rotation publishes a key before it signs.
+struct KeyGenerations;
+
+impl MigrationName for KeyGenerations {
+    fn name(&self) -> &str {
+        "m20261206_000130_auth_signing_key_generations"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for KeyGenerations {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite alters a table one change at a time.
+        let table = || Table::alter().table("auth_signing_keys").to_owned();
+        m.alter_table(table().add_column(big_integer_null("generation")).to_owned()).await?;
+        m.alter_table(table().add_column(timestamp_with_time_zone_null("signs_from")).to_owned()).await?;
+        // Existing keys in the order they were made; each signed from its creation.
+        m.get_connection()
+            .execute_unprepared(
+                "UPDATE auth_signing_keys SET signs_from = created_at, generation = (SELECT COUNT(*) \
+                 FROM auth_signing_keys older WHERE older.created_at < auth_signing_keys.created_at \
+                 OR (older.created_at = auth_signing_keys.created_at AND older.kid <= auth_signing_keys.kid))",
+            )
+            .await?;
+        m.create_index(
+            Index::create()
+                .name("auth_signing_keys_generation")
+                .table("auth_signing_keys")
+                .col("generation")
+                .unique()
                 .to_owned(),
         )
         .await

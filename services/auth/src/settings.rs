@@ -3,13 +3,14 @@
 //! role holds the private key.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use offers_kit::config::{Problems, Validate, redact};
 use offers_kit::token::{TokenVerifier, read_key};
 use sea_orm::DatabaseConnection;
 
 use crate::error::AuthError;
-use crate::keys::{KeyStore, parse_kek};
+use crate::keys::{KeyStore, Lifetimes, parse_keks};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -26,12 +27,16 @@ pub struct AuthSettings {
     pub private_key_pem: Option<SecretString>,
     pub private_key_file: Option<PathBuf>,
     /// 32 bytes, base64: seals the signing keys' private halves in the
-    /// database. The auth role needs it.
+    /// database. The auth role needs it. A comma-separated list replaces
+    /// one: the first seals, every one opens (see `offers admin keys reseal`).
     #[serde(serialize_with = "redact")]
     pub key_encryption_key: Option<SecretString>,
     /// How often every token-checking process reloads the key set (JWKS)
     /// from the auth service.
     pub jwks_refresh_secs: u64,
+    /// Beyond one `jwks_refresh_secs`, how long a rotated-in key is
+    /// published before it signs (for a reload that was slow or failed).
+    pub key_publish_margin_secs: u64,
     /// How much longer than the access-token lifetime a rotated-out key
     /// keeps verifying: replicas go on signing with it until they re-read
     /// the keys (5 s), and clocks differ.
@@ -63,6 +68,7 @@ impl Default for AuthSettings {
             private_key_file: None,
             key_encryption_key: None,
             jwks_refresh_secs: 30,
+            key_publish_margin_secs: 10,
             key_retire_margin_secs: 120,
             login_per_username: 5,
             login_per_username_global: 100,
@@ -102,9 +108,15 @@ impl Validate for AuthSettings {
         p.check(self.password_hash_concurrency <= 256, "password_hash_concurrency", "at most 256");
         p.check((1..=10_000).contains(&self.password_hash_wait_ms), "password_hash_wait_ms", "between 1 and 10000");
         if let Some(kek) = &self.key_encryption_key {
-            p.check(parse_kek(kek.expose_secret()).is_some(), "key_encryption_key", "must be 32 bytes, base64");
+            let keys = parse_keks(kek.expose_secret());
+            p.check(
+                keys.is_some(),
+                "key_encryption_key",
+                "must be one or more keys of 32 bytes, base64, comma-separated",
+            );
         }
         p.check((1..=3600).contains(&self.jwks_refresh_secs), "jwks_refresh_secs", "between 1 and 3600");
+        p.check(self.key_publish_margin_secs <= 3600, "key_publish_margin_secs", "at most 3600");
         p.check(!self.issuer.is_empty(), "issuer", "must not be empty");
         p.check(!self.audience.is_empty(), "audience", "must not be empty");
     }
@@ -119,11 +131,21 @@ impl AuthSettings {
 
     /// The auth service's signing keys in `db`.
     pub(crate) fn key_store(&self, db: DatabaseConnection) -> Result<KeyStore, AuthError> {
-        let kek = self.key_encryption_key.as_ref().and_then(|k| parse_kek(k.expose_secret()));
-        let kek = kek.ok_or(AuthError::Config("auth.key_encryption_key (32 bytes, base64) is required"))?;
+        let keks = self.key_encryption_key.as_ref().and_then(|k| parse_keks(k.expose_secret()));
+        let keks = keks.ok_or(AuthError::Config("auth.key_encryption_key (32 bytes, base64) is required"))?;
         let initial = self.private_key_pem.as_ref().map(|s| s.expose_secret());
         let initial = read_key(initial, self.private_key_file.as_deref())?;
-        let lifetimes = (self.access_ttl_secs, self.key_retire_margin_secs);
-        KeyStore::new(db, &kek, (&self.issuer, &self.audience), lifetimes, initial)
+        let lifetimes = Lifetimes {
+            token: Duration::from_secs(self.access_ttl_secs),
+            retire_margin: Duration::from_secs(self.key_retire_margin_secs),
+            publish_delay: self.key_publish_delay(),
+        };
+        KeyStore::new(db, &keks, (&self.issuer, &self.audience), lifetimes, initial)
+    }
+
+    /// How long a rotated-in key is published before it signs: one key-set
+    /// refresh period of every verifier, and a margin.
+    pub fn key_publish_delay(&self) -> Duration {
+        Duration::from_secs(self.jwks_refresh_secs + self.key_publish_margin_secs)
     }
 }

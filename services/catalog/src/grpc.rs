@@ -21,7 +21,7 @@ impl pb::catalog_service_server::CatalogService for CatalogApi {
         &self,
         request: Request<pb::ListOffersRequest>,
     ) -> Result<Response<pb::ListOffersResponse>, Status> {
-        let principal = user(&request)?;
+        let principal = user(&request).await?;
         let body = request.into_inner();
         if body.show_inactive && !principal.is_admin {
             return Err(CatalogError::AdminOnly.into());
@@ -40,7 +40,7 @@ impl pb::catalog_service_server::CatalogService for CatalogApi {
     }
 
     async fn get_offer(&self, request: Request<pb::GetOfferRequest>) -> Result<Response<pb::GetOfferResponse>, Status> {
-        let principal = user(&request)?;
+        let principal = user(&request).await?;
         let id = parse_id(&request.get_ref().id, "offer id")?;
         let Served { value: offer, stale } = self.0.get(id).await?;
         // An inactive offer is invisible to everyone but administrators.

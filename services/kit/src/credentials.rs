@@ -1,12 +1,20 @@
 //! Who is calling a gRPC server: a user with an access token on the public
 //! listener, or another Offers service with the shared credential on the
 //! internal one — and from which address, for rate limits: the connection's,
-//! unless the edge, proving itself with the service credential, says which
-//! client it is forwarding.
+//! unless the edge vouches for the client it is forwarding.
+//!
+//! The service credential itself goes only to internal listeners. The edge
+//! vouches with an HMAC over the address, the request id and the time,
+//! under a key derived from the credential that grants nothing else: public
+//! calls pass through proxies and logs, and what they carry must not open
+//! the ledger.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::service::Interceptor;
@@ -17,10 +25,16 @@ use crate::token::{Principal, TokenError, TokenVerifier};
 
 /// The outcome of checking a request's access token, left in its extensions
 /// for handlers to read with [`user`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum TokenCheck {
     Valid(Principal),
     Refused(TokenError),
+    /// Names a key the process does not hold (yet): an interceptor cannot
+    /// wait for the key set to load again, the handler's [`user`] does.
+    Unsettled {
+        token: String,
+        verifier: TokenVerifier,
+    },
 }
 
 /// The bearer value of the `authorization` metadata entry, if any.
@@ -32,9 +46,55 @@ pub fn bearer(metadata: &MetadataMap) -> Option<&str> {
 
 /// Metadata in which the edge names the client it forwards a request for.
 pub const CLIENT_ADDRESS: &str = "offers-client-address";
-/// Metadata in which the edge presents the service credential, vouching
-/// for [`CLIENT_ADDRESS`].
+/// Metadata in which the edge vouches for [`CLIENT_ADDRESS`]:
+/// `v1.<unix seconds>.<HMAC-SHA256, base64url>` (see [`ForwardingKey`]).
 pub const FORWARDED_BY: &str = "offers-forwarded-by";
+/// The request id metadata, which a vouch covers too.
+const REQUEST_ID: &str = "x-request-id";
+
+/// How far a vouch's time may be from the checker's clock.
+const VOUCH_MAX_AGE_SECS: i64 = 60;
+
+/// The key the edge vouches for client addresses with: an HMAC of a fixed
+/// label under the service credential, so every process that holds the
+/// credential has it without another secret to deploy, and holding it (or
+/// any vouch made with it) gives nothing towards the credential.
+#[derive(Clone)]
+pub struct ForwardingKey(Arc<[u8; 32]>);
+
+impl ForwardingKey {
+    pub fn derive(credential: &str) -> Self {
+        let mut mac = Self::hmac(credential.as_bytes());
+        mac.update(b"offers forwarded client address v1");
+        Self(Arc::new(mac.finalize().into_bytes().into()))
+    }
+
+    fn hmac(key: &[u8]) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length")
+    }
+
+    fn mac(&self, time: i64, address: &str, request_id: &str) -> Hmac<Sha256> {
+        let mut mac = Self::hmac(self.0.as_slice());
+        mac.update(format!("v1\n{time}\n{address}\n{request_id}").as_bytes());
+        mac
+    }
+
+    fn vouch(&self, address: &str, request_id: &str, now: i64) -> String {
+        let tag = self.mac(now, address, request_id).finalize().into_bytes();
+        format!("v1.{now}.{}", URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// Whether `vouch` was made with this key for `address` and
+    /// `request_id`, recently.
+    fn admits(&self, vouch: &str, address: &str, request_id: &str, now: i64) -> bool {
+        let mut parts = vouch.split('.');
+        let (Some("v1"), Some(time), Some(tag), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        let (Ok(time), Ok(tag)) = (time.parse::<i64>(), URL_SAFE_NO_PAD.decode(tag)) else { return false };
+        (now - time).abs() <= VOUCH_MAX_AGE_SECS && self.mac(time, address, request_id).verify_slice(&tag).is_ok()
+    }
+}
 
 /// Where a public request came from, left in its extensions by [`PublicCheck`].
 #[derive(Debug, Clone, Copy)]
@@ -49,27 +109,33 @@ pub fn client_address<T>(request: &Request<T>) -> Option<IpAddr> {
 /// Guards the public listener: checks the access token when there is one
 /// (requests without one pass through: login, partner calls with API keys;
 /// handlers that need a user ask with [`user`]), and settles the client's
-/// address (a forwarded one only from a caller holding the service
-/// credential: anyone else could pick their own rate-limit bucket).
+/// address (a forwarded one only with the edge's vouch: anyone else could
+/// pick their own rate-limit bucket).
 #[derive(Clone)]
 pub struct PublicCheck {
     verifier: TokenVerifier,
-    credential: ServiceCredentialCheck,
+    forwarding: ForwardingKey,
 }
 
 impl PublicCheck {
-    pub fn new(verifier: TokenVerifier, credential: ServiceCredentialCheck) -> Self {
-        Self { verifier, credential }
+    pub fn new(verifier: TokenVerifier, credential: &str) -> Self {
+        Self { verifier, forwarding: ForwardingKey::derive(credential) }
+    }
+
+    /// The forwarded client address, if the edge vouched for it.
+    fn forwarded(&self, metadata: &MetadataMap) -> Option<IpAddr> {
+        let text = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
+        let (address, vouch) = (text(CLIENT_ADDRESS)?, text(FORWARDED_BY)?);
+        let now = chrono::Utc::now().timestamp();
+        let vouched = self.forwarding.admits(vouch, address, text(REQUEST_ID).unwrap_or_default(), now);
+        vouched.then(|| address.parse().ok()).flatten()
     }
 }
 
 impl Interceptor for PublicCheck {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let metadata = request.metadata();
-        let vouched =
-            metadata.get(FORWARDED_BY).and_then(|v| v.to_str().ok()).is_some_and(|c| self.credential.admits(c));
-        let forwarded = metadata.get(CLIENT_ADDRESS).and_then(|v| v.to_str().ok()?.parse::<IpAddr>().ok());
-        let address = forwarded.filter(|_| vouched).or_else(|| request.remote_addr().map(|a| a.ip()));
+        let forwarded = self.forwarded(request.metadata());
+        let address = forwarded.or_else(|| request.remote_addr().map(|a| a.ip()));
         if let Some(address) = address {
             request.extensions_mut().insert(ClientAddress(address));
         }
@@ -79,6 +145,9 @@ impl Interceptor for PublicCheck {
         let check = match bearer(request.metadata()).filter(|t| !t.is_empty()) {
             Some(token) if token.split('.').count() == 3 => Some(match self.verifier.verify(token) {
                 Ok(principal) => TokenCheck::Valid(principal),
+                Err(TokenError::UnknownKey | TokenError::KeysNotLoaded) => {
+                    TokenCheck::Unsettled { token: token.to_string(), verifier: self.verifier.clone() }
+                }
                 Err(e) => TokenCheck::Refused(e),
             }),
             Some(_) => Some(TokenCheck::Refused(TokenError::Invalid("not a JWT (three dot-separated parts)".into()))),
@@ -92,10 +161,11 @@ impl Interceptor for PublicCheck {
 }
 
 /// The authenticated user of a public request, or 401.
-pub fn user<T>(request: &Request<T>) -> Result<Principal, Error> {
-    match request.extensions().get::<TokenCheck>() {
-        Some(TokenCheck::Valid(principal)) => Ok(principal.clone()),
-        Some(TokenCheck::Refused(e)) => Err(e.clone().into()),
+pub async fn user<T>(request: &Request<T>) -> Result<Principal, Error> {
+    match request.extensions().get::<TokenCheck>().cloned() {
+        Some(TokenCheck::Valid(principal)) => Ok(principal),
+        Some(TokenCheck::Refused(e)) => Err(e.into()),
+        Some(TokenCheck::Unsettled { token, verifier }) => Ok(verifier.verify_fresh(&token).await?),
         None => Err(Error::new(ErrorCode::Unauthenticated, "an access token is required")),
     }
 }
@@ -130,24 +200,31 @@ impl Interceptor for ServiceCredentialCheck {
     }
 }
 
-/// Adds the service credential to outgoing internal calls.
+/// Adds the service credential to outgoing internal calls, and vouches
+/// for forwarded clients on public ones.
 #[derive(Clone)]
 pub struct ServiceCredential {
     header: AsciiMetadataValue,
-    token: AsciiMetadataValue,
+    forwarding: ForwardingKey,
 }
 
 impl ServiceCredential {
     pub fn new(token: &str) -> Result<Self, Error> {
         let invalid = |_| Error::invalid_request("internal.token must be printable ASCII");
-        Ok(Self { header: format!("Bearer {token}").parse().map_err(invalid)?, token: token.parse().map_err(invalid)? })
+        Ok(Self {
+            header: format!("Bearer {token}").parse().map_err(invalid)?,
+            forwarding: ForwardingKey::derive(token),
+        })
     }
 
-    /// Vouches for the client a public request is forwarded for.
-    pub fn forward_client(&self, metadata: &mut MetadataMap, client: IpAddr) {
-        if let Ok(address) = client.to_string().parse() {
+    /// Vouches for the client a public request (with this request id) is
+    /// forwarded for.
+    pub fn forward_client(&self, metadata: &mut MetadataMap, client: IpAddr, request_id: &str) {
+        let address = client.to_string();
+        let vouch = self.forwarding.vouch(&address, request_id, chrono::Utc::now().timestamp());
+        if let (Ok(address), Ok(vouch)) = (address.parse(), vouch.parse()) {
             metadata.insert(CLIENT_ADDRESS, address);
-            metadata.insert(FORWARDED_BY, self.token.clone());
+            metadata.insert(FORWARDED_BY, vouch);
         }
     }
 }
@@ -163,20 +240,62 @@ impl Interceptor for ServiceCredential {
 mod tests {
     use super::*;
 
+    fn verifier() -> TokenVerifier {
+        let (_, public) = crate::token::generate_keypair().expect("keys");
+        TokenVerifier::from_pem(&public, "iss", "aud").expect("verifier")
+    }
+
+    fn forwarded(credential: &str, client: IpAddr, request_id: &str) -> Request<()> {
+        let mut request = Request::new(());
+        request.metadata_mut().insert(REQUEST_ID, request_id.parse().expect("ascii"));
+        ServiceCredential::new(credential).expect("cred").forward_client(request.metadata_mut(), client, request_id);
+        request
+    }
+
     #[test]
-    fn only_the_credential_vouches_for_a_forwarded_address() {
-        let verifier = {
-            let (_, public) = crate::token::generate_keypair().expect("keys");
-            TokenVerifier::from_pem(&public, "iss", "aud").expect("verifier")
-        };
-        let mut check = PublicCheck::new(verifier, ServiceCredentialCheck::new("s3cret-credential"));
+    fn only_the_edge_vouches_for_a_forwarded_address() {
+        let mut check = PublicCheck::new(verifier(), "s3cret-credential");
         let client: IpAddr = "203.0.113.9".parse().expect("ip");
-        let mut vouched = Request::new(());
-        ServiceCredential::new("s3cret-credential").expect("cred").forward_client(vouched.metadata_mut(), client);
+        let vouched = forwarded("s3cret-credential", client, "req-1");
         assert_eq!(client_address(&check.call(vouched).expect("call")), Some(client));
-        let mut forged = Request::new(());
-        ServiceCredential::new("a-guess-at-it-99").expect("cred").forward_client(forged.metadata_mut(), client);
+        let forged = forwarded("a-guess-at-it-99", client, "req-1");
         assert_eq!(client_address(&check.call(forged).expect("call")), None, "no connection, no address");
+        // A vouch covers its address and request id: moved to another, it is worthless.
+        let mut moved = forwarded("s3cret-credential", client, "req-1");
+        moved.metadata_mut().insert(CLIENT_ADDRESS, "198.51.100.7".parse().expect("ascii"));
+        assert_eq!(client_address(&check.call(moved).expect("call")), None);
+        let mut reused = forwarded("s3cret-credential", client, "req-1");
+        reused.metadata_mut().insert(REQUEST_ID, "req-2".parse().expect("ascii"));
+        assert_eq!(client_address(&check.call(reused).expect("call")), None);
+    }
+
+    #[test]
+    fn a_vouch_is_good_for_a_minute() {
+        let key = ForwardingKey::derive("s3cret-credential");
+        let now = chrono::Utc::now().timestamp();
+        let vouch = key.vouch("203.0.113.9", "req-1", now - VOUCH_MAX_AGE_SECS - 1);
+        assert!(!key.admits(&vouch, "203.0.113.9", "req-1", now));
+        assert!(key.admits(&key.vouch("203.0.113.9", "req-1", now - 5), "203.0.113.9", "req-1", now));
+        for bad in ["", "v1", "v1.x.y", "v2.1.AAAA", "v1.1.!!", "v1.1.AA.AA"] {
+            assert!(!key.admits(bad, "203.0.113.9", "req-1", now), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_public_call_carries_nothing_the_internal_listener_takes() {
+        let credential = "s3cret-credential";
+        let forwarded = forwarded(credential, "203.0.113.9".parse().expect("ip"), "req-1");
+        let mut internal = ServiceCredentialCheck::new(credential);
+        for (name, value) in forwarded.metadata().iter().filter_map(|kv| match kv {
+            tonic::metadata::KeyAndValueRef::Ascii(name, value) => Some((name.as_str(), value.to_str().ok()?)),
+            tonic::metadata::KeyAndValueRef::Binary(..) => None,
+        }) {
+            assert!(!value.contains(credential), "{name} carries the credential");
+            assert!(internal.call(with_bearer(value)).is_err(), "{name} replayed as a bearer is refused");
+        }
+        let mut replayed = Request::new(());
+        *replayed.metadata_mut() = forwarded.metadata().clone();
+        assert!(internal.call(replayed).is_err(), "the public metadata as it is");
     }
 
     #[test]
@@ -188,15 +307,13 @@ mod tests {
         assert!(check.call(Request::new(())).is_err());
     }
 
-    #[test]
-    fn a_bearer_that_is_no_jwt_is_an_invalid_token_not_a_missing_one() {
-        let (_, public) = crate::token::generate_keypair().expect("keys");
-        let verifier = TokenVerifier::from_pem(&public, "iss", "aud").expect("verifier");
-        let mut check = PublicCheck::new(verifier, ServiceCredentialCheck::new("s3cret-credential"));
+    #[tokio::test]
+    async fn a_bearer_that_is_no_jwt_is_an_invalid_token_not_a_missing_one() {
+        let mut check = PublicCheck::new(verifier(), "s3cret-credential");
         let dotless = check.call(with_bearer("nodotsatall")).expect("passes the interceptor");
-        assert_eq!(user(&dotless).expect_err("no user").code, ErrorCode::InvalidToken);
+        assert_eq!(user(&dotless).await.expect_err("no user").code, ErrorCode::InvalidToken);
         let none = check.call(Request::new(())).expect("passes the interceptor");
-        assert_eq!(user(&none).expect_err("no user").code, ErrorCode::Unauthenticated);
+        assert_eq!(user(&none).await.expect_err("no user").code, ErrorCode::Unauthenticated);
     }
 
     fn with_bearer(token: &str) -> Request<()> {

@@ -5,7 +5,11 @@
 //! verification, and `iss`, `aud`, `exp` and `sub` are always checked.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use hashlink::LruCache;
 
@@ -152,6 +156,9 @@ impl TokenSigner {
 pub enum TokenError {
     #[error("invalid access token: {0}")]
     Invalid(String),
+    /// Its `kid` is in none of the keys held, even after loading them again.
+    #[error("invalid access token: signed with a key not in service")]
+    UnknownKey,
     /// No key set is held yet (the process has just started): the token
     /// may well be good, so this is the server's state, not the caller's
     /// mistake.
@@ -162,15 +169,26 @@ pub enum TokenError {
 impl From<TokenError> for crate::Error {
     fn from(e: TokenError) -> Self {
         let code = match e {
-            TokenError::Invalid(_) => crate::ErrorCode::InvalidToken,
+            TokenError::Invalid(_) | TokenError::UnknownKey => crate::ErrorCode::InvalidToken,
             TokenError::KeysNotLoaded => crate::ErrorCode::Unavailable,
         };
         crate::Error::new(code, e.to_string())
     }
 }
 
+/// Fetches the key set from where it is published (the auth service).
+pub type KeySource = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Vec<Jwk>, String>> + Send>> + Send + Sync>;
+
 /// Checks access tokens against the keys in service, by their `kid`. Clones
 /// share the key set, so one refresh serves every clone.
+///
+/// A token naming a key the set does not hold makes the verifier load the
+/// set again before it answers ([`TokenVerifier::verify_fresh`]): a key is
+/// published before it signs, but a process that started or refreshed a
+/// moment too early must not refuse a good token. Reloads are one at a
+/// time per process and at most one per [`MIN_RELOAD_GAP`], and a caller
+/// that waited for one started after it arrived uses its result, so a flood
+/// of made-up key ids costs the auth service one call a second.
 ///
 /// A token that verified once is remembered until it expires (a bounded
 /// least-recently-used set): the same token comes with every request of
@@ -183,6 +201,21 @@ pub struct TokenVerifier {
     keys: Arc<RwLock<KeySet>>,
     validation: Arc<Validation>,
     verified: Arc<Mutex<LruCache<String, Verified>>>,
+    reloads: Arc<Reloads>,
+}
+
+/// The shortest time between two loads of the key set by one process.
+pub const MIN_RELOAD_GAP: Duration = Duration::from_secs(1);
+/// The longest a load of the key set may take.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Default)]
+struct Reloads {
+    source: OnceLock<KeySource>,
+    /// Held while a reload runs; holds when the last one ended.
+    gate: tokio::sync::Mutex<Option<Instant>>,
+    /// Reloads begun, to tell whether one began after a caller arrived.
+    started: AtomicU64,
 }
 
 #[derive(Default)]
@@ -215,6 +248,57 @@ impl TokenVerifier {
             keys: Arc::default(),
             validation: Arc::new(validation),
             verified: Arc::new(Mutex::new(LruCache::new(REMEMBERED_TOKENS))),
+            reloads: Arc::default(),
+        }
+    }
+
+    /// Where [`TokenVerifier::reload`] fetches the key set from (set once;
+    /// a verifier without a source only holds what it is given).
+    pub fn set_source(&self, source: KeySource) {
+        if self.reloads.source.set(source).is_err() {
+            tracing::debug!("the key source was set already");
+        }
+    }
+
+    /// Loads the key set from its source now (or waits for a load that
+    /// began after this call): how many keys it holds then.
+    pub async fn reload(&self) -> Result<usize, String> {
+        self.reload_since(self.reloads.started.load(Ordering::SeqCst)).await?;
+        Ok(self.keys.read().map_or(0, |k| k.by_kid.len()))
+    }
+
+    /// Loads the key set unless a load that began after the `seen`-th has
+    /// ended meanwhile; one at a time, at most one per [`MIN_RELOAD_GAP`].
+    async fn reload_since(&self, seen: u64) -> Result<(), String> {
+        let source = self.reloads.source.get().ok_or("the verifier has no key source")?.clone();
+        let mut last = self.reloads.gate.lock().await;
+        if self.reloads.started.load(Ordering::SeqCst) > seen {
+            return Ok(());
+        }
+        if let Some(at) = *last {
+            tokio::time::sleep(MIN_RELOAD_GAP.saturating_sub(at.elapsed())).await;
+        }
+        self.reloads.started.fetch_add(1, Ordering::SeqCst);
+        // A caller waits for this; an auth service that does not answer
+        // soon is as good as down (the caller hears "try again").
+        let fetched = tokio::time::timeout(RELOAD_TIMEOUT, source()).await;
+        *last = Some(Instant::now());
+        self.set_keys(&fetched.map_err(|_| "the key set took too long to load".to_string())??);
+        Ok(())
+    }
+
+    /// [`TokenVerifier::verify`], loading the key set again first when the
+    /// token names a key it does not hold (or it holds none yet).
+    pub async fn verify_fresh(&self, token: &str) -> Result<Principal, TokenError> {
+        let seen = self.reloads.started.load(Ordering::SeqCst);
+        match self.verify(token) {
+            Err(TokenError::UnknownKey | TokenError::KeysNotLoaded) if self.reloads.source.get().is_some() => {
+                if let Err(e) = self.reload_since(seen).await {
+                    tracing::warn!(error = %e, "could not reload the access-token keys");
+                }
+                self.verify(token)
+            }
+            checked => checked,
         }
     }
 
@@ -260,8 +344,7 @@ impl TokenVerifier {
         if keys.by_kid.is_empty() {
             return Err(TokenError::KeysNotLoaded);
         }
-        let key =
-            keys.by_kid.get(&kid).ok_or_else(|| TokenError::Invalid("signed with a key not in service".into()))?;
+        let key = keys.by_kid.get(&kid).ok_or(TokenError::UnknownKey)?;
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map_err(|e| TokenError::Invalid(e.kind().to_string_lossy()))?;
         let user_id =
@@ -346,7 +429,7 @@ mod tests {
         let (signer, _) = pair();
         let (_, other) = pair();
         let token = signer.sign(Uuid::new_v4(), false).expect("sign");
-        assert_eq!(other.verify(&token), Err(TokenError::Invalid("signed with a key not in service".into())));
+        assert_eq!(other.verify(&token), Err(TokenError::UnknownKey));
         let (private, public) = generate_keypair().expect("keys");
         let signer = TokenSigner::from_pem(&private, "iss", "someone-else", 60).expect("signer");
         let verifier = TokenVerifier::from_pem(&public, "iss", "aud").expect("verifier");
@@ -382,7 +465,7 @@ mod tests {
         verifier.set_keys(&[new.jwk().clone(), old.jwk().clone()]);
         assert!(verifier.remembered(&token, chrono::Utc::now().timestamp()).is_some());
         verifier.set_keys(&[new.jwk().clone()]);
-        assert_eq!(verifier.verify(&token), Err(TokenError::Invalid("signed with a key not in service".into())));
+        assert_eq!(verifier.verify(&token), Err(TokenError::UnknownKey));
     }
 
     #[test]
@@ -398,6 +481,58 @@ mod tests {
         let forged = format!("{token}x");
         assert!(verifier.verify(&forged).is_err());
         assert!(verifier.remembered(&forged, now).is_none(), "only verified tokens are remembered");
+    }
+
+    /// A source serving `keys` (as they are when asked), counting the asks.
+    fn source(keys: Arc<Mutex<Vec<Jwk>>>, asks: Arc<AtomicU64>) -> KeySource {
+        Arc::new(move || {
+            asks.fetch_add(1, Ordering::SeqCst);
+            let keys = keys.lock().expect("keys").clone();
+            Box::pin(async move { Ok(keys) })
+        })
+    }
+
+    #[tokio::test]
+    async fn a_token_of_a_key_published_after_the_last_load_verifies_at_once() {
+        let (old, verifier) = pair();
+        let published = Arc::new(Mutex::new(vec![old.jwk().clone()]));
+        let asks = Arc::new(AtomicU64::new(0));
+        verifier.set_source(source(published.clone(), asks.clone()));
+        assert_eq!(verifier.reload().await, Ok(1));
+        let (private, _) = generate_keypair().expect("keys");
+        let new = TokenSigner::from_pem(&private, "iss", "aud", 60).expect("signer");
+        published.lock().expect("keys").push(new.jwk().clone());
+        let token = new.sign(Uuid::new_v4(), false).expect("sign");
+        assert_eq!(verifier.verify(&token), Err(TokenError::UnknownKey), "not held yet");
+        assert!(verifier.verify_fresh(&token).await.is_ok(), "held after the reload it caused");
+        assert_eq!(asks.load(Ordering::SeqCst), 2);
+        assert!(verifier.verify_fresh(&token).await.is_ok());
+        assert_eq!(asks.load(Ordering::SeqCst), 2, "a known key costs no reload");
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_unknown_key_ids_reloads_once_a_second_at_most() {
+        let (signer, verifier) = pair();
+        let asks = Arc::new(AtomicU64::new(0));
+        verifier.set_source(source(Arc::new(Mutex::new(vec![signer.jwk().clone()])), asks.clone()));
+        let forged = {
+            let (private, _) = generate_keypair().expect("keys");
+            TokenSigner::from_pem(&private, "iss", "aud", 60).expect("signer").sign(Uuid::new_v4(), false)
+        }
+        .expect("sign");
+        let started = Instant::now();
+        let checks: Vec<_> = (0..200)
+            .map(|_| {
+                let (verifier, forged) = (verifier.clone(), forged.clone());
+                tokio::spawn(async move { verifier.verify_fresh(&forged).await })
+            })
+            .collect();
+        for check in checks {
+            assert_eq!(check.await.expect("task"), Err(TokenError::UnknownKey));
+        }
+        let seconds = started.elapsed().as_secs();
+        let asks = asks.load(Ordering::SeqCst);
+        assert!(asks <= seconds + 2, "{asks} reloads in {seconds} s for 200 forged tokens");
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl Process {
         let shared = connect(settings, needs, &credential, migrate, checks_tokens, gate).await?;
         let mut parts = Parts::default();
         for role in roles {
-            parts.merge(role.build(&shared)?);
+            parts.merge(role.build(&shared).await?);
         }
         let mut process = Process {
             grace: Duration::from_secs(shared.settings.shutdown_grace_secs),
@@ -152,15 +152,16 @@ impl Process {
         let connector = shared.settings.tls.connector(Duration::from_secs(5))?;
         let auth = &shared.settings.upstream.auth;
         if verifies != Verifies::Nothing {
-            let (verifier, auth) = (shared.verifier.clone(), auth.clone());
+            crate::jwks::attach(&shared.verifier, &connector, auth)?;
+            let verifier = shared.verifier.clone();
             let every = Duration::from_secs(shared.settings.auth.jwks_refresh_secs);
-            let (connector, stop) = (connector.clone(), self.shutdown.clone());
+            let stop = self.shutdown.clone();
             self.tasks.spawn(async move {
-                crate::jwks::refresh(verifier, connector, auth, every, stop).await;
+                crate::jwks::refresh(verifier, every, stop).await;
                 Ok(())
             });
         }
-        let first_load = || crate::jwks::first_load(&shared.verifier, &connector, auth, Duration::from_secs(5));
+        let first_load = || crate::jwks::first_load(&shared.verifier, Duration::from_secs(5));
         if verifies == Verifies::WithKeysFromAuth {
             first_load().await;
         }
@@ -171,7 +172,7 @@ impl Process {
             let names = public.names().to_vec();
             let (reporter, routes) = with_health_and_reflection(public).await?;
             self.health.push((reporter, names));
-            let check = PublicCheck::new(shared.verifier.clone(), ServiceCredentialCheck::new(credential));
+            let check = PublicCheck::new(shared.verifier.clone(), credential);
             let stop = self.shutdown.clone();
             self.tasks.spawn(serve_grpc(public_listener, routes, InterceptorLayer::new(check), serving.clone(), stop));
             let names = internal.names().to_vec();

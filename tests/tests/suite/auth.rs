@@ -187,25 +187,37 @@ async fn key_sets_reloaded(suite: &TestSuite) {
 }
 
 async fn signing_keys_rotate_and_retire(suite: &TestSuite) {
+    use offers_proto::auth::v1::SigningKeyState;
     let old = suite.token("demo").await;
     assert_eq!(published_kids(suite).await, [kid(&old)]);
     let mut admin = suite.admin();
     let rotated = admin.rotate_key().await.expect("rotate");
-    assert!(rotated.signing && rotated.kid != kid(&old));
-    key_sets_reloaded(suite).await;
-    let new = suite.token("demo").await;
-    assert_eq!(kid(&new), rotated.kid, "new tokens are signed with the new key");
+    assert_eq!(rotated.state(), SigningKeyState::Next, "{rotated:?}");
+    assert!(!rotated.signing && rotated.kid != kid(&old));
+    // Published at once; signing only from its time, once every verifier had it.
     let mut kids = published_kids(suite).await;
     kids.sort();
-    let mut both = [kid(&old), kid(&new)];
+    let mut both = [kid(&old), rotated.kid.clone()];
     both.sort();
     assert_eq!(kids, both, "both keys are published");
+    let signs_from = rotated.sign_time.as_ref().and_then(offers_kit::grpc::from_timestamp).expect("a sign time");
+    let delay = signs_from - chrono::Utc::now();
+    let expected = suite.settings.auth.jwks_refresh_secs + suite.settings.auth.key_publish_margin_secs;
+    assert!(delay <= chrono::Duration::seconds(expected as i64), "signs {delay} from now");
+    assert!(delay > chrono::Duration::zero(), "not yet");
+    assert_eq!(kid(&suite.token("demo").await), kid(&old), "the old key signs until the new one's time");
+    tokio::time::sleep((delay + chrono::Duration::milliseconds(300)).to_std().expect("ahead")).await;
+    let new = suite.token("demo").await;
+    assert_eq!(kid(&new), rotated.kid, "new tokens are signed with the new key from its time");
     for token in [&old, &new] {
         assert_eq!(suite.api.get(PROFILE, Some(token)).await.status, 200, "the old key still verifies until retired");
     }
     let listed = admin.keys().await.expect("keys");
     let previous = listed.iter().find(|k| k.kid == kid(&old)).expect("the old key");
+    assert_eq!(previous.state(), SigningKeyState::Retiring, "{previous:?}");
     assert!(!previous.signing && previous.retire_time.is_some(), "it retires after a token lifetime: {previous:?}");
+    let current = listed.iter().find(|k| k.kid == rotated.kid).expect("the new key");
+    assert_eq!((current.state(), current.generation), (SigningKeyState::Signing, previous.generation + 1));
 
     // A compromised key is retired at once: its tokens stop verifying.
     admin.retire_key(&kid(&old)).await.expect("retire");

@@ -7,6 +7,7 @@ mod bus;
 mod edge;
 mod faults;
 mod grpc_errors;
+mod keys;
 mod ledger;
 mod listeners;
 mod migration;

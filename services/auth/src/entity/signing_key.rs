@@ -15,6 +15,11 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// When it stops verifying; none while in service without end.
     pub retire_at: Option<DateTimeUtc>,
+    /// 1 for the first key, one more for each after it; unique, so only
+    /// one replica's insert of a generation wins.
+    pub generation: i64,
+    /// When it starts signing (it is published from its creation).
+    pub signs_from: DateTimeUtc,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

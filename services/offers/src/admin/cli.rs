@@ -223,10 +223,12 @@ pub enum Outcome {
 
 #[derive(Subcommand)]
 pub enum KeysTask {
-    /// List the keys, newest first, and which one signs.
+    /// List the keys, newest first: next, signing, retiring or retired, with times.
     List,
-    /// Sign with a new key from now on; the others keep verifying the tokens
-    /// they signed until those expire, then retire.
+    /// Publish a new key now; it signs once every process has loaded it
+    /// (one key-set refresh period and a margin later, printed). The others
+    /// stop signing then and keep verifying the tokens they signed until
+    /// those expire, then retire.
     Rotate,
     /// Take a key out of service at once (a compromised key): its tokens
     /// stop verifying as soon as every process reloads the key set.
@@ -234,6 +236,9 @@ pub enum KeysTask {
         #[arg(long)]
         kid: String,
     },
+    /// Seal every key under the first key encryption key of
+    /// `auth.key_encryption_key`, after which the others can be removed.
+    Reseal,
 }
 
 #[derive(Subcommand)]
@@ -427,20 +432,32 @@ async fn partner(client: &mut AdminClient, currency: &str, task: PartnerTask) ->
 }
 
 async fn keys(client: &mut AdminClient, task: KeysTask) -> anyhow::Result<()> {
+    let time = |at: Option<&prost_types::Timestamp>| {
+        at.and_then(offers_kit::grpc::from_timestamp).map_or_else(|| "-".to_string(), |at| at.to_rfc3339())
+    };
     let show = |key: &auth_pb::SigningKey| {
-        let retires = key.retire_time.as_ref().and_then(offers_kit::grpc::from_timestamp);
-        let state = match (key.signing, retires) {
-            (true, _) => "signing".to_string(),
-            (false, Some(at)) if at <= chrono::Utc::now() => format!("retired {at}"),
-            (false, Some(at)) => format!("verifying until {at}"),
-            (false, None) => "verifying".to_string(),
+        let (signs, retires) = (time(key.sign_time.as_ref()), time(key.retire_time.as_ref()));
+        let state = match key.state() {
+            auth_pb::SigningKeyState::Next => format!("next       signs from {signs}"),
+            auth_pb::SigningKeyState::Signing => format!("signing    since {signs}, retires {retires}"),
+            auth_pb::SigningKeyState::Retiring => format!("retiring   verifies until {retires}"),
+            auth_pb::SigningKeyState::Retired => format!("retired    at {retires}"),
+            auth_pb::SigningKeyState::Unspecified => "unknown".to_string(),
         };
-        println!("{}  {state}", key.kid);
+        println!("{:>3}  {}  {state}", key.generation, key.kid);
     };
     match task {
         KeysTask::List => client.keys().await?.iter().for_each(show),
-        KeysTask::Rotate => show(&client.rotate_key().await?),
+        KeysTask::Rotate => {
+            let key = client.rotate_key().await?;
+            show(&key);
+            println!(
+                "published now; it signs from {}, once every process has reloaded the key set",
+                time(key.sign_time.as_ref())
+            );
+        }
         KeysTask::Retire { kid } => show(&client.retire_key(&kid).await?),
+        KeysTask::Reseal => println!("{} key(s) sealed anew", client.reseal_keys().await?),
     }
     Ok(())
 }

@@ -242,7 +242,7 @@ impl AdminClient {
         answer.into_inner().partner.context("no partner in the answer")
     }
 
-    /// Makes a new signing key; the old ones retire after a token lifetime.
+    /// Publishes the next signing key; it signs from the time it names.
     pub async fn rotate_key(&mut self) -> anyhow::Result<auth_pb::SigningKey> {
         let answer = self
             .clients
@@ -258,6 +258,13 @@ impl AdminClient {
         let request = auth_pb::RetireSigningKeyRequest { kid: kid.into() };
         let answer = self.clients.keys.retire_signing_key(request).await.map_err(Error::from_status)?;
         answer.into_inner().key.context("no key in the answer")
+    }
+
+    /// Seals every signing key under the first key encryption key.
+    pub async fn reseal_keys(&mut self) -> anyhow::Result<i32> {
+        let request = auth_pb::ResealSigningKeysRequest {};
+        let answer = self.clients.keys.reseal_signing_keys(request).await.map_err(Error::from_status)?;
+        Ok(answer.into_inner().resealed)
     }
 
     pub async fn keys(&mut self) -> anyhow::Result<Vec<auth_pb::SigningKey>> {

@@ -13,7 +13,7 @@ pub const NEEDS: Needs = Needs {
     requires: &[&["auth.key_encryption_key"]],
 };
 
-pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
+pub async fn build(shared: &Shared) -> anyhow::Result<Parts> {
     let deps = offers_auth::Deps { db: shared.db()?, cache: shared.cache.clone() };
-    Ok(offers_auth::build(&shared.settings.auth, deps)?)
+    Ok(offers_auth::build(&shared.settings.auth, deps).await?)
 }

@@ -93,9 +93,9 @@ impl Role {
         }
     }
 
-    pub fn build(self, shared: &Shared) -> anyhow::Result<Parts> {
+    pub async fn build(self, shared: &Shared) -> anyhow::Result<Parts> {
         let parts = match self {
-            Role::Auth => auth::build(shared),
+            Role::Auth => auth::build(shared).await,
             Role::Catalog => catalog::build(shared),
             Role::Account => account::build(shared),
             Role::Activation => activation::build(shared),
