@@ -68,7 +68,12 @@ static BINARY: OnceLock<PathBuf> = OnceLock::new();
 /// `CARGO_PKG_NAME`) would otherwise run again, and everything above them
 /// be rebuilt, on every switch between the outer and the inner build.
 pub fn cargo() -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO"));
+    outside_cargo(std::process::Command::new(env!("CARGO")))
+}
+
+/// `command` without the variables cargo set for this test program (see
+/// [`cargo`]), as a user's shell would run it.
+pub fn outside_cargo(mut command: std::process::Command) -> std::process::Command {
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
         let set_for_the_program = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_PRIMARY_"]

@@ -258,6 +258,25 @@ pub async fn check(
         .collect();
     checks.check("answers", problems, "every answer was a success or a refusal the contract names".into());
 
+    // No token expires during a run (an hour's lifetime) and no key is
+    // retired, so every 401 refused a token that was good.
+    let problems: Vec<String> = records
+        .iter()
+        .filter(|r| r.status == 401)
+        .map(|r| format!("{:?} refused a live token: {}", r.op, r.detail))
+        .collect();
+    let count = |fault| windows.iter().filter(|w| w.fault == fault).count();
+    let fresh = records.iter().filter(|r| r.op == Op::Login && r.status == 200).count();
+    checks.check(
+        "tokens",
+        problems,
+        format!(
+            "no live token refused, through {} key rotation(s) and {} auth restart(s); {fresh} fresh tokens used at once",
+            count(super::Fault::RotateKey),
+            count(super::Fault::KillAuth)
+        ),
+    );
+
     let unavailable: Vec<&Record> = records.iter().filter(|r| r.status >= 500 || r.status == 0).collect();
     if std::env::var_os("CHAOS_DEBUG").is_some() {
         let first = records.iter().map(|r| r.at).min();

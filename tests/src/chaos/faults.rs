@@ -1,6 +1,6 @@
 //! The faults the soak injects, at moments its seed picks: a process killed
 //! (SIGKILL) and started again, a dependency's connections cut, the
-//! provider stalled past the provisioning timeout.
+//! provider stalled past the provisioning timeout, the signing key rotated.
 
 use std::time::{Duration, Instant};
 
@@ -21,10 +21,12 @@ pub enum Fault {
     CutRedis,
     CutRabbitMq,
     StallProvider,
+    RotateKey,
+    KillAuth,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 9] = [
         Fault::KillWorker,
         Fault::KillActivation,
         Fault::KillAccount,
@@ -32,6 +34,8 @@ impl Fault {
         Fault::CutRedis,
         Fault::CutRabbitMq,
         Fault::StallProvider,
+        Fault::RotateKey,
+        Fault::KillAuth,
     ];
 
     /// How `CHAOS_FAULTS` names it.
@@ -44,6 +48,8 @@ impl Fault {
             Fault::CutRedis => "cut-redis",
             Fault::CutRabbitMq => "cut-rabbitmq",
             Fault::StallProvider => "stall-provider",
+            Fault::RotateKey => "rotate-key",
+            Fault::KillAuth => "kill-auth",
         }
     }
 
@@ -56,6 +62,8 @@ impl Fault {
             Fault::CutRedis => "cut Redis",
             Fault::CutRabbitMq => "cut RabbitMQ",
             Fault::StallProvider => "stall the provider",
+            Fault::RotateKey => "rotate the signing key",
+            Fault::KillAuth => "kill -9 the auth process",
         }
     }
 }
@@ -108,6 +116,11 @@ pub async fn inject(
             Fault::CutRabbitMq => hold_then_restore(&targets.rabbitmq, FaultProxy::cut, hold).await,
             // Longer than the provisioning timeout: calls in flight time out.
             Fault::StallProvider => hold_then_restore(&targets.provider, FaultProxy::stall, hold).await,
+            Fault::KillAuth => kill(suite, Role::Auth, rng).await,
+            // Nothing may fail because of it, so it has no window to excuse answers in.
+            Fault::RotateKey => {
+                suite.admin().rotate_key().await.expect("rotated");
+            }
         }
         windows.push(Window { fault, from, to: Instant::now() });
     }

@@ -137,6 +137,9 @@ pub async fn run(config: Config) -> Option<Report> {
         s.auth.login_per_username = 1_000_000;
         s.auth.login_per_username_global = 1_000_000;
         s.auth.access_ttl_secs = 3_600;
+        // Key sets reloaded on the production schedule: a token of a key
+        // rotated in or made anew must verify without waiting for it.
+        s.auth.jwks_refresh_secs = 30;
         s.partner.requests_per_second = 100_000;
     };
     let replicas = Replicas::default().set(Role::Account, 2);
@@ -222,8 +225,14 @@ async fn populate(suite: &TestSuite, hook: &str) -> Population {
     for pair in [20_000; 40].into_iter().chain([1_000; 6]).collect::<Vec<_>>().chunks(2) {
         people.extend(futures_util::future::join_all(pair.iter().map(|&b| made(b))).await);
     }
-    let poor = people.split_off(40).into_iter().map(|(id, token)| User { id, token }).collect();
-    let users: Vec<User> = people.into_iter().map(|(id, token)| User { id, token }).collect();
+    let mut named = Vec::new();
+    for (id, token) in people {
+        let profile = suite.api.get("/api/v1/auth/profile/", Some(&token)).await;
+        let username = profile.body["username"].as_str().expect("a username").to_string();
+        named.push(User { id, username, token });
+    }
+    let poor = named.split_off(40);
+    let users = named;
     let mut partners = Vec::new();
     let mut admin = suite.admin();
     let currency = suite.settings.currency.clone();

@@ -1,7 +1,7 @@
 //! The soak's clients: users buying (some with a repeated Idempotency-Key,
 //! some several at once against a small balance), renewing, polling their
-//! statuses and being topped up; partners activating offers near the end of
-//! their float. Every answer is kept with when it came, for the checks.
+//! statuses, logging in again and being topped up; partners activating
+//! offers near the end of their float. Every answer is kept with when it came, for the checks.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,9 @@ pub enum Op {
     Status,
     PartnerActivate,
     TopUp,
+    /// A fresh login, its token used at once (signed with whichever key
+    /// signs now, which a process may not have loaded yet).
+    Login,
 }
 
 /// One answer: what was asked, what came back, and when.
@@ -43,6 +46,7 @@ pub struct Record {
 
 pub struct User {
     pub id: String,
+    pub username: String,
     pub token: String,
 }
 
@@ -119,7 +123,8 @@ impl Client {
                 35..45 => self.buy_again(&made).await,
                 45..50 => self.burst(n).await,
                 50..57 => self.renew(n).await,
-                57..75 => self.status(&seen).await,
+                57..72 => self.status(&seen).await,
+                72..75 => self.login().await,
                 75..92 => self.partner_activate(n, &mut made).await,
                 _ => self.top_up(n).await,
             }
@@ -205,6 +210,18 @@ impl Client {
         let token = &self.population.users[who].token;
         let reply = self.api.get(&format!("/api/v1/activation/status/{tx}/"), Some(token)).await;
         self.keep(Op::Status, &reply, None);
+    }
+
+    async fn login(&mut self) {
+        let population = self.population.clone();
+        let user = &population.users[self.rng.random_range(0..population.users.len())];
+        let login = self.api.login(&user.username, offers::dev::DEMO_PASSWORD).await;
+        if login.status != 200 {
+            return self.keep(Op::Login, &login, None);
+        }
+        let token = login.body["access_token"].as_str().unwrap_or_default().to_string();
+        let reply = self.api.get("/api/v1/account/balance/", Some(&token)).await;
+        self.keep(Op::Login, &reply, None);
     }
 
     async fn partner_activate(&mut self, n: usize, made: &mut Vec<Made>) {

@@ -11,6 +11,7 @@ mod keys;
 mod ledger;
 mod listeners;
 mod migration;
+mod newcomer;
 mod notifier;
 mod offers;
 mod outbox;
