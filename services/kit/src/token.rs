@@ -212,10 +212,17 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Default)]
 struct Reloads {
     source: OnceLock<KeySource>,
-    /// Held while a reload runs; holds when the last one ended.
-    gate: tokio::sync::Mutex<Option<Instant>>,
+    /// Held while a reload runs.
+    gate: tokio::sync::Mutex<LastReload>,
     /// Reloads begun, to tell whether one began after a caller arrived.
     started: AtomicU64,
+}
+
+/// When the last reload ended and how, for callers that waited for it.
+#[derive(Default)]
+struct LastReload {
+    ended: Option<Instant>,
+    outcome: Result<(), String>,
 }
 
 #[derive(Default)]
@@ -273,30 +280,39 @@ impl TokenVerifier {
         let source = self.reloads.source.get().ok_or("the verifier has no key source")?.clone();
         let mut last = self.reloads.gate.lock().await;
         if self.reloads.started.load(Ordering::SeqCst) > seen {
-            return Ok(());
+            return last.outcome.clone();
         }
-        if let Some(at) = *last {
+        if let Some(at) = last.ended {
             tokio::time::sleep(MIN_RELOAD_GAP.saturating_sub(at.elapsed())).await;
         }
         self.reloads.started.fetch_add(1, Ordering::SeqCst);
         // A caller waits for this; an auth service that does not answer
         // soon is as good as down (the caller hears "try again").
-        let fetched = tokio::time::timeout(RELOAD_TIMEOUT, source()).await;
-        *last = Some(Instant::now());
-        self.set_keys(&fetched.map_err(|_| "the key set took too long to load".to_string())??);
-        Ok(())
+        let fetched = match tokio::time::timeout(RELOAD_TIMEOUT, source()).await {
+            Ok(fetched) => fetched,
+            Err(_) => Err("the key set took too long to load".to_string()),
+        };
+        let outcome = fetched.map(|keys| self.set_keys(&keys));
+        *last = LastReload { ended: Some(Instant::now()), outcome: outcome.clone() };
+        outcome
     }
 
     /// [`TokenVerifier::verify`], loading the key set again first when the
-    /// token names a key it does not hold (or it holds none yet).
+    /// token names a key it does not hold (or it holds none yet). When the
+    /// set cannot be loaded, an unknown key is "try again", not "invalid":
+    /// the token may well be good.
     pub async fn verify_fresh(&self, token: &str) -> Result<Principal, TokenError> {
         let seen = self.reloads.started.load(Ordering::SeqCst);
         match self.verify(token) {
             Err(TokenError::UnknownKey | TokenError::KeysNotLoaded) if self.reloads.source.get().is_some() => {
-                if let Err(e) = self.reload_since(seen).await {
-                    tracing::warn!(error = %e, "could not reload the access-token keys");
+                let reloaded = self.reload_since(seen).await;
+                match (self.verify(token), reloaded) {
+                    (Err(TokenError::UnknownKey), Err(e)) => {
+                        tracing::warn!(error = %e, "could not reload the access-token keys");
+                        Err(TokenError::KeysNotLoaded)
+                    }
+                    (checked, _) => checked,
                 }
-                self.verify(token)
             }
             checked => checked,
         }
@@ -533,6 +549,18 @@ mod tests {
         let seconds = started.elapsed().as_secs();
         let asks = asks.load(Ordering::SeqCst);
         assert!(asks <= seconds + 2, "{asks} reloads in {seconds} s for 200 forged tokens");
+    }
+
+    #[tokio::test]
+    async fn a_key_set_that_cannot_be_loaded_means_try_again_not_invalid() {
+        let (signer, verifier) = pair();
+        verifier.set_source(Arc::new(|| Box::pin(async { Err("the auth service is away".to_string()) })));
+        let (private, _) = generate_keypair().expect("keys");
+        let unknown = TokenSigner::from_pem(&private, "iss", "aud", 60).expect("signer");
+        let token = unknown.sign(Uuid::new_v4(), false).expect("sign");
+        assert_eq!(verifier.verify_fresh(&token).await, Err(TokenError::KeysNotLoaded));
+        let known = signer.sign(Uuid::new_v4(), false).expect("sign");
+        assert!(verifier.verify_fresh(&known).await.is_ok(), "a held key needs no reload");
     }
 
     #[test]

@@ -157,3 +157,59 @@ async fn the_key_encryption_key_rotates(backend: Backend) {
 }
 
 each_backend!(replicas_starting_together_make_one_signing_key, hourly_reloads, the_key_encryption_key_rotates);
+
+/// What the edge sends with a public call — captured by a stand-in for the
+/// auth service — carries nothing the internal listener takes: replayed
+/// there as it is, or any of its values as a bearer, it is refused. (The
+/// edge used to send the service credential itself to vouch for the
+/// client's address.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_calls_metadata_opens_nothing_internal() {
+    use std::sync::{Arc, Mutex};
+    let Some(suite) = TestSuite::spawn(Backend::Embedded).await else { return };
+    let seen: Arc<Mutex<Vec<axum::http::HeaderMap>>> = Arc::default();
+    let capture = {
+        let seen = seen.clone();
+        axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+            seen.lock().expect("lock").push(headers);
+            async { ([("content-type", "application/grpc"), ("grpc-status", "14")], "") }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let stand_in = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, capture).await });
+    let mut settings = suite.settings.clone();
+    settings.upstream.auth = format!("http://{stand_in}");
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    (settings.http_addr, settings.grpc_addr, settings.internal_grpc_addr) = (any, any, any);
+    let edge = Process::start(settings, &[Role::Gateway], false).await.expect("an edge");
+    let api = offers_tests::Api::new(edge.http_addr);
+    let reply = api.login("demo", offers::dev::DEMO_PASSWORD).await;
+    assert_eq!(reply.status, 503, "the stand-in says unavailable: {}", reply.body);
+    let headers = seen.lock().expect("lock").iter().find(|h| h.contains_key("offers-client-address")).cloned();
+    let headers = headers.expect("the login reached the stand-in with a forwarded address");
+    let credential = suite.settings.internal_token().expect("credential").to_string();
+
+    use offers_proto::account::v1::CheckLedgerRequest;
+    use offers_proto::account::v1::ledger_service_client::LedgerServiceClient;
+    let mut ledger = LedgerServiceClient::new(suite.internal_channel().await);
+    let mut replayed = tonic::Request::new(CheckLedgerRequest::default());
+    for (name, value) in &headers {
+        let text = value.to_str().unwrap_or_default();
+        assert!(!text.contains(&credential), "{name} carries the service credential");
+        if name.as_str().starts_with("offers-") || name == "authorization" || name == "x-request-id" {
+            replayed.metadata_mut().insert(
+                tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()).expect("name"),
+                text.parse().expect("ascii"),
+            );
+        }
+        let mut as_bearer = tonic::Request::new(CheckLedgerRequest::default());
+        as_bearer.metadata_mut().insert("authorization", format!("Bearer {text}").parse().expect("ascii"));
+        let refused = ledger.check_ledger(as_bearer).await.expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{name} as a bearer");
+    }
+    let refused = ledger.check_ledger(replayed).await.expect_err("the public metadata as it is");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    edge.stop().await;
+    suite.stop().await;
+}
