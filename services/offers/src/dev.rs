@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context;
 use offers_proto::auth::v1 as auth_pb;
@@ -100,6 +99,15 @@ pub async fn seed(admin: &mut AdminClient, currency: &str) -> anyhow::Result<()>
             (10, 0, 0),
             currency,
         ),
+        offer(
+            "SIM-HELD",
+            "Simulator: held",
+            "Every request waits in the provider's queue until an inquiry has fenced it: failed and refunded",
+            100,
+            1,
+            (10, 0, 0),
+            currency,
+        ),
     ];
     for o in offers {
         let code = o.code.clone();
@@ -164,8 +172,6 @@ pub async fn run(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
 /// The provisioning simulator on a free local port, with the configured
 /// latency and failure rate.
 pub async fn start_simulator(settings: &Settings, stop: CancellationToken) -> anyhow::Result<SocketAddr> {
-    let p = &settings.provisioning;
-    let latency = Duration::from_millis(p.simulator_latency_ms);
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    Ok(offers_activation::simulator::start(any, latency, p.simulator_failure_percent, stop).await?)
+    Ok(offers_activation::simulator::start(any, (&settings.provisioning).into(), stop).await?)
 }

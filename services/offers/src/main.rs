@@ -251,11 +251,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::SimProvider { addr, latency_ms, failure_percent } => {
             let _telemetry = offers_kit::telemetry::init(&settings.telemetry)?;
-            let p = &settings.provisioning;
-            let latency = std::time::Duration::from_millis(latency_ms.unwrap_or(p.simulator_latency_ms));
-            let failures = failure_percent.unwrap_or(p.simulator_failure_percent);
+            let mut behaviour = offers_activation::simulator::Behaviour::from(&settings.provisioning);
+            if let Some(ms) = latency_ms {
+                behaviour.latency = std::time::Duration::from_millis(ms);
+            }
+            behaviour.failure_percent = failure_percent.unwrap_or(behaviour.failure_percent);
             let stop = tokio_util::sync::CancellationToken::new();
-            let bound = offers_activation::simulator::start(addr, latency, failures, stop.clone()).await?;
+            let bound = offers_activation::simulator::start(addr, behaviour, stop.clone()).await?;
             println!("provisioning simulator on http://{bound}/v1/activations (Ctrl-C stops it)");
             shutdown_signal().await;
             stop.cancel();
