@@ -108,7 +108,12 @@ enum LocalAction {
         replicas: Vec<(Role, usize)>,
     },
     /// Stop what `up` started: SIGTERM, then SIGKILL after the grace period.
-    Down,
+    Down {
+        /// Then throw away the directory's deployment: its database, cache
+        /// keys, queues, keys, credential and logs.
+        #[arg(long)]
+        purge: bool,
+    },
 }
 
 fn parse_replicas(value: &str) -> Result<(Role, usize), String> {
@@ -243,10 +248,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Local { dir, action: LocalAction::Down } => {
+        Command::Local { dir, action: LocalAction::Down { purge } } => {
             let grace = std::time::Duration::from_secs(settings.shutdown_grace_secs + 5);
-            let stopped = offers::local::down(&dir, grace).await?;
-            println!("stopped {stopped} processes");
+            // A purge also cleans up after a deployment that is not running.
+            if !purge || offers::local::recorded(&dir) {
+                let stopped = offers::local::down(&dir, grace).await?;
+                println!("stopped {stopped} processes");
+            }
+            if purge {
+                let purged = offers::local::purge(&settings, &dir).await?;
+                let none = || "-".to_string();
+                println!(
+                    "purged {dir}: database {db}, {keys} cache keys, queues under {bus}",
+                    dir = dir.display(),
+                    db = purged.database.unwrap_or_else(none),
+                    keys = purged.cache_keys.unwrap_or(0),
+                    bus = purged.bus_prefix.unwrap_or_else(none),
+                );
+            }
             Ok(())
         }
         Command::SimProvider { addr, latency_ms, failure_percent } => {
