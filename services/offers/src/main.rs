@@ -36,6 +36,9 @@ enum Command {
         /// Where the database, keys and credential live.
         #[arg(long, default_value = ".offers")]
         data_dir: PathBuf,
+        /// Log a line per call and per migration too.
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Run the named roles (production: one role per process, on
     /// PostgreSQL, Redis and RabbitMQ).
@@ -175,8 +178,11 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Dev { listen, data_dir } => {
+        Command::Dev { listen, data_dir, verbose } => {
             listen.apply(&mut settings);
+            // Set to the default spelt out (`info`) is asked for too.
+            let asked = verbose || std::env::var_os("OFFERS_TELEMETRY__LOG_FILTER").is_some();
+            settings.telemetry.log_filter = offers::dev::log_filter(&settings.telemetry, asked);
             let _telemetry = offers_kit::telemetry::init(&settings.telemetry)?;
             offers::dev::run(settings, &data_dir).await
         }
