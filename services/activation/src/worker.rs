@@ -2,8 +2,11 @@
 //! attempt, calls the provisioning system and records the outcome through
 //! the ledger. An unknown outcome is retried; when the attempts run out, or
 //! a refusal follows attempts whose fate is unknown, the worker asks the
-//! provider what became of the request before anything is refunded, and
-//! parks the transaction for review when even that cannot be known. Jobs
+//! provider what became of the request before anything is refunded — and
+//! a `not_found` heard within the settle window of the last request is
+//! asked again once it has passed, since that request may still be queued
+//! at the provider — and parks the transaction for review when even that
+//! cannot be known, or when the provider contradicts itself. Jobs
 //! are acked only after their effect is committed; a duplicate or stale job
 //! finds its attempt already claimed and is dropped.
 
