@@ -135,17 +135,8 @@ impl Drop for Resources {
                         let tiers: Vec<u64> = (10..=20).map(|p| 1u64 << p).collect();
                         let topics: Vec<&str> = offers::TOPICS.iter().chain(TEST_TOPICS).copied().collect();
                         let _ = bus.delete_topology(&topics, &tiers).await;
-                        if let Ok(client) = redis::Client::open(redis_url())
-                            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                        {
-                            let keys: Vec<String> = redis::cmd("KEYS")
-                                .arg(format!("{prefix}:*"))
-                                .query_async(&mut conn)
-                                .await
-                                .unwrap_or_default();
-                            if !keys.is_empty() {
-                                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-                            }
+                        if let Ok(cache) = offers_kit::cache::RedisCache::new(&redis_url(), &format!("{prefix}:")) {
+                            let _ = cache.purge().await;
                         }
                     });
                 });

@@ -270,6 +270,10 @@ async fn prepare(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Opt
     settings.provisioning.timeout_ms = 1_000;
     settings.provisioning.retry_base_ms = 50;
     settings.provisioning.retry_max_ms = 200;
+    // Long enough that a first `not_found` comes too soon and is confirmed.
+    settings.provisioning.settle_window_secs = 2;
+    // SIM-HELD's requests arrive after the first inquiry, before the second.
+    settings.provisioning.simulator_hold_ms = 2_000;
     settings.ledger.attempt_lease_secs = 2;
     settings.ledger.pending_deadline_secs = 3;
     settings.ledger.reconcile_interval_ms = 250;

@@ -6,6 +6,7 @@ use offers_kit::Error;
 use offers_kit::credentials::user;
 use offers_kit::grpc::{from_timestamp, page_after, page_size, parse_id, to_timestamp};
 use offers_proto::account::v1 as pb;
+use offers_proto::contracts::Step;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -284,7 +285,8 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         let b = request.into_inner();
         let id = parse_id(&b.transaction_id, "transaction id")?;
         let delay = std::time::Duration::from_millis(u64::try_from(b.delay_ms).unwrap_or(0));
-        self.0.schedule_retry(id, b.attempt, delay, &b.last_error).await?;
+        let step = if b.confirm { Step::Confirm } else { Step::Provision };
+        self.0.schedule_retry(id, b.attempt, step, delay, &b.last_error).await?;
         Ok(Response::new(pb::ScheduleRetryResponse {}))
     }
 

@@ -32,9 +32,12 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inquiry {
     Provisioned,
-    /// Definitively not provisioned (never received, or rejected), with the
-    /// provider's reason when it gave one.
-    NotProvisioned(Option<String>),
+    /// Refused for good, with the provider's reason when it gave one.
+    Rejected(Option<String>),
+    /// Never received. The inquiry fences the key — the provider refuses
+    /// every later request with it — but the answer is final only once the
+    /// settle window has passed since our last request was sent.
+    NotFound,
     /// It could not say (unreachable, an answer outside the contract).
     Unknown(String),
 }
@@ -171,7 +174,8 @@ impl Provider {
         let inquiry = self.ask(key).instrument(span).await;
         let label = match &inquiry {
             Inquiry::Provisioned => "provisioned",
-            Inquiry::NotProvisioned(_) => "not_provisioned",
+            Inquiry::Rejected(_) => "rejected",
+            Inquiry::NotFound => "not_found",
             Inquiry::Unknown(_) => "unknown",
         };
         observe("inquiry", label, started);
@@ -193,9 +197,9 @@ impl Provider {
         match response.json::<Status>().await {
             Ok(Status { status, .. }) if status == "provisioned" && code.is_success() => Inquiry::Provisioned,
             Ok(Status { status, error }) if status == "rejected" && code.is_success() => {
-                Inquiry::NotProvisioned(error.as_deref().map(clean_reason))
+                Inquiry::Rejected(error.as_deref().map(clean_reason))
             }
-            Ok(Status { status, .. }) if status == "not_found" => Inquiry::NotProvisioned(None),
+            Ok(Status { status, .. }) if status == "not_found" => Inquiry::NotFound,
             _ => Inquiry::Unknown(format!("inquiry: an answer outside the contract ({code})")),
         }
     }

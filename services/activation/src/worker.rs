@@ -2,19 +2,22 @@
 //! attempt, calls the provisioning system and records the outcome through
 //! the ledger. An unknown outcome is retried; when the attempts run out, or
 //! a refusal follows attempts whose fate is unknown, the worker asks the
-//! provider what became of the request before anything is refunded, and
-//! parks the transaction for review when even that cannot be known. Jobs
+//! provider what became of the request before anything is refunded — and
+//! a `not_found` heard within the settle window of the last request is
+//! asked again once it has passed, since that request may still be queued
+//! at the provider — and parks the transaction for review when even that
+//! cannot be known, or when the provider contradicts itself. Jobs
 //! are acked only after their effect is committed; a duplicate or stale job
 //! finds its attempt already claimed and is dropped.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use offers_kit::bus::{Delivery, Disposition, Handler, requeue_later};
 use offers_kit::grpc::InternalChannel;
 use offers_kit::retry::backoff;
 use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
-use offers_proto::contracts::ProvisionJob;
+use offers_proto::contracts::{ProvisionJob, Step};
 
 use crate::provider::{Inquiry, Outcome, Provider};
 use crate::settings::ProvisioningSettings;
@@ -61,44 +64,83 @@ impl Worker {
             return Ok(());
         }
         let Some(tx) = claim.transaction else { return Ok(()) };
-        let outcome = self.provider.activate(&tx, job.attempt).await;
-        tracing::info!(transaction_id = %tx.id, attempt = job.attempt, ?outcome, "provisioning attempt");
-        let max = i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
-        let (label, decision) = match outcome {
-            Outcome::Provisioned => {
-                ("provisioned", Decision::Settle(account::TransactionStatus::Success, String::new()))
-            }
-            // The first attempt's refusal is the whole story.
-            Outcome::Rejected(reason) if job.attempt <= 1 => {
-                ("rejected", Decision::Settle(account::TransactionStatus::Failed, rejected(&reason)))
-            }
-            // A refusal after attempts whose fate is unknown: one of those
-            // may have provisioned it.
-            Outcome::Rejected(reason) => self.ask(&tx.id, Some(reason), job.attempt).await,
-            Outcome::Unknown(detail) if job.attempt < max => ("retry", Decision::Retry(detail)),
-            Outcome::Unknown(_) => self.ask(&tx.id, None, job.attempt).await,
+        let (label, decision) = match job.step {
+            Step::Provision => self.provision(&tx, job.attempt).await,
+            Step::Confirm => self.confirm(&tx.id, job.attempt).await,
         };
         metrics::counter!("offers_worker_jobs_total", "result" => label).increment(1);
         self.persist(&tx.id, job.attempt, decision).await;
         Ok(())
     }
 
+    /// Sends the request and judges its answer by the contract.
+    async fn provision(&self, tx: &account::Transaction, attempt: i32) -> (&'static str, Decision) {
+        let sent = Instant::now();
+        let outcome = self.provider.activate(tx, attempt).await;
+        tracing::info!(transaction_id = %tx.id, attempt, ?outcome, "provisioning attempt");
+        let max = i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
+        match outcome {
+            Outcome::Provisioned => {
+                ("provisioned", Decision::Settle(account::TransactionStatus::Success, String::new()))
+            }
+            // The first attempt's refusal is the whole story.
+            Outcome::Rejected(reason) if attempt <= 1 => {
+                ("rejected", Decision::Settle(account::TransactionStatus::Failed, rejected(&reason)))
+            }
+            // A refusal after attempts whose fate is unknown: one of those
+            // may have provisioned it.
+            Outcome::Rejected(reason) => self.ask(&tx.id, Some(reason), attempt, sent).await,
+            Outcome::Unknown(detail) if attempt < max => {
+                let delay = backoff(
+                    attempt,
+                    Duration::from_millis(self.settings.retry_base_ms),
+                    Duration::from_millis(self.settings.retry_max_ms),
+                );
+                ("retry", Decision::Retry(Step::Provision, delay, detail))
+            }
+            Outcome::Unknown(_) => self.ask(&tx.id, None, attempt, sent).await,
+        }
+    }
+
     /// What the provider says became of the transaction, when the attempts
-    /// so far leave it open: provisioned, definitively not (and why), or
-    /// unknown — then an operator decides and nothing is refunded.
-    async fn ask(&self, id: &str, refusal: Option<String>, attempts: i32) -> (&'static str, Decision) {
+    /// so far leave it open: provisioned, refused, not found — final only
+    /// once the settle window has passed since the last request was `sent`,
+    /// else asked again then — or unknown, when an operator decides and
+    /// nothing is refunded.
+    async fn ask(&self, id: &str, refusal: Option<String>, attempts: i32, sent: Instant) -> (&'static str, Decision) {
         match self.provider.inquire(id).await {
             Inquiry::Provisioned => {
                 ("inquired_provisioned", Decision::Settle(account::TransactionStatus::Success, String::new()))
             }
-            Inquiry::NotProvisioned(reason) => {
-                let reason = match reason.or(refusal) {
-                    Some(reason) => rejected(&reason),
-                    None => format!("the provisioning system did not provision it ({attempts} attempts)"),
-                };
-                ("inquired_not_provisioned", Decision::Settle(account::TransactionStatus::Failed, reason))
-            }
+            Inquiry::Rejected(reason) => ("inquired_rejected", not_provisioned(reason.or(refusal), attempts)),
+            Inquiry::NotFound => match self.settings.settle_window().checked_sub(sent.elapsed()) {
+                Some(rest) if !rest.is_zero() => {
+                    let note = "not found while our last request may still be on its way; asking again".to_string();
+                    ("inquired_not_found_early", Decision::Retry(Step::Confirm, rest, note))
+                }
+                _ => ("inquired_not_found", not_provisioned(refusal, attempts)),
+            },
             Inquiry::Unknown(detail) => ("review", Decision::Review(format!("after {attempts} attempts: {detail}"))),
+        }
+    }
+
+    /// Asks again about a key the provider reported not found before the
+    /// settle window had passed. That answer fenced the key, so now it must
+    /// still be not found; a provider that provisioned it anyway broke the
+    /// contract, and neither outcome can be trusted without an operator.
+    async fn confirm(&self, id: &str, attempt: i32) -> (&'static str, Decision) {
+        match self.provider.inquire(id).await {
+            Inquiry::NotFound => ("confirmed_not_found", not_provisioned(None, attempt)),
+            Inquiry::Rejected(reason) => ("confirmed_rejected", not_provisioned(reason, attempt)),
+            Inquiry::Provisioned => (
+                "review",
+                Decision::Review(
+                    "the provisioning system reported it not found, then provisioned it: it broke the contract".into(),
+                ),
+            ),
+            Inquiry::Unknown(detail) => {
+                ("review", Decision::Review(format!("confirming that it was not found: {detail}")))
+            }
         }
     }
 
@@ -130,23 +172,18 @@ impl Worker {
                     })
                     .await
                     .map(drop),
-                Decision::Retry(error) => {
-                    let delay = backoff(
+                Decision::Retry(step, delay, error) => self
+                    .ledger
+                    .clone()
+                    .schedule_retry(account::ScheduleRetryRequest {
+                        transaction_id: transaction_id.into(),
                         attempt,
-                        Duration::from_millis(self.settings.retry_base_ms),
-                        Duration::from_millis(self.settings.retry_max_ms),
-                    );
-                    self.ledger
-                        .clone()
-                        .schedule_retry(account::ScheduleRetryRequest {
-                            transaction_id: transaction_id.into(),
-                            attempt,
-                            delay_ms: i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
-                            last_error: error.clone(),
-                        })
-                        .await
-                        .map(drop)
-                }
+                        delay_ms: i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+                        last_error: error.clone(),
+                        confirm: *step == Step::Confirm,
+                    })
+                    .await
+                    .map(drop),
             };
             match result {
                 Ok(()) => return,
@@ -165,10 +202,20 @@ impl Worker {
 enum Decision {
     /// SUCCESS, or FAILED with the reason customers see.
     Settle(account::TransactionStatus, String),
-    /// Another attempt after a backoff (the detail is for operators).
-    Retry(String),
+    /// Another attempt, doing this, after this delay (the detail is for
+    /// operators).
+    Retry(Step, Duration, String),
     /// Nobody can tell whether it was provisioned: an operator decides.
     Review(String),
+}
+
+/// FAILED, for the provider's reason when it gave one.
+fn not_provisioned(reason: Option<String>, attempts: i32) -> Decision {
+    let reason = match reason {
+        Some(reason) => rejected(&reason),
+        None => format!("the provisioning system did not provision it ({attempts} attempts)"),
+    };
+    Decision::Settle(account::TransactionStatus::Failed, reason)
 }
 
 /// The reason a refused transaction failed, as customers see it.

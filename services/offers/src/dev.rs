@@ -3,9 +3,9 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context;
+use offers_kit::telemetry::TelemetrySettings;
 use offers_proto::auth::v1 as auth_pb;
 use offers_proto::catalog::v1 as catalog_pb;
 use tokio_util::sync::CancellationToken;
@@ -62,7 +62,7 @@ pub async fn seed(admin: &mut AdminClient, currency: &str) -> anyhow::Result<()>
             is_admin: false,
         };
         if let Created::New(user) = admin.create_user(request).await? {
-            tracing::info!(username, id = %user.id, "seeded demo user");
+            tracing::debug!(username, id = %user.id, "seeded demo user");
         }
         // Keyed by the user, so a restart never credits twice.
         let user = admin.user(username).await?;
@@ -100,11 +100,20 @@ pub async fn seed(admin: &mut AdminClient, currency: &str) -> anyhow::Result<()>
             (10, 0, 0),
             currency,
         ),
+        offer(
+            "SIM-HELD",
+            "Simulator: held",
+            "Every request waits in the provider's queue until an inquiry has fenced it: failed and refunded",
+            100,
+            1,
+            (10, 0, 0),
+            currency,
+        ),
     ];
     for o in offers {
         let code = o.code.clone();
         if let Created::New(created) = admin.create_offer(o).await? {
-            tracing::info!(code, id = %created.id, "seeded demo offer");
+            tracing::debug!(code, id = %created.id, "seeded demo offer");
         }
     }
     if let Created::New(created) = admin.create_partner(DEMO_PARTNER).await? {
@@ -114,12 +123,31 @@ pub async fn seed(admin: &mut AdminClient, currency: &str) -> anyhow::Result<()>
             admin.revoke_key(&generated.id).await?;
         }
         admin.create_key(&partner.id, Some(DEMO_PARTNER_KEY)).await?;
-        tracing::info!(id = %partner.id, "seeded demo partner");
+        tracing::debug!(id = %partner.id, "seeded demo partner");
     }
     // Keyed by the partner, so a restart never funds twice.
     let partner = admin.partner(DEMO_PARTNER).await?;
     admin.fund_partner(&partner.id, DEMO_PARTNER_FLOAT, currency, &format!("demo-seed:{}", partner.id)).await?;
     Ok(())
+}
+
+/// What `offers dev` keeps out of its log unless asked for: a line per
+/// migration and per call (the seeding alone makes dozens before the
+/// banner), and the reminder scheduler's pass at start.
+const QUIET: &str =
+    "sea_orm_migration=warn,offers_kit::grpc::observe=warn,tower_http=warn,offers_notifier::scheduler=warn";
+
+/// The log filter of `offers dev`: the configured one when it was `asked`
+/// for (`-v`, `OFFERS_TELEMETRY__LOG_FILTER`) or a configuration file chose
+/// another; else the default with the per-call and migration lines left
+/// out, so the banner is the last thing start-up prints.
+pub fn log_filter(telemetry: &TelemetrySettings, asked: bool) -> String {
+    let configured = &telemetry.log_filter;
+    if asked || *configured != TelemetrySettings::default().log_filter {
+        configured.clone()
+    } else {
+        format!("{configured},{QUIET}")
+    }
 }
 
 /// Runs everything in one process (`offers dev`) until a signal, printing
@@ -139,7 +167,8 @@ pub async fn run(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
     let http = process.http_addr;
     println!(
         "\nOffers is running (embedded mode, data in {dir})\n\
-         \x20 REST      http://{http}/api/v1/   (OpenAPI: http://{http}/api/v1/openapi.json)\n\
+         \x20 REST      http://{http}/api/v1/   (docs: http://{http}{docs}/, OpenAPI: http://{http}/api/v1/openapi.json)\n\
+         \x20 metrics   http://{http}/metrics   (health: /healthz, /readyz)\n\
          \x20 gRPC      {grpc}   internal gRPC {internal}\n\
          \x20 provisioning simulator http://{sim}\n\
          \x20 demo users: demo / {pw}  and  demo2 / {pw}  (balance {balance} each)\n\
@@ -147,8 +176,9 @@ pub async fn run(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
          Try:\n\
          \x20 curl -s -X POST http://{http}/api/v1/auth/login/ -H 'Content-Type: application/json' \
          -d '{{\"username\":\"demo\",\"password\":\"{pw}\"}}'\n\n\
-         Ctrl-C stops it.\n",
+         Ctrl-C stops it. For a log line per call: -v (or OFFERS_TELEMETRY__LOG_FILTER).\n",
         dir = data_dir.display(),
+        docs = offers_gateway::DOCS_PATH,
         grpc = process.grpc_addr.map(|a| a.to_string()).unwrap_or_default(),
         internal = process.internal_grpc_addr.map(|a| a.to_string()).unwrap_or_default(),
         pw = DEMO_PASSWORD,
@@ -164,8 +194,22 @@ pub async fn run(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
 /// The provisioning simulator on a free local port, with the configured
 /// latency and failure rate.
 pub async fn start_simulator(settings: &Settings, stop: CancellationToken) -> anyhow::Result<SocketAddr> {
-    let p = &settings.provisioning;
-    let latency = Duration::from_millis(p.simulator_latency_ms);
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    Ok(offers_activation::simulator::start(any, latency, p.simulator_failure_percent, stop).await?)
+    Ok(offers_activation::simulator::start(any, (&settings.provisioning).into(), stop).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_logs_leave_out_migrations_and_calls_unless_asked() {
+        let default = TelemetrySettings::default();
+        let quiet = log_filter(&default, false);
+        assert!(quiet.starts_with(&default.log_filter) && quiet.contains("sea_orm_migration=warn"), "{quiet}");
+        assert!(quiet.contains("offers_kit::grpc::observe=warn") && quiet.contains("tower_http=warn"), "{quiet}");
+        assert_eq!(log_filter(&default, true), default.log_filter, "-v: everything as configured");
+        let own = TelemetrySettings { log_filter: "debug,hyper=info".into(), ..TelemetrySettings::default() };
+        assert_eq!(log_filter(&own, false), "debug,hyper=info", "a filter of one's own is kept");
+    }
 }

@@ -328,25 +328,73 @@ impl Drop for Deployment {
 
 /// The local services a deployment uses unless configured otherwise.
 const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
-const LOCAL_DATABASE: &str = "offers_local";
 const LOCAL_REDIS: &str = "redis://127.0.0.1:6379";
 const LOCAL_RABBITMQ: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The database, cache prefix and queue prefix of the deployment in a
+/// directory, named after it (a hash of its canonical path): each
+/// directory has its own key-encryption key, so two directories on one
+/// machine must never share the keys it seals, nor anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalNames {
+    pub database: String,
+    pub cache_prefix: String,
+    pub bus_prefix: String,
+}
+
+impl LocalNames {
+    /// The names of `dir`'s deployment; the directory must exist.
+    pub fn of(dir: &Path) -> anyhow::Result<LocalNames> {
+        use sha2::Digest;
+        let canonical = dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))?;
+        let digest = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+        let tag = hex::encode(&digest[..4]);
+        Ok(LocalNames {
+            database: format!("offers_local_{tag}"),
+            cache_prefix: format!("offers-local-{tag}:"),
+            bus_prefix: format!("offers-local-{tag}"),
+        })
+    }
+}
+
+/// Which of the local services `dir`'s deployment runs on — those the
+/// configuration leaves to the default — under the directory's names;
+/// `settings` are pointed at them. `None` where the configuration named
+/// its own (never created, never purged here).
+#[derive(Debug, Default)]
+struct Owned {
+    database: Option<String>,
+    cache_prefix: Option<String>,
+    bus_prefix: Option<String>,
+}
+
+fn adopt_local_services(settings: &mut Settings, dir: &Path) -> anyhow::Result<Owned> {
+    let names = LocalNames::of(dir)?;
+    let mut owned = Owned::default();
+    if settings.database.url.starts_with("sqlite:") {
+        settings.database.url = format!("{LOCAL_POSTGRES}/{}", names.database);
+        owned.database = Some(names.database);
+    }
+    if settings.cache.url == "memory://" {
+        settings.cache.url = LOCAL_REDIS.into();
+        settings.cache.prefix.clone_from(&names.cache_prefix);
+        owned.cache_prefix = Some(names.cache_prefix);
+    }
+    if settings.bus.url == "memory://" {
+        settings.bus.url = LOCAL_RABBITMQ.into();
+        settings.bus.prefix.clone_from(&names.bus_prefix);
+        owned.bus_prefix = Some(names.bus_prefix);
+    }
+    Ok(owned)
+}
 
 /// `offers local up`: the suite on this machine's PostgreSQL, Redis and
 /// RabbitMQ (unless the configuration names others), with the
 /// provisioning simulator and the demo data, left running.
 pub async fn up(mut settings: Settings, dir: &Path, replicas: Replicas) -> anyhow::Result<Deployment> {
-    if settings.database.url.starts_with("sqlite:") {
-        ensure_database(LOCAL_POSTGRES, LOCAL_DATABASE).await?;
-        settings.database.url = format!("{LOCAL_POSTGRES}/{LOCAL_DATABASE}");
-    }
-    if settings.cache.url == "memory://" {
-        settings.cache.url = LOCAL_REDIS.into();
-        settings.cache.prefix = "offers-local:".into();
-    }
-    if settings.bus.url == "memory://" {
-        settings.bus.url = LOCAL_RABBITMQ.into();
-        settings.bus.prefix = "offers-local".into();
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if let Some(database) = adopt_local_services(&mut settings, dir)?.database {
+        ensure_database(LOCAL_POSTGRES, &database).await?;
     }
     let mut settings = settings.with_secrets_in(dir)?;
     // What only a deployment on one's own machine allows: the demo
@@ -396,10 +444,8 @@ pub async fn up(mut settings: Settings, dir: &Path, replicas: Replicas) -> anyho
 
 /// Creates `name` on the PostgreSQL server at `server` unless it exists.
 async fn ensure_database(server: &str, name: &str) -> anyhow::Result<()> {
-    use sea_orm::{ConnectionTrait, Database, Statement};
-    let admin = Database::connect(format!("{server}/postgres"))
-        .await
-        .with_context(|| format!("cannot reach PostgreSQL at {server}"))?;
+    use sea_orm::{ConnectionTrait, Statement};
+    let admin = postgres_server(server).await?;
     let exists = admin
         .query_one_raw(Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,
@@ -450,6 +496,77 @@ pub async fn down(dir: &Path, grace: Duration) -> anyhow::Result<usize> {
     Ok(members.len())
 }
 
+/// What `offers local down --purge` threw away.
+#[derive(Debug, Default)]
+pub struct Purged {
+    pub database: Option<String>,
+    pub cache_keys: Option<usize>,
+    pub bus_prefix: Option<String>,
+}
+
+/// `offers local down --purge`, once the processes are stopped: drops what
+/// `up` made for `dir` on the local services — its database, its cache
+/// keys, its queues and exchanges (not what the configuration pointed
+/// elsewhere) — and the directory itself, so the next `up` starts afresh.
+pub async fn purge(settings: &Settings, dir: &Path) -> anyhow::Result<Purged> {
+    let mut settings = settings.clone();
+    let owned = adopt_local_services(&mut settings, dir)?;
+    let mut purged = Purged::default();
+    if let Some(database) = owned.database {
+        drop_database(LOCAL_POSTGRES, &database).await?;
+        purged.database = Some(database);
+    }
+    if owned.cache_prefix.is_some() {
+        let cache = offers_kit::cache::RedisCache::new(&settings.cache.url, &settings.cache.prefix)?;
+        purged.cache_keys = Some(cache.purge().await.context("cannot purge the cache")?);
+    }
+    if let Some(prefix) = owned.bus_prefix {
+        // Every delay tier a job can wait in, up to a day and more.
+        let tiers: Vec<u64> = (0..=27).map(|p| 1u64 << p).collect();
+        offers_kit::bus::RabbitBus::new(&settings.bus)
+            .delete_topology(crate::TOPICS, &tiers)
+            .await
+            .context("cannot delete the queues")?;
+        purged.bus_prefix = Some(prefix);
+    }
+    // Only what `up` writes: `--dir` may name a directory with more in it.
+    for file in ["config.json", "auth-kek", "internal-token", "notifications.log", STATE_FILE] {
+        match std::fs::remove_file(dir.join(file)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {file} in {}", dir.display()));
+            }
+            _ => {}
+        }
+    }
+    let logs = dir.join("logs");
+    if logs.exists() {
+        std::fs::remove_dir_all(&logs).with_context(|| format!("cannot remove {}", logs.display()))?;
+    }
+    // Left in place if anything else lives there.
+    let _ = std::fs::remove_dir(dir);
+    Ok(purged)
+}
+
+/// Whether a deployment is recorded as running in `dir`.
+pub fn recorded(dir: &Path) -> bool {
+    dir.join(STATE_FILE).exists()
+}
+
+/// The maintenance database of the PostgreSQL server at `server`.
+async fn postgres_server(server: &str) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    sea_orm::Database::connect(format!("{server}/postgres"))
+        .await
+        .with_context(|| format!("cannot reach PostgreSQL at {server}"))
+}
+
+async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
+    use sea_orm::ConnectionTrait;
+    let admin = postgres_server(server).await?;
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+    admin.close().await.ok();
+    Ok(())
+}
+
 fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
     let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).stderr(Stdio::null()).status()?;
     if status.success() { Ok(()) } else { bail!("could not signal process {pid}") }
@@ -482,6 +599,40 @@ pub async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_directory_has_its_own_database_and_prefixes() {
+        let root = std::env::temp_dir().join(format!("offers-local-names-{}", uuid::Uuid::new_v4().simple()));
+        let (a, b) = (root.join("a"), root.join("b"));
+        std::fs::create_dir_all(&a).expect("a");
+        std::fs::create_dir_all(&b).expect("b");
+        let names = LocalNames::of(&a).expect("names");
+        assert_eq!(names, LocalNames::of(&root.join("b/../a/.")).expect("names"), "one directory, however spelt");
+        let other = LocalNames::of(&b).expect("names");
+        assert_ne!(names.database, other.database);
+        assert_ne!(names.cache_prefix, other.cache_prefix);
+        assert_ne!(names.bus_prefix, other.bus_prefix);
+        // A PostgreSQL identifier that needs no quoting.
+        assert!(names.database.len() <= 63);
+        assert!(names.database.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+
+        // The defaults are adopted under those names; what the
+        // configuration names is left alone and never purged.
+        let mut settings = Settings::default();
+        let owned = adopt_local_services(&mut settings, &a).expect("adopted");
+        assert_eq!(owned.database.as_ref(), Some(&names.database));
+        assert!(settings.database.url.ends_with(&format!("/{}", names.database)));
+        assert_eq!(
+            (settings.cache.prefix.as_str(), settings.bus.prefix.as_str()),
+            (names.cache_prefix.as_str(), names.bus_prefix.as_str())
+        );
+        let mut configured = Settings::default();
+        configured.database.url = "postgres://db.example/offers".into();
+        let owned = adopt_local_services(&mut configured, &a).expect("adopted");
+        assert!(owned.database.is_none());
+        assert_eq!(configured.database.url, "postgres://db.example/offers");
+        std::fs::remove_dir_all(&root).expect("cleaned up");
+    }
 
     #[test]
     fn no_port_is_handed_out_twice() {

@@ -36,6 +36,9 @@ enum Command {
         /// Where the database, keys and credential live.
         #[arg(long, default_value = ".offers")]
         data_dir: PathBuf,
+        /// Log a line per call and per migration too.
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Run the named roles (production: one role per process, on
     /// PostgreSQL, Redis and RabbitMQ).
@@ -108,7 +111,12 @@ enum LocalAction {
         replicas: Vec<(Role, usize)>,
     },
     /// Stop what `up` started: SIGTERM, then SIGKILL after the grace period.
-    Down,
+    Down {
+        /// Then throw away the directory's deployment: its database, cache
+        /// keys, queues, keys, credential and logs.
+        #[arg(long)]
+        purge: bool,
+    },
 }
 
 fn parse_replicas(value: &str) -> Result<(Role, usize), String> {
@@ -170,8 +178,11 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Dev { listen, data_dir } => {
+        Command::Dev { listen, data_dir, verbose } => {
             listen.apply(&mut settings);
+            // Set to the default spelt out (`info`) is asked for too.
+            let asked = verbose || std::env::var_os("OFFERS_TELEMETRY__LOG_FILTER").is_some();
+            settings.telemetry.log_filter = offers::dev::log_filter(&settings.telemetry, asked);
             let _telemetry = offers_kit::telemetry::init(&settings.telemetry)?;
             offers::dev::run(settings, &data_dir).await
         }
@@ -243,19 +254,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Local { dir, action: LocalAction::Down } => {
+        Command::Local { dir, action: LocalAction::Down { purge } } => {
             let grace = std::time::Duration::from_secs(settings.shutdown_grace_secs + 5);
-            let stopped = offers::local::down(&dir, grace).await?;
-            println!("stopped {stopped} processes");
+            // A purge also cleans up after a deployment that is not running.
+            if !purge || offers::local::recorded(&dir) {
+                let stopped = offers::local::down(&dir, grace).await?;
+                println!("stopped {stopped} processes");
+            }
+            if purge {
+                let purged = offers::local::purge(&settings, &dir).await?;
+                let none = || "-".to_string();
+                println!(
+                    "purged {dir}: database {db}, {keys} cache keys, queues under {bus}",
+                    dir = dir.display(),
+                    db = purged.database.unwrap_or_else(none),
+                    keys = purged.cache_keys.unwrap_or(0),
+                    bus = purged.bus_prefix.unwrap_or_else(none),
+                );
+            }
             Ok(())
         }
         Command::SimProvider { addr, latency_ms, failure_percent } => {
             let _telemetry = offers_kit::telemetry::init(&settings.telemetry)?;
-            let p = &settings.provisioning;
-            let latency = std::time::Duration::from_millis(latency_ms.unwrap_or(p.simulator_latency_ms));
-            let failures = failure_percent.unwrap_or(p.simulator_failure_percent);
+            let mut behaviour = offers_activation::simulator::Behaviour::from(&settings.provisioning);
+            if let Some(ms) = latency_ms {
+                behaviour.latency = std::time::Duration::from_millis(ms);
+            }
+            behaviour.failure_percent = failure_percent.unwrap_or(behaviour.failure_percent);
             let stop = tokio_util::sync::CancellationToken::new();
-            let bound = offers_activation::simulator::start(addr, latency, failures, stop.clone()).await?;
+            let bound = offers_activation::simulator::start(addr, behaviour, stop.clone()).await?;
             println!("provisioning simulator on http://{bound}/v1/activations (Ctrl-C stops it)");
             shutdown_signal().await;
             stop.cancel();

@@ -23,6 +23,23 @@ pub struct ProvisionJob {
     /// The attempt this job may make; a job whose attempt was already made
     /// (a redelivery, a duplicate) is dropped.
     pub attempt: i32,
+    /// What the attempt does; jobs written before steps existed provision.
+    #[serde(default)]
+    pub step: Step,
+}
+
+/// What a provisioning attempt does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Sends the request (and asks about the key when its outcome is open).
+    #[default]
+    Provision,
+    /// Sends nothing: asks again about a key the provider reported not
+    /// found before the settle window had passed since the last request
+    /// was sent, which a request still queued at the provider could have
+    /// overtaken (docs/ARCHITECTURE.md, "The provisioning contract").
+    Confirm,
 }
 
 impl Job for ProvisionJob {

@@ -119,9 +119,13 @@ pub async fn run(config: Config) -> Option<Report> {
     // transiently (plus the demo offers' own scripts).
     let stop_simulator = CancellationToken::new();
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    let simulator = offers_activation::simulator::start(any, Duration::from_millis(15), 10, stop_simulator.clone())
-        .await
-        .expect("simulator");
+    let behaviour = offers_activation::simulator::Behaviour {
+        latency: Duration::from_millis(15),
+        failure_percent: 10,
+        hold: Duration::from_secs(2),
+    };
+    let simulator =
+        offers_activation::simulator::start(any, behaviour, stop_simulator.clone()).await.expect("simulator");
     let provider = FaultProxy::start(simulator).await;
     let targets = faults::Targets { postgres, redis, rabbitmq, provider };
     let configure = |s: &mut offers::settings::Settings| {

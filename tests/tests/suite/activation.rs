@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use offers_kit::bus::Outgoing;
-use offers_proto::contracts::{Job, ProvisionJob};
+use offers_proto::contracts::{Job, ProvisionJob, Step};
 use offers_tests::provider::{Answer, StubProvider};
 use offers_tests::{Backend, Bought, TestSuite, across_processes, both, each_backend};
 use serde_json::json;
@@ -132,7 +132,8 @@ async fn duplicate_jobs_have_one_effect(suite: &TestSuite) {
     let tx = reply.str("transaction_id").to_string();
     let id = uuid::Uuid::parse_str(&tx).expect("uuid");
     // The same job again, twice, racing the original.
-    let job = serde_json::to_vec(&ProvisionJob { transaction_id: id, attempt: 1 }).expect("json");
+    let job =
+        serde_json::to_vec(&ProvisionJob { transaction_id: id, attempt: 1, step: Step::Provision }).expect("json");
     suite.bus().publish(ProvisionJob::TOPIC, Outgoing::new(&job, &Default::default())).await.expect("publish");
     suite.bus().publish(ProvisionJob::TOPIC, Outgoing::new(&job, &Default::default())).await.expect("publish");
     assert_eq!(suite.settled(&token, &tx).await.body["status"], "SUCCESS");

@@ -396,19 +396,27 @@ both!(
 across_processes!(every_answer_carries_a_request_id, openapi_lists_every_served_path,);
 
 /// `offers dev` as a newcomer starts it: once `/readyz` says 200 the demo
-/// users, offers and partner are there, so the README's first login works.
+/// users, offers and partner are there, so the README's first login works;
+/// and the first screen is the banner, not a log line per migration and
+/// per call, with nothing printed after it while the newcomer tries it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offers_dev_is_ready_only_with_its_demo_data() {
+    use std::io::BufRead;
     let dir = std::env::temp_dir().join(format!("offers-dev-{}", uuid::Uuid::new_v4().simple()));
     let port = || offers::local::free_port().expect("a free port").to_string();
     let http = port();
     let mut dev = std::process::Command::new(offers_tests::offers_binary())
         .args(["dev", "--http", &http, "--grpc", &port(), "--internal-grpc", &port(), "--data-dir"])
         .arg(&dir)
-        .stdout(std::process::Stdio::null())
+        .env_remove("OFFERS_TELEMETRY__LOG_FILTER")
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("offers dev starts");
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stdout = std::io::BufReader::new(dev.stdout.take().expect("stdout"));
+    let lines = printed.clone();
+    std::thread::spawn(move || stdout.lines().map_while(Result::ok).for_each(|l| lines.lock().expect("lock").push(l)));
     let addr: std::net::SocketAddr = http.parse().expect("address");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     while offers::local::http_status(addr, "/readyz").await != Some(200) {
@@ -424,6 +432,24 @@ async fn offers_dev_is_ready_only_with_its_demo_data() {
     let partner = api.get("/api/v1/partner/balance/", Some(offers::dev::DEMO_PARTNER_KEY)).await;
     assert_eq!(partner.status, 200, "the demo partner: {}", partner.body);
     assert_eq!(partner.body["balance"], offers::dev::DEMO_PARTNER_FLOAT, "{}", partner.body);
+    let banner_end = |lines: &[String]| lines.iter().position(|l| l.starts_with("Ctrl-C stops it"));
+    while banner_end(&printed.lock().expect("lock")).is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "no banner: {:#?}", printed.lock().expect("lock"));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Time for a log line of the calls above to show, were there one.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Less the lines of this test's own polling of /readyz (503 until the
+    // demo data is in), which a newcomer does not do.
+    let screen: Vec<String> =
+        printed.lock().expect("lock").iter().filter(|l| !l.contains("GET /readyz")).cloned().collect();
+    let end = banner_end(&screen).expect("the banner");
+    assert!(end < 20, "{end} lines before the banner ends: {screen:#?}");
+    assert!(screen[end + 1..].iter().all(|l| l.trim().is_empty()), "printed after the banner: {screen:#?}");
+    let banner = screen.join("\n");
+    for named in [format!("http://{http}/api/v1/docs/"), format!("http://{http}/metrics")] {
+        assert!(banner.contains(&named), "the banner names {named}: {banner}");
+    }
     dev.kill().expect("stopped");
     dev.wait().expect("reaped");
     std::fs::remove_dir_all(&dir).ok();

@@ -5,7 +5,7 @@
 //! transaction and moves nothing.
 
 use chrono::Utc;
-use offers_proto::contracts::ProvisionJob;
+use offers_proto::contracts::{ProvisionJob, Step};
 use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait, TransactionTrait};
 use uuid::Uuid;
 
@@ -190,7 +190,7 @@ impl Ledger {
             updated_at: Set(now),
         };
         let created = transaction::Entity::insert(row).exec_with_returning(txn).await?;
-        self.enqueue(txn, &ProvisionJob { transaction_id: id, attempt: 1 }, now).await?;
+        self.enqueue(txn, &ProvisionJob { transaction_id: id, attempt: 1, step: Step::Provision }, now).await?;
         Ok(created)
     }
 }

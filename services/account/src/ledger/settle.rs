@@ -5,7 +5,7 @@
 //! re-driven when a job was lost.
 
 use chrono::{DateTime, Duration, Utc};
-use offers_proto::contracts::{PartnerEvent, ProvisionJob};
+use offers_proto::contracts::{PartnerEvent, ProvisionJob, Step};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -89,12 +89,13 @@ impl Ledger {
         Ok((claimed.rows_affected == 1, tx))
     }
 
-    /// Queues attempt `attempt + 1` after `delay`, if `attempt` is still the
-    /// latest one of a PENDING transaction.
+    /// Queues attempt `attempt + 1`, doing `step`, after `delay`, if
+    /// `attempt` is still the latest one of a PENDING transaction.
     pub async fn schedule_retry(
         &self,
         id: Uuid,
         attempt: i32,
+        step: Step,
         delay: std::time::Duration,
         last_error: &str,
     ) -> Result<bool, LedgerError> {
@@ -113,7 +114,7 @@ impl Ledger {
             .exec(&txn)
             .await?;
         if updated.rows_affected == 1 {
-            let job = ProvisionJob { transaction_id: id, attempt: attempt + 1 };
+            let job = ProvisionJob { transaction_id: id, attempt: attempt + 1, step };
             self.enqueue(&txn, &job, now + delay).await?;
         }
         txn.commit().await?;
@@ -363,7 +364,7 @@ impl Ledger {
             .exec(&txn)
             .await?;
         if updated.rows_affected == 1 {
-            let job = ProvisionJob { transaction_id: tx.id, attempt: tx.attempts + 1 };
+            let job = ProvisionJob { transaction_id: tx.id, attempt: tx.attempts + 1, step: Step::Provision };
             self.enqueue(&txn, &job, now).await?;
         }
         txn.commit().await?;

@@ -50,6 +50,31 @@ impl RedisCache {
     async fn conn(&self) -> Result<deadpool_redis::Connection, CacheError> {
         Ok(self.pool.get().await?)
     }
+
+    /// Deletes every key under this cache's prefix (a deployment or a test
+    /// being thrown away); how many there were.
+    pub async fn purge(&self) -> Result<usize, CacheError> {
+        let mut pattern = String::new();
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        let mut conn = self.conn().await?;
+        let mut keys = Vec::new();
+        {
+            let mut found = conn.scan_match::<_, String>(&pattern).await?;
+            while let Some(key) = found.next_item().await {
+                keys.push(key?);
+            }
+        }
+        if !keys.is_empty() {
+            let () = conn.del(&keys).await?;
+        }
+        Ok(keys.len())
+    }
 }
 
 /// KEYS[1] = hash; ARGV = revision, ttl, then field/value pairs.
