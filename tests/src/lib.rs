@@ -262,7 +262,8 @@ async fn prepare(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Opt
     let (private_key_pem, _) = offers_kit::token::generate_keypair().expect("key pair");
     settings.auth.private_key_pem = Some(secrecy::SecretString::from(private_key_pem.clone()));
     settings.auth.jwks_refresh_secs = 1;
-    settings.auth.key_publish_margin_secs = 1;
+    // A rotated-in key signs 5 s later: time for a test to log in before.
+    settings.auth.key_publish_margin_secs = 4;
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     (settings.http_addr, settings.grpc_addr, settings.internal_grpc_addr) = (any, any, any);
     settings.shutdown_grace_secs = 2;

@@ -38,6 +38,8 @@ pub enum AuthError {
     RotationRaced,
     #[error("no such signing key")]
     UnknownKey,
+    #[error("no signing key is in service yet; try again")]
+    NoSigningKey,
     #[error("{0}")]
     Config(&'static str),
 }
@@ -50,6 +52,7 @@ impl From<AuthError> for Error {
             AuthError::UserNotFound => Error::not_found("user"),
             AuthError::UnknownKey => Error::not_found("signing key"),
             AuthError::RotationRaced => Error::new(ErrorCode::Conflict, err.to_string()),
+            AuthError::NoSigningKey => Error::busy(1),
             AuthError::UsernameTaken => Error::new(ErrorCode::AlreadyExists, err.to_string()),
             AuthError::InvalidInput(message) => Error::invalid_request(message),
             AuthError::RateLimited { retry_after_secs } => Error::rate_limited(retry_after_secs),

@@ -76,13 +76,20 @@ pub struct KeyInfo {
     pub state: KeyState,
 }
 
-/// The key that signs at `now` among `keys`: the newest generation whose
-/// time has come; if an operator retired every such key, the earliest next
-/// one (it is published already, so it may sign at once).
-fn signing_of(keys: &[signing_key::Model], now: DateTime<Utc>) -> Option<&signing_key::Model> {
-    let in_service: Vec<_> = keys.iter().filter(|k| k.retire_at.is_none_or(|at| at > now)).collect();
-    let due = in_service.iter().filter(|k| k.signs_from <= now).max_by_key(|k| k.generation);
-    due.or_else(|| in_service.iter().min_by_key(|k| (k.signs_from, k.generation))).copied()
+/// The key that signs at `now` among `keys`, for tokens that live `token`:
+/// the newest generation whose time has come, if it is in service and
+/// verifies for longer than a token it signs now lives. Otherwise (an
+/// operator retired it, or retired the key that was to follow it) the
+/// earliest newer key signs early (it is published already); with none,
+/// a new generation is made. An older key never signs again.
+fn signing_of(keys: &[signing_key::Model], now: DateTime<Utc>, token: Duration) -> Option<&signing_key::Model> {
+    let outlives = |k: &signing_key::Model| k.retire_at.is_none_or(|at| at >= after(now, token));
+    let due = keys.iter().filter(|k| k.signs_from <= now).max_by_key(|k| k.generation);
+    if let Some(key) = due.filter(|k| outlives(k)) {
+        return Some(key);
+    }
+    let floor = due.map_or(0, |k| k.generation);
+    keys.iter().filter(|k| k.generation > floor && outlives(k)).min_by_key(|k| (k.signs_from, k.generation))
 }
 
 fn state_of(key: &signing_key::Model, signing: Option<&str>, now: DateTime<Utc>) -> KeyState {
@@ -241,7 +248,8 @@ impl KeyStore {
                     _ => generate_keypair()?.0,
                 };
                 self.insert(&self.db, &pem, newest + 1, Utc::now()).await?;
-                let key = self.signing_key().await?.0.map_err(|_| AuthError::UnknownKey)?;
+                // The winner's insert may not be visible yet: try again later.
+                let key = self.signing_key().await?.0.map_err(|_| AuthError::NoSigningKey)?;
                 self.signer_of(&key)?
             }
         };
@@ -260,7 +268,7 @@ impl KeyStore {
         let next = keys.iter().filter(|k| k.retire_at.is_none_or(|at| at > now)).map(|k| k.signs_from);
         let next = next.filter(|at| *at > now).min();
         let newest = keys.iter().map(|k| k.generation).max().unwrap_or(0);
-        Ok((signing_of(&keys, now).cloned().ok_or(newest), next))
+        Ok((signing_of(&keys, now, self.lifetimes.token).cloned().ok_or(newest), next))
     }
 
     async fn in_service(&self) -> Result<Vec<signing_key::Model>, AuthError> {
@@ -330,7 +338,7 @@ impl KeyStore {
         self.signer().await?;
         let now = Utc::now();
         let keys = signing_key::Entity::find().order_by_desc(signing_key::Column::Generation).all(&self.db).await?;
-        let signing = signing_of(&keys, now).map(|k| k.kid.clone());
+        let signing = signing_of(&keys, now, self.lifetimes.token).map(|k| k.kid.clone());
         Ok(keys.into_iter().map(|key| KeyInfo { state: state_of(&key, signing.as_deref(), now), key }).collect())
     }
 
@@ -394,26 +402,64 @@ mod tests {
         DateTime::from_timestamp(s, 0).expect("time")
     }
 
-    #[test]
-    fn a_rotated_key_signs_only_from_its_time() {
-        // k1 signing since 0; k2 rotated in at 100, signing from 140;
-        // k1 retires at 140 + token lifetime + margin.
-        let keys = [key("k1", 1, 0, Some(1_160)), key("k2", 2, 140, None)];
-        let states = |now| {
-            let signing = signing_of(&keys, at(now)).map(|k| k.kid.clone());
-            keys.iter().map(|k| state_of(k, signing.as_deref(), at(now))).collect::<Vec<_>>()
-        };
-        assert_eq!(states(120), [KeyState::Signing, KeyState::Next]);
-        assert_eq!(states(140), [KeyState::Retiring, KeyState::Signing]);
-        assert_eq!(states(1_160), [KeyState::Retired, KeyState::Signing]);
+    const TOKEN: Duration = Duration::from_secs(900);
+
+    fn states(keys: &[signing_key::Model], now: i64) -> Vec<KeyState> {
+        let signing = signing_of(keys, at(now), TOKEN).map(|k| k.kid.clone());
+        keys.iter().map(|k| state_of(k, signing.as_deref(), at(now))).collect()
     }
 
     #[test]
-    fn retiring_the_signing_key_early_lets_the_next_one_sign() {
-        let keys = [key("k1", 1, 0, Some(50)), key("k2", 2, 140, None)];
-        assert_eq!(signing_of(&keys, at(60)).map(|k| k.kid.as_str()), Some("k2"));
-        let none = [key("k1", 1, 0, Some(50))];
-        assert!(signing_of(&none, at(60)).is_none(), "a new key is made then");
+    fn a_rotated_key_signs_only_from_its_time() {
+        // k1 signing since 0; k2 rotated in at 100, signing from 140;
+        // k1 retires at 140 + token lifetime (900) + margin (120).
+        let keys = [key("k1", 1, 0, Some(1_160)), key("k2", 2, 140, None)];
+        assert_eq!(states(&keys, 120), [KeyState::Signing, KeyState::Next]);
+        assert_eq!(states(&keys, 140), [KeyState::Retiring, KeyState::Signing]);
+        assert_eq!(states(&keys, 1_160), [KeyState::Retired, KeyState::Signing]);
+    }
+
+    #[test]
+    fn retiring_the_signing_key_lets_the_next_sign_never_an_older_one() {
+        // k1 retiring, k2 signing, k3 next; k2 retired early at 300.
+        let keys = [key("k1", 1, 0, Some(1_160)), key("k2", 2, 140, Some(300)), key("k3", 3, 400, None)];
+        assert_eq!(signing_of(&keys, at(310), TOKEN).map(|k| k.kid.as_str()), Some("k3"), "k3 signs early");
+        let without_next = &keys[..2];
+        assert!(signing_of(without_next, at(310), TOKEN).is_none(), "not k1: a new key is made");
+    }
+
+    #[test]
+    fn a_key_that_would_retire_before_its_tokens_expire_does_not_sign() {
+        // k2 was to follow k1 from 400, so k1 retires at 1_420; k2 was
+        // retired before its time: k1 signs only while its tokens (900 s)
+        // still expire before it retires.
+        let keys = [key("k1", 1, 0, Some(1_420)), key("k2", 2, 400, Some(130))];
+        assert_eq!(signing_of(&keys, at(500), TOKEN).map(|k| k.kid.as_str()), None, "k2 was due: never k1 again");
+        let keys = [key("k1", 1, 0, Some(1_420)), key("k2", 2, 600, Some(130))];
+        assert_eq!(signing_of(&keys, at(500), TOKEN).map(|k| k.kid.as_str()), Some("k1"));
+        assert!(signing_of(&keys, at(530), TOKEN).is_none(), "its tokens would outlive it: a new key is made");
+    }
+
+    /// Replicas asking for the signing key of an empty table at the same
+    /// moment: the table decides, one key, all of them signing with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stores_asking_at_once_on_an_empty_table_make_one_key() {
+        use sea_orm_migration::SchemaManager;
+        let file = std::env::temp_dir().join(format!("offers-keys-{}.db", uuid::Uuid::new_v4().simple()));
+        let db = sea_orm::Database::connect(format!("sqlite://{}?mode=rwc", file.display())).await.expect("sqlite");
+        for migration in crate::migration::migrations() {
+            migration.up(&SchemaManager::new(&db)).await.expect("migrated");
+        }
+        let lifetimes = Lifetimes { token: TOKEN, retire_margin: TOKEN, publish_delay: TOKEN };
+        let stores: Vec<KeyStore> = (0..8)
+            .map(|_| KeyStore::new(db.clone(), &[[7; 32]], ("iss", "aud"), lifetimes, None).expect("store"))
+            .collect();
+        let signers = futures_util::future::join_all(stores.iter().map(KeyStore::signer)).await;
+        let kids: std::collections::BTreeSet<String> =
+            signers.into_iter().map(|s| s.expect("a signer").jwk().kid.clone()).collect();
+        assert_eq!(kids.len(), 1, "{kids:?}");
+        assert_eq!(signing_key::Entity::find().all(&db).await.expect("keys").len(), 1);
+        std::fs::remove_file(&file).ok();
     }
 
     #[test]

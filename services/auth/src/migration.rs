@@ -146,6 +146,17 @@ impl MigrationTrait for KeyGenerations {
                  OR (older.created_at = auth_signing_keys.created_at AND older.kid <= auth_signing_keys.kid))",
             )
             .await?;
+        // Every row has both now; an older binary's insert during a rolling
+        // upgrade must fail rather than leave a key this one cannot read.
+        // (SQLite cannot tighten a column in place; it runs one process.)
+        if m.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            m.get_connection()
+                .execute_unprepared(
+                    "ALTER TABLE auth_signing_keys ALTER COLUMN generation SET NOT NULL, \
+                     ALTER COLUMN signs_from SET NOT NULL",
+                )
+                .await?;
+        }
         m.create_index(
             Index::create()
                 .name("auth_signing_keys_generation")

@@ -92,7 +92,9 @@ impl ForwardingKey {
             return false;
         };
         let (Ok(time), Ok(tag)) = (time.parse::<i64>(), URL_SAFE_NO_PAD.decode(tag)) else { return false };
-        (now - time).abs() <= VOUCH_MAX_AGE_SECS && self.mac(time, address, request_id).verify_slice(&tag).is_ok()
+        // The time is the caller's to choose: no arithmetic on it may overflow.
+        let recent = now.checked_sub(time).is_some_and(|age| age.abs() <= VOUCH_MAX_AGE_SECS);
+        recent && self.mac(time, address, request_id).verify_slice(&tag).is_ok()
     }
 }
 
@@ -276,7 +278,11 @@ mod tests {
         let vouch = key.vouch("203.0.113.9", "req-1", now - VOUCH_MAX_AGE_SECS - 1);
         assert!(!key.admits(&vouch, "203.0.113.9", "req-1", now));
         assert!(key.admits(&key.vouch("203.0.113.9", "req-1", now - 5), "203.0.113.9", "req-1", now));
-        for bad in ["", "v1", "v1.x.y", "v2.1.AAAA", "v1.1.!!", "v1.1.AA.AA"] {
+        let extremes = [format!("v1.{}.AAAA", i64::MIN), format!("v1.{}.AAAA", i64::MAX)];
+        for bad in ["", "v1", "v1.x.y", "v2.1.AAAA", "v1.1.!!", "v1.1.AA.AA"]
+            .into_iter()
+            .chain(extremes.iter().map(String::as_str))
+        {
             assert!(!key.admits(bad, "203.0.113.9", "req-1", now), "{bad}");
         }
     }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -216,13 +216,29 @@ struct Reloads {
     gate: tokio::sync::Mutex<LastReload>,
     /// Reloads begun, to tell whether one began after a caller arrived.
     started: AtomicU64,
+    /// Callers waiting for a reload now.
+    waiting: AtomicUsize,
 }
 
-/// When the last reload ended and how, for callers that waited for it.
-#[derive(Default)]
+/// How many callers may wait for a reload at once; more are told to try
+/// again, so a flood of made-up key ids cannot hold requests without bound.
+const MAX_WAITING: usize = 1_000;
+
+/// The last reload that ran to its end: which one it was (of `started`),
+/// when it ended and how, for callers that waited for it. A reload whose
+/// caller went away midway leaves nothing here, so no one mistakes an older
+/// outcome for its own.
 struct LastReload {
+    began: u64,
     ended: Option<Instant>,
     outcome: Result<(), String>,
+}
+
+impl Default for LastReload {
+    fn default() -> Self {
+        // `began` 0 is no reload: its outcome is never read.
+        Self { began: 0, ended: None, outcome: Ok(()) }
+    }
 }
 
 #[derive(Default)]
@@ -279,13 +295,13 @@ impl TokenVerifier {
     async fn reload_since(&self, seen: u64) -> Result<(), String> {
         let source = self.reloads.source.get().ok_or("the verifier has no key source")?.clone();
         let mut last = self.reloads.gate.lock().await;
-        if self.reloads.started.load(Ordering::SeqCst) > seen {
+        if last.began > seen {
             return last.outcome.clone();
         }
         if let Some(at) = last.ended {
             tokio::time::sleep(MIN_RELOAD_GAP.saturating_sub(at.elapsed())).await;
         }
-        self.reloads.started.fetch_add(1, Ordering::SeqCst);
+        let began = self.reloads.started.fetch_add(1, Ordering::SeqCst) + 1;
         // A caller waits for this; an auth service that does not answer
         // soon is as good as down (the caller hears "try again").
         let fetched = match tokio::time::timeout(RELOAD_TIMEOUT, source()).await {
@@ -293,7 +309,7 @@ impl TokenVerifier {
             Err(_) => Err("the key set took too long to load".to_string()),
         };
         let outcome = fetched.map(|keys| self.set_keys(&keys));
-        *last = LastReload { ended: Some(Instant::now()), outcome: outcome.clone() };
+        *last = LastReload { began, ended: Some(Instant::now()), outcome: outcome.clone() };
         outcome
     }
 
@@ -305,7 +321,11 @@ impl TokenVerifier {
         let seen = self.reloads.started.load(Ordering::SeqCst);
         match self.verify(token) {
             Err(TokenError::UnknownKey | TokenError::KeysNotLoaded) if self.reloads.source.get().is_some() => {
+                // What no key can make good is refused without a reload.
+                self.check_unsigned_claims(token)?;
+                let waiting = WaitingGuard::enter(&self.reloads.waiting).ok_or(TokenError::KeysNotLoaded)?;
                 let reloaded = self.reload_since(seen).await;
+                drop(waiting);
                 match (self.verify(token), reloaded) {
                     (Err(TokenError::UnknownKey), Err(e)) => {
                         tracing::warn!(error = %e, "could not reload the access-token keys");
@@ -373,6 +393,26 @@ impl TokenVerifier {
         Ok(principal)
     }
 
+    /// The claims checks of a verification, before its signature is known
+    /// good: an expired token, or one for another issuer or audience, is
+    /// refused whichever key signed it.
+    fn check_unsigned_claims(&self, token: &str) -> Result<(), TokenError> {
+        let claims = jsonwebtoken::dangerous::insecure_decode::<Claims>(token)
+            .map_err(|e| TokenError::Invalid(e.kind().to_string_lossy()))?
+            .claims;
+        let now = chrono::Utc::now().timestamp();
+        if now > claims.exp.saturating_add(LEEWAY_SECS as i64) {
+            return Err(TokenError::Invalid("expired".into()));
+        }
+        let issuer = self.validation.iss.as_ref().is_none_or(|allowed| allowed.contains(&claims.iss));
+        let audience = self.validation.aud.as_ref().is_none_or(|allowed| allowed.contains(&claims.aud));
+        match (issuer, audience) {
+            (false, _) => Err(TokenError::Invalid("wrong issuer".into())),
+            (_, false) => Err(TokenError::Invalid("wrong audience".into())),
+            _ => Ok(()),
+        }
+    }
+
     /// The holder of `token` if it verified before and has not expired
     /// since (with the same leeway a first check allows).
     fn remembered(&self, token: &str, now: i64) -> Option<Principal> {
@@ -383,6 +423,25 @@ impl TokenVerifier {
             return None;
         }
         Some(known.principal.clone())
+    }
+}
+
+/// Counts a caller among those waiting for a reload while it lives.
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl<'a> WaitingGuard<'a> {
+    fn enter(waiting: &'a AtomicUsize) -> Option<Self> {
+        if waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+            waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Self(waiting))
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -526,17 +585,17 @@ mod tests {
         assert_eq!(asks.load(Ordering::SeqCst), 2, "a known key costs no reload");
     }
 
-    #[tokio::test]
-    async fn a_flood_of_unknown_key_ids_reloads_once_a_second_at_most() {
+    fn unknown_key_token() -> String {
+        let (private, _) = generate_keypair().expect("keys");
+        TokenSigner::from_pem(&private, "iss", "aud", 60).expect("signer").sign(Uuid::new_v4(), false).expect("sign")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_unknown_key_ids_shares_its_reloads() {
         let (signer, verifier) = pair();
         let asks = Arc::new(AtomicU64::new(0));
         verifier.set_source(source(Arc::new(Mutex::new(vec![signer.jwk().clone()])), asks.clone()));
-        let forged = {
-            let (private, _) = generate_keypair().expect("keys");
-            TokenSigner::from_pem(&private, "iss", "aud", 60).expect("signer").sign(Uuid::new_v4(), false)
-        }
-        .expect("sign");
-        let started = Instant::now();
+        let forged = unknown_key_token();
         let checks: Vec<_> = (0..200)
             .map(|_| {
                 let (verifier, forged) = (verifier.clone(), forged.clone());
@@ -546,19 +605,58 @@ mod tests {
         for check in checks {
             assert_eq!(check.await.expect("task"), Err(TokenError::UnknownKey));
         }
-        let seconds = started.elapsed().as_secs();
-        let asks = asks.load(Ordering::SeqCst);
-        assert!(asks <= seconds + 2, "{asks} reloads in {seconds} s for 200 forged tokens");
+        // The first caller's reload, and one more for those that came while
+        // it ran (a second later): never one per caller.
+        assert!(asks.load(Ordering::SeqCst) <= 2, "{} reloads for 200 forged tokens", asks.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_whose_caller_went_away_is_not_taken_for_done() {
+        let (old, verifier) = pair();
+        let published = Arc::new(Mutex::new(vec![old.jwk().clone()]));
+        let asks = Arc::new(AtomicU64::new(0));
+        let slow = {
+            let (published, asks) = (published.clone(), asks.clone());
+            Arc::new(move || {
+                asks.fetch_add(1, Ordering::SeqCst);
+                let keys = published.lock().expect("keys").clone();
+                Box::pin(async move {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    Ok(keys)
+                }) as Pin<Box<dyn Future<Output = Result<Vec<Jwk>, String>> + Send>>
+            })
+        };
+        verifier.set_source(slow);
+        let (private, _) = generate_keypair().expect("keys");
+        let new = TokenSigner::from_pem(&private, "iss", "aud", 60).expect("signer");
+        published.lock().expect("keys").push(new.jwk().clone());
+        let token = new.sign(Uuid::new_v4(), false).expect("sign");
+        // A caller that gives up midway through its reload…
+        let gone = tokio::time::timeout(Duration::from_millis(100), verifier.verify_fresh(&token)).await;
+        assert!(gone.is_err(), "it timed out");
+        // …leaves the next caller to reload for itself, not to take an older answer.
+        assert!(verifier.verify_fresh(&token).await.is_ok());
+        assert_eq!(asks.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn what_no_key_can_make_good_costs_no_reload() {
+        let (_, verifier) = pair();
+        let asks = Arc::new(AtomicU64::new(0));
+        verifier.set_source(source(Arc::default(), asks.clone()));
+        let (private, _) = generate_keypair().expect("keys");
+        let elsewhere = TokenSigner::from_pem(&private, "iss", "someone-else", 60).expect("signer");
+        let token = elsewhere.sign(Uuid::new_v4(), false).expect("sign");
+        assert_eq!(verifier.verify_fresh(&token).await, Err(TokenError::Invalid("wrong audience".into())));
+        assert_eq!(verifier.verify_fresh("a.b.c").await, Err(TokenError::Invalid("malformed".into())));
+        assert_eq!(asks.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]
     async fn a_key_set_that_cannot_be_loaded_means_try_again_not_invalid() {
         let (signer, verifier) = pair();
         verifier.set_source(Arc::new(|| Box::pin(async { Err("the auth service is away".to_string()) })));
-        let (private, _) = generate_keypair().expect("keys");
-        let unknown = TokenSigner::from_pem(&private, "iss", "aud", 60).expect("signer");
-        let token = unknown.sign(Uuid::new_v4(), false).expect("sign");
-        assert_eq!(verifier.verify_fresh(&token).await, Err(TokenError::KeysNotLoaded));
+        assert_eq!(verifier.verify_fresh(&unknown_key_token()).await, Err(TokenError::KeysNotLoaded));
         let known = signer.sign(Uuid::new_v4(), false).expect("sign");
         assert!(verifier.verify_fresh(&known).await.is_ok(), "a held key needs no reload");
     }

@@ -266,14 +266,18 @@ pub async fn check(
         .map(|r| format!("{:?} refused a live token: {}", r.op, r.detail))
         .collect();
     let count = |fault| windows.iter().filter(|w| w.fault == fault).count();
-    let fresh = records.iter().filter(|r| r.op == Op::Login && r.status == 200).count();
+    let fresh: Vec<&Record> = records.iter().filter(|r| r.op == Op::Login && r.status == 200).collect();
+    let kids: BTreeSet<&str> = fresh.iter().map(|r| r.detail.as_str()).collect();
     checks.check(
         "tokens",
         problems,
         format!(
-            "no live token refused, through {} key rotation(s) and {} auth restart(s); {fresh} fresh tokens used at once",
+            "no live token refused, through {} key rotation(s) and {} auth restart(s); {} fresh tokens used at once, \
+             signed by {} key(s)",
             count(super::Fault::RotateKey),
-            count(super::Fault::KillAuth)
+            count(super::Fault::KillAuth),
+            fresh.len(),
+            kids.len()
         ),
     );
 

@@ -220,7 +220,12 @@ impl Client {
             return self.keep(Op::Login, &login, None);
         }
         let token = login.body["access_token"].as_str().unwrap_or_default().to_string();
-        let reply = self.api.get("/api/v1/account/balance/", Some(&token)).await;
+        let mut reply = self.api.get("/api/v1/account/balance/", Some(&token)).await;
+        if reply.status == 200 {
+            // Which key signed it, so the report can say the rotated-in one was used.
+            let kid = jsonwebtoken::decode_header(&token).ok().and_then(|h| h.kid).unwrap_or_default();
+            reply.body = json!({ "kid": kid });
+        }
         self.keep(Op::Login, &reply, None);
     }
 
