@@ -108,7 +108,7 @@ async fn deploy_local_up_takes_its_first_token_everywhere() {
 
     let logout = api.post("/api/v1/auth/logout/", Some(&token), &json!({ "refresh_token": refresh })).await;
     assert_eq!(logout.status, 200, "{}", logout.body);
-    let down = script("down", &dir, &[]);
+    let down = script("down", &dir, &["--purge"]);
     assert!(down.status.success(), "deploy/local/down: {}", String::from_utf8_lossy(&down.stderr));
     println!("ready → first authenticated answer in {took:?}");
     std::fs::remove_dir_all(&dir).ok();
