@@ -20,7 +20,7 @@ use crate::entity::partner::Status;
 use crate::entity::{api_key, partner};
 use crate::error::PartnerError;
 use crate::settings::PartnerSettings;
-use crate::{egress, keys};
+use crate::{destination, keys};
 
 /// The longest callback URL kept (the REST document says the same).
 const MAX_CALLBACK_URL: usize = 2048;
@@ -221,24 +221,9 @@ impl Partners {
         } else if url.len() > MAX_CALLBACK_URL {
             return Err(PartnerError::Invalid(format!("callback_url is longer than {MAX_CALLBACK_URL} characters")));
         } else {
-            let parsed: http::Uri =
-                url.parse().map_err(|_| PartnerError::Invalid("callback_url is not a URL".into()))?;
-            let open = self.settings.allow_private_callbacks;
-            let scheme_ok = match parsed.scheme_str() {
-                Some("https") => true,
-                Some("http") => open,
-                _ => false,
-            };
-            let host = parsed.host().unwrap_or_default().trim_matches(['[', ']']);
-            let host_ok = !host.is_empty()
-                && (open
-                    || (!host.eq_ignore_ascii_case("localhost")
-                        && host.parse::<std::net::IpAddr>().map_or(true, egress::is_public)));
-            if !scheme_ok || !host_ok {
-                let expected = if open { "an http(s) URL" } else { "an https URL of a public host" };
-                return Err(PartnerError::Invalid(format!("callback_url must be {expected}")));
-            }
-            (Some(url.to_string()), Some(keys::new_signing_secret()))
+            // Stored as the client will read it, so what was checked is what is called.
+            let target = destination::callback_url(url, self.settings.allow_private_callbacks)?;
+            (Some(String::from(target)), Some(keys::new_signing_secret()))
         };
         partner::Entity::update_many()
             .col_expr(partner::Column::CallbackUrl, Expr::value(url))
