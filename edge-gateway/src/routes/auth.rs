@@ -14,7 +14,9 @@ use crate::problems::{BODY, CREDENTIALS, UPSTREAM, problems};
 #[derive(Deserialize, ToSchema)]
 #[schema(examples(json!({"username": "demo", "password": "demo-password"})))]
 pub struct LoginBody {
-    #[schema(min_length = 1)]
+    /// A login for a name outside the rule registration applies is refused
+    /// before it is counted (400).
+    #[schema(pattern = "^[A-Za-z0-9_.-]{3,64}$")]
     pub username: String,
     #[schema(min_length = 1)]
     pub password: String,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use offers_kit::cache::SharedCache;
+use offers_kit::cache::{self, SharedCache};
 use offers_kit::grpc::InternalChannel;
 use offers_kit::rate_limit::RateLimiter;
 use offers_kit::{Error, ErrorCode};
@@ -86,7 +86,7 @@ impl Partners {
     /// A fixed one-second window per partner, shared by all its keys and all
     /// replicas (each replica on its own while the cache is down).
     async fn rate_limit(&self, partner: &partner::Model) -> Result<(), PartnerError> {
-        let key = format!("ratelimit:partner:{}", partner.id);
+        let key = cache::key(&["ratelimit", "partner", &partner.id.to_string()]);
         self.limiter.check(&key, self.settings.requests_per_second, Duration::from_secs(1)).await.map_err(
             |retry_after_secs| {
                 metrics::counter!("offers_partner_rate_limited_total", "partner" => partner.name.clone()).increment(1);

@@ -279,6 +279,8 @@ async fn openapi_describes_problems_formats_and_credentials(suite: &TestSuite) {
     assert_eq!((limit["schema"]["minimum"].as_u64(), limit["schema"]["maximum"].as_u64()), (Some(1), Some(200)));
     assert_eq!(doc["components"]["schemas"]["Reference"]["pattern"], "^REF-[0-9A-F]{12}$");
     assert_eq!(doc["components"]["schemas"]["Id"]["format"], "uuid");
+    let username = &doc["components"]["schemas"]["LoginBody"]["properties"]["username"]["pattern"];
+    assert_eq!(username, offers_proto::username::PATTERN, "the document states the rule login applies");
     let codes = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"].as_array().expect("codes").len();
     assert_eq!(codes, offers_kit::ErrorCode::ALL.len());
 }
