@@ -15,5 +15,6 @@ mod offers;
 mod outbox;
 mod partner;
 mod provisioning;
+mod reflection;
 mod tls;
 mod topology;
