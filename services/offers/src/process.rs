@@ -12,7 +12,7 @@ use offers_kit::bus::{self, SharedBus};
 use offers_kit::cache::{self, SharedCache};
 use offers_kit::cors::CorsPolicy;
 use offers_kit::credentials::{PublicCheck, ServiceCredentialCheck};
-use offers_kit::grpc::ServerLayer;
+use offers_kit::grpc::{KnownMethods, ServerLayer};
 use offers_kit::parts::GrpcServices;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
@@ -383,6 +383,12 @@ const DESCRIPTOR_SETS: [&[u8]; 5] = [
     tonic_types::pb::FILE_DESCRIPTOR_SET,
 ];
 
+/// The methods a listener may be labelled with in metrics: what the
+/// descriptors it serves define.
+fn known_methods() -> anyhow::Result<KnownMethods> {
+    KnownMethods::from_descriptor_sets(&DESCRIPTOR_SETS).context("the served descriptor sets do not decode")
+}
+
 /// A listener's services with gRPC health (each SERVING) and reflection
 /// that describes exactly what the listener serves (v1 and v1alpha).
 async fn with_health_and_reflection(services: GrpcServices) -> anyhow::Result<(HealthReporter, Routes)> {
@@ -489,7 +495,7 @@ where
         .max_connection_age(serving.limits.connection_age)
         .max_connection_age_grace(Duration::from_secs(30))
         .accept_http1(true)
-        .layer(ServerLayer::new(serving.limits.call))
+        .layer(ServerLayer::new(serving.limits.call, known_methods()?))
         // Before gRPC-Web and the credential check: a preflight carries neither.
         .layer(tower::util::option_layer(serving.cors))
         .layer(tonic_web::GrpcWebLayer::new())

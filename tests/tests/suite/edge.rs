@@ -401,24 +401,8 @@ across_processes!(every_answer_carries_a_request_id, openapi_lists_every_served_
 /// users, offers and partner are there, so the README's first login works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offers_dev_is_ready_only_with_its_demo_data() {
-    let dir = std::env::temp_dir().join(format!("offers-dev-{}", uuid::Uuid::new_v4().simple()));
-    let port = || offers::local::free_port().expect("a free port").to_string();
-    let http = port();
-    let mut dev = std::process::Command::new(offers_tests::offers_binary())
-        .args(["dev", "--http", &http, "--grpc", &port(), "--internal-grpc", &port(), "--data-dir"])
-        .arg(&dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("offers dev starts");
-    let addr: std::net::SocketAddr = http.parse().expect("address");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    while offers::local::http_status(addr, "/readyz").await != Some(200) {
-        assert!(dev.try_wait().expect("status").is_none(), "offers dev exited");
-        assert!(tokio::time::Instant::now() < deadline, "offers dev never became ready");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let api = offers_tests::Api::new(addr);
+    let dev = offers_tests::DevProcess::start().await;
+    let api = offers_tests::Api::new(dev.http);
     let login = api.login("demo", offers::dev::DEMO_PASSWORD).await;
     assert_eq!(login.status, 200, "the first login after ready: {}", login.body);
     let offers = api.get("/api/v1/offers/", Some(login.str("access_token"))).await;
@@ -426,7 +410,4 @@ async fn offers_dev_is_ready_only_with_its_demo_data() {
     let partner = api.get("/api/v1/partner/balance/", Some(offers::dev::DEMO_PARTNER_KEY)).await;
     assert_eq!(partner.status, 200, "the demo partner: {}", partner.body);
     assert_eq!(partner.body["balance"], offers::dev::DEMO_PARTNER_FLOAT, "{}", partner.body);
-    dev.kill().expect("stopped");
-    dev.wait().expect("reaped");
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -9,6 +9,7 @@ mod faults;
 mod grpc_errors;
 mod ledger;
 mod listeners;
+mod metrics;
 mod migration;
 mod notifier;
 mod offers;

@@ -5,7 +5,7 @@ mod connect;
 mod observe;
 
 pub use connect::{Connector, InternalChannel, parse_upstream};
-pub use observe::{Channel, ServerLayer, code_name};
+pub use observe::{Channel, KnownMethods, ServerLayer, UNKNOWN, code_name};
 
 use uuid::Uuid;
 
