@@ -380,7 +380,24 @@ async fn cors_preflights_are_answered_when_configured(backend: Backend) {
 
 each_backend!(cors_preflights_are_answered_when_configured);
 
+/// The money POSTs take JSON objects only: serde alone also took a body's
+/// fields as an array (found by the `money_bodies` fuzz target).
+async fn money_bodies_are_objects(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let offer = suite.offer_id(&token, "DATA-1GB").await;
+    let balance = suite.balance(&token).await;
+    for (path, key, body) in [
+        ("/api/v1/activation/", token.as_str(), format!("[\"{offer}\"]")),
+        ("/api/v1/offers/renew/", token.as_str(), format!("[\"{offer}\"]")),
+        ("/api/v1/partner/activate/", "demo-partner-key", format!("[\"{offer}\", \"{offer}\", 100]")),
+    ] {
+        suite.api.post_raw(path, Some(key), &body).await.assert_problem(400, "invalid_request");
+    }
+    assert_eq!(suite.balance(&token).await, balance, "nothing was charged");
+}
+
 both!(
+    money_bodies_are_objects,
     openapi_describes_problems_formats_and_credentials,
     limits_out_of_range_are_refused,
     the_docs_page_is_served_offline,
