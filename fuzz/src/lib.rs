@@ -4,12 +4,12 @@
 //! crashed on) call the same functions. The rules are the services' own
 //! modules, compiled here by path.
 
+#[path = "../../edge-gateway/src/bodies.rs"]
+pub mod bodies;
 #[path = "../../services/partner/src/destination.rs"]
 pub mod destination;
 #[path = "../../edge-gateway/src/formats.rs"]
 pub mod formats;
-#[path = "../../edge-gateway/src/bodies.rs"]
-pub mod bodies;
 #[path = "../../services/proto/src/username.rs"]
 pub mod username;
 #[path = "../../services/kit/src/grpc/wire.rs"]
