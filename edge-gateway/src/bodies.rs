@@ -67,9 +67,9 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64
     number.as_i64().or(whole).ok_or_else(|| serde::de::Error::custom(format!("expected a whole number, got {number}")))
 }
 
-/// A body that must be a JSON object, as the document says: serde's derive
-/// alone also takes a struct's fields as an array (`["<offer id>"]`), which
-/// fuzzing found the money POSTs accepting.
+/// A body that must be a JSON object, as the document says of every body:
+/// serde's derive alone also takes a struct's fields as an array
+/// (`["<offer id>"]`), which fuzzing found the money POSTs accepting.
 pub struct Object<T>(pub T);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {

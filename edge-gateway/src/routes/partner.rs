@@ -185,9 +185,9 @@ pub async fn validate(
 pub async fn callback(
     State(up): State<Upstreams>,
     partner: PartnerCaller,
-    body: Result<Json<CallbackBody>, ApiError>,
+    body: Result<Json<Object<CallbackBody>>, ApiError>,
 ) -> Result<Json<CallbackRegistered>, ApiError> {
-    let Json(body) = credentials_first(&up, &partner, body).await?;
+    let Json(Object(body)) = credentials_first(&up, &partner, body).await?;
     let request = partner.grpc(pb::SetCallbackRequest { callback_url: body.callback_url.clone() })?;
     let answer = up.partner.clone().set_callback(request).await?.into_inner();
     let signing_secret = (!answer.signing_secret.is_empty()).then_some(answer.signing_secret);

@@ -380,9 +380,9 @@ async fn cors_preflights_are_answered_when_configured(backend: Backend) {
 
 each_backend!(cors_preflights_are_answered_when_configured);
 
-/// The money POSTs take JSON objects only: serde alone also took a body's
-/// fields as an array (found by the `money_bodies` fuzz target).
-async fn money_bodies_are_objects(suite: &TestSuite) {
+/// Bodies are JSON objects only: serde alone also took a body's fields as
+/// an array (found in the money POSTs by the `money_bodies` fuzz target).
+async fn bodies_are_objects(suite: &TestSuite) {
     let token = suite.token("demo").await;
     let offer = suite.offer_id(&token, "DATA-1GB").await;
     let balance = suite.balance(&token).await;
@@ -390,14 +390,21 @@ async fn money_bodies_are_objects(suite: &TestSuite) {
         ("/api/v1/activation/", token.as_str(), format!("[\"{offer}\"]")),
         ("/api/v1/offers/renew/", token.as_str(), format!("[\"{offer}\"]")),
         ("/api/v1/partner/activate/", "demo-partner-key", format!("[\"{offer}\", \"{offer}\", 100]")),
+        ("/api/v1/partner/callback/", "demo-partner-key", "[\"https://hooks.example.com/x\"]".to_string()),
+        ("/api/v1/auth/logout/", token.as_str(), "[\"rt_x\"]".to_string()),
     ] {
         suite.api.post_raw(path, Some(key), &body).await.assert_problem(400, "invalid_request");
     }
     assert_eq!(suite.balance(&token).await, balance, "nothing was charged");
+    for (path, body) in
+        [("/api/v1/auth/login/", "[\"demo\", \"demo-password\"]"), ("/api/v1/auth/refresh/", "[\"rt_x\"]")]
+    {
+        suite.api.post_raw(path, None, body).await.assert_problem(400, "invalid_request");
+    }
 }
 
 both!(
-    money_bodies_are_objects,
+    bodies_are_objects,
     openapi_describes_problems_formats_and_credentials,
     limits_out_of_range_are_refused,
     the_docs_page_is_served_offline,
