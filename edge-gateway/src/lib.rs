@@ -1,6 +1,7 @@
 //! The REST/JSON edge: `/api/v1/...` translated to gRPC calls on the
 //! public services, with the bearer token checked here first.
 
+mod bodies;
 mod context;
 mod error;
 mod formats;

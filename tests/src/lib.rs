@@ -116,6 +116,56 @@ pub fn offers_binary() -> PathBuf {
         .clone()
 }
 
+/// `offers dev` as a newcomer starts it, in a process of its own (so its
+/// `/metrics` is its alone): free ports, a scratch data directory; killed
+/// and its directory removed when dropped.
+pub struct DevProcess {
+    child: std::process::Child,
+    pub dir: PathBuf,
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+    pub internal_grpc: SocketAddr,
+}
+
+impl DevProcess {
+    /// Started, once `/readyz` answers 200.
+    pub async fn start() -> DevProcess {
+        let dir = std::env::temp_dir().join(format!("offers-dev-{}", uuid::Uuid::new_v4().simple()));
+        let port = || offers::local::free_port().expect("a free port");
+        let (http, grpc, internal_grpc) = (port(), port(), port());
+        let child = std::process::Command::new(offers_binary())
+            .arg("dev")
+            .args(["--http", &http.to_string(), "--grpc", &grpc.to_string()])
+            .args(["--internal-grpc", &internal_grpc.to_string(), "--data-dir"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("offers dev starts");
+        let mut dev = DevProcess { child, dir, http, grpc, internal_grpc };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while offers::local::http_status(http, "/readyz").await != Some(200) {
+            assert!(dev.child.try_wait().expect("status").is_none(), "offers dev exited");
+            assert!(tokio::time::Instant::now() < deadline, "offers dev never became ready");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        dev
+    }
+
+    /// The service credential it made for itself.
+    pub fn internal_token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("internal-token")).expect("the credential").trim().to_string()
+    }
+}
+
+impl Drop for DevProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl TestSuite {
     /// A suite with demo data on `backend`, or `None` when that backend's
     /// services are not reachable outside CI (under CI that fails the test).

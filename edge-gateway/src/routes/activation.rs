@@ -1,49 +1,18 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use offers_proto::activation::v1 as pb;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use offers_kit::ErrorCode;
 
 use super::{IdempotencyKey, MaybeStale, rfc3339, status_name, with_key};
 use crate::Upstreams;
+use crate::bodies::{ActivateBody, Object, RenewBody};
 use crate::context::UserCaller;
 use crate::error::{ApiError, Json, Path};
 use crate::formats::Id;
 use crate::problems::{BODY, CREDENTIALS, UPSTREAM, problems};
-
-#[derive(Deserialize, ToSchema)]
-#[schema(examples(json!({"offer_id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c"})))]
-pub struct ActivateBody {
-    #[schema(value_type = Id)]
-    pub offer_id: String,
-}
-
-/// Exactly one of the two: the subscription, or the offer the caller's
-/// most recent subscription is for.
-#[derive(Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum RenewBody {
-    Subscription(RenewSubscription),
-    Offer(RenewOffer),
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(examples(json!({"subscription_id": "0193a5b2-0c0c-7d0d-8e0e-0f1a2b3c4d5e"})))]
-pub struct RenewSubscription {
-    #[schema(value_type = Id)]
-    pub subscription_id: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(examples(json!({"offer_id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c"})))]
-pub struct RenewOffer {
-    #[schema(value_type = Id)]
-    pub offer_id: String,
-}
 
 #[derive(Serialize, ToSchema)]
 #[schema(examples(json!({"transaction_id": "0193a5b0-7e1c-7cc2-9f3e-4b8a2d6c1e05", "status": "PENDING"})))]
@@ -101,7 +70,7 @@ pub async fn activate(
     State(up): State<Upstreams>,
     user: UserCaller,
     headers: HeaderMap,
-    Json(body): Json<ActivateBody>,
+    Json(Object(body)): Json<Object<ActivateBody>>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let request = with_key(user.grpc(pb::ActivateOfferRequest { offer_id: body.offer_id })?, &headers)?;
     let answer = up.activation.clone().activate_offer(request).await?.into_inner();
@@ -118,7 +87,7 @@ pub async fn renew(
     State(up): State<Upstreams>,
     user: UserCaller,
     headers: HeaderMap,
-    Json(body): Json<RenewBody>,
+    Json(Object(body)): Json<Object<RenewBody>>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     use pb::renew_subscription_request::Target;
     let target = match body {

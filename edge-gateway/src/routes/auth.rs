@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use super::rfc3339;
 use crate::Upstreams;
+use crate::bodies::Object;
 use crate::context::{Caller, UserCaller};
 use crate::error::{ApiError, Json};
 use crate::formats::RefreshToken;
@@ -14,7 +15,9 @@ use crate::problems::{BODY, CREDENTIALS, UPSTREAM, problems};
 #[derive(Deserialize, ToSchema)]
 #[schema(examples(json!({"username": "demo", "password": "demo-password"})))]
 pub struct LoginBody {
-    #[schema(min_length = 1)]
+    /// A login for a name outside the rule registration applies is refused
+    /// before it is counted (400).
+    #[schema(pattern = "^[A-Za-z0-9_.-]{3,64}$")]
     pub username: String,
     #[schema(min_length = 1)]
     pub password: String,
@@ -89,7 +92,7 @@ fn tokens(pair: Option<pb::TokenPair>) -> Json<Tokens> {
 pub async fn login(
     State(up): State<Upstreams>,
     caller: Caller,
-    Json(body): Json<LoginBody>,
+    Json(Object(body)): Json<Object<LoginBody>>,
 ) -> Result<Json<Tokens>, ApiError> {
     let request = caller.grpc(pb::LoginRequest { username: body.username, password: body.password });
     let answer = up.auth.clone().login(request).await?.into_inner();
@@ -102,7 +105,7 @@ pub async fn login(
 pub async fn refresh(
     State(up): State<Upstreams>,
     caller: Caller,
-    Json(body): Json<RefreshBody>,
+    Json(Object(body)): Json<Object<RefreshBody>>,
 ) -> Result<Json<Tokens>, ApiError> {
     let request = caller.grpc(pb::RefreshTokenRequest { refresh_token: body.refresh_token });
     let answer = up.auth.clone().refresh_token(request).await?.into_inner();
@@ -116,7 +119,7 @@ pub async fn refresh(
 pub async fn logout(
     State(up): State<Upstreams>,
     user: UserCaller,
-    Json(body): Json<RefreshBody>,
+    Json(Object(body)): Json<Object<RefreshBody>>,
 ) -> Result<Json<Detail>, ApiError> {
     let request = user.grpc(pb::LogoutRequest { refresh_token: body.refresh_token })?;
     up.auth.clone().logout(request).await?;

@@ -8,35 +8,11 @@ use utoipa::ToSchema;
 
 use super::{IdempotencyKey, Page, PageQuery, Transaction, status_name, with_key};
 use crate::Upstreams;
+use crate::bodies::{Object, PartnerActivateBody};
 use crate::context::PartnerCaller;
 use crate::error::{ApiError, Json, Path, Query};
-use crate::formats::{Id, Reference};
+use crate::formats::Reference;
 use crate::problems::{BODY, CREDENTIALS, UPSTREAM, problems};
-
-#[derive(Deserialize, ToSchema)]
-#[schema(examples(json!({
-    "user_id": "0193a5b0-0000-7000-8000-0000000000aa", "offer_id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c", "amount": 1500
-})))]
-pub struct PartnerActivateBody {
-    #[schema(value_type = Id)]
-    pub user_id: String,
-    #[schema(value_type = Id)]
-    pub offer_id: String,
-    /// Must equal the offer's price, in minor units.
-    #[schema(minimum = 1)]
-    #[serde(deserialize_with = "whole_number")]
-    pub amount: i64,
-}
-
-/// An integer as JSON Schema counts them: `1500.0` is one too (clients
-/// whose numbers are all doubles send it so).
-fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
-    // Doubles are exact up to 2^53; past that `1e300` is no amount anyway.
-    const EXACT: f64 = 9_007_199_254_740_992.0;
-    let number = serde_json::Number::deserialize(deserializer)?;
-    let whole = number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= EXACT).map(|f| f as i64);
-    number.as_i64().or(whole).ok_or_else(|| serde::de::Error::custom(format!("expected a whole number, got {number}")))
-}
 
 #[derive(Serialize, ToSchema)]
 #[schema(examples(json!({
@@ -153,9 +129,9 @@ pub async fn activate(
     State(up): State<Upstreams>,
     partner: PartnerCaller,
     headers: HeaderMap,
-    body: Result<Json<PartnerActivateBody>, ApiError>,
+    body: Result<Json<Object<PartnerActivateBody>>, ApiError>,
 ) -> Result<(StatusCode, Json<PartnerAccepted>), ApiError> {
-    let Json(body) = credentials_first(&up, &partner, body).await?;
+    let Json(Object(body)) = credentials_first(&up, &partner, body).await?;
     let request = pb::ActivateOfferRequest { user_id: body.user_id, offer_id: body.offer_id, amount: body.amount };
     let answer = up.partner.clone().activate_offer(with_key(partner.grpc(request)?, &headers)?).await?.into_inner();
     let status = status_name(answer.status());
@@ -209,9 +185,9 @@ pub async fn validate(
 pub async fn callback(
     State(up): State<Upstreams>,
     partner: PartnerCaller,
-    body: Result<Json<CallbackBody>, ApiError>,
+    body: Result<Json<Object<CallbackBody>>, ApiError>,
 ) -> Result<Json<CallbackRegistered>, ApiError> {
-    let Json(body) = credentials_first(&up, &partner, body).await?;
+    let Json(Object(body)) = credentials_first(&up, &partner, body).await?;
     let request = partner.grpc(pb::SetCallbackRequest { callback_url: body.callback_url.clone() })?;
     let answer = up.partner.clone().set_callback(request).await?.into_inner();
     let signing_secret = (!answer.signing_secret.is_empty()).then_some(answer.signing_secret);

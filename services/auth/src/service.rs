@@ -7,8 +7,9 @@ use chrono::Utc;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use offers_kit::cache::SharedCache;
+use offers_kit::cache::{self, SharedCache};
 use offers_kit::rate_limit::{RateLimiter, address_bucket};
+use offers_proto::username;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
@@ -67,6 +68,9 @@ impl Auth {
     }
 
     pub async fn login(&self, username: &str, password: &str, client: Option<IpAddr>) -> Result<TokenPair, AuthError> {
+        // Before anything is counted: no user has such a name, and its
+        // characters must not reach a rate-limit key.
+        validate_username(username)?;
         self.check_login_rate(username, client).await?;
         let found = user::Entity::find().filter(user::Column::Username.eq(username)).one(&self.db).await?;
         let stored = found.as_ref().map(|u| u.password_hash.clone());
@@ -87,9 +91,9 @@ impl Auth {
         // The address first, so every attempt from it counts, whichever
         // username it tries.
         let checks = [
-            (format!("ratelimit:login:addr:{address}"), self.settings.login_per_address),
-            (format!("ratelimit:login:user:{username}:{address}"), self.settings.login_per_username),
-            (format!("ratelimit:login:user:{username}"), self.settings.login_per_username_global),
+            (cache::key(&["ratelimit", "login", "addr", &address]), self.settings.login_per_address),
+            (cache::key(&["ratelimit", "login", "user", &username, &address]), self.settings.login_per_username),
+            (cache::key(&["ratelimit", "login", "user", &username]), self.settings.login_per_username_global),
         ];
         for (key, limit) in checks {
             if let Err(retry_after_secs) = self.limiter.check(&key, limit, window).await {
@@ -275,11 +279,5 @@ impl Auth {
 }
 
 fn validate_username(username: &str) -> Result<(), AuthError> {
-    let ok_len = (3..=64).contains(&username.len());
-    let ok_chars = username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok_len && ok_chars {
-        Ok(())
-    } else {
-        Err(AuthError::InvalidInput("username must be 3 to 64 characters of letters, digits, '_', '.' or '-'".into()))
-    }
+    if username::is_valid(username) { Ok(()) } else { Err(AuthError::InvalidInput(username::RULE.into())) }
 }

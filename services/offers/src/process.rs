@@ -12,7 +12,7 @@ use offers_kit::bus::{self, SharedBus};
 use offers_kit::cache::{self, SharedCache};
 use offers_kit::cors::CorsPolicy;
 use offers_kit::credentials::{PublicCheck, ServiceCredentialCheck};
-use offers_kit::grpc::ServerLayer;
+use offers_kit::grpc::{KnownMethods, ServerLayer};
 use offers_kit::parts::GrpcServices;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
@@ -372,6 +372,24 @@ pub fn upstream_timeout(settings: &Settings) -> Duration {
     Duration::from_millis(settings.gateway.upstream_timeout_ms)
 }
 
+/// Every descriptor reflection serves: ours, health's, both reflection
+/// versions' (each version lists the other, so a client must be able to
+/// describe both), and `google.rpc`'s error details, which every failure of
+/// ours carries (`ErrorInfo`, `RetryInfo`) and a client must decode.
+const DESCRIPTOR_SETS: [&[u8]; 5] = [
+    offers_proto::FILE_DESCRIPTOR_SET,
+    tonic_health::pb::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    tonic_types::pb::FILE_DESCRIPTOR_SET,
+];
+
+/// The methods a listener may be labelled with in metrics: what the
+/// descriptors it serves define.
+fn known_methods() -> anyhow::Result<KnownMethods> {
+    KnownMethods::from_descriptor_sets(&DESCRIPTOR_SETS).context("the served descriptor sets do not decode")
+}
+
 /// A listener's services with gRPC health (each SERVING) and reflection
 /// that describes exactly what the listener serves (v1 and v1alpha).
 async fn with_health_and_reflection(services: GrpcServices) -> anyhow::Result<(HealthReporter, Routes)> {
@@ -382,9 +400,11 @@ async fn with_health_and_reflection(services: GrpcServices) -> anyhow::Result<(H
     }
     reporter.set_service_status("", ServingStatus::Serving).await;
     let reflection = || {
-        let mut builder = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(offers_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        let mut builder = DESCRIPTOR_SETS
+            .iter()
+            .fold(tonic_reflection::server::Builder::configure(), |builder, set| {
+                builder.register_encoded_file_descriptor_set(set)
+            })
             .with_service_name("grpc.health.v1.Health")
             .with_service_name("grpc.reflection.v1.ServerReflection")
             .with_service_name("grpc.reflection.v1alpha.ServerReflection");
@@ -476,7 +496,7 @@ where
         .max_connection_age(serving.limits.connection_age)
         .max_connection_age_grace(Duration::from_secs(30))
         .accept_http1(true)
-        .layer(ServerLayer::new(serving.limits.call))
+        .layer(ServerLayer::new(serving.limits.call, known_methods()?))
         // Before gRPC-Web and the credential check: a preflight carries neither.
         .layer(tower::util::option_layer(serving.cors))
         .layer(tonic_web::GrpcWebLayer::new())

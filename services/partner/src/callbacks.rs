@@ -20,7 +20,8 @@ use serde_json::json;
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
-use crate::egress::{SystemLookup, callback_client, is_public, refused};
+use crate::destination;
+use crate::egress::{SystemLookup, callback_client, refused};
 use crate::entity::{delivery, partner};
 use crate::settings::PartnerSettings;
 
@@ -41,8 +42,8 @@ pub fn sign(secret: &str, timestamp: i64, body: &str) -> String {
 enum Failure {
     /// Worth another try, with the reason recorded.
     Retry(String),
-    /// The URL leads off the public internet: never delivered.
-    NotPublic,
+    /// The URL leads off the public internet (said why): never delivered.
+    NotPublic(String),
 }
 
 pub struct CallbackWorker {
@@ -131,7 +132,7 @@ impl CallbackWorker {
         Ok(())
     }
 
-    async fn post(&self, url: &str, secret: &str, event: &PartnerEvent) -> Result<(), Failure> {
+    async fn post(&self, url: url::Url, secret: &str, event: &PartnerEvent) -> Result<(), Failure> {
         let body = json!({
             "event_id": event.event_id,
             "reference": event.reference,
@@ -158,7 +159,7 @@ impl CallbackWorker {
             .await
             .map_err(|e| {
                 if refused(&e) {
-                    Failure::NotPublic
+                    Failure::NotPublic("the callback URL does not lead to a public address".into())
                 } else {
                     Failure::Retry(format!("callback failed: {}", e.without_url()))
                 }
@@ -188,19 +189,19 @@ impl CallbackWorker {
             self.record(&event, Err("no callback URL registered".into()), true).await?;
             return Ok(None);
         };
-        // An address in the URL itself is checked here; a name, by the resolver.
-        let literal = url.parse::<http::Uri>().ok().and_then(|u| u.host()?.trim_matches(['[', ']']).parse().ok());
-        let outcome = match literal {
-            Some(ip) if !self.settings.allow_private_callbacks && !is_public(ip) => Err(Failure::NotPublic),
-            _ => self.post(&url, &secret, &event).await,
+        // Checked again, as the client will read it: the URL may have been
+        // stored under older rules; its name's addresses, by the resolver.
+        let outcome = match destination::callback_url(&url, self.settings.allow_private_callbacks) {
+            Ok(target) => self.post(target, &secret, &event).await,
+            Err(refusal) => Err(Failure::NotPublic(refusal.to_string())),
         };
         let outcome = match outcome {
             Ok(()) => Ok(()),
             Err(Failure::Retry(error)) => Err(error),
-            Err(Failure::NotPublic) => {
+            Err(Failure::NotPublic(why)) => {
                 // Checked at delivery too: a name can be pointed inside after registration.
                 metrics::counter!("offers_partner_callbacks_total", "result" => "refused").increment(1);
-                self.record(&event, Err("callback URL does not resolve to a public address".into()), true).await?;
+                self.record(&event, Err(why), true).await?;
                 return Ok(None);
             }
         };

@@ -1,69 +1,25 @@
-//! Where callbacks may go: only to addresses on the public internet. A
-//! partner names the host, so a name could be pointed inside our network
-//! after it was checked (DNS rebinding): the callback client resolves
-//! through [`PinnedResolver`], which checks the very addresses the
-//! connection will use — there is no second lookup to steer.
+//! Where callbacks may go: only to addresses on the public internet. The
+//! URL is checked first ([`crate::destination`]); then, because a partner
+//! names the host, the name could be pointed inside our network after it
+//! was checked (DNS rebinding): the callback client resolves through
+//! [`PinnedResolver`], which checks the very addresses the connection will
+//! use — there is no second lookup to steer. Last, every connection the
+//! client makes is held to the address it actually reached
+//! ([`PeerCheck`]), names and literals alike, so a spelling no check
+//! foresaw still gets no request written to an inside address.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use hyper_util::client::legacy::connect::{Connection, HttpInfo};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// Whether an address is on the public internet: not loopback, private,
-/// shared, link-local, unspecified, reserved, documentation, benchmarking,
-/// multicast or broadcast — nor an IPv6 form of such an IPv4 address
-/// (mapped, compatible, NAT64, 6to4), a unique-local or site-local one,
-/// Teredo, or a local-use NAT64 prefix.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => is_public_v6(v6),
-    }
-}
+use crate::destination::is_public;
 
-fn is_public_v4(v4: Ipv4Addr) -> bool {
-    let [a, b, c, _] = v4.octets();
-    let reserved = match a {
-        0 | 10 | 127 => true,
-        100 => (64..128).contains(&b),
-        169 => b == 254,
-        172 => (16..32).contains(&b),
-        192 => (b == 0 && (c == 0 || c == 2)) || (b == 88 && c == 99) || b == 168,
-        198 => b == 18 || b == 19 || (b == 51 && c == 100),
-        203 => b == 0 && c == 113,
-        224..=255 => true,
-        _ => false,
-    };
-    !reserved
-}
-
-fn is_public_v6(v6: Ipv6Addr) -> bool {
-    let s = v6.segments();
-    let embedded = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
-    match s {
-        // Unspecified and loopback.
-        [0, 0, 0, 0, 0, 0, 0, 0 | 1] => false,
-        // IPv4-mapped and IPv4-compatible: the IPv4 address decides.
-        [0, 0, 0, 0, 0, 0xffff, hi, lo] | [0, 0, 0, 0, 0, 0, hi, lo] => is_public_v4(embedded(hi, lo)),
-        // NAT64 well-known prefix 64:ff9b::/96: the IPv4 address decides.
-        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => is_public_v4(embedded(hi, lo)),
-        // 6to4 2002::/16: the IPv4 address is in the second and third groups.
-        [0x2002, hi, lo, ..] => is_public_v4(embedded(hi, lo)),
-        // Local-use NAT64 (64:ff9b:1::/48), discard (100::/64), Teredo
-        // (2001::/32), documentation (2001:db8::/32).
-        [0x64, 0xff9b, 1, ..] | [0x100, 0, 0, 0, ..] | [0x2001, 0 | 0xdb8, ..] => false,
-        // Unique local fc00::/7, link-local fe80::/10, site-local fec0::/10,
-        // multicast ff00::/8.
-        [first, ..] => {
-            (first & 0xfe00) != 0xfc00
-                && (first & 0xffc0) != 0xfe80
-                && (first & 0xffc0) != 0xfec0
-                && (first & 0xff00) != 0xff00
-        }
-    }
-}
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The client every callback goes out on: no redirects (a callback goes
 /// where the partner registered it, never where an answer points), no
@@ -75,12 +31,60 @@ pub fn callback_client(
     allow_private: bool,
     timeout: std::time::Duration,
 ) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
-        .dns_resolver(Arc::new(PinnedResolver::new(lookup, allow_private)))
-        .build()
+        .dns_resolver(Arc::new(PinnedResolver::new(lookup, allow_private)));
+    if allow_private { builder.build() } else { builder.connector_layer(PeerCheck).build() }
+}
+
+/// Refuses a connection whose peer is off the public internet before the
+/// client writes anything on it: the one check that sees the address
+/// really reached, whatever the URL said and however it was resolved.
+#[derive(Clone)]
+struct PeerCheck;
+
+impl<S> tower::Layer<S> for PeerCheck {
+    type Service = CheckedPeer<S>;
+
+    fn layer(&self, inner: S) -> CheckedPeer<S> {
+        CheckedPeer(inner)
+    }
+}
+
+#[derive(Clone)]
+struct CheckedPeer<S>(S);
+
+impl<S, R> tower::Service<R> for CheckedPeer<S>
+where
+    S: tower::Service<R, Error = BoxError>,
+    S::Response: Connection + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        let connecting = self.0.call(request);
+        Box::pin(async move {
+            let connection = connecting.await?;
+            let mut extras = http::Extensions::new();
+            connection.connected().get_extras(&mut extras);
+            match extras.get::<HttpInfo>().map(|info| info.remote_addr().ip()) {
+                Some(peer) if is_public(peer) => Ok(connection),
+                peer => {
+                    let peer = peer.map_or_else(|| "an unknown address".to_string(), |ip| ip.to_string());
+                    Err(Box::new(NotPublic(peer)) as BoxError)
+                }
+            }
+        })
+    }
 }
 
 /// How a name becomes addresses (the system's resolver, or a test's).
@@ -96,9 +100,10 @@ impl Lookup for SystemLookup {
     }
 }
 
-/// A name that resolved to an address off the public internet.
+/// A name that resolved to, or a connection that reached, an address off
+/// the public internet.
 #[derive(Debug, thiserror::Error)]
-#[error("{0} does not resolve to a public address only")]
+#[error("{0} is not a public address only")]
 pub struct NotPublic(String);
 
 /// Resolves for the callback client and hands it only addresses that were
@@ -121,7 +126,7 @@ impl Resolve for PinnedResolver {
             let host = name.as_str().to_string();
             let addresses = lookup.lookup(host.clone()).await?;
             if addresses.is_empty() || (!allow_private && !addresses.iter().copied().all(is_public)) {
-                return Err(Box::new(NotPublic(host)) as Box<dyn std::error::Error + Send + Sync>);
+                return Err(Box::new(NotPublic(host)) as BoxError);
             }
             let pinned: Addrs = Box::new(addresses.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(pinned)
@@ -148,55 +153,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-
-    #[test]
-    fn only_public_addresses_are_public() {
-        for private in [
-            "0.1.2.3",
-            "10.1.2.3",
-            "100.64.0.1",
-            "100.127.255.254",
-            "127.0.0.1",
-            "169.254.169.254",
-            "172.16.0.1",
-            "192.0.0.8",
-            "192.0.2.1",
-            "192.88.99.1",
-            "192.168.1.1",
-            "198.18.0.1",
-            "198.19.255.1",
-            "198.51.100.7",
-            "203.0.113.7",
-            "224.0.0.1",
-            "240.0.0.1",
-            "255.255.255.255",
-            "::",
-            "::1",
-            "::ffff:10.0.0.1",
-            "::ffff:127.0.0.1",
-            "::10.0.0.1",
-            "64:ff9b::a9fe:a9fe",
-            "64:ff9b::7f00:1",
-            "64:ff9b:1::1",
-            "2002:0a00:0001::1",
-            "2002:c0a8:0101::1",
-            "2001::1",
-            "2001:db8::1",
-            "100::1",
-            "fc00::1",
-            "fd12:3456::1",
-            "fe80::1",
-            "fec0::1",
-            "ff02::1",
-        ] {
-            assert!(!is_public(private.parse().expect("ip")), "{private}");
-        }
-        for public in
-            ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:0808:0808::1"]
-        {
-            assert!(is_public(public.parse().expect("ip")), "{public}");
-        }
-    }
 
     /// A name that answers a public address first, then a private one.
     struct Rebinding {
@@ -240,5 +196,32 @@ mod tests {
         }
         assert!(lookup.calls.load(Ordering::SeqCst) >= 2, "the name was looked up again");
         assert_eq!(*reached.lock().expect("lock"), 0, "the private address was reached");
+    }
+
+    /// Even a URL that skipped every check (an address literal, which no
+    /// resolver sees) has no request written to an inside address: the
+    /// connection is refused once its peer is known.
+    #[tokio::test]
+    async fn a_literal_inside_address_gets_no_request() {
+        let reached: Arc<Mutex<usize>> = Arc::default();
+        let seen = reached.clone();
+        let app = axum::Router::new().fallback(move || {
+            let seen = seen.clone();
+            async move { *seen.lock().expect("lock") += 1 }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let lookup = Arc::new(Rebinding { calls: AtomicUsize::new(0), private: "127.0.0.1".parse().expect("ip") });
+        let client = callback_client(lookup.clone(), false, Duration::from_millis(500)).expect("client");
+        for url in [format!("http://127.0.0.1:{port}/hook"), format!("http://2130706433:{port}/hook")] {
+            let refusal = client.post(&url).body("{}").send().await.expect_err("refused");
+            assert!(refused(&refusal), "{refusal:?}");
+        }
+        assert_eq!(lookup.calls.load(Ordering::SeqCst), 0, "literals are never looked up");
+        assert_eq!(*reached.lock().expect("lock"), 0, "a request reached the inside address");
+        let open = callback_client(lookup, true, Duration::from_millis(500)).expect("client");
+        open.post(format!("http://127.0.0.1:{port}/hook")).body("{}").send().await.expect("allowed when private is");
+        assert_eq!(*reached.lock().expect("lock"), 1);
     }
 }

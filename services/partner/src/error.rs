@@ -18,6 +18,8 @@ pub enum PartnerError {
     NotFound(&'static str),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    CallbackUrl(#[from] crate::destination::Refused),
     #[error("a partner with that name exists")]
     NameTaken,
     #[error("preset keys are allowed in the embedded mode only")]
@@ -56,7 +58,7 @@ impl From<PartnerError> for Error {
             PartnerError::InvalidOffer => ErrorCode::InvalidOffer,
             PartnerError::AmountMismatch { .. } => ErrorCode::AmountMismatch,
             PartnerError::MalformedReference => ErrorCode::InvalidId,
-            PartnerError::Invalid(_) => ErrorCode::InvalidRequest,
+            PartnerError::Invalid(_) | PartnerError::CallbackUrl(_) => ErrorCode::InvalidRequest,
             PartnerError::NameTaken => ErrorCode::AlreadyExists,
             PartnerError::PresetRefused => ErrorCode::PermissionDenied,
         };

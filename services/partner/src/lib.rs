@@ -2,6 +2,7 @@
 //! reference validation and signed completion callbacks.
 
 mod callbacks;
+mod destination;
 mod egress;
 mod entity;
 mod error;

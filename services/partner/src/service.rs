@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use offers_kit::cache::SharedCache;
+use offers_kit::cache::{self, SharedCache};
 use offers_kit::grpc::InternalChannel;
 use offers_kit::rate_limit::RateLimiter;
 use offers_kit::{Error, ErrorCode};
@@ -20,7 +20,7 @@ use crate::entity::partner::Status;
 use crate::entity::{api_key, partner};
 use crate::error::PartnerError;
 use crate::settings::PartnerSettings;
-use crate::{egress, keys};
+use crate::{destination, keys};
 
 /// The longest callback URL kept (the REST document says the same).
 const MAX_CALLBACK_URL: usize = 2048;
@@ -86,7 +86,7 @@ impl Partners {
     /// A fixed one-second window per partner, shared by all its keys and all
     /// replicas (each replica on its own while the cache is down).
     async fn rate_limit(&self, partner: &partner::Model) -> Result<(), PartnerError> {
-        let key = format!("ratelimit:partner:{}", partner.id);
+        let key = cache::key(&["ratelimit", "partner", &partner.id.to_string()]);
         self.limiter.check(&key, self.settings.requests_per_second, Duration::from_secs(1)).await.map_err(
             |retry_after_secs| {
                 metrics::counter!("offers_partner_rate_limited_total", "partner" => partner.name.clone()).increment(1);
@@ -221,24 +221,9 @@ impl Partners {
         } else if url.len() > MAX_CALLBACK_URL {
             return Err(PartnerError::Invalid(format!("callback_url is longer than {MAX_CALLBACK_URL} characters")));
         } else {
-            let parsed: http::Uri =
-                url.parse().map_err(|_| PartnerError::Invalid("callback_url is not a URL".into()))?;
-            let open = self.settings.allow_private_callbacks;
-            let scheme_ok = match parsed.scheme_str() {
-                Some("https") => true,
-                Some("http") => open,
-                _ => false,
-            };
-            let host = parsed.host().unwrap_or_default().trim_matches(['[', ']']);
-            let host_ok = !host.is_empty()
-                && (open
-                    || (!host.eq_ignore_ascii_case("localhost")
-                        && host.parse::<std::net::IpAddr>().map_or(true, egress::is_public)));
-            if !scheme_ok || !host_ok {
-                let expected = if open { "an http(s) URL" } else { "an https URL of a public host" };
-                return Err(PartnerError::Invalid(format!("callback_url must be {expected}")));
-            }
-            (Some(url.to_string()), Some(keys::new_signing_secret()))
+            // Stored as the client will read it, so what was checked is what is called.
+            let target = destination::callback_url(url, self.settings.allow_private_callbacks)?;
+            (Some(String::from(target)), Some(keys::new_signing_secret()))
         };
         partner::Entity::update_many()
             .col_expr(partner::Column::CallbackUrl, Expr::value(url))

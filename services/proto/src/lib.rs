@@ -1,8 +1,9 @@
 //! The contracts between the Offers services: the gRPC types, clients and
-//! servers generated from `proto/`, and the jobs and cache entries in
-//! [`contracts`].
+//! servers generated from `proto/`, the jobs and cache entries in
+//! [`contracts`], and the rule for usernames in [`username`].
 
 pub mod contracts;
+pub mod username;
 
 /// Encoded `FileDescriptorSet` of every proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));

@@ -364,6 +364,33 @@ async fn one_address_cannot_lock_a_user_out_everywhere(backend: Backend) {
     suite.stop().await;
 }
 
+/// A username is counted only once it is one (the rule registration
+/// applies), and a key's parts cannot run into each other: failed logins for
+/// `demo2:127.0.0.9` once filled the bucket of the real `demo2` at
+/// 127.0.0.9 (and likewise an IPv6 /64's, whose name holds colons).
+async fn a_crafted_username_cannot_use_up_another_users_bucket(backend: Backend) {
+    let Some(suite) = TestSuite::spawn_with(backend, |s| {
+        s.gateway.trusted_proxy_hops = 1;
+        s.auth.login_per_username = 5;
+    })
+    .await
+    else {
+        return;
+    };
+    for (victim_address, crafted) in [("127.0.0.9", "demo2:127.0.0.9"), ("2001:db8:1:2::7", "demo2:2001:db8:1:2::/64")]
+    {
+        for _ in 0..6 {
+            let body = serde_json::json!({"username": crafted, "password": "a-guess"});
+            let lines = [("x-forwarded-for", "198.51.100.20")];
+            let reply = suite.api.post_with("/api/v1/auth/login/", None, &body, &lines).await;
+            reply.assert_problem(400, "invalid_request");
+        }
+        let status = login_via_proxy(&suite, "demo2", "demo-password", "", victim_address).await;
+        assert_eq!(status, 200, "demo2 at {victim_address} was locked out by {crafted:?}");
+    }
+    suite.stop().await;
+}
+
 async fn refresh(suite: &TestSuite, token: &str) -> Option<String> {
     let reply = suite.api.post("/api/v1/auth/refresh/", None, &serde_json::json!({"refresh_token": token})).await;
     match reply.status {
@@ -452,6 +479,7 @@ each_backend!(
     forged_forwarded_for_lines_do_not_dodge_the_limit,
     a_grpc_caller_cannot_pick_its_bucket,
     one_address_cannot_lock_a_user_out_everywhere,
+    a_crafted_username_cannot_use_up_another_users_bucket,
 );
 
 /// The kernel's account of a process's memory (`VmHWM` is its peak), in MiB.

@@ -279,6 +279,8 @@ async fn openapi_describes_problems_formats_and_credentials(suite: &TestSuite) {
     assert_eq!((limit["schema"]["minimum"].as_u64(), limit["schema"]["maximum"].as_u64()), (Some(1), Some(200)));
     assert_eq!(doc["components"]["schemas"]["Reference"]["pattern"], "^REF-[0-9A-F]{12}$");
     assert_eq!(doc["components"]["schemas"]["Id"]["format"], "uuid");
+    let username = &doc["components"]["schemas"]["LoginBody"]["properties"]["username"]["pattern"];
+    assert_eq!(username, offers_proto::username::PATTERN, "the document states the rule login applies");
     let codes = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"].as_array().expect("codes").len();
     assert_eq!(codes, offers_kit::ErrorCode::ALL.len());
 }
@@ -378,7 +380,31 @@ async fn cors_preflights_are_answered_when_configured(backend: Backend) {
 
 each_backend!(cors_preflights_are_answered_when_configured);
 
+/// Bodies are JSON objects only: serde alone also took a body's fields as
+/// an array (found in the money POSTs by the `money_bodies` fuzz target).
+async fn bodies_are_objects(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let offer = suite.offer_id(&token, "DATA-1GB").await;
+    let balance = suite.balance(&token).await;
+    for (path, key, body) in [
+        ("/api/v1/activation/", token.as_str(), format!("[\"{offer}\"]")),
+        ("/api/v1/offers/renew/", token.as_str(), format!("[\"{offer}\"]")),
+        ("/api/v1/partner/activate/", "demo-partner-key", format!("[\"{offer}\", \"{offer}\", 100]")),
+        ("/api/v1/partner/callback/", "demo-partner-key", "[\"https://hooks.example.com/x\"]".to_string()),
+        ("/api/v1/auth/logout/", token.as_str(), "[\"rt_x\"]".to_string()),
+    ] {
+        suite.api.post_raw(path, Some(key), &body).await.assert_problem(400, "invalid_request");
+    }
+    assert_eq!(suite.balance(&token).await, balance, "nothing was charged");
+    for (path, body) in
+        [("/api/v1/auth/login/", "[\"demo\", \"demo-password\"]"), ("/api/v1/auth/refresh/", "[\"rt_x\"]")]
+    {
+        suite.api.post_raw(path, None, body).await.assert_problem(400, "invalid_request");
+    }
+}
+
 both!(
+    bodies_are_objects,
     openapi_describes_problems_formats_and_credentials,
     limits_out_of_range_are_refused,
     the_docs_page_is_served_offline,

@@ -462,6 +462,100 @@ async fn callbacks_stay_out_of_our_network(backend: Backend) {
     suite.stop().await;
 }
 
+/// The spellings of 127.0.0.1 that registration once took for host names
+/// (the HTTP client reads each as 127.0.0.1), at `port`.
+fn loopback_spellings(port: u16) -> Vec<String> {
+    ["2130706433", "127.1", "0x7f000001", "017700000001", "127.0.0.1.", "%31%32%37.0.0.1", "[::ffff:7f00:1]"]
+        .iter()
+        .map(|host| format!("https://{host}:{port}/cb"))
+        .collect()
+}
+
+/// A loopback listener that only counts the connections it is offered.
+async fn connection_counter() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let count: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((connection, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(connection);
+        }
+    });
+    (port, count)
+}
+
+/// No spelling of an inside address gets past registration; and one stored
+/// before the URL was read as the HTTP client reads it is refused at
+/// delivery without a connection ever being opened to it.
+async fn no_spelling_of_loopback_is_ever_called(backend: Backend) {
+    let Some(suite) = TestSuite::spawn_with(backend, |s| {
+        s.partner.allow_private_callbacks = false;
+        s.partner.requests_per_second = 1_000;
+    })
+    .await
+    else {
+        return;
+    };
+    let (port, connections) = connection_counter().await;
+    let token = suite.token("demo").await;
+    let body = json!({"user_id": user_id(&suite, &token).await, "offer_id": suite.offer_id(&token, "SIM-FAIL").await, "amount": 100});
+    for url in loopback_spellings(port) {
+        let reply = suite.api.post("/api/v1/partner/callback/", Some(DEMO_KEY), &json!({"callback_url": url})).await;
+        reply.assert_problem(400, "invalid_request");
+
+        store_callback_url(&suite, &url).await;
+        let accepted = partner_activate(&suite, DEMO_KEY, &body).await;
+        assert_eq!(accepted.status, 202, "{}", accepted.body);
+        let transaction: uuid::Uuid = accepted.str("transaction_id").parse().expect("uuid");
+        let error = abandoned_delivery(&suite, transaction).await;
+        assert!(error.contains("public"), "{url}: {error}");
+    }
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0, "a callback connected to loopback");
+    suite.stop().await;
+}
+
+/// Puts `url` in the demo partner's row as registration under older rules
+/// would have, with a secret.
+async fn store_callback_url(suite: &TestSuite, url: &str) {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::{Expr, ExprTrait, Query};
+    let update = Query::update()
+        .table("partner_partners")
+        .values([("callback_url", url.into()), ("callback_secret", "whsec_test".into())])
+        .and_where(Expr::col("name").eq(offers::dev::DEMO_PARTNER))
+        .to_owned();
+    suite.database().execute(&update).await.expect("update the partner");
+}
+
+/// Waits for the callback of `transaction` to be given up, and says why.
+async fn abandoned_delivery(suite: &TestSuite, transaction: uuid::Uuid) -> String {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::{Expr, ExprTrait, Query};
+    let select = Query::select()
+        .columns(["abandoned_at", "delivered_at", "last_error"])
+        .from("partner_callback_deliveries")
+        .and_where(Expr::col("transaction_id").eq(transaction))
+        .to_owned();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(row) = suite.database().query_one(&select).await.expect("query") {
+            let delivered: Option<chrono::DateTime<chrono::Utc>> =
+                row.try_get("", "delivered_at").expect("delivered_at");
+            assert!(delivered.is_none(), "a callback to an inside address was delivered");
+            let abandoned: Option<chrono::DateTime<chrono::Utc>> =
+                row.try_get("", "abandoned_at").expect("abandoned_at");
+            if abandoned.is_some() {
+                let error: Option<String> = row.try_get("", "last_error").expect("last_error");
+                return error.unwrap_or_default();
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the callback of {transaction} was not given up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// A delivery row waiting for `event`'s job, due `due_in` from now, as the
 /// callback worker records it; no job is published (as if it was lost).
 async fn delivery_without_job(suite: &TestSuite, event: &PartnerEvent, due_in: chrono::Duration) {
@@ -540,4 +634,9 @@ async fn lost_callbacks_are_redriven(backend: Backend) {
     suite.stop().await;
 }
 
-each_backend!(partners_are_rate_limited, callbacks_stay_out_of_our_network, lost_callbacks_are_redriven,);
+each_backend!(
+    partners_are_rate_limited,
+    callbacks_stay_out_of_our_network,
+    no_spelling_of_loopback_is_ever_called,
+    lost_callbacks_are_redriven,
+);

@@ -13,6 +13,29 @@ use async_trait::async_trait;
 #[cfg(feature = "redis")]
 pub use redis::RedisCache;
 
+/// A key from its parts, joined by `:` with each part's `%` and `:` escaped
+/// (`%25`, `%3A`), so different parts always make different keys: a part a
+/// caller chose cannot reach into another key's space (the username
+/// `demo2:127.0.0.9` is not `demo2` at 127.0.0.9, nor an IPv6 /64 bucket,
+/// which holds colons itself). Every key with a part from outside is built
+/// here.
+pub fn key(parts: &[&str]) -> String {
+    let mut key = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(':');
+        }
+        for c in part.chars() {
+            match c {
+                '%' => key.push_str("%25"),
+                ':' => key.push_str("%3A"),
+                c => key.push(c),
+            }
+        }
+    }
+    key
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("cache unavailable: {0}")]
@@ -161,7 +184,29 @@ impl Cache for MemoryCache {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    #[test]
+    fn a_part_cannot_pose_as_two() {
+        let user_at_address = key(&["ratelimit", "login", "user", "demo2", "127.0.0.9"]);
+        assert_eq!(user_at_address, "ratelimit:login:user:demo2:127.0.0.9", "plain parts keep their keys");
+        assert_ne!(key(&["ratelimit", "login", "user", "demo2:127.0.0.9"]), user_at_address);
+        assert_ne!(
+            key(&["ratelimit", "login", "user", "demo2%3A127.0.0.9"]),
+            key(&["ratelimit", "login", "user", "demo2:127.0.0.9"])
+        );
+    }
+
+    proptest! {
+        /// Different parts, different keys, whatever the parts hold.
+        #[test]
+        fn keys_are_injective(a in proptest::collection::vec("[a:%3A5]{0,4}", 0..4), b in proptest::collection::vec("[a:%3A5]{0,4}", 0..4)) {
+            let (a, b): (Vec<&str>, Vec<&str>) = (a.iter().map(String::as_str).collect(), b.iter().map(String::as_str).collect());
+            prop_assert_eq!(key(&a) == key(&b), a == b || (a.len() <= 1 && b.len() <= 1 && a.concat().is_empty() && b.concat().is_empty()));
+        }
+    }
 
     #[tokio::test]
     async fn memory_cache_expires_and_counts() {

@@ -3,9 +3,10 @@
 
 mod connect;
 mod observe;
+pub mod wire;
 
 pub use connect::{Connector, InternalChannel, parse_upstream};
-pub use observe::{Channel, ServerLayer, code_name};
+pub use observe::{Channel, KnownMethods, ServerLayer, UNKNOWN, code_name};
 
 use uuid::Uuid;
 
@@ -34,22 +35,14 @@ pub fn is_stale(metadata: &tonic::metadata::MetadataMap) -> bool {
 pub fn idempotency_key(metadata: &tonic::metadata::MetadataMap) -> Result<Option<String>, Error> {
     let Some(value) = metadata.get("idempotency-key") else { return Ok(None) };
     match value.to_str() {
-        Ok(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
-            Ok(Some(key.to_string()))
-        }
+        Ok(key) if wire::is_idempotency_key(key) => Ok(Some(key.to_string())),
         _ => Err(Error::invalid_request("Idempotency-Key must be 1 to 255 visible ASCII characters")),
     }
 }
 
-/// A UUID in its hyphenated form, the only one ids are written in (so the
-/// documents can give one pattern for every id and cursor).
-fn hyphenated(value: &str) -> Option<Uuid> {
-    if value.len() == 36 { Uuid::try_parse(value).ok() } else { None }
-}
-
 /// Parses a UUID from a request; a malformed one is `invalid_id`.
 pub fn parse_id(value: &str, what: &str) -> Result<Uuid, Error> {
-    hyphenated(value).ok_or_else(|| Error::new(ErrorCode::InvalidId, format!("{what} is not a valid id")))
+    wire::hyphenated(value).ok_or_else(|| Error::new(ErrorCode::InvalidId, format!("{what} is not a valid id")))
 }
 
 /// The most items one page holds, and how many when the caller leaves it (0).
@@ -73,7 +66,7 @@ pub fn page_after(token: &str) -> Result<Option<Uuid>, Error> {
     if token.is_empty() {
         return Ok(None);
     }
-    hyphenated(token).map(Some).ok_or_else(|| Error::invalid_request("cursor is not valid"))
+    wire::hyphenated(token).map(Some).ok_or_else(|| Error::invalid_request("cursor is not valid"))
 }
 
 pub fn to_timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {

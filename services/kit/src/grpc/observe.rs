@@ -2,6 +2,7 @@
 //! context and the request id travel with it; its duration is recorded by
 //! service, method and status code; and no call waits without bound.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use prost::Message;
 use tokio::sync::Notify;
 use tonic::{Code, Status};
 use tower::{Layer, Service, ServiceExt};
@@ -30,11 +32,51 @@ tokio::task_local! {
 }
 
 /// `/offers.account.v1.LedgerService/Settle` → (`offers.account.v1.LedgerService`, `Settle`).
-fn labels(path: &str) -> (String, String) {
+fn split(path: &str) -> (&str, &str) {
     let path = path.trim_start_matches('/');
-    match path.split_once('/') {
-        Some((service, method)) => (service.to_string(), method.to_string()),
-        None => (path.to_string(), String::new()),
+    path.split_once('/').unwrap_or((path, ""))
+}
+
+/// A client's labels: the path is one of our own generated calls.
+fn labels(path: &str) -> (String, String) {
+    let (service, method) = split(path);
+    (service.to_string(), method.to_string())
+}
+
+/// What a server labels a call it did not serve with.
+pub const UNKNOWN: &str = "unknown";
+
+/// The gRPC methods a server can answer, from the descriptor sets it
+/// serves: the only values its `service` and `method` labels take.
+/// Anything else a caller sends is `unknown` (a made-up path per request
+/// once grew `/metrics`, and every span name, without bound).
+#[derive(Clone, Default)]
+pub struct KnownMethods(Arc<HashMap<String, HashSet<String>>>);
+
+impl KnownMethods {
+    /// Every method of every service in these encoded `FileDescriptorSet`s.
+    pub fn from_descriptor_sets(sets: &[&[u8]]) -> Result<Self, prost::DecodeError> {
+        let mut known: HashMap<String, HashSet<String>> = HashMap::new();
+        for set in sets {
+            for file in prost_types::FileDescriptorSet::decode(*set)?.file {
+                for service in &file.service {
+                    let name = format!("{}.{}", file.package(), service.name());
+                    known.entry(name).or_default().extend(service.method.iter().map(|m| m.name().to_string()));
+                }
+            }
+        }
+        Ok(Self(Arc::new(known)))
+    }
+
+    /// The labels of a call to `path`: the service and method when served,
+    /// `unknown` for whichever part is not.
+    pub fn labels(&self, path: &str) -> (String, String) {
+        let (service, method) = split(path);
+        match self.0.get(service) {
+            Some(methods) if methods.contains(method) => (service.to_string(), method.to_string()),
+            Some(_) => (service.to_string(), UNKNOWN.to_string()),
+            None => (UNKNOWN.to_string(), UNKNOWN.to_string()),
+        }
     }
 }
 
@@ -197,15 +239,17 @@ async fn send(
 /// trace and names its request id, is answered `service_unavailable` if it
 /// has not finished within `limit` (a stalled database must not hold
 /// callers forever), and is timed as
-/// `offers_grpc_server_duration_seconds{service,method,code}`.
+/// `offers_grpc_server_duration_seconds{service,method,code}`, named by
+/// `known` (before any credential is checked, so never by the caller).
 #[derive(Clone)]
 pub struct ServerLayer {
     limit: Duration,
+    known: KnownMethods,
 }
 
 impl ServerLayer {
-    pub fn new(limit: Duration) -> Self {
-        Self { limit }
+    pub fn new(limit: Duration, known: KnownMethods) -> Self {
+        Self { limit, known }
     }
 }
 
@@ -213,7 +257,7 @@ impl<S> Layer<S> for ServerLayer {
     type Service = Observed<S>;
 
     fn layer(&self, inner: S) -> Observed<S> {
-        Observed { inner, limit: self.limit }
+        Observed { inner, limit: self.limit, known: self.known.clone() }
     }
 }
 
@@ -221,6 +265,7 @@ impl<S> Layer<S> for ServerLayer {
 pub struct Observed<S> {
     inner: S,
     limit: Duration,
+    known: KnownMethods,
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Observed<S>
@@ -240,7 +285,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let (service, method) = labels(request.uri().path());
+        let (service, method) = self.known.labels(request.uri().path());
         let request_id =
             request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         let span = tracing::info_span!("grpc", otel.name = %format!("{service}/{method}"), otel.kind = "server",
@@ -289,6 +334,17 @@ mod tests {
             ("offers.account.v1.LedgerService".into(), "Settle".into())
         );
         assert_eq!(labels("/odd"), ("odd".into(), String::new()));
+    }
+
+    #[test]
+    fn a_server_labels_only_what_it_serves() {
+        let known = KnownMethods::from_descriptor_sets(&[tonic_health::pb::FILE_DESCRIPTOR_SET]).expect("descriptors");
+        let health = "grpc.health.v1.Health";
+        assert_eq!(known.labels("/grpc.health.v1.Health/Check"), (health.into(), "Check".into()));
+        assert_eq!(known.labels("/grpc.health.v1.Health/Made-Up"), (health.into(), UNKNOWN.into()));
+        for made_up in ["/x.Y/Z", "/odd", "", "/", &format!("/{}", "a".repeat(8000))] {
+            assert_eq!(known.labels(made_up), (UNKNOWN.into(), UNKNOWN.into()), "{made_up}");
+        }
     }
 
     /// A body that breaks off the way hyper's does when the connection goes.
