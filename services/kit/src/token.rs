@@ -219,10 +219,16 @@ struct Reloads {
 }
 
 /// When the last reload ended and how, for callers that waited for it.
-#[derive(Default)]
 struct LastReload {
     ended: Option<Instant>,
     outcome: Result<(), String>,
+}
+
+// `Result` has no `Default`; before any reload there is no failure to hear.
+impl Default for LastReload {
+    fn default() -> Self {
+        Self { ended: None, outcome: Ok(()) }
+    }
 }
 
 #[derive(Default)]
