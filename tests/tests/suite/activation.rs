@@ -224,11 +224,13 @@ async fn idempotency_keys_replay_and_refuse_reuse(suite: &TestSuite) {
     assert_eq!(ids.len(), 1, "{replies:?}");
     suite.settled(&token, replies[0].str("transaction_id")).await;
     assert_eq!(suite.balance(&token).await, before - 500 - 300);
-    let bad = suite
-        .api
-        .post_with("/api/v1/activation/", Some(&token), &json!({"offer_id": data}), &[("Idempotency-Key", "")])
-        .await;
-    bad.assert_problem(400, "invalid_request");
+    for bad in [String::new(), "k".repeat(256), "with space".into()] {
+        let headers = [("Idempotency-Key", bad.as_str())];
+        let answer =
+            suite.api.post_with("/api/v1/activation/", Some(&token), &json!({"offer_id": data}), &headers).await;
+        answer.assert_problem(400, "invalid_request");
+    }
+    assert_eq!(suite.balance(&token).await, before - 500 - 300, "a refused key charges nothing");
 }
 
 async fn status_and_lists_check_their_input(suite: &TestSuite) {

@@ -251,6 +251,12 @@ async fn partner_credentials_are_enforced(suite: &TestSuite) {
     partner_activate(suite, "pk_live_not-a-real-key", &body).await.assert_problem(401, "unauthenticated");
     // A bad key with a bad body is still a 401: credentials come first.
     partner_activate(suite, "pk_live_not-a-real-key", &json!({})).await.assert_problem(401, "unauthenticated");
+    let bad_idempotency_key = [("Idempotency-Key", "with space")];
+    let answer =
+        suite.api.post_with("/api/v1/partner/activate/", Some("pk_live_not-a-real-key"), &body, &bad_idempotency_key);
+    answer.await.assert_problem(401, "unauthenticated");
+    let answer = suite.api.post_with("/api/v1/partner/activate/", Some(DEMO_KEY), &body, &bad_idempotency_key);
+    answer.await.assert_problem(400, "invalid_request");
     suite.api.post("/api/v1/partner/activate/", None, &body).await.assert_problem(401, "unauthenticated");
     // A user's access token is no partner key.
     partner_activate(suite, &token, &body).await.assert_problem(401, "unauthenticated");
