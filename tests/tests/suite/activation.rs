@@ -379,8 +379,8 @@ async fn a_worker_killed_mid_attempt_charges_once(backend: Backend) {
     let Some(mut suite) = TestSuite::spawn_with(backend, |s| {
         s.provisioning.url = Some(provider.url.clone());
         // Longer than the test takes to kill the worker: the call hangs until then.
-        s.provisioning.timeout_ms = 10_000;
-        s.ledger.attempt_lease_secs = 11;
+        s.provisioning.timeout = Duration::from_secs(10);
+        s.ledger.attempt_lease = Duration::from_secs(11);
     })
     .await
     else {
@@ -424,7 +424,7 @@ async fn broker_down_at_purchase_time_delays_but_loses_nothing() {
     let Some(suite) = TestSuite::spawn_with(Backend::Real, |s| {
         s.bus.url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
         // Only the outbox may bring the job back, not the reconciler.
-        s.ledger.pending_deadline_secs = 600;
+        s.ledger.pending_deadline = Duration::from_secs(600);
     })
     .await
     else {

@@ -1,4 +1,5 @@
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use offers_proto::auth::v1::GetUserRequest;
 use offers_proto::auth::v1::get_user_request::Lookup;
@@ -340,7 +341,7 @@ async fn cors_preflights_are_answered_when_configured(backend: Backend) {
     let configure = |s: &mut offers::settings::Settings| {
         s.gateway.cors.allowed_origins = vec![ORIGIN.into()];
         s.grpc_web_cors.allowed_origins = vec![ORIGIN.into()];
-        s.grpc_web_cors.max_age_secs = 600;
+        s.grpc_web_cors.max_age = Duration::from_secs(600);
     };
     let Some(suite) = TestSuite::spawn_with(backend, configure).await else { return };
     let rest = preflight(suite.http_addr, "/api/v1/offers/", "GET", "authorization").await;

@@ -1,6 +1,7 @@
 //! Partners: keys, activation on a user's behalf, references, callbacks.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use offers_proto::contracts::PartnerEvent;
 use offers_proto::partner::v1::PartnerStatus;
@@ -509,8 +510,8 @@ async fn delivery_state(suite: &TestSuite, event_id: uuid::Uuid) -> (i32, bool) 
 
 async fn lost_callbacks_are_redriven(backend: Backend) {
     let Some(suite) = TestSuite::spawn_with(backend, |s| {
-        s.partner.callback_reconcile_interval_ms = 100;
-        s.partner.callback_redrive_grace_secs = 1;
+        s.partner.callback_reconcile_interval = Duration::from_millis(100);
+        s.partner.callback_redrive_grace = Duration::from_secs(1);
     })
     .await
     else {
