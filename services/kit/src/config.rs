@@ -149,7 +149,7 @@ fn take_legacy(dict: &mut Dict, prefix: &str, moved: &[(&str, &str)], found: &mu
         let target = moved.iter().find(|(old, _)| *old == path).map(|(_, new)| new.to_string());
         // TOML integers are signed, the environment's unsigned.
         let amount = dict.get(&key).and_then(|v| v.to_u128().or_else(|| v.to_i128()?.try_into().ok()));
-        let new = match (target, unit, amount) {
+        let (new, value) = match (target, unit, amount) {
             (Some(new), Some((_, unit)), Some(n)) => (new, Value::from(format!("{n}{unit}"))),
             (Some(new), None, _) => (new, dict[&key].clone()),
             (None, Some((suffix, unit)), Some(n)) => {
@@ -158,7 +158,7 @@ fn take_legacy(dict: &mut Dict, prefix: &str, moved: &[(&str, &str)], found: &mu
             _ => continue,
         };
         dict.remove(&key);
-        found.push((path, new.0, new.1));
+        found.push((path, new, value));
     }
 }
 
