@@ -48,7 +48,7 @@ impl RetryPolicy {
 /// Exponential backoff with jitter: attempt n waits between half and all of
 /// `base · 2^(n-1)`, capped at `max`. The jitter spreads retries of many
 /// failures that happened together.
-pub fn backoff(attempt: i32, base: Duration, max: Duration) -> Duration {
+pub(crate) fn backoff(attempt: i32, base: Duration, max: Duration) -> Duration {
     let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(20);
     let ceiling = base.saturating_mul(1 << exponent).min(max);
     let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
