@@ -57,7 +57,7 @@ fn unlimited(settings: &mut Settings) {
     settings.auth.login_per_username = 1_000_000_000;
     settings.auth.login_per_username_global = 1_000_000_000;
     settings.partner.requests_per_second = 1_000_000_000;
-    settings.provisioning.simulator_latency_ms = 0;
+    settings.provisioning.simulator_latency = Duration::ZERO;
     settings.provisioning.simulator_failure_percent = 0;
     settings.telemetry.log_filter = "warn".into();
 }

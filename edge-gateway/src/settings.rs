@@ -1,5 +1,7 @@
 //! The edge's own limits.
 
+use std::time::Duration;
+
 use offers_kit::config::{Problems, Validate};
 use offers_kit::cors::CorsSettings;
 use serde::{Deserialize, Serialize};
@@ -9,8 +11,9 @@ use serde::{Deserialize, Serialize};
 pub struct GatewaySettings {
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
-    /// Deadline for one upstream gRPC call, in milliseconds.
-    pub upstream_timeout_ms: u64,
+    /// Deadline for one upstream gRPC call of the edge.
+    #[serde(with = "humantime_serde")]
+    pub upstream_timeout: Duration,
     /// How many proxies of ours stand in front of the edge, each appending
     /// the address it saw to `X-Forwarded-For`: the client is that many
     /// entries from the right. 0 ignores the header (the connection's
@@ -25,7 +28,7 @@ impl Default for GatewaySettings {
     fn default() -> Self {
         Self {
             body_limit_bytes: 64 * 1024,
-            upstream_timeout_ms: 10_000,
+            upstream_timeout: Duration::from_secs(10),
             trusted_proxy_hops: 0,
             cors: CorsSettings::default(),
         }
@@ -35,7 +38,7 @@ impl Default for GatewaySettings {
 impl Validate for GatewaySettings {
     fn validate(&self, p: &mut Problems) {
         p.check(self.body_limit_bytes >= 1024, "body_limit_bytes", "must be at least 1024");
-        p.check((100..=300_000).contains(&self.upstream_timeout_ms), "upstream_timeout_ms", "between 100 and 300000");
+        p.within("upstream_timeout", self.upstream_timeout, Duration::from_millis(100)..=Duration::from_mins(5));
         p.check(self.trusted_proxy_hops <= 5, "trusted_proxy_hops", "at most 5");
         p.section("cors", &self.cors);
     }

@@ -13,6 +13,7 @@ pub mod provider;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use offers::admin::AdminClient;
 use offers::local::{Deployment, Plan, Replicas};
@@ -311,32 +312,32 @@ async fn prepare(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Opt
     // The first signing key is ours, so tests can forge tokens with it.
     let (private_key_pem, _) = offers_kit::token::generate_keypair().expect("key pair");
     settings.auth.private_key_pem = Some(secrecy::SecretString::from(private_key_pem.clone()));
-    settings.auth.jwks_refresh_secs = 1;
+    settings.auth.jwks_refresh = Duration::from_secs(1);
     // A rotated-in key signs 5 s later: time for a test to log in before.
-    settings.auth.key_publish_margin_secs = 4;
+    settings.auth.key_publish_margin = Duration::from_secs(4);
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     (settings.http_addr, settings.grpc_addr, settings.internal_grpc_addr) = (any, any, any);
-    settings.shutdown_grace_secs = 2;
+    settings.shutdown_grace = Duration::from_secs(2);
     // Tests wait for retries and the reconciler; keep both quick.
-    settings.provisioning.timeout_ms = 1_000;
-    settings.provisioning.retry_base_ms = 50;
-    settings.provisioning.retry_max_ms = 200;
+    settings.provisioning.timeout = Duration::from_secs(1);
+    settings.provisioning.retry.base = Duration::from_millis(50);
+    settings.provisioning.retry.max = Duration::from_millis(200);
     // Long enough that a first `not_found` comes too soon and is confirmed.
-    settings.provisioning.settle_window_secs = 2;
+    settings.provisioning.settle_window = Duration::from_secs(2);
     // SIM-HELD's requests arrive after the first inquiry, before the second.
-    settings.provisioning.simulator_hold_ms = 2_000;
-    settings.ledger.attempt_lease_secs = 2;
-    settings.ledger.pending_deadline_secs = 3;
-    settings.ledger.reconcile_interval_ms = 250;
-    settings.ledger.relay_interval_ms = 100;
-    settings.notifier.relay_interval_ms = 100;
+    settings.provisioning.simulator_hold = Duration::from_secs(2);
+    settings.ledger.attempt_lease = Duration::from_secs(2);
+    settings.ledger.pending_deadline = Duration::from_secs(3);
+    settings.ledger.reconcile_interval = Duration::from_millis(250);
+    settings.ledger.relay_interval = Duration::from_millis(100);
+    settings.notifier.relay_interval = Duration::from_millis(100);
     let simulator = CancellationToken::new();
     let sim = offers::dev::start_simulator(&settings, simulator.clone()).await.expect("simulator");
     settings.provisioning.url = Some(format!("http://{sim}"));
-    settings.notifier.retry_base_ms = 50;
-    settings.notifier.retry_max_ms = 200;
-    settings.partner.callback_retry_base_ms = 50;
-    settings.partner.callback_retry_max_ms = 200;
+    settings.notifier.retry.base = Duration::from_millis(50);
+    settings.notifier.retry.max = Duration::from_millis(200);
+    settings.partner.callback_retry.base = Duration::from_millis(50);
+    settings.partner.callback_retry.max = Duration::from_millis(200);
     configure(&mut settings);
     Some((Prepared { backend, resources, private_key_pem, simulator }, settings))
 }

@@ -1,12 +1,12 @@
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use offers_proto::activation::v1 as pb;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use offers_kit::ErrorCode;
 
-use super::{IdempotencyKey, MaybeStale, rfc3339, status_name, with_key};
+use super::{IdempotencyKey, MaybeStale, rfc3339, status_name};
 use crate::Upstreams;
 use crate::bodies::{ActivateBody, Object, RenewBody};
 use crate::context::UserCaller;
@@ -69,10 +69,10 @@ fn accepted(transaction_id: String, status: i32) -> (StatusCode, Json<Accepted>)
 pub async fn activate(
     State(up): State<Upstreams>,
     user: UserCaller,
-    headers: HeaderMap,
+    key: IdempotencyKey,
     Json(Object(body)): Json<Object<ActivateBody>>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let request = with_key(user.grpc(pb::ActivateOfferRequest { offer_id: body.offer_id })?, &headers)?;
+    let request = key.attach(user.grpc(pb::ActivateOfferRequest { offer_id: body.offer_id })?);
     let answer = up.activation.clone().activate_offer(request).await?.into_inner();
     Ok(accepted(answer.transaction_id, answer.status))
 }
@@ -86,7 +86,7 @@ pub async fn activate(
 pub async fn renew(
     State(up): State<Upstreams>,
     user: UserCaller,
-    headers: HeaderMap,
+    key: IdempotencyKey,
     Json(Object(body)): Json<Object<RenewBody>>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     use pb::renew_subscription_request::Target;
@@ -94,7 +94,7 @@ pub async fn renew(
         RenewBody::Subscription(by) => Target::SubscriptionId(by.subscription_id),
         RenewBody::Offer(by) => Target::OfferId(by.offer_id),
     };
-    let request = with_key(user.grpc(pb::RenewSubscriptionRequest { target: Some(target) })?, &headers)?;
+    let request = key.attach(user.grpc(pb::RenewSubscriptionRequest { target: Some(target) })?);
     let answer = up.activation.clone().renew_subscription(request).await?.into_inner();
     Ok(accepted(answer.transaction_id, answer.status))
 }

@@ -4,21 +4,24 @@ pub mod auth;
 pub mod offers;
 pub mod partner;
 
-use axum::http::HeaderMap;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use offers_proto::account::v1 as account_pb;
 use offers_proto::account::v1::TransactionStatus;
 use serde::Serialize;
-use tonic::metadata::MetadataValue;
+use tonic::metadata::{Ascii, MetadataValue};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::formats::{Cursor, Reference};
 use offers_kit::Error;
-use offers_kit::grpc::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, page_after};
+use offers_kit::grpc::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, checked_idempotency_key, page_after};
 
 /// Header on an answer served from a cache because its source could not
 /// be reached: it may be out of date.
 pub const STALE_HEADER: &str = "offers-stale";
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// A JSON answer, marked with `Offers-Stale: true` when the service that
 /// gave it says it came from its cache during an outage.
@@ -114,30 +117,40 @@ pub fn status_name(status: TransactionStatus) -> String {
     short(status.as_str_name(), "TRANSACTION_STATUS_")
 }
 
-/// The `Idempotency-Key` header of the requests that move money.
-#[derive(serde::Deserialize, utoipa::IntoParams)]
+/// The `Idempotency-Key` header of the requests that move money, refused
+/// here (400 `invalid_request`) when malformed, as the services would.
+/// Take it after the caller's credentials, so a bad credential is a 401
+/// whatever the key.
+#[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
-#[allow(dead_code)] // Only its OpenAPI description is used.
 pub struct IdempotencyKey {
     /// 1 to 255 visible ASCII characters. Same key and body: the first
     /// answer again, and no second charge; same key with another body: 422
     /// `idempotency_key_reused`. Keys are kept for at least 24 hours.
-    #[serde(rename = "Idempotency-Key")]
-    #[param(pattern = "^[!-~]{1,255}$", example = "order-2024-0001", nullable = false)]
-    key: Option<String>,
+    #[param(rename = "Idempotency-Key", value_type = Option<String>, pattern = "^[!-~]{1,255}$",
+        example = "order-2024-0001", nullable = false)]
+    key: Option<MetadataValue<Ascii>>,
 }
 
-/// Passes the client's `Idempotency-Key` on as gRPC metadata.
-pub fn with_key<T>(mut request: tonic::Request<T>, headers: &HeaderMap) -> Result<tonic::Request<T>, ApiError> {
-    if let Some(key) = headers.get("idempotency-key") {
-        let value = key
-            .to_str()
-            .ok()
-            .and_then(|k| MetadataValue::try_from(k).ok())
-            .ok_or_else(|| offers_kit::Error::invalid_request("Idempotency-Key must be visible ASCII"))?;
-        request.metadata_mut().insert("idempotency-key", value);
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(IDEMPOTENCY_KEY) else { return Ok(Self { key: None }) };
+        let key = checked_idempotency_key(value.to_str().ok())?;
+        let key = MetadataValue::try_from(key).map_err(|e| Error::invalid_request(e.to_string()))?;
+        Ok(Self { key: Some(key) })
     }
-    Ok(request)
+}
+
+impl IdempotencyKey {
+    /// `request` carrying the key on to the service as gRPC metadata.
+    pub fn attach<T>(self, mut request: tonic::Request<T>) -> tonic::Request<T> {
+        if let Some(key) = self.key {
+            request.metadata_mut().insert(IDEMPOTENCY_KEY, key);
+        }
+        request
+    }
 }
 
 #[derive(Serialize, ToSchema)]

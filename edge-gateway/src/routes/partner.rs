@@ -1,12 +1,12 @@
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use offers_kit::ErrorCode;
 use offers_proto::partner::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{IdempotencyKey, Page, PageQuery, Transaction, status_name, with_key};
+use super::{IdempotencyKey, Page, PageQuery, Transaction, status_name};
 use crate::Upstreams;
 use crate::bodies::{Object, PartnerActivateBody};
 use crate::context::PartnerCaller;
@@ -128,12 +128,12 @@ async fn credentials_first<T>(
 pub async fn activate(
     State(up): State<Upstreams>,
     partner: PartnerCaller,
-    headers: HeaderMap,
+    key: Result<IdempotencyKey, ApiError>,
     body: Result<Json<Object<PartnerActivateBody>>, ApiError>,
 ) -> Result<(StatusCode, Json<PartnerAccepted>), ApiError> {
-    let Json(Object(body)) = credentials_first(&up, &partner, body).await?;
+    let (Json(Object(body)), key) = credentials_first(&up, &partner, body.and_then(|body| Ok((body, key?)))).await?;
     let request = pb::ActivateOfferRequest { user_id: body.user_id, offer_id: body.offer_id, amount: body.amount };
-    let answer = up.partner.clone().activate_offer(with_key(partner.grpc(request)?, &headers)?).await?.into_inner();
+    let answer = up.partner.clone().activate_offer(key.attach(partner.grpc(request)?)).await?.into_inner();
     let status = status_name(answer.status());
     Ok((
         StatusCode::ACCEPTED,

@@ -13,7 +13,6 @@ mod settings;
 mod status_cache;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use offers_kit::Parts;
 use offers_kit::bus::SharedBus;
@@ -49,13 +48,9 @@ pub struct Deps {
 pub fn build(settings: &LedgerSettings, deps: Deps) -> Parts {
     let Deps { db, cache, bus, currency } = deps;
     let outbox = Outbox::new(OUTBOX);
-    let status = StatusCache::new(
-        cache,
-        Duration::from_secs(settings.status_cache_ttl_secs),
-        Duration::from_secs(settings.status_fresh_secs),
-    );
+    let status = StatusCache::new(cache, settings.status_cache_ttl, settings.status_fresh);
     let ledger = Arc::new(Ledger::new(db.clone(), status, settings.clone(), currency, outbox.clone()));
-    let relay_interval = Duration::from_millis(settings.relay_interval_ms);
+    let relay_interval = settings.relay_interval;
     let mut parts = Parts::default();
     parts.public.add(AccountServiceServer::new(AccountApi(ledger.clone())));
     parts.internal.add(LedgerServiceServer::new(LedgerApi(ledger.clone())));

@@ -14,7 +14,7 @@ use crate::ledger::Ledger;
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
 
 pub async fn run(ledger: Arc<Ledger>, shutdown: CancellationToken) {
-    let interval = Duration::from_millis(ledger.settings().reconcile_interval_ms);
+    let interval = ledger.settings().reconcile_interval;
     let mut last_housekeeping: Option<Instant> = None;
     loop {
         tokio::select! {

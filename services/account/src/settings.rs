@@ -1,5 +1,7 @@
 //! How the account service keeps transactions moving.
 
+use std::time::Duration;
+
 use offers_kit::config::{Problems, Validate};
 use serde::{Deserialize, Serialize};
 
@@ -7,59 +9,58 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct LedgerSettings {
     /// A PENDING transaction with no job in flight for this long is re-driven.
-    pub pending_deadline_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub pending_deadline: Duration,
     /// How long a worker's claim on an attempt keeps the reconciler away.
-    pub attempt_lease_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub attempt_lease: Duration,
     /// How often the reconciler looks for stuck transactions.
-    pub reconcile_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
     /// How often the outbox relay polls when nothing wakes it.
-    pub relay_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub relay_interval: Duration,
     /// Idempotency keys are kept at least this long (≥ 24).
     pub idempotency_retention_hours: u64,
     /// Time to live of a transaction's cached status.
-    pub status_cache_ttl_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub status_cache_ttl: Duration,
     /// How long a cached PENDING status is served without asking the
     /// ledger (after that, only while the ledger cannot be reached, marked
     /// stale).
-    pub status_fresh_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub status_fresh: Duration,
 }
 
 impl Default for LedgerSettings {
     fn default() -> Self {
         Self {
-            pending_deadline_secs: 120,
-            attempt_lease_secs: 60,
-            reconcile_interval_ms: 5_000,
-            relay_interval_ms: 1_000,
+            pending_deadline: Duration::from_mins(2),
+            attempt_lease: Duration::from_mins(1),
+            reconcile_interval: Duration::from_secs(5),
+            relay_interval: Duration::from_secs(1),
             idempotency_retention_hours: 48,
-            status_cache_ttl_secs: 86_400,
-            status_fresh_secs: 30,
+            status_cache_ttl: Duration::from_hours(24),
+            status_fresh: Duration::from_secs(30),
         }
     }
 }
 
 impl Validate for LedgerSettings {
     fn validate(&self, p: &mut Problems) {
-        p.check(
-            (1..=86_400).contains(&self.pending_deadline_secs),
-            "pending_deadline_secs",
-            "between 1 and 86400 (a day)",
-        );
-        p.check((1..=3_600).contains(&self.attempt_lease_secs), "attempt_lease_secs", "between 1 and 3600 (an hour)");
-        p.check(
-            (1..=3_600_000).contains(&self.reconcile_interval_ms),
-            "reconcile_interval_ms",
-            "between 1 and 3600000 (an hour)",
-        );
-        p.check((1..=60_000).contains(&self.relay_interval_ms), "relay_interval_ms", "between 1 and 60000 (a minute)");
+        const MS: Duration = Duration::from_millis(1);
+        const SECOND: Duration = Duration::from_secs(1);
+        p.within("pending_deadline", self.pending_deadline, SECOND..=Duration::from_hours(24));
+        p.within("attempt_lease", self.attempt_lease, SECOND..=Duration::from_hours(1));
+        p.within("reconcile_interval", self.reconcile_interval, MS..=Duration::from_hours(1));
+        p.within("relay_interval", self.relay_interval, MS..=Duration::from_mins(1));
         p.check(
             (24..=2_160).contains(&self.idempotency_retention_hours),
             "idempotency_retention_hours",
             "between 24 and 2160 (90 days)",
         );
-        p.check(self.status_cache_ttl_secs <= 30 * 86_400, "status_cache_ttl_secs", "at most 30 days");
-        let fresh = self.status_fresh_secs;
-        p.check((1..=3600).contains(&fresh), "status_fresh_secs", "between 1 and 3600");
-        p.check(fresh < self.status_cache_ttl_secs, "status_fresh_secs", "must be below status_cache_ttl_secs");
+        p.within("status_cache_ttl", self.status_cache_ttl, Duration::ZERO..=Duration::from_hours(30 * 24));
+        p.within("status_fresh", self.status_fresh, SECOND..=Duration::from_hours(1));
+        p.check(self.status_fresh < self.status_cache_ttl, "status_fresh", "must be below status_cache_ttl");
     }
 }

@@ -9,7 +9,6 @@ pub mod simulator;
 mod worker;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use offers_kit::Parts;
 use offers_kit::bus::SharedBus;
@@ -60,7 +59,7 @@ pub enum WorkerError {
 /// The provisioning worker, consuming provisioning jobs until shutdown.
 pub fn build_worker(settings: &ProvisioningSettings, deps: WorkerDeps) -> Result<Parts, WorkerError> {
     let url = settings.url.as_deref().ok_or(WorkerError::NoProvider)?;
-    let provider = Provider::new(url, settings.api_key.clone(), Duration::from_millis(settings.timeout_ms))?;
+    let provider = Provider::new(url, settings.api_key.clone(), settings.timeout)?;
     let worker = Arc::new(Worker { ledger: deps.ledger, provider, settings: settings.clone() });
     let bus = deps.bus;
     Ok(Parts::default().task("provisioning worker", move |stop| async move {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use offers_kit::config::{Problems, Validate, is_url, redact, redact_optional_url};
+use offers_kit::retry::RetryPolicy;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -14,27 +15,24 @@ pub struct ProvisioningSettings {
     pub url: Option<String>,
     #[serde(serialize_with = "redact")]
     pub api_key: Option<SecretString>,
-    pub timeout_ms: u64,
-    pub max_attempts: u32,
-    pub retry_base_ms: u64,
-    pub retry_max_ms: u64,
+    /// How long one call to the provisioning system may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
     /// How long after our last request was sent a `not_found` from the
     /// provider becomes final: one that comes sooner is asked again then,
     /// so a request still queued at a provider that broke the contract
     /// (provisioned it after fencing the key) is caught before any refund.
-    pub settle_window_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub settle_window: Duration,
     /// Simulator only: added latency and percentage of random transient failures.
-    pub simulator_latency_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub simulator_latency: Duration,
     pub simulator_failure_percent: u8,
     /// Simulator only: how long `SIM-HELD` keeps each request queued
     /// before it reaches the books.
-    pub simulator_hold_ms: u64,
-}
-
-impl ProvisioningSettings {
-    pub fn settle_window(&self) -> Duration {
-        Duration::from_secs(self.settle_window_secs)
-    }
+    #[serde(with = "humantime_serde")]
+    pub simulator_hold: Duration,
 }
 
 impl Default for ProvisioningSettings {
@@ -42,14 +40,12 @@ impl Default for ProvisioningSettings {
         Self {
             url: None,
             api_key: None,
-            timeout_ms: 5_000,
-            max_attempts: 5,
-            retry_base_ms: 1_000,
-            retry_max_ms: 60_000,
-            settle_window_secs: 300,
-            simulator_latency_ms: 0,
+            timeout: Duration::from_secs(5),
+            retry: RetryPolicy { base: Duration::from_secs(1), max: Duration::from_mins(1), attempts: 5 },
+            settle_window: Duration::from_mins(5),
+            simulator_latency: Duration::ZERO,
             simulator_failure_percent: 0,
-            simulator_hold_ms: 120_000,
+            simulator_hold: Duration::from_mins(2),
         }
     }
 }
@@ -59,15 +55,9 @@ impl Validate for ProvisioningSettings {
         if let Some(url) = &self.url {
             p.check(is_url(url), "url", format!("expected an http(s):// URL, got {url:?}"));
         }
-        p.check((1..=50).contains(&self.max_attempts), "max_attempts", "must be between 1 and 50");
-        p.check((1..=600_000).contains(&self.timeout_ms), "timeout_ms", "must be between 1 and 600000");
-        p.check(self.retry_base_ms > 0, "retry_base_ms", "must be positive");
-        p.check(
-            (self.retry_base_ms..=86_400_000).contains(&self.retry_max_ms),
-            "retry_max_ms",
-            "must be at least retry_base_ms and at most a day",
-        );
-        p.check(self.settle_window_secs <= 86_400, "settle_window_secs", "must be at most a day");
+        self.retry.check(p, "retry", 50);
+        p.within("timeout", self.timeout, Duration::from_millis(1)..=Duration::from_mins(10));
+        p.within("settle_window", self.settle_window, Duration::ZERO..=Duration::from_hours(24));
         p.check(self.simulator_failure_percent <= 100, "simulator_failure_percent", "must be 0 to 100");
     }
 }

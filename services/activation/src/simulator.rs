@@ -54,11 +54,7 @@ pub struct Behaviour {
 
 impl From<&crate::settings::ProvisioningSettings> for Behaviour {
     fn from(p: &crate::settings::ProvisioningSettings) -> Self {
-        Behaviour {
-            latency: Duration::from_millis(p.simulator_latency_ms),
-            failure_percent: p.simulator_failure_percent,
-            hold: Duration::from_millis(p.simulator_hold_ms),
-        }
+        Behaviour { latency: p.simulator_latency, failure_percent: p.simulator_failure_percent, hold: p.simulator_hold }
     }
 }
 

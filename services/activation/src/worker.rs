@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use offers_kit::bus::{Delivery, Disposition, Handler, requeue_later};
 use offers_kit::grpc::InternalChannel;
-use offers_kit::retry::backoff;
 use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
 use offers_proto::contracts::{ProvisionJob, Step};
 
@@ -78,7 +77,6 @@ impl Worker {
         let sent = Instant::now();
         let outcome = self.provider.activate(tx, attempt).await;
         tracing::info!(transaction_id = %tx.id, attempt, ?outcome, "provisioning attempt");
-        let max = i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
         match outcome {
             Outcome::Provisioned => {
                 ("provisioned", Decision::Settle(account::TransactionStatus::Success, String::new()))
@@ -90,12 +88,8 @@ impl Worker {
             // A refusal after attempts whose fate is unknown: one of those
             // may have provisioned it.
             Outcome::Rejected(reason) => self.ask(&tx.id, Some(reason), attempt, sent).await,
-            Outcome::Unknown(detail) if attempt < max => {
-                let delay = backoff(
-                    attempt,
-                    Duration::from_millis(self.settings.retry_base_ms),
-                    Duration::from_millis(self.settings.retry_max_ms),
-                );
+            Outcome::Unknown(detail) if self.settings.retry.allows_after(attempt.unsigned_abs()) => {
+                let delay = self.settings.retry.delay(attempt.unsigned_abs());
                 ("retry", Decision::Retry(Step::Provision, delay, detail))
             }
             Outcome::Unknown(_) => self.ask(&tx.id, None, attempt, sent).await,
@@ -113,7 +107,7 @@ impl Worker {
                 ("inquired_provisioned", Decision::Settle(account::TransactionStatus::Success, String::new()))
             }
             Inquiry::Rejected(reason) => ("inquired_rejected", not_provisioned(reason.or(refusal), attempts)),
-            Inquiry::NotFound => match self.settings.settle_window().checked_sub(sent.elapsed()) {
+            Inquiry::NotFound => match self.settings.settle_window.checked_sub(sent.elapsed()) {
                 Some(rest) if !rest.is_zero() => {
                     let note = "not found while our last request may still be on its way; asking again".to_string();
                     ("inquired_not_found_early", Decision::Retry(Step::Confirm, rest, note))

@@ -1,7 +1,5 @@
 //! What the auth service does, independent of gRPC.
 
-use std::time::Duration;
-
 use base64::Engine;
 use chrono::Utc;
 use std::net::IpAddr;
@@ -63,7 +61,7 @@ impl Auth {
             0 => Hasher::concurrency_for(settings.password_hash_memory_mib),
             n => usize::try_from(n).unwrap_or(1),
         };
-        let hasher = Hasher::new(concurrency, Duration::from_millis(settings.password_hash_wait_ms));
+        let hasher = Hasher::new(concurrency, settings.password_hash_wait);
         Self { db, limiter: RateLimiter::new(cache), hasher, keys, settings }
     }
 
@@ -85,7 +83,7 @@ impl Auth {
     /// the username from that address, and the username from everywhere (a
     /// higher ceiling, so one address cannot lock a user out of every other).
     async fn check_login_rate(&self, username: &str, client: Option<IpAddr>) -> Result<(), AuthError> {
-        let window = Duration::from_secs(self.settings.login_window_secs);
+        let window = self.settings.login_window;
         let address = client.map_or_else(|| "unknown".to_string(), address_bucket);
         let username = username.to_lowercase();
         // The address first, so every attempt from it counts, whichever
@@ -130,7 +128,7 @@ impl Auth {
         token: &str,
     ) -> Result<(), AuthError> {
         let now = Utc::now();
-        let ttl = chrono::Duration::seconds(i64::try_from(self.settings.refresh_ttl_secs).unwrap_or(i64::MAX / 2));
+        let ttl = chrono::Duration::from_std(self.settings.refresh_ttl).unwrap_or(chrono::Duration::MAX / 2);
         let model = refresh_token::ActiveModel {
             id: Set(Uuid::now_v7()),
             user_id: Set(user_id),

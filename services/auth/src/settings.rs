@@ -19,8 +19,10 @@ use serde::{Deserialize, Serialize};
 pub struct AuthSettings {
     pub issuer: String,
     pub audience: String,
-    pub access_ttl_secs: u64,
-    pub refresh_ttl_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub access_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub refresh_ttl: Duration,
     /// PEM (PKCS#8) Ed25519 private key: the first signing key, imported
     /// when the auth service finds none stored (otherwise one is made).
     #[serde(serialize_with = "redact")]
@@ -33,14 +35,17 @@ pub struct AuthSettings {
     pub key_encryption_key: Option<SecretString>,
     /// How often every token-checking process reloads the key set (JWKS)
     /// from the auth service.
-    pub jwks_refresh_secs: u64,
-    /// Beyond one `jwks_refresh_secs`, how long a rotated-in key is
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh: Duration,
+    /// Beyond one `jwks_refresh`, how long a rotated-in key is
     /// published before it signs (for a reload that was slow or failed).
-    pub key_publish_margin_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub key_publish_margin: Duration,
     /// How much longer than the access-token lifetime a rotated-out key
     /// keeps verifying: replicas go on signing with it until they re-read
     /// the keys (5 s), and clocks differ.
-    pub key_retire_margin_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub key_retire_margin: Duration,
     /// Login attempts allowed per username from one client address per window.
     pub login_per_username: u64,
     /// Login attempts allowed per username from all addresses together per
@@ -48,13 +53,15 @@ pub struct AuthSettings {
     pub login_per_username_global: u64,
     /// Login attempts allowed per client address (IPv6: per /64) per window.
     pub login_per_address: u64,
-    pub login_window_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub login_window: Duration,
     /// Password hashes at once; 0 picks one per core, within the memory budget.
     pub password_hash_concurrency: u32,
     /// Memory password hashing may take, in MiB (19 MiB per hash at once).
     pub password_hash_memory_mib: u64,
     /// How long a login waits for a hashing slot before it is refused as busy.
-    pub password_hash_wait_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub password_hash_wait: Duration,
 }
 
 impl Default for AuthSettings {
@@ -62,40 +69,34 @@ impl Default for AuthSettings {
         Self {
             issuer: "offers-auth".into(),
             audience: "offers-api".into(),
-            access_ttl_secs: 900,
-            refresh_ttl_secs: 30 * 24 * 3600,
+            access_ttl: Duration::from_mins(15),
+            refresh_ttl: Duration::from_hours(30 * 24),
             private_key_pem: None,
             private_key_file: None,
             key_encryption_key: None,
-            jwks_refresh_secs: 30,
-            key_publish_margin_secs: 10,
-            key_retire_margin_secs: 120,
+            jwks_refresh: Duration::from_secs(30),
+            key_publish_margin: Duration::from_secs(10),
+            key_retire_margin: Duration::from_mins(2),
             login_per_username: 5,
             login_per_username_global: 100,
             login_per_address: 20,
-            login_window_secs: 60,
+            login_window: Duration::from_mins(1),
             password_hash_concurrency: 0,
             password_hash_memory_mib: 128,
-            password_hash_wait_ms: 300,
+            password_hash_wait: Duration::from_millis(300),
         }
     }
 }
 
 impl Validate for AuthSettings {
     fn validate(&self, p: &mut Problems) {
-        let access = self.access_ttl_secs;
-        p.check(
-            (1..=3600).contains(&access),
-            "access_ttl_secs",
-            "must be between 1 and 3600 (access tokens are short-lived)",
-        );
-        p.check(
-            (5..=86_400).contains(&self.key_retire_margin_secs),
-            "key_retire_margin_secs",
-            "must be between 5 (the keys' re-read period) and 86400",
-        );
-        p.check(self.refresh_ttl_secs >= access, "refresh_ttl_secs", "must not be shorter than auth.access_ttl_secs");
-        p.check(self.refresh_ttl_secs <= 365 * 24 * 3600, "refresh_ttl_secs", "at most a year");
+        const SECOND: Duration = Duration::from_secs(1);
+        const DAY: Duration = Duration::from_hours(24);
+        // Access tokens are short-lived.
+        p.within("access_ttl", self.access_ttl, SECOND..=Duration::from_hours(1));
+        // At least the keys' re-read period.
+        p.within("key_retire_margin", self.key_retire_margin, Duration::from_secs(5)..=DAY);
+        p.within("refresh_ttl", self.refresh_ttl, self.access_ttl..=365 * DAY);
         p.check(self.login_per_username > 0, "login_per_username", "must be at least 1");
         p.check(
             self.login_per_username_global >= self.login_per_username,
@@ -103,10 +104,10 @@ impl Validate for AuthSettings {
             "must be at least login_per_username",
         );
         p.check(self.login_per_address > 0, "login_per_address", "must be at least 1");
-        p.check(self.login_window_secs > 0, "login_window_secs", "must be at least 1");
+        p.within("login_window", self.login_window, SECOND..=DAY);
         p.check(self.password_hash_memory_mib >= 19, "password_hash_memory_mib", "at least 19 (one hash)");
         p.check(self.password_hash_concurrency <= 256, "password_hash_concurrency", "at most 256");
-        p.check((1..=10_000).contains(&self.password_hash_wait_ms), "password_hash_wait_ms", "between 1 and 10000");
+        p.within("password_hash_wait", self.password_hash_wait, Duration::from_millis(1)..=Duration::from_secs(10));
         if let Some(kek) = &self.key_encryption_key {
             let keys = parse_keks(kek.expose_secret());
             p.check(
@@ -115,8 +116,8 @@ impl Validate for AuthSettings {
                 "must be one or more keys of 32 bytes, base64, comma-separated",
             );
         }
-        p.check((1..=3600).contains(&self.jwks_refresh_secs), "jwks_refresh_secs", "between 1 and 3600");
-        p.check(self.key_publish_margin_secs <= 3600, "key_publish_margin_secs", "at most 3600");
+        p.within("jwks_refresh", self.jwks_refresh, SECOND..=Duration::from_hours(1));
+        p.within("key_publish_margin", self.key_publish_margin, Duration::ZERO..=Duration::from_hours(1));
         p.check(!self.issuer.is_empty(), "issuer", "must not be empty");
         p.check(!self.audience.is_empty(), "audience", "must not be empty");
     }
@@ -136,8 +137,8 @@ impl AuthSettings {
         let initial = self.private_key_pem.as_ref().map(|s| s.expose_secret());
         let initial = read_key(initial, self.private_key_file.as_deref())?;
         let lifetimes = Lifetimes {
-            token: Duration::from_secs(self.access_ttl_secs),
-            retire_margin: Duration::from_secs(self.key_retire_margin_secs),
+            token: self.access_ttl,
+            retire_margin: self.key_retire_margin,
             publish_delay: self.key_publish_delay(),
         };
         KeyStore::new(db, &keks, (&self.issuer, &self.audience), lifetimes, initial)
@@ -146,6 +147,6 @@ impl AuthSettings {
     /// How long a rotated-in key is published before it signs: one key-set
     /// refresh period of every verifier, and a margin.
     pub fn key_publish_delay(&self) -> Duration {
-        Duration::from_secs(self.jwks_refresh_secs + self.key_publish_margin_secs)
+        self.jwks_refresh + self.key_publish_margin
     }
 }

@@ -33,7 +33,7 @@ pub struct Deps {
 
 /// The public `CatalogService` and the internal `CatalogAdminService`.
 pub fn build(settings: &CatalogSettings, deps: Deps) -> Parts {
-    let ttl = std::time::Duration::from_secs(settings.cache_ttl_secs);
+    let ttl = settings.cache_ttl;
     let catalog = Arc::new(Catalog::new(deps.db, deps.cache, deps.currency, ttl));
     let mut parts = Parts::default();
     parts.public.add(CatalogServiceServer::new(CatalogApi(catalog.clone())));

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use offers_kit::config::{Problems, Validate};
 use serde::{Deserialize, Serialize};
 
@@ -7,17 +9,18 @@ pub struct CatalogSettings {
     /// How long a cached offer or list is served before the database is
     /// read again (writes invalidate it at once; this bounds what a missed
     /// invalidation costs).
-    pub cache_ttl_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
 }
 
 impl Default for CatalogSettings {
     fn default() -> Self {
-        Self { cache_ttl_secs: 300 }
+        Self { cache_ttl: Duration::from_mins(5) }
     }
 }
 
 impl Validate for CatalogSettings {
     fn validate(&self, p: &mut Problems) {
-        p.check((1..=86_400).contains(&self.cache_ttl_secs), "cache_ttl_secs", "between 1 and 86400");
+        p.within("cache_ttl", self.cache_ttl, Duration::from_secs(1)..=Duration::from_hours(24));
     }
 }

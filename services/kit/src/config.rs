@@ -5,13 +5,22 @@
 //!
 //! Each service crate owns its settings struct and its validation; the
 //! binary composes them into one document.
+//!
+//! Durations are `Duration`s, written as humantime strings (`"250ms"`,
+//! `"5s"`, `"30d"`). Their former integer keys (`x_ms = 250`, `x_secs = 5`)
+//! are still read for one release: [`load`] rewrites each, in the layer
+//! that spelt it, to its new key (`x = "250ms"`) and says so in
+//! [`Loaded::deprecated`]; keys that moved elsewhere are listed by the caller.
 
 use std::cell::Cell;
 use std::fmt::Display;
+use std::ops::RangeInclusive;
 use std::path::Path;
+use std::time::Duration;
 
-use figment::Figment;
 use figment::providers::{Env, Format, Json, Serialized, Toml};
+use figment::value::{Dict, Value};
+use figment::{Figment, Provider};
 use secrecy::ExposeSecret;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize, Serializer};
@@ -48,6 +57,16 @@ impl Problems {
         self.0.extend(inner.0.into_iter().map(|p| format!("{name}.{p}")));
     }
 
+    /// Records against `key` a duration outside `range`.
+    pub fn within(&mut self, key: &str, value: Duration, range: RangeInclusive<Duration>) {
+        let (low, high) = (humantime::format_duration(*range.start()), humantime::format_duration(*range.end()));
+        self.check(
+            range.contains(&value),
+            key,
+            format!("between {low} and {high}, got {}", humantime::format_duration(value)),
+        );
+    }
+
     pub fn into_result(self) -> Result<(), ConfigError> {
         if self.0.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(self.0)) }
     }
@@ -58,13 +77,29 @@ pub fn is_url(url: &str) -> bool {
     url.parse::<http::Uri>().is_ok_and(|u| u.scheme().is_some())
 }
 
+/// Settings as loaded, and what in their sources is spelt the old way.
+pub struct Loaded<T> {
+    pub settings: T,
+    /// One line per deprecated key found, naming its replacement.
+    pub deprecated: Vec<String>,
+}
+
 /// The `T` described by defaults, then `file` if given (TOML, or JSON when
-/// its name ends in `.json`), then the `OFFERS_*` environment.
-pub fn load<T: Serialize + for<'de> Deserialize<'de> + Default>(file: Option<&Path>) -> Result<T, ConfigError> {
+/// its name ends in `.json`), then the `OFFERS_*` environment. `moved` maps
+/// former keys (dotted, a unit suffix included) to where they live now
+/// (`("provisioning.retry_base_ms", "provisioning.retry.base")`); any other
+/// `x_ms`/`x_secs` integer becomes `x`.
+pub fn load<T: Serialize + for<'de> Deserialize<'de> + Default>(
+    file: Option<&Path>,
+    moved: &[(&str, &str)],
+) -> Result<Loaded<T>, ConfigError> {
+    let mut deprecated = Vec::new();
     let mut figment = Figment::from(Serialized::defaults(T::default()));
     match file {
-        Some(file) if file.extension().is_some_and(|e| e == "json") => figment = figment.merge(Json::file_exact(file)),
-        Some(file) => figment = figment.merge(Toml::file_exact(file)),
+        Some(file) if file.extension().is_some_and(|e| e == "json") => {
+            figment = figment.merge(modernised(Json::file_exact(file), moved, &mut deprecated)?);
+        }
+        Some(file) => figment = figment.merge(modernised(Toml::file_exact(file), moved, &mut deprecated)?),
         None => {}
     }
     // OFFERS_CONFIG (the file itself) and OFFERS_NEW_PASSWORD (an admin
@@ -72,7 +107,74 @@ pub fn load<T: Serialize + for<'de> Deserialize<'de> + Default>(file: Option<&Pa
     let env = Env::prefixed("OFFERS_")
         .filter(|key| !["config", "new_password"].iter().any(|k| key.as_str().eq_ignore_ascii_case(k)))
         .split("__");
-    figment.merge(env).extract().map_err(|e| ConfigError::Load(e.to_string()))
+    figment = figment.merge(modernised(env, moved, &mut deprecated)?);
+    let settings = figment.extract().map_err(|e| ConfigError::Load(e.to_string()))?;
+    Ok(Loaded { settings, deprecated })
+}
+
+/// One layer of the configuration with its deprecated keys rewritten; the
+/// layer itself (and so where its values came from, for errors) when it
+/// has none.
+fn modernised(
+    layer: impl Provider,
+    moved: &[(&str, &str)],
+    deprecated: &mut Vec<String>,
+) -> Result<Figment, ConfigError> {
+    let layer = Figment::from(layer);
+    let mut values: Dict = layer.extract().map_err(|e| ConfigError::Load(e.to_string()))?;
+    let mut found = Vec::new();
+    take_legacy(&mut values, "", moved, &mut found);
+    if found.is_empty() {
+        return Ok(layer);
+    }
+    for (old, new, value) in found {
+        let shown = serde_json::to_string(&value).unwrap_or_default();
+        deprecated.push(format!("{old} is deprecated and will not be read by the next release: write {new} = {shown}"));
+        put(&mut values, &new, value);
+    }
+    Ok(Figment::from(Serialized::defaults(values)))
+}
+
+/// Removes from `dict` every deprecated key under `prefix`, collecting its
+/// full name, its new one and its value in the new form.
+fn take_legacy(dict: &mut Dict, prefix: &str, moved: &[(&str, &str)], found: &mut Vec<(String, String, Value)>) {
+    let keys: Vec<String> = dict.keys().cloned().collect();
+    for key in keys {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        if let Some(Value::Dict(_, inner)) = dict.get_mut(&key) {
+            take_legacy(inner, &path, moved, found);
+            continue;
+        }
+        let unit = [("_ms", "ms"), ("_secs", "s")].into_iter().find(|(suffix, _)| key.ends_with(suffix));
+        let target = moved.iter().find(|(old, _)| *old == path).map(|(_, new)| new.to_string());
+        // TOML integers are signed, the environment's unsigned.
+        let amount = dict.get(&key).and_then(|v| v.to_u128().or_else(|| v.to_i128()?.try_into().ok()));
+        let (new, value) = match (target, unit, amount) {
+            (Some(new), Some((_, unit)), Some(n)) => (new, Value::from(format!("{n}{unit}"))),
+            (Some(new), None, _) => (new, dict[&key].clone()),
+            (None, Some((suffix, unit)), Some(n)) => {
+                (path[..path.len() - suffix.len()].to_string(), Value::from(format!("{n}{unit}")))
+            }
+            _ => continue,
+        };
+        dict.remove(&key);
+        found.push((path, new, value));
+    }
+}
+
+/// Sets the dotted `path` in `dict` unless the layer spelt it already (the
+/// new name wins over the old one).
+fn put(dict: &mut Dict, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => {
+            dict.entry(path.to_string()).or_insert(value);
+        }
+        Some((head, rest)) => {
+            if let Value::Dict(_, inner) = dict.entry(head.to_string()).or_insert_with(|| Value::from(Dict::new())) {
+                put(inner, rest, value);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -84,12 +186,17 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long a request waits for a connection before it is answered
     /// `service_unavailable`: the bound on a database outage's latency.
-    pub acquire_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
 }
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: "sqlite://.offers/offers.db?mode=rwc".into(), max_connections: 10, acquire_timeout_ms: 3_000 }
+        Self {
+            url: "sqlite://.offers/offers.db?mode=rwc".into(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+        }
     }
 }
 
@@ -99,7 +206,7 @@ impl Validate for DatabaseSettings {
         let known = url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:");
         p.check(known, "url", format!("expected postgres://… or sqlite:…, got {:?}", scheme(url)));
         p.check(self.max_connections > 0, "max_connections", "must be at least 1");
-        p.check((100..=60_000).contains(&self.acquire_timeout_ms), "acquire_timeout_ms", "between 100 and 60000");
+        p.within("acquire_timeout", self.acquire_timeout, Duration::from_millis(100)..=Duration::from_mins(1));
     }
 }
 
@@ -308,6 +415,56 @@ mod tests {
             assert_eq!(redacted_url(raw), shown, "{raw}");
         }
         assert!(!redacted_url("not a url with s3cret").contains("s3cret"));
+    }
+
+    #[derive(Debug, Default, Deserialize, Serialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Timings {
+        #[serde(with = "humantime_serde")]
+        wait: Duration,
+        later: Later,
+    }
+
+    #[derive(Debug, Default, Deserialize, Serialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Later {
+        #[serde(with = "humantime_serde")]
+        every: Duration,
+        attempts: u32,
+    }
+
+    fn load_toml(toml: &str) -> Loaded<Timings> {
+        let file = std::env::temp_dir().join(format!("offers-config-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&file, toml).expect("write");
+        let loaded = load::<Timings>(Some(&file), &[("tries", "later.attempts")]);
+        std::fs::remove_file(&file).ok();
+        loaded.expect("loads")
+    }
+
+    #[test]
+    fn former_integer_keys_are_read_with_a_warning() {
+        let loaded = load_toml("wait_secs = 5\ntries = 3\n[later]\nevery_ms = 250\n");
+        let Timings { wait, later } = &loaded.settings;
+        assert_eq!((*wait, later.every, later.attempts), (Duration::from_secs(5), Duration::from_millis(250), 3));
+        let warnings = loaded.deprecated.join("\n");
+        assert_eq!(loaded.deprecated.len(), 3, "{warnings}");
+        assert!(
+            warnings.contains(
+                r#"later.every_ms is deprecated and will not be read by the next release: write later.every = "250ms""#
+            ),
+            "{warnings}"
+        );
+        assert!(warnings.contains("tries is deprecated") && warnings.contains("later.attempts = 3"), "{warnings}");
+    }
+
+    #[test]
+    fn durations_are_humantime_and_the_new_name_wins() {
+        let loaded = load_toml("wait = \"1m 30s\"\nwait_secs = 5\n[later]\nevery = \"2h\"\n");
+        assert_eq!(loaded.settings.wait, Duration::from_secs(90));
+        assert_eq!(loaded.settings.later.every, Duration::from_secs(7200));
+        assert_eq!(loaded.deprecated.len(), 1);
+        let shown = serde_json::to_value(&loaded.settings).expect("json");
+        assert_eq!(shown["wait"], "1m 30s");
     }
 
     #[derive(Serialize)]

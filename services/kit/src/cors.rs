@@ -18,9 +18,10 @@ pub struct CorsSettings {
     /// scheme and host and an optional port), or `["*"]` for any. Empty:
     /// cross-origin calls are not answered (same-origin only).
     pub allowed_origins: Vec<String>,
-    /// How long a browser may cache a preflight answer, in seconds; 0 for
-    /// the browser's default.
-    pub max_age_secs: u64,
+    /// How long a browser may cache a preflight answer (whole seconds); 0
+    /// for the browser's default.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
 }
 
 /// What a listener lets browsers send and read.
@@ -51,7 +52,7 @@ impl Validate for CorsSettings {
                 format!("{origin:?} is not an origin (scheme://host[:port])"),
             );
         }
-        p.check(self.max_age_secs <= 86_400, "max_age_secs", "at most 86400");
+        p.within("max_age", self.max_age, Duration::ZERO..=Duration::from_hours(24));
     }
 }
 
@@ -73,8 +74,8 @@ impl CorsSettings {
             .allow_methods(policy.methods.to_vec())
             .allow_headers(names(policy.request_headers))
             .expose_headers(names(policy.response_headers));
-        if self.max_age_secs > 0 {
-            layer = layer.max_age(Duration::from_secs(self.max_age_secs));
+        if !self.max_age.is_zero() {
+            layer = layer.max_age(self.max_age);
         }
         Some(layer)
     }
@@ -86,7 +87,7 @@ mod tests {
 
     fn problems(origins: &[&str]) -> Vec<String> {
         let settings =
-            CorsSettings { allowed_origins: origins.iter().map(|o| o.to_string()).collect(), max_age_secs: 0 };
+            CorsSettings { allowed_origins: origins.iter().map(|o| o.to_string()).collect(), max_age: Duration::ZERO };
         let mut p = Problems::default();
         settings.validate(&mut p);
         match p.into_result() {

@@ -11,10 +11,7 @@ use crate::config::DatabaseSettings;
 
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(settings.url.clone());
-    options
-        .sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms));
+    options.sqlx_logging(false).connect_timeout(Duration::from_secs(5)).acquire_timeout(settings.acquire_timeout);
     if settings.url.starts_with("sqlite:") {
         // SQLite lets one writer in at a time, and a deferred transaction that
         // upgrades to writing fails with "database is locked" rather than

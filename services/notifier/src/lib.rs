@@ -11,7 +11,6 @@ mod settings;
 mod worker;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use offers_kit::Parts;
@@ -66,7 +65,7 @@ pub struct SchedulerDeps {
 
 /// The daily expiring-subscriptions pass and the relay of its outbox.
 pub fn build_scheduler(settings: &NotifierSettings, deps: SchedulerDeps) -> Parts {
-    let relay_interval = Duration::from_millis(settings.relay_interval_ms);
+    let relay_interval = settings.relay_interval;
     let outbox = Outbox::new(OUTBOX);
     let scheduler = Scheduler::new(deps.db.clone(), deps.ledger, outbox.clone(), settings.clone());
     let (db, bus) = (deps.db, deps.bus);

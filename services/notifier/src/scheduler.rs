@@ -4,8 +4,6 @@
 //! what makes reruns, overlapping runs and a run that died halfway safe; the
 //! lock only keeps replicas from doing the work twice at once.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use offers_kit::grpc::{InternalChannel, from_timestamp, to_timestamp};
 use offers_kit::outbox::Outbox;
@@ -232,7 +230,7 @@ impl Scheduler {
     /// the next check.
     pub async fn run_daily(self, shutdown: CancellationToken) {
         let Some(at) = self.settings.run_at() else { return };
-        let every = Duration::from_secs(self.settings.check_interval_secs);
+        let every = self.settings.check_interval;
         loop {
             let now = Utc::now();
             // The latest scheduled moment not in the future.

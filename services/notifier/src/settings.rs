@@ -1,8 +1,10 @@
 //! Expiry reminders: when to look, and how to reach people.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use offers_kit::config::{Problems, Validate, is_url, redact, redact_optional_url};
+use offers_kit::retry::RetryPolicy;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +17,8 @@ pub struct NotifierSettings {
     /// When the daily run happens, `HH:MM` (or `HH:MM:SS`) UTC.
     pub run_at_utc: String,
     /// How often the in-process scheduler checks whether today's run is due.
-    pub check_interval_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
     /// `smtp://host:port` (or `smtps://user:pass@host`); email is sent only when set.
     #[serde(serialize_with = "redact_optional_url")]
     pub smtp_url: Option<String>,
@@ -28,19 +31,22 @@ pub struct NotifierSettings {
     pub sms_sender: String,
     /// Messages are appended here instead (the embedded mode's sink).
     pub sink_file: Option<PathBuf>,
-    pub send_timeout_ms: u64,
-    pub max_attempts: u32,
-    pub retry_base_ms: u64,
-    pub retry_max_ms: u64,
+    /// How long sending one message on one channel may take.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
+    pub retry: RetryPolicy,
     /// How often the scheduler's outbox relay looks for reminders to publish
     /// (a pass also wakes it at once).
-    pub relay_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub relay_interval: Duration,
     /// How often the reconciler looks for reminders whose job was lost.
-    pub reconcile_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
     /// How long past its due time (and past any lease) a reminder's job may
     /// still be on its way before the reconciler publishes it again; at
-    /// least `retry_max_ms`, as long as a delay queue may hold a retry back.
-    pub redrive_grace_secs: u64,
+    /// least `retry.max`, as long as a delay queue may hold a retry back.
+    #[serde(with = "humantime_serde")]
+    pub redrive_grace: Duration,
 }
 
 impl Default for NotifierSettings {
@@ -48,20 +54,18 @@ impl Default for NotifierSettings {
         Self {
             windows_hours: vec![72],
             run_at_utc: "08:00".into(),
-            check_interval_secs: 60,
+            check_interval: Duration::from_mins(1),
             smtp_url: None,
             smtp_from: "Offers <no-reply@offers.invalid>".into(),
             sms_url: None,
             sms_api_key: None,
             sms_sender: "Offers".into(),
             sink_file: None,
-            send_timeout_ms: 10_000,
-            max_attempts: 5,
-            retry_base_ms: 2_000,
-            retry_max_ms: 600_000,
-            relay_interval_ms: 1_000,
-            reconcile_interval_ms: 30_000,
-            redrive_grace_secs: 900,
+            send_timeout: Duration::from_secs(10),
+            retry: RetryPolicy { base: Duration::from_secs(2), max: Duration::from_mins(10), attempts: 5 },
+            relay_interval: Duration::from_secs(1),
+            reconcile_interval: Duration::from_secs(30),
+            redrive_grace: Duration::from_mins(15),
         }
     }
 }
@@ -85,26 +89,14 @@ impl Validate for NotifierSettings {
             "run_at_utc",
             format!("expected HH:MM or HH:MM:SS, got {:?}", self.run_at_utc),
         );
-        p.check((1..=60_000).contains(&self.send_timeout_ms), "send_timeout_ms", "must be between 1 and 60000");
-        p.check((1..=60_000).contains(&self.relay_interval_ms), "relay_interval_ms", "between 1 and 60000 (a minute)");
-        p.check((1..=3600).contains(&self.check_interval_secs), "check_interval_secs", "must be between 1 and 3600");
-        p.check((1..=100).contains(&self.max_attempts), "max_attempts", "must be between 1 and 100");
-        p.check(self.retry_base_ms > 0, "retry_base_ms", "must be positive");
-        p.check(
-            (self.retry_base_ms..=86_400_000).contains(&self.retry_max_ms),
-            "retry_max_ms",
-            "must be at least retry_base_ms and at most a day",
-        );
-        p.check(
-            (100..=3_600_000).contains(&self.reconcile_interval_ms),
-            "reconcile_interval_ms",
-            "must be between 100 and 3600000",
-        );
-        p.check(
-            self.redrive_grace_secs.saturating_mul(1000) >= self.retry_max_ms && self.redrive_grace_secs <= 86_400,
-            "redrive_grace_secs",
-            "must cover retry_max_ms and be at most a day",
-        );
+        const MS: Duration = Duration::from_millis(1);
+        p.within("send_timeout", self.send_timeout, MS..=Duration::from_mins(1));
+        p.within("relay_interval", self.relay_interval, MS..=Duration::from_mins(1));
+        p.within("check_interval", self.check_interval, Duration::from_secs(1)..=Duration::from_hours(1));
+        self.retry.check(p, "retry", 100);
+        p.within("reconcile_interval", self.reconcile_interval, 100 * MS..=Duration::from_hours(1));
+        // It must cover the longest wait between two attempts.
+        p.within("redrive_grace", self.redrive_grace, self.retry.max..=Duration::from_hours(24));
         if let Some(url) = &self.sms_url {
             p.check(is_url(url), "sms_url", format!("expected an http(s):// URL, got {url:?}"));
         }

@@ -3,14 +3,11 @@
 //! A channel that already delivered is not used again on a retry, and a
 //! finished reminder is never sent again, however often its job arrives.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use chrono::Utc;
 use offers_kit::bus::{Delivery, Disposition, Handler, SharedBus, requeue_later};
 use offers_kit::grpc::InternalChannel;
 use offers_kit::lease::{Follow, Lease, Redrive};
-use offers_kit::retry::backoff;
 use offers_kit::{Error, ErrorCode};
 use offers_proto::auth::v1::{self as auth, user_admin_service_client::UserAdminServiceClient};
 use offers_proto::contracts::Job;
@@ -73,17 +70,14 @@ impl ReminderWorker {
             key: "id",
             open: Condition::all().add(Expr::col(reminder::Column::Status).eq(Status::Queued)),
             // Long enough for the user lookup and every channel's exchanges.
-            length: Duration::from_millis(settings.send_timeout_ms * 10),
+            length: settings.send_timeout * 10,
         };
         Self { db, bus, users, channels, settings, lease }
     }
 
     /// Re-drives, until `shutdown`, reminders whose job was lost.
     pub async fn reconcile(self: std::sync::Arc<Self>, shutdown: CancellationToken) {
-        let redrive = Redrive {
-            every: Duration::from_millis(self.settings.reconcile_interval_ms),
-            grace: Duration::from_secs(self.settings.redrive_grace_secs),
-        };
+        let redrive = Redrive { every: self.settings.reconcile_interval, grace: self.settings.redrive_grace };
         let (lease, db, bus) = (self.lease.clone(), self.db.clone(), self.bus.clone());
         let redriven = || metrics::counter!("offers_reminders_redriven_total");
         lease.reconcile(db, bus, ReminderJob::TOPIC, redrive, redriven, shutdown).await;
@@ -162,7 +156,7 @@ impl ReminderWorker {
             return Ok(None);
         }
         let attempt = job.attempt + 1;
-        let retry = failures.iter().any(|e| e.transient) && attempt < self.settings.max_attempts;
+        let retry = failures.iter().any(|e| e.transient) && self.settings.retry.allows_after(attempt);
         let error = failures.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
         if !retry {
             // What went out stays recorded; the rest is given up on.
@@ -171,11 +165,7 @@ impl ReminderWorker {
             return Ok(None);
         }
         self.finish(reminder.id, Status::Queued, &sent, Some(error)).await?;
-        let delay = backoff(
-            i32::try_from(attempt).unwrap_or(i32::MAX),
-            Duration::from_millis(self.settings.retry_base_ms),
-            Duration::from_millis(self.settings.retry_max_ms),
-        );
+        let delay = self.settings.retry.delay(attempt);
         Ok(Some((ReminderJob { reminder_id: reminder.id, attempt }, delay)))
     }
 }

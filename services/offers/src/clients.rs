@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use offers_kit::credentials::ServiceCredential;
-use offers_kit::grpc::InternalChannel;
+use offers_kit::grpc::{Connector, InternalChannel};
 use offers_proto::account::v1::ledger_service_client::LedgerServiceClient;
 use offers_proto::auth::v1::signing_key_admin_service_client::SigningKeyAdminServiceClient;
 use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
@@ -25,19 +25,36 @@ pub struct InternalClients {
 }
 
 impl InternalClients {
-    /// Lazily connected clients; each call may take up to `timeout`.
-    pub fn new(settings: &Settings, token: &str, timeout: Duration) -> anyhow::Result<Self> {
+    /// Lazily connected clients; each call may take up to its service's
+    /// `upstream.*_timeout`.
+    pub fn new(settings: &Settings, token: &str) -> anyhow::Result<Self> {
+        Self::with_deadlines(settings, token, |timeout| timeout)
+    }
+
+    /// `offers admin`'s clients: every call may take up to `upstream.admin_timeout`.
+    pub fn admin(settings: &Settings, token: &str) -> anyhow::Result<Self> {
+        Self::with_deadlines(settings, token, |_| settings.upstream.admin_timeout)
+    }
+
+    /// `deadline` picks each client's deadline from its service's timeout.
+    fn with_deadlines(
+        settings: &Settings,
+        token: &str,
+        deadline: impl Fn(Duration) -> Duration,
+    ) -> anyhow::Result<Self> {
         let credential = ServiceCredential::new(token)?;
-        let connector = settings.tls.connector(timeout)?;
-        let channel = |url: &str| connector.internal_channel(url, credential.clone());
+        let connector = settings.tls.connector(Duration::ZERO)?;
+        let channel = |url: &str, timeout: Duration| {
+            Connector { timeout: deadline(timeout), ..connector.clone() }.internal_channel(url, credential.clone())
+        };
         let up = &settings.upstream;
         Ok(Self {
-            users: UserAdminServiceClient::new(channel(&up.auth_internal)?),
-            keys: SigningKeyAdminServiceClient::new(channel(&up.auth_internal)?),
-            catalog: CatalogAdminServiceClient::new(channel(&up.catalog_internal)?),
-            ledger: LedgerServiceClient::new(channel(&up.account_internal)?),
-            partners: PartnerAdminServiceClient::new(channel(&up.partner_internal)?),
-            jobs: JobAdminServiceClient::new(channel(&up.account_internal)?),
+            users: UserAdminServiceClient::new(channel(&up.auth_internal, up.auth_timeout)?),
+            keys: SigningKeyAdminServiceClient::new(channel(&up.auth_internal, up.auth_timeout)?),
+            catalog: CatalogAdminServiceClient::new(channel(&up.catalog_internal, up.catalog_timeout)?),
+            ledger: LedgerServiceClient::new(channel(&up.account_internal, up.account_timeout)?),
+            partners: PartnerAdminServiceClient::new(channel(&up.partner_internal, up.partner_timeout)?),
+            jobs: JobAdminServiceClient::new(channel(&up.account_internal, up.account_timeout)?),
         })
     }
 }

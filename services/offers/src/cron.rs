@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use offers_notifier::RunReport;
 
 use crate::clients::InternalClients;
-use crate::process::{connect_database, upstream_timeout};
+use crate::process::connect_database;
 use crate::settings::Settings;
 
 /// Queues the reminders due at `at`; `None` when another run holds the
@@ -17,7 +17,7 @@ pub async fn expiring_subscriptions(
     at: DateTime<Utc>,
 ) -> anyhow::Result<Option<RunReport>> {
     let db = connect_database(settings, false).await?;
-    let clients = InternalClients::new(settings, token, upstream_timeout(settings))?;
+    let clients = InternalClients::new(settings, token)?;
     let bus = match settings.bus.url.as_str() {
         "memory://" => None,
         _ => Some(offers_kit::bus::from_settings(&settings.bus)?),

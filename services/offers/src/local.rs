@@ -301,7 +301,7 @@ impl Deployment {
 
     /// Stops every process gracefully, killing what outlives the grace.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        let grace = Duration::from_secs(self.settings.shutdown_grace_secs + 5);
+        let grace = self.settings.shutdown_grace + Duration::from_secs(5);
         for member in &self.members {
             let _ = signal(member.pid, "TERM");
         }

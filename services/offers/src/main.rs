@@ -176,7 +176,12 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut settings = Settings::load(cli.config.as_deref())?;
+    let (mut settings, deprecated) = Settings::load(cli.config.as_deref())?;
+    // Before any command's own output or logging is set up, so every
+    // command says it, `offers config` included.
+    for line in deprecated {
+        eprintln!("warning: {line}");
+    }
     match cli.command {
         Command::Dev { listen, data_dir, verbose } => {
             listen.apply(&mut settings);
@@ -255,7 +260,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Local { dir, action: LocalAction::Down { purge } } => {
-            let grace = std::time::Duration::from_secs(settings.shutdown_grace_secs + 5);
+            let grace = settings.shutdown_grace + std::time::Duration::from_secs(5);
             // A purge also cleans up after a deployment that is not running.
             if !purge || offers::local::recorded(&dir) {
                 let stopped = offers::local::down(&dir, grace).await?;

@@ -97,7 +97,7 @@ impl Process {
             parts.merge(role.build(&shared).await?);
         }
         let mut process = Process {
-            grace: Duration::from_secs(shared.settings.shutdown_grace_secs),
+            grace: shared.settings.shutdown_grace,
             settings: shared.settings.clone(),
             http_addr: listeners.http_addr,
             grpc_addr: listeners.grpc_addrs.map(|(p, _)| p),
@@ -154,7 +154,7 @@ impl Process {
         if verifies != Verifies::Nothing {
             crate::jwks::attach(&shared.verifier, &connector, auth)?;
             let verifier = shared.verifier.clone();
-            let every = Duration::from_secs(shared.settings.auth.jwks_refresh_secs);
+            let every = shared.settings.auth.jwks_refresh;
             let stop = self.shutdown.clone();
             self.tasks.spawn(async move {
                 crate::jwks::refresh(verifier, every, stop).await;
@@ -304,7 +304,7 @@ async fn connect(
     let cache = cache::from_settings(&settings.cache)?;
     let bus = if needs.bus { Some(bus::from_settings(&settings.bus)?) } else { None };
     let clients = match needs.clients {
-        true => Some(InternalClients::new(&settings, credential, upstream_timeout(&settings))?),
+        true => Some(InternalClients::new(&settings, credential)?),
         false => None,
     };
     let mut readiness = Readiness::default().report(CacheCheck(cache.clone()));
@@ -365,11 +365,6 @@ fn reachable(bound: SocketAddr) -> SocketAddr {
         IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), bound.port()),
         _ => bound,
     }
-}
-
-/// How long one internal call may take.
-pub fn upstream_timeout(settings: &Settings) -> Duration {
-    Duration::from_millis(settings.gateway.upstream_timeout_ms)
 }
 
 /// Every descriptor reflection serves: ours, health's, both reflection
@@ -461,10 +456,7 @@ struct ServerLimits {
 
 impl ServerLimits {
     fn of(settings: &Settings) -> Self {
-        Self {
-            call: Duration::from_millis(settings.call_timeout_ms),
-            connection_age: Duration::from_secs(settings.max_connection_age_secs),
-        }
+        Self { call: settings.call_timeout, connection_age: settings.max_connection_age }
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 use offers_account::LedgerSettings;
@@ -12,7 +13,7 @@ use offers_auth::AuthSettings;
 use offers_catalog::CatalogSettings;
 use offers_gateway::GatewaySettings;
 use offers_kit::config::{
-    self, BusSettings, CacheSettings, ConfigError, DatabaseSettings, Problems, Validate, redact, redact_url,
+    self, BusSettings, CacheSettings, ConfigError, DatabaseSettings, Loaded, Problems, Validate, redact, redact_url,
 };
 use offers_kit::cors::CorsSettings;
 use offers_kit::grpc::parse_upstream;
@@ -23,6 +24,24 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::tls::TlsSettings;
+
+/// The range of every gRPC deadline.
+const CALL_TIMEOUTS: std::ops::RangeInclusive<Duration> = Duration::from_millis(100)..=Duration::from_mins(5);
+
+/// The keys of the last release that moved, not only lost their unit
+/// (those, `x_ms`/`x_secs` → `x`, are found by the suffix), read until the
+/// next one with a warning.
+const MOVED: &[(&str, &str)] = &[
+    ("provisioning.max_attempts", "provisioning.retry.attempts"),
+    ("provisioning.retry_base_ms", "provisioning.retry.base"),
+    ("provisioning.retry_max_ms", "provisioning.retry.max"),
+    ("notifier.max_attempts", "notifier.retry.attempts"),
+    ("notifier.retry_base_ms", "notifier.retry.base"),
+    ("notifier.retry_max_ms", "notifier.retry.max"),
+    ("partner.callback_max_attempts", "partner.callback_retry.attempts"),
+    ("partner.callback_retry_base_ms", "partner.callback_retry.base"),
+    ("partner.callback_retry_max_ms", "partner.callback_retry.max"),
+];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -50,14 +69,17 @@ pub struct Settings {
     pub notifier: NotifierSettings,
     /// Currency of balances and offers (ISO 4217).
     pub currency: String,
-    /// Seconds given to in-flight work after a shutdown signal.
-    pub shutdown_grace_secs: u64,
+    /// How long in-flight work is given after a shutdown signal.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
     /// How long a gRPC call may run before it is answered
     /// `service_unavailable` (a stalled dependency must not hold callers).
-    pub call_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
     /// gRPC connections are closed (gracefully) after this long, so that
     /// clients connect again and spread over replicas added since.
-    pub max_connection_age_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Duration,
     /// Browsers on other origins allowed to call both gRPC listeners with
     /// gRPC-Web (off by default).
     pub grpc_web_cors: CorsSettings,
@@ -84,9 +106,9 @@ impl Default for Settings {
             partner: PartnerSettings::default(),
             notifier: NotifierSettings::default(),
             currency: "EUR".into(),
-            shutdown_grace_secs: 10,
-            call_timeout_ms: 8_000,
-            max_connection_age_secs: 300,
+            shutdown_grace: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(8),
+            max_connection_age: Duration::from_mins(5),
             grpc_web_cors: CorsSettings::default(),
         }
     }
@@ -141,6 +163,20 @@ pub struct UpstreamSettings {
     pub partner: String,
     #[serde(serialize_with = "redact_url")]
     pub partner_internal: String,
+    /// Deadline of one call of this process's internal clients, per service
+    /// called (the edge's own calls: `gateway.upstream_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub auth_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub catalog_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub account_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub partner_timeout: Duration,
+    /// Deadline of one call of `offers admin`, whatever the service:
+    /// administrative calls may be slow (password hashing).
+    #[serde(with = "humantime_serde")]
+    pub admin_timeout: Duration,
 }
 
 impl Default for UpstreamSettings {
@@ -157,11 +193,27 @@ impl Default for UpstreamSettings {
             activation: public.clone(),
             partner: public,
             partner_internal: internal,
+            auth_timeout: Duration::from_secs(10),
+            catalog_timeout: Duration::from_secs(10),
+            account_timeout: Duration::from_secs(10),
+            partner_timeout: Duration::from_secs(10),
+            admin_timeout: Duration::from_secs(30),
         }
     }
 }
 
 impl UpstreamSettings {
+    /// Each internal client's deadline, by the key that sets it.
+    pub fn timeouts(&self) -> [(&'static str, Duration); 5] {
+        [
+            ("admin_timeout", self.admin_timeout),
+            ("auth_timeout", self.auth_timeout),
+            ("catalog_timeout", self.catalog_timeout),
+            ("account_timeout", self.account_timeout),
+            ("partner_timeout", self.partner_timeout),
+        ]
+    }
+
     /// Points `service` at these listeners (a role this process runs).
     pub fn serve_here(&mut self, service: Upstream, public: &str, internal: &str) {
         let (public_url, internal_url) = match service {
@@ -196,6 +248,9 @@ impl Validate for UpstreamSettings {
                 p.check(false, key, format!("expected http(s):// URLs separated by commas ({e})"));
             }
         }
+        for (key, timeout) in self.timeouts() {
+            p.within(key, timeout, CALL_TIMEOUTS);
+        }
     }
 }
 
@@ -219,27 +274,27 @@ impl Validate for Settings {
         let currency = &self.currency;
         let iso = currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase());
         p.check(iso, "currency", format!("expected a three-letter ISO 4217 code, got {currency:?}"));
-        let call = self.call_timeout_ms;
-        p.check((100..=300_000).contains(&call), "call_timeout_ms", "between 100 and 300000");
+        let call = self.call_timeout;
+        p.within("call_timeout", call, CALL_TIMEOUTS);
         // A server answers before its caller gives up, so callers see why.
-        p.check(
-            call < self.gateway.upstream_timeout_ms,
-            "call_timeout_ms",
-            "must be below gateway.upstream_timeout_ms",
-        );
-        p.check(self.max_connection_age_secs >= 10, "max_connection_age_secs", "at least 10");
+        p.check(call < self.gateway.upstream_timeout, "call_timeout", "must be below gateway.upstream_timeout");
+        for (key, timeout) in self.upstream.timeouts() {
+            p.check(call < timeout, "call_timeout", format!("must be below upstream.{key}"));
+        }
+        p.check(self.max_connection_age >= Duration::from_secs(10), "max_connection_age", "at least 10s");
         // A claimed attempt must keep the reconciler away while its call runs.
-        let outlasts = self.ledger.attempt_lease_secs.saturating_mul(1000) > self.provisioning.timeout_ms;
-        p.check(outlasts, "ledger.attempt_lease_secs", "must outlast one provisioning call (provisioning.timeout_ms)");
+        let outlasts = self.ledger.attempt_lease > self.provisioning.timeout;
+        p.check(outlasts, "ledger.attempt_lease", "must outlast one provisioning call (provisioning.timeout)");
     }
 }
 
 impl Settings {
-    /// Defaults, then `file` if given, then the `OFFERS_*` environment, checked.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let settings: Settings = config::load(file)?;
+    /// Defaults, then `file` if given, then the `OFFERS_*` environment,
+    /// checked; and a line for each deprecated key they spell.
+    pub fn load(file: Option<&Path>) -> Result<(Self, Vec<String>), ConfigError> {
+        let Loaded { settings, deprecated } = config::load::<Settings>(file, MOVED)?;
         settings.check()?;
-        Ok(settings)
+        Ok((settings, deprecated))
     }
 
     /// Every problem with these settings, reported together.
@@ -373,6 +428,41 @@ mod tests {
         let dump = s.dump();
         assert!(!dump.contains("secret-"), "{dump}");
         assert!(dump.contains("REDACTED") && dump.contains("sslmode=require"), "{dump}");
+    }
+
+    #[test]
+    fn a_zero_wait_is_refused_naming_its_key() {
+        let mut s = Settings::default();
+        s.ledger.attempt_lease = Duration::ZERO;
+        s.provisioning.retry.base = Duration::ZERO;
+        s.upstream.account_timeout = Duration::ZERO;
+        let Err(ConfigError::Invalid(errors)) = s.check() else { panic!("expected invalid") };
+        let joined = errors.join("\n");
+        for key in ["ledger.attempt_lease:", "provisioning.retry.base:", "upstream.account_timeout:"] {
+            assert!(joined.contains(key), "{key} missing from {joined}");
+        }
+    }
+
+    #[test]
+    fn the_last_releases_keys_load_with_a_warning() {
+        let file = std::env::temp_dir().join(format!("offers-legacy-{}.toml", uuid::Uuid::new_v4()));
+        let toml = "[provisioning]\nretry_base_ms = 250\nmax_attempts = 3\n[ledger]\nattempt_lease_secs = 90\n";
+        std::fs::write(&file, toml).expect("write");
+        let loaded = config::load::<Settings>(Some(&file), MOVED);
+        std::fs::remove_file(&file).ok();
+        let Loaded { settings, deprecated } = loaded.expect("loads");
+        assert_eq!(settings.provisioning.retry.base, Duration::from_millis(250));
+        assert_eq!(settings.provisioning.retry.attempts, 3);
+        assert_eq!(settings.ledger.attempt_lease, Duration::from_secs(90));
+        assert_eq!(deprecated.len(), 3, "{deprecated:?}");
+        settings.check().expect("valid");
+    }
+
+    #[test]
+    fn the_dump_shows_durations_as_written() {
+        let dump: serde_json::Value = serde_json::from_str(&Settings::default().dump()).expect("json");
+        assert_eq!((&dump["call_timeout"], &dump["auth"]["refresh_ttl"]), (&"8s".into(), &"30days".into()));
+        assert_eq!(dump["notifier"]["retry"], serde_json::json!({"base": "2s", "max": "10m", "attempts": 5}));
     }
 
     #[test]

@@ -5,14 +5,12 @@
 //! at most once; partners dedupe on the event id all the same.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use offers_kit::bus::{Delivery, Disposition, Handler, SharedBus, requeue_later};
 use offers_kit::lease::{Follow, Lease, Redrive};
-use offers_kit::retry::backoff;
 use offers_proto::contracts::{Job, PartnerEvent};
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
@@ -64,7 +62,7 @@ enum DeliveryError {
 
 impl CallbackWorker {
     pub fn new(db: DatabaseConnection, bus: SharedBus, settings: PartnerSettings) -> Result<Self, reqwest::Error> {
-        let timeout = Duration::from_millis(settings.callback_timeout_ms);
+        let timeout = settings.callback_timeout;
         let http = callback_client(Arc::new(SystemLookup), settings.allow_private_callbacks, timeout)?;
         let lease = Lease {
             table: "partner_callback_deliveries",
@@ -72,17 +70,15 @@ impl CallbackWorker {
             open: Condition::all()
                 .add(Expr::col(delivery::Column::DeliveredAt).is_null())
                 .add(Expr::col(delivery::Column::AbandonedAt).is_null()),
-            length: Duration::from_millis(settings.callback_timeout_ms * 2),
+            length: settings.callback_timeout * 2,
         };
         Ok(Self { db, bus, http, settings, lease })
     }
 
     /// Re-drives, until `shutdown`, callbacks whose job was lost.
     pub async fn reconcile(self: Arc<Self>, shutdown: CancellationToken) {
-        let redrive = Redrive {
-            every: Duration::from_millis(self.settings.callback_reconcile_interval_ms),
-            grace: Duration::from_secs(self.settings.callback_redrive_grace_secs),
-        };
+        let redrive =
+            Redrive { every: self.settings.callback_reconcile_interval, grace: self.settings.callback_redrive_grace };
         let (lease, db, bus) = (self.lease.clone(), self.db.clone(), self.bus.clone());
         let redriven = || metrics::counter!("offers_partner_callbacks_redriven_total");
         lease.reconcile(db, bus, PartnerEvent::TOPIC, redrive, redriven, shutdown).await;
@@ -206,7 +202,7 @@ impl CallbackWorker {
             }
         };
         let attempt = event.attempt + 1;
-        let give_up = attempt >= self.settings.callback_max_attempts;
+        let give_up = !self.settings.callback_retry.allows_after(attempt);
         match &outcome {
             Ok(()) => metrics::counter!("offers_partner_callbacks_total", "result" => "delivered").increment(1),
             Err(e) if give_up => {
@@ -223,11 +219,7 @@ impl CallbackWorker {
         if !failed || give_up {
             return Ok(None);
         }
-        let delay = backoff(
-            i32::try_from(attempt).unwrap_or(i32::MAX),
-            Duration::from_millis(self.settings.callback_retry_base_ms),
-            Duration::from_millis(self.settings.callback_retry_max_ms),
-        );
+        let delay = self.settings.callback_retry.delay(attempt);
         Ok(Some((PartnerEvent { attempt, ..event }, delay)))
     }
 }

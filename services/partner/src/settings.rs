@@ -1,6 +1,9 @@
 //! Partner access and completion callbacks.
 
+use std::time::Duration;
+
 use offers_kit::config::{Problems, Validate};
+use offers_kit::retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -8,17 +11,19 @@ use serde::{Deserialize, Serialize};
 pub struct PartnerSettings {
     /// Requests a partner may make per second (all its keys together).
     pub requests_per_second: u64,
-    pub callback_timeout_ms: u64,
-    pub callback_max_attempts: u32,
-    pub callback_retry_base_ms: u64,
-    pub callback_retry_max_ms: u64,
+    /// How long one callback delivery may take.
+    #[serde(with = "humantime_serde")]
+    pub callback_timeout: Duration,
+    pub callback_retry: RetryPolicy,
     /// How often the reconciler looks for callbacks whose job was lost.
-    pub callback_reconcile_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub callback_reconcile_interval: Duration,
     /// How long past its due time (and past any lease) a callback's job may
     /// still be on its way before the reconciler publishes it again; at
-    /// least `callback_retry_max_ms`, as long as a delay queue may hold a
+    /// least `callback_retry.max`, as long as a delay queue may hold a
     /// retry back.
-    pub callback_redrive_grace_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub callback_redrive_grace: Duration,
     /// Lets `CreateApiKey` take a preset secret: the embedded mode's demo
     /// key. Never in production.
     pub allow_preset_keys: bool,
@@ -32,12 +37,10 @@ impl Default for PartnerSettings {
     fn default() -> Self {
         Self {
             requests_per_second: 20,
-            callback_timeout_ms: 5_000,
-            callback_max_attempts: 10,
-            callback_retry_base_ms: 1_000,
-            callback_retry_max_ms: 300_000,
-            callback_reconcile_interval_ms: 30_000,
-            callback_redrive_grace_secs: 600,
+            callback_timeout: Duration::from_secs(5),
+            callback_retry: RetryPolicy { base: Duration::from_secs(1), max: Duration::from_mins(5), attempts: 10 },
+            callback_reconcile_interval: Duration::from_secs(30),
+            callback_redrive_grace: Duration::from_mins(10),
             allow_preset_keys: false,
             allow_private_callbacks: false,
         }
@@ -47,24 +50,12 @@ impl Default for PartnerSettings {
 impl Validate for PartnerSettings {
     fn validate(&self, p: &mut Problems) {
         p.check(self.requests_per_second > 0, "requests_per_second", "must be positive");
-        p.check((1..=60_000).contains(&self.callback_timeout_ms), "callback_timeout_ms", "must be between 1 and 60000");
-        p.check((1..=100).contains(&self.callback_max_attempts), "callback_max_attempts", "must be between 1 and 100");
-        p.check(self.callback_retry_base_ms > 0, "callback_retry_base_ms", "must be positive");
-        p.check(
-            (self.callback_retry_base_ms..=86_400_000).contains(&self.callback_retry_max_ms),
-            "callback_retry_max_ms",
-            "must be at least callback_retry_base_ms and at most a day",
-        );
-        p.check(
-            (100..=3_600_000).contains(&self.callback_reconcile_interval_ms),
-            "callback_reconcile_interval_ms",
-            "must be between 100 and 3600000",
-        );
-        p.check(
-            self.callback_redrive_grace_secs.saturating_mul(1000) >= self.callback_retry_max_ms
-                && self.callback_redrive_grace_secs <= 86_400,
-            "callback_redrive_grace_secs",
-            "must cover callback_retry_max_ms and be at most a day",
-        );
+        p.within("callback_timeout", self.callback_timeout, Duration::from_millis(1)..=Duration::from_mins(1));
+        self.callback_retry.check(p, "callback_retry", 100);
+        let reconcile = Duration::from_millis(100)..=Duration::from_hours(1);
+        p.within("callback_reconcile_interval", self.callback_reconcile_interval, reconcile);
+        // It must cover the longest wait between two attempts.
+        let grace = self.callback_retry.max..=Duration::from_hours(24);
+        p.within("callback_redrive_grace", self.callback_redrive_grace, grace);
     }
 }

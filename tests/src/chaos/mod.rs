@@ -134,16 +134,16 @@ pub async fn run(config: Config) -> Option<Report> {
         s.bus.url = targets.rabbitmq.in_url(&s.bus.url);
         s.provisioning.url = Some(format!("http://{}", targets.provider.addr));
         // A dependency that is away is a bounded 503, not a hung request.
-        s.database.acquire_timeout_ms = 1_000;
-        s.call_timeout_ms = 2_000;
+        s.database.acquire_timeout = Duration::from_secs(1);
+        s.call_timeout = Duration::from_secs(2);
         // Many clients from one address, for many minutes.
         s.auth.login_per_address = 1_000_000;
         s.auth.login_per_username = 1_000_000;
         s.auth.login_per_username_global = 1_000_000;
-        s.auth.access_ttl_secs = 3_600;
+        s.auth.access_ttl = Duration::from_secs(3600);
         // Key sets reloaded on the production schedule: a token of a key
         // rotated in or made anew must verify without waiting for it.
-        s.auth.jwks_refresh_secs = 30;
+        s.auth.jwks_refresh = Duration::from_secs(30);
         s.partner.requests_per_second = 100_000;
     };
     let replicas = Replicas::default().set(Role::Account, 2);

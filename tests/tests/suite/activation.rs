@@ -224,11 +224,13 @@ async fn idempotency_keys_replay_and_refuse_reuse(suite: &TestSuite) {
     assert_eq!(ids.len(), 1, "{replies:?}");
     suite.settled(&token, replies[0].str("transaction_id")).await;
     assert_eq!(suite.balance(&token).await, before - 500 - 300);
-    let bad = suite
-        .api
-        .post_with("/api/v1/activation/", Some(&token), &json!({"offer_id": data}), &[("Idempotency-Key", "")])
-        .await;
-    bad.assert_problem(400, "invalid_request");
+    for bad in [String::new(), "k".repeat(256), "with space".into()] {
+        let headers = [("Idempotency-Key", bad.as_str())];
+        let answer =
+            suite.api.post_with("/api/v1/activation/", Some(&token), &json!({"offer_id": data}), &headers).await;
+        answer.assert_problem(400, "invalid_request");
+    }
+    assert_eq!(suite.balance(&token).await, before - 500 - 300, "a refused key charges nothing");
 }
 
 async fn status_and_lists_check_their_input(suite: &TestSuite) {
@@ -377,8 +379,8 @@ async fn a_worker_killed_mid_attempt_charges_once(backend: Backend) {
     let Some(mut suite) = TestSuite::spawn_with(backend, |s| {
         s.provisioning.url = Some(provider.url.clone());
         // Longer than the test takes to kill the worker: the call hangs until then.
-        s.provisioning.timeout_ms = 10_000;
-        s.ledger.attempt_lease_secs = 11;
+        s.provisioning.timeout = Duration::from_secs(10);
+        s.ledger.attempt_lease = Duration::from_secs(11);
     })
     .await
     else {
@@ -422,7 +424,7 @@ async fn broker_down_at_purchase_time_delays_but_loses_nothing() {
     let Some(suite) = TestSuite::spawn_with(Backend::Real, |s| {
         s.bus.url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
         // Only the outbox may bring the job back, not the reconciler.
-        s.ledger.pending_deadline_secs = 600;
+        s.ledger.pending_deadline = Duration::from_secs(600);
     })
     .await
     else {

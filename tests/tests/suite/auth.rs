@@ -3,6 +3,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use offers_tests::{Backend, TestSuite, across_processes, both, each_backend};
 use serde_json::json;
+use std::time::Duration;
 
 const PROFILE: &str = "/api/v1/auth/profile/";
 
@@ -183,7 +184,7 @@ async fn published_kids(suite: &TestSuite) -> Vec<String> {
 
 /// Waits for every verifier in the suite to reload the key set.
 async fn key_sets_reloaded(suite: &TestSuite) {
-    tokio::time::sleep(std::time::Duration::from_secs(suite.settings.auth.jwks_refresh_secs * 2 + 1)).await;
+    tokio::time::sleep(suite.settings.auth.jwks_refresh * 2 + Duration::from_secs(1)).await;
 }
 
 async fn signing_keys_rotate_and_retire(suite: &TestSuite) {
@@ -202,8 +203,8 @@ async fn signing_keys_rotate_and_retire(suite: &TestSuite) {
     assert_eq!(kids, both, "both keys are published");
     let signs_from = rotated.sign_time.as_ref().and_then(offers_kit::grpc::from_timestamp).expect("a sign time");
     let delay = signs_from - chrono::Utc::now();
-    let expected = suite.settings.auth.jwks_refresh_secs + suite.settings.auth.key_publish_margin_secs;
-    assert!(delay <= chrono::Duration::seconds(expected as i64), "signs {delay} from now");
+    let expected = suite.settings.auth.jwks_refresh + suite.settings.auth.key_publish_margin;
+    assert!(delay.to_std().is_ok_and(|delay| delay <= expected), "signs {delay} from now");
     assert!(delay > chrono::Duration::zero(), "not yet");
     assert_eq!(kid(&suite.token("demo").await), kid(&old), "the old key signs until the new one's time");
     tokio::time::sleep((delay + chrono::Duration::milliseconds(300)).to_std().expect("ahead")).await;
@@ -283,7 +284,7 @@ fn random_username() -> String {
 async fn a_login_flood_is_refused_as_busy_not_queued(backend: Backend) {
     let Some(suite) = TestSuite::spawn_with(backend, |s| {
         s.auth.password_hash_concurrency = 1;
-        s.auth.password_hash_wait_ms = 50;
+        s.auth.password_hash_wait = Duration::from_millis(50);
         s.auth.login_per_address = 1_000;
     })
     .await
@@ -444,8 +445,8 @@ async fn a_reused_token_stops_its_family_for_good(backend: Backend) {
 
 async fn a_rotated_out_key_retires_by_itself(backend: Backend) {
     let Some(suite) = TestSuite::spawn_with(backend, |s| {
-        s.auth.access_ttl_secs = 3;
-        s.auth.key_retire_margin_secs = 5;
+        s.auth.access_ttl = Duration::from_secs(3);
+        s.auth.key_retire_margin = Duration::from_secs(5);
     })
     .await
     else {

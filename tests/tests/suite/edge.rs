@@ -1,4 +1,5 @@
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use offers_proto::auth::v1::GetUserRequest;
 use offers_proto::auth::v1::get_user_request::Lookup;
@@ -259,13 +260,16 @@ async fn openapi_describes_problems_formats_and_credentials(suite: &TestSuite) {
     let activate = &doc["paths"]["/api/v1/activation/"]["post"];
     assert_eq!(activate["security"], json!([{"bearer": []}]));
     assert_eq!(doc["paths"]["/api/v1/partner/activate/"]["post"]["security"], json!([{"partner_key": []}]));
-    assert!(
-        activate["parameters"]
+    for path in ["/api/v1/activation/", "/api/v1/offers/renew/", "/api/v1/partner/activate/"] {
+        let key = doc["paths"][path]["post"]["parameters"]
             .as_array()
             .expect("params")
             .iter()
-            .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")
-    );
+            .find(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")
+            .unwrap_or_else(|| panic!("{path} documents no Idempotency-Key"))
+            .clone();
+        assert_eq!(key["schema"]["pattern"], "^[!-~]{1,255}$", "{path}");
+    }
     let reused = &activate["responses"]["422"]["content"]["application/problem+json"];
     assert_eq!(reused["schema"]["allOf"][1]["properties"]["code"]["enum"], json!(["idempotency_key_reused"]));
     assert!(activate["responses"]["400"]["content"].get("application/json").is_none(), "problems are problem+json");
@@ -339,7 +343,7 @@ async fn cors_preflights_are_answered_when_configured(backend: Backend) {
     let configure = |s: &mut offers::settings::Settings| {
         s.gateway.cors.allowed_origins = vec![ORIGIN.into()];
         s.grpc_web_cors.allowed_origins = vec![ORIGIN.into()];
-        s.grpc_web_cors.max_age_secs = 600;
+        s.grpc_web_cors.max_age = Duration::from_secs(600);
     };
     let Some(suite) = TestSuite::spawn_with(backend, configure).await else { return };
     let rest = preflight(suite.http_addr, "/api/v1/offers/", "GET", "authorization").await;

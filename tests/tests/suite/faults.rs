@@ -37,10 +37,10 @@ async fn a_postgres_outage_is_a_bounded_503_with_stale_reads_and_recovers() {
     let provider = StubProvider::start(|n| if n == 1 { Answer::ok() } else { Answer::Hang }, |_| Answer::Hang).await;
     let Some(suite) = TestSuite::spawn_with(Backend::Real, |s| {
         s.database.url = pg.in_url(&s.database.url);
-        s.database.acquire_timeout_ms = 1_000;
-        s.call_timeout_ms = 2_000;
-        s.catalog.cache_ttl_secs = 1;
-        s.ledger.status_fresh_secs = 1;
+        s.database.acquire_timeout = Duration::from_secs(1);
+        s.call_timeout = Duration::from_secs(2);
+        s.catalog.cache_ttl = Duration::from_secs(1);
+        s.ledger.status_fresh = Duration::from_secs(1);
         s.provisioning.url = Some(provider.url.clone());
     })
     .await

@@ -3,6 +3,7 @@
 //! loaded yet, and a key encryption key that changes.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use offers::process::Process;
 use offers::roles::Role;
@@ -23,7 +24,7 @@ async fn auth_settings(resources: &Resources) -> Settings {
     resources.apply(&mut settings);
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     (settings.http_addr, settings.grpc_addr, settings.internal_grpc_addr) = (any, any, any);
-    settings.shutdown_grace_secs = 1;
+    settings.shutdown_grace = Duration::from_secs(1);
     offers::process::connect_database(&settings, true).await.expect("migrated");
     settings
 }
@@ -95,14 +96,18 @@ async fn a_token_of_a_key_not_loaded_yet_is_accepted_at_once(suite: &TestSuite) 
 }
 
 async fn hourly_reloads(backend: Backend) {
-    let Some(suite) = TestSuite::spawn_with(backend, |s| s.auth.jwks_refresh_secs = 3600).await else { return };
+    let Some(suite) = TestSuite::spawn_with(backend, |s| s.auth.jwks_refresh = Duration::from_hours(1)).await else {
+        return;
+    };
     a_token_of_a_key_not_loaded_yet_is_accepted_at_once(&suite).await;
     suite.stop().await;
 }
 
 async fn hourly_reloads_across_processes() -> Option<()> {
     let replicas = offers::local::Replicas::default();
-    let suite = TestSuite::spawn_processes_with(replicas, Vec::new(), |s| s.auth.jwks_refresh_secs = 3600).await?;
+    let suite =
+        TestSuite::spawn_processes_with(replicas, Vec::new(), |s| s.auth.jwks_refresh = Duration::from_hours(1))
+            .await?;
     a_token_of_a_key_not_loaded_yet_is_accepted_at_once(&suite).await;
     suite.stop().await;
     Some(())

@@ -132,7 +132,7 @@ across_processes!(reminders_go_out_once, renewal_rearms_the_reminder,);
 async fn the_scheduler_process_sends_the_days_reminders() {
     use sea_orm::ConnectionTrait;
     use sea_orm::sea_query::Query;
-    let configure = |s: &mut offers::settings::Settings| s.notifier.check_interval_secs = 1;
+    let configure = |s: &mut offers::settings::Settings| s.notifier.check_interval = Duration::from_secs(1);
     let replicas = offers::local::Replicas::default();
     let Some(suite) = TestSuite::spawn_processes_with(replicas, Vec::new(), configure).await else { return };
     let runs = || async {
@@ -203,8 +203,8 @@ async fn reminder_status(suite: &TestSuite, id: uuid::Uuid) -> String {
 
 async fn lost_reminders_are_redriven(backend: Backend) {
     let Some(suite) = TestSuite::spawn_with(backend, |s| {
-        s.notifier.reconcile_interval_ms = 100;
-        s.notifier.redrive_grace_secs = 1;
+        s.notifier.reconcile_interval = Duration::from_millis(100);
+        s.notifier.redrive_grace = Duration::from_secs(1);
     })
     .await
     else {

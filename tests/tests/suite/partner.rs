@@ -1,6 +1,7 @@
 //! Partners: keys, activation on a user's behalf, references, callbacks.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use offers_proto::contracts::PartnerEvent;
 use offers_proto::partner::v1::PartnerStatus;
@@ -251,6 +252,12 @@ async fn partner_credentials_are_enforced(suite: &TestSuite) {
     partner_activate(suite, "pk_live_not-a-real-key", &body).await.assert_problem(401, "unauthenticated");
     // A bad key with a bad body is still a 401: credentials come first.
     partner_activate(suite, "pk_live_not-a-real-key", &json!({})).await.assert_problem(401, "unauthenticated");
+    let bad_idempotency_key = [("Idempotency-Key", "with space")];
+    let answer =
+        suite.api.post_with("/api/v1/partner/activate/", Some("pk_live_not-a-real-key"), &body, &bad_idempotency_key);
+    answer.await.assert_problem(401, "unauthenticated");
+    let answer = suite.api.post_with("/api/v1/partner/activate/", Some(DEMO_KEY), &body, &bad_idempotency_key);
+    answer.await.assert_problem(400, "invalid_request");
     suite.api.post("/api/v1/partner/activate/", None, &body).await.assert_problem(401, "unauthenticated");
     // A user's access token is no partner key.
     partner_activate(suite, &token, &body).await.assert_problem(401, "unauthenticated");
@@ -597,8 +604,8 @@ async fn delivery_state(suite: &TestSuite, event_id: uuid::Uuid) -> (i32, bool) 
 
 async fn lost_callbacks_are_redriven(backend: Backend) {
     let Some(suite) = TestSuite::spawn_with(backend, |s| {
-        s.partner.callback_reconcile_interval_ms = 100;
-        s.partner.callback_redrive_grace_secs = 1;
+        s.partner.callback_reconcile_interval = Duration::from_millis(100);
+        s.partner.callback_redrive_grace = Duration::from_secs(1);
     })
     .await
     else {

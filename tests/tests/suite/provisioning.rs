@@ -162,7 +162,7 @@ async fn the_simulator_tells_a_late_success_when_asked(backend: Backend) {
     // SIM-SLOW: the simulator provisions on the first request and answers
     // it long after our timeout; with no attempt left, only its answer to
     // the inquiry can settle the transaction.
-    let Some(suite) = TestSuite::spawn_with(backend, |s| s.provisioning.max_attempts = 1).await else { return };
+    let Some(suite) = TestSuite::spawn_with(backend, |s| s.provisioning.retry.attempts = 1).await else { return };
     let bought = suite.demo_buys("SIM-SLOW").await;
     assert_eq!(bought.reply.status, 202, "{}", bought.reply.body);
     let id = bought.reply.str("transaction_id");
@@ -180,8 +180,8 @@ async fn a_request_held_past_the_inquiry_provisions_nothing(backend: Backend) {
     // and is refused, and the second inquiry, after the 3 s settle window,
     // still hears `not_found`.
     let Some(suite) = TestSuite::spawn_with(backend, |s| {
-        s.provisioning.max_attempts = 1;
-        s.provisioning.settle_window_secs = 3;
+        s.provisioning.retry.attempts = 1;
+        s.provisioning.settle_window = Duration::from_secs(3);
     })
     .await
     else {
@@ -217,7 +217,7 @@ async fn a_provider_that_provisions_after_not_found_is_reviewed(backend: Backend
     let url = provider.url.clone();
     let Some(suite) = TestSuite::spawn_with(backend, move |s| {
         s.provisioning.url = Some(url);
-        s.provisioning.max_attempts = 1;
+        s.provisioning.retry.attempts = 1;
     })
     .await
     else {

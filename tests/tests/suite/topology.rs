@@ -194,7 +194,7 @@ async fn sigterm_in_a_burst_loses_and_duplicates_nothing() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let grace = Duration::from_secs(suite.settings.shutdown_grace_secs + 1);
+    let grace = suite.settings.shutdown_grace + Duration::from_secs(1);
     let deployment = suite.deployment();
     for role in [Role::Activation, Role::Worker] {
         let member = deployment.members_of(role).next().expect("a replica").clone();
@@ -219,7 +219,7 @@ async fn every_process_stops_cleanly_under_load_and_comes_back() {
     let token = suite.token("demo").await;
     let before = suite.balance(&token).await;
     let offer = suite.offer_id(&token, "DATA-1GB").await;
-    let grace = Duration::from_secs(suite.settings.shutdown_grace_secs + 1);
+    let grace = suite.settings.shutdown_grace + Duration::from_secs(1);
     let mut ids = Vec::new();
     let mut keys = 0;
     for &role in Role::ALL {

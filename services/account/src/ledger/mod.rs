@@ -38,8 +38,10 @@ pub struct Ledger {
     outbox: Outbox,
 }
 
-fn secs(s: u64) -> Duration {
-    Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
+/// A setting's span as a database time offset (validated settings are far
+/// below chrono's limit).
+fn span(d: std::time::Duration) -> Duration {
+    Duration::from_std(d).unwrap_or(Duration::MAX)
 }
 
 impl Ledger {
@@ -70,7 +72,7 @@ impl Ledger {
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
         use crate::entity::idempotency_key;
-        let keep_keys = Utc::now() - secs(self.settings.idempotency_retention_hours * 3600);
+        let keep_keys = Utc::now() - span(std::time::Duration::from_hours(self.settings.idempotency_retention_hours));
         idempotency_key::Entity::delete_many()
             .filter(idempotency_key::Column::CreatedAt.lt(keep_keys))
             .exec(&self.db)

@@ -10,7 +10,7 @@ use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait, TransactionTra
 use uuid::Uuid;
 
 use super::books::{PENDING, Transfer};
-use super::{Ledger, MAX_AMOUNT, kind_label, secs};
+use super::{Ledger, MAX_AMOUNT, kind_label, span};
 use crate::entity::account::Kind as AccountKind;
 use crate::entity::transaction::{self, Kind, Status};
 use crate::entity::{idempotency_key, transfer};
@@ -181,7 +181,7 @@ impl Ledger {
             last_error: Set(None),
             attempts: Set(0),
             revision: Set(1),
-            redrive_at: Set(now + secs(self.settings.pending_deadline_secs)),
+            redrive_at: Set(now + span(self.settings.pending_deadline)),
             needs_review: Set(false),
             review_reason: Set(None),
             legacy: Set(false),

@@ -14,7 +14,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::books::{PENDING, REVENUE, Transfer, is_system};
-use super::{Ledger, kind_label, secs};
+use super::{Ledger, kind_label, span};
 use crate::entity::account::{self, Kind as AccountKind};
 use crate::entity::transaction::{self, Status};
 use crate::entity::{resolution, subscription, transfer};
@@ -73,7 +73,7 @@ impl Ledger {
         let now = Utc::now();
         let claimed = transaction::Entity::update_many()
             .col_expr(transaction::Column::Attempts, Expr::value(attempt))
-            .col_expr(transaction::Column::RedriveAt, Expr::value(now + secs(self.settings.attempt_lease_secs)))
+            .col_expr(transaction::Column::RedriveAt, Expr::value(now + span(self.settings.attempt_lease)))
             .col_expr(transaction::Column::Revision, Expr::col(transaction::Column::Revision).add(1))
             .col_expr(transaction::Column::UpdatedAt, Expr::value(now))
             .filter(transaction::Column::Id.eq(id))
@@ -103,7 +103,7 @@ impl Ledger {
         let delay = Duration::from_std(delay).unwrap_or(Duration::zero());
         let txn = self.db.begin().await?;
         let updated = transaction::Entity::update_many()
-            .col_expr(transaction::Column::RedriveAt, Expr::value(now + delay + secs(self.settings.attempt_lease_secs)))
+            .col_expr(transaction::Column::RedriveAt, Expr::value(now + delay + span(self.settings.attempt_lease)))
             .col_expr(transaction::Column::LastError, Expr::value(last_error.chars().take(500).collect::<String>()))
             .col_expr(transaction::Column::Revision, Expr::col(transaction::Column::Revision).add(1))
             .col_expr(transaction::Column::UpdatedAt, Expr::value(now))
@@ -355,7 +355,7 @@ impl Ledger {
         let now = Utc::now();
         let txn = self.db.begin().await?;
         let updated = transaction::Entity::update_many()
-            .col_expr(transaction::Column::RedriveAt, Expr::value(now + secs(self.settings.pending_deadline_secs)))
+            .col_expr(transaction::Column::RedriveAt, Expr::value(now + span(self.settings.pending_deadline)))
             .col_expr(transaction::Column::Revision, Expr::col(transaction::Column::Revision).add(1))
             .filter(transaction::Column::Id.eq(tx.id))
             .filter(transaction::Column::Status.eq(Status::Pending))

@@ -30,12 +30,19 @@ pub fn is_stale(metadata: &tonic::metadata::MetadataMap) -> bool {
     metadata.get(STALE_METADATA).is_some_and(|v| v == "true")
 }
 
-/// The caller's `Idempotency-Key` (metadata `idempotency-key`), if any: 1 to
-/// 255 visible ASCII characters, or `invalid_request`.
+/// The caller's `Idempotency-Key` (metadata `idempotency-key`), if any,
+/// checked by [`checked_idempotency_key`].
 pub fn idempotency_key(metadata: &tonic::metadata::MetadataMap) -> Result<Option<String>, Error> {
     let Some(value) = metadata.get("idempotency-key") else { return Ok(None) };
-    match value.to_str() {
-        Ok(key) if wire::is_idempotency_key(key) => Ok(Some(key.to_string())),
+    checked_idempotency_key(value.to_str().ok()).map(|key| Some(key.to_string()))
+}
+
+/// An idempotency key as a client sent it (`None`: not text at all): 1 to
+/// 255 visible ASCII characters, or `invalid_request`. The edge refuses with
+/// it before any upstream call, the services again for gRPC clients.
+pub fn checked_idempotency_key(key: Option<&str>) -> Result<&str, Error> {
+    match key {
+        Some(key) if wire::is_idempotency_key(key) => Ok(key),
         _ => Err(Error::invalid_request("Idempotency-Key must be 1 to 255 visible ASCII characters")),
     }
 }

@@ -6,8 +6,6 @@ mod email;
 mod sink;
 mod sms;
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use offers_proto::auth::v1::User;
 
@@ -69,7 +67,7 @@ fn non_empty(value: &str) -> Option<String> {
 /// The channels the settings configure: email over SMTP and SMS over HTTP,
 /// each replaced by the local sink where only that is configured.
 pub fn from_settings(settings: &NotifierSettings) -> Result<Channels, ChannelError> {
-    let timeout = Duration::from_millis(settings.send_timeout_ms);
+    let timeout = settings.send_timeout;
     let mut channels: Channels = Vec::new();
     match (&settings.smtp_url, &settings.sink_file) {
         (Some(url), _) => channels.push(Box::new(email::Email::new(url, &settings.smtp_from, timeout)?)),

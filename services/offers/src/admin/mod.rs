@@ -4,8 +4,6 @@
 
 pub mod cli;
 
-use std::time::Duration;
-
 use anyhow::Context;
 use offers_kit::{Error, ErrorCode};
 use offers_proto::account::v1 as account_pb;
@@ -39,10 +37,8 @@ fn created<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Resu
 }
 
 impl AdminClient {
-    /// Administrative calls may be slow (password hashing), hence the
-    /// generous deadline.
     pub fn connect(settings: &Settings, token: &str) -> anyhow::Result<Self> {
-        Ok(Self { clients: InternalClients::new(settings, token, Duration::from_secs(30))? })
+        Ok(Self { clients: InternalClients::admin(settings, token)? })
     }
 
     /// Creates a user and opens their balance.

@@ -1,7 +1,5 @@
 //! `gateway`: the REST/JSON edge, with the process's operational paths.
 
-use std::time::Duration;
-
 use offers_kit::Parts;
 use offers_kit::credentials::ServiceCredential;
 use offers_proto::account::v1::account_service_client::AccountServiceClient;
@@ -16,7 +14,7 @@ pub const NEEDS: Needs = Needs { database: false, bus: false, clients: false, se
 
 pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
     let settings = &shared.settings;
-    let connector = settings.tls.connector(Duration::from_millis(settings.gateway.upstream_timeout_ms))?;
+    let connector = settings.tls.connector(settings.gateway.upstream_timeout)?;
     let channel = |url: &str| connector.channel(url);
     let up = &settings.upstream;
     let upstreams = offers_gateway::Upstreams {
