@@ -96,7 +96,13 @@ async fn callers_cannot_grow_the_metrics() {
     let api = Api::new(dev.http);
     let token = api.login("demo", offers::dev::DEMO_PASSWORD).await.str("access_token").to_string();
     let offers = api.get("/api/v1/offers/", Some(&token)).await;
-    let offer = offers.body["results"][0]["id"].as_str().expect("an offer").to_string();
+    // An offer the simulator provisions at once (the SIM- ones fail, stall or hold on purpose).
+    let offer = offers.body["results"]
+        .as_array()
+        .and_then(|all| all.iter().find(|o| o["code"].as_str().is_some_and(|c| !c.starts_with("SIM-"))))
+        .and_then(|o| o["id"].as_str())
+        .expect("a plain offer")
+        .to_string();
     let bought = api.post("/api/v1/activation/", Some(&token), &serde_json::json!({"offer_id": offer})).await;
     assert_eq!(bought.status, 202, "{}", bought.body);
     let status = format!("/api/v1/activation/status/{}/", bought.str("transaction_id"));
@@ -105,9 +111,20 @@ async fn callers_cannot_grow_the_metrics() {
         assert!(tokio::time::Instant::now() < deadline, "the purchase did not settle");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    // A scrape is itself a request the next one shows.
+    // A scrape is itself a request the next one shows; and the periodic
+    // reporters (the reconciler's gauges, the pool's, every 5 s) must each
+    // have reported once: the set is settled when a scrape a period later
+    // shows nothing new.
     series(dev.http).await;
-    let before = series(dev.http).await;
+    let mut before = series(dev.http).await;
+    for _ in 0..5 {
+        tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+        let later = series(dev.http).await;
+        if later == before {
+            break;
+        }
+        before = later;
+    }
 
     made_up_requests(&dev, &clients, 9 * 1_000).await;
     let after = series(dev.http).await;
