@@ -44,7 +44,7 @@ pub struct Hello {
 
 impl Hello {
     pub async fn start() -> anyhow::Result<Hello> {
-        let addr = offers::local::free_port()?;
+        let addr = offers_harness::local::free_port()?;
         let child = Command::new(std::env::current_exe()?)
             .args(["hello", "--addr", &addr.to_string()])
             .stdout(Stdio::null())

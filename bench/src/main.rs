@@ -190,7 +190,7 @@ fn release_binary() -> anyhow::Result<PathBuf> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     eprintln!("building offers (release)");
     let built = offers_tests::cargo()
-        .args(["build", "--release", "--quiet", "-p", "offers", "--bin", "offers"])
+        .args(["build", "--release", "--quiet", "-p", "offers-cli", "--bin", "offers"])
         .current_dir(&workspace)
         .status()
         .context("cargo runs")?;

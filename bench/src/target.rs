@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use offers::admin::AdminClient;
-use offers::local::{Replicas, free_port, http_status};
 use offers::roles::Role;
 use offers::settings::{Settings, write_private};
+use offers_harness::local::{Replicas, free_port, http_status};
 use offers_kit::token::{TokenSigner, generate_keypair};
 use offers_tests::TestSuite;
 
@@ -53,10 +53,7 @@ enum Running {
 /// Settings that keep the harness's own traffic from being limited: it
 /// logs the same few users in thousands of times from one address.
 fn unlimited(settings: &mut Settings) {
-    settings.auth.login_per_address = 1_000_000_000;
-    settings.auth.login_per_username = 1_000_000_000;
-    settings.auth.login_per_username_global = 1_000_000_000;
-    settings.partner.requests_per_second = 1_000_000_000;
+    offers_harness::overrides::unlimited(settings);
     settings.provisioning.simulator_latency = Duration::ZERO;
     settings.provisioning.simulator_failure_percent = 0;
     settings.telemetry.log_filter = "warn".into();

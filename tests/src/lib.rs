@@ -16,10 +16,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use offers::admin::AdminClient;
-use offers::local::{Deployment, Plan, Replicas};
 use offers::process::Process;
 use offers::roles::Role;
 use offers::settings::Settings;
+use offers_harness::local::{Deployment, Plan, Replicas};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -106,7 +106,7 @@ pub fn offers_binary() -> PathBuf {
             }
             let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
             let built = cargo()
-                .args(["build", "--quiet", "-p", "offers", "--bin", "offers"])
+                .args(["build", "--quiet", "-p", "offers-cli", "--bin", "offers"])
                 .current_dir(&workspace)
                 .status()
                 .expect("cargo runs");
@@ -132,7 +132,7 @@ impl DevProcess {
     /// Started, once `/readyz` answers 200.
     pub async fn start() -> DevProcess {
         let dir = std::env::temp_dir().join(format!("offers-dev-{}", uuid::Uuid::new_v4().simple()));
-        let port = || offers::local::free_port().expect("a free port");
+        let port = || offers_harness::local::free_port().expect("a free port");
         let (http, grpc, internal_grpc) = (port(), port(), port());
         let child = std::process::Command::new(offers_binary())
             .arg("dev")
@@ -145,7 +145,7 @@ impl DevProcess {
             .expect("offers dev starts");
         let mut dev = DevProcess { child, dir, http, grpc, internal_grpc };
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-        while offers::local::http_status(http, "/readyz").await != Some(200) {
+        while offers_harness::local::http_status(http, "/readyz").await != Some(200) {
             assert!(dev.child.try_wait().expect("status").is_none(), "offers dev exited");
             assert!(tokio::time::Instant::now() < deadline, "offers dev never became ready");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

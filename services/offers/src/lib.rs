@@ -7,7 +7,6 @@ pub mod clients;
 pub mod cron;
 pub mod dev;
 pub mod jwks;
-pub mod local;
 pub mod migrator;
 pub mod ops;
 pub mod parked_jobs;

@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use offers::local::Replicas;
 use offers::roles::Role;
+use offers_harness::local::Replicas;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
@@ -137,14 +137,11 @@ pub async fn run(config: Config) -> Option<Report> {
         s.database.acquire_timeout = Duration::from_secs(1);
         s.call_timeout = Duration::from_secs(2);
         // Many clients from one address, for many minutes.
-        s.auth.login_per_address = 1_000_000;
-        s.auth.login_per_username = 1_000_000;
-        s.auth.login_per_username_global = 1_000_000;
+        offers_harness::overrides::unlimited(s);
         s.auth.access_ttl = Duration::from_secs(3600);
         // Key sets reloaded on the production schedule: a token of a key
         // rotated in or made anew must verify without waiting for it.
         s.auth.jwks_refresh = Duration::from_secs(30);
-        s.partner.requests_per_second = 100_000;
     };
     let replicas = Replicas::default().set(Role::Account, 2);
     let mut suite = TestSuite::spawn_processes_with(replicas, Vec::new(), configure).await?;

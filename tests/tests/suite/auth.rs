@@ -499,7 +499,7 @@ async fn a_login_flood_stays_within_the_auth_process_memory_budget() {
         s.auth.password_hash_memory_mib = 40;
         s.auth.login_per_address = 10_000;
     };
-    let replicas = offers::local::Replicas::default();
+    let replicas = offers_harness::local::Replicas::default();
     let Some(suite) = TestSuite::spawn_processes_with(replicas, Vec::new(), configure).await else { return };
     let auth = suite.processes().and_then(|d| d.members_of(offers::roles::Role::Auth).next().cloned()).expect("auth");
     let before = memory_mib(auth.pid, "VmRSS:");

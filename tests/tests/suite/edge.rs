@@ -433,7 +433,7 @@ across_processes!(every_answer_carries_a_request_id, openapi_lists_every_served_
 async fn offers_dev_is_ready_only_with_its_demo_data() {
     use std::io::BufRead;
     let dir = std::env::temp_dir().join(format!("offers-dev-{}", uuid::Uuid::new_v4().simple()));
-    let port = || offers::local::free_port().expect("a free port").to_string();
+    let port = || offers_harness::local::free_port().expect("a free port").to_string();
     let http = port();
     let mut dev = std::process::Command::new(offers_tests::offers_binary())
         .args(["dev", "--http", &http, "--grpc", &port(), "--internal-grpc", &port(), "--data-dir"])
@@ -449,7 +449,7 @@ async fn offers_dev_is_ready_only_with_its_demo_data() {
     std::thread::spawn(move || stdout.lines().map_while(Result::ok).for_each(|l| lines.lock().expect("lock").push(l)));
     let addr: std::net::SocketAddr = http.parse().expect("address");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    while offers::local::http_status(addr, "/readyz").await != Some(200) {
+    while offers_harness::local::http_status(addr, "/readyz").await != Some(200) {
         assert!(dev.try_wait().expect("status").is_none(), "offers dev exited");
         assert!(tokio::time::Instant::now() < deadline, "offers dev never became ready");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

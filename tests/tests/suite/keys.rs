@@ -104,7 +104,7 @@ async fn hourly_reloads(backend: Backend) {
 }
 
 async fn hourly_reloads_across_processes() -> Option<()> {
-    let replicas = offers::local::Replicas::default();
+    let replicas = offers_harness::local::Replicas::default();
     let suite =
         TestSuite::spawn_processes_with(replicas, Vec::new(), |s| s.auth.jwks_refresh = Duration::from_hours(1))
             .await?;

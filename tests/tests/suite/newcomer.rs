@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use offers::local::Member;
+use offers_harness::local::Member;
 use offers_tests::Api;
 use serde_json::json;
 

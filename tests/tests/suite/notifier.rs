@@ -133,7 +133,7 @@ async fn the_scheduler_process_sends_the_days_reminders() {
     use sea_orm::ConnectionTrait;
     use sea_orm::sea_query::Query;
     let configure = |s: &mut offers::settings::Settings| s.notifier.check_interval = Duration::from_secs(1);
-    let replicas = offers::local::Replicas::default();
+    let replicas = offers_harness::local::Replicas::default();
     let Some(suite) = TestSuite::spawn_processes_with(replicas, Vec::new(), configure).await else { return };
     let runs = || async {
         let count = Query::select().expr(sea_orm::sea_query::Expr::cust("COUNT(*)")).from("notifier_runs").to_owned();

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use offers::local::Replicas;
 use offers::roles::Role;
+use offers_harness::local::Replicas;
 use offers_tests::provider::{Answer, StubProvider};
 use offers_tests::{Api, TestSuite, both};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};

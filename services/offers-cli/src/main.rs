@@ -5,10 +5,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use offers::admin::AdminClient;
 use offers::admin::cli::AdminTask;
-use offers::local::Replicas;
 use offers::process::{Process, connect_database, shutdown_signal};
 use offers::roles::Role;
 use offers::settings::{Settings, embedded_token_if_present};
+use offers_harness::local::Replicas;
 use sea_orm_migration::MigratorTrait;
 
 /// Offers: buy and renew telecom offers from a prepaid balance.
@@ -236,7 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Local { dir, action: LocalAction::Up { replicas } } => {
             let _telemetry = offers_kit::telemetry::init(&settings.telemetry)?;
             let replicas = replicas.into_iter().fold(Replicas::default(), |all, (role, n)| all.set(role, n));
-            let deployment = offers::local::up(settings, &dir, replicas).await?;
+            let deployment = offers_harness::local::up(settings, &dir, replicas).await?;
             let edge = deployment.edge();
             let processes: Vec<String> = deployment.members.iter().map(|m| m.name()).collect();
             let logs = dir.join("logs");
@@ -262,12 +262,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Local { dir, action: LocalAction::Down { purge } } => {
             let grace = settings.shutdown_grace + std::time::Duration::from_secs(5);
             // A purge also cleans up after a deployment that is not running.
-            if !purge || offers::local::recorded(&dir) {
-                let stopped = offers::local::down(&dir, grace).await?;
+            if !purge || offers_harness::local::recorded(&dir) {
+                let stopped = offers_harness::local::down(&dir, grace).await?;
                 println!("stopped {stopped} processes");
             }
             if purge {
-                let purged = offers::local::purge(&settings, &dir).await?;
+                let purged = offers_harness::local::purge(&settings, &dir).await?;
                 let none = || "-".to_string();
                 println!(
                     "purged {dir}: database {db}, {keys} cache keys, queues under {bus}",

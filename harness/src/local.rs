@@ -18,8 +18,8 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::roles::Role;
-use crate::settings::{Settings, Upstream, write_private};
+use offers::roles::Role;
+use offers::settings::{Settings, Upstream, write_private};
 
 /// How many processes of each role; a role not named runs once.
 #[derive(Debug, Clone)]
@@ -437,8 +437,8 @@ pub async fn up(mut settings: Settings, dir: &Path, replicas: Replicas) -> anyho
         deployment.children.push(child);
     }
     let token = deployment.settings.internal_token().context("no internal credential")?.to_string();
-    let mut admin = crate::admin::AdminClient::connect(&deployment.settings, &token)?;
-    crate::dev::seed(&mut admin, &deployment.settings.currency).await?;
+    let mut admin = offers::admin::AdminClient::connect(&deployment.settings, &token)?;
+    offers::dev::seed(&mut admin, &deployment.settings.currency).await?;
     Ok(deployment)
 }
 
@@ -524,7 +524,7 @@ pub async fn purge(settings: &Settings, dir: &Path) -> anyhow::Result<Purged> {
         // Every delay tier a job can wait in, up to a day and more.
         let tiers: Vec<u64> = (0..=27).map(|p| 1u64 << p).collect();
         offers_kit::bus::RabbitBus::new(&settings.bus)
-            .delete_topology(crate::TOPICS, &tiers)
+            .delete_topology(offers::TOPICS, &tiers)
             .await
             .context("cannot delete the queues")?;
         purged.bus_prefix = Some(prefix);
