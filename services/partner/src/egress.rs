@@ -168,11 +168,9 @@ mod tests {
         }
     }
 
-    /// However the name's answers change between lookups, the callback
-    /// never reaches the private address: each connection uses exactly the
-    /// addresses that were checked.
-    #[tokio::test]
-    async fn a_rebinding_name_never_reaches_inside() {
+    /// A loopback server that counts the requests it gets, and a callback
+    /// client whose name lookups answer first public, then loopback.
+    async fn counting_listener_and_client() -> (Arc<Mutex<usize>>, u16, Arc<Rebinding>, reqwest::Client) {
         let reached: Arc<Mutex<usize>> = Arc::default();
         let seen = reached.clone();
         let app = axum::Router::new().fallback(move || {
@@ -184,6 +182,15 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, app).await });
         let lookup = Arc::new(Rebinding { calls: AtomicUsize::new(0), private: "127.0.0.1".parse().expect("ip") });
         let client = callback_client(lookup.clone(), false, Duration::from_millis(500)).expect("client");
+        (reached, port, lookup, client)
+    }
+
+    /// However the name's answers change between lookups, the callback
+    /// never reaches the private address: each connection uses exactly the
+    /// addresses that were checked.
+    #[tokio::test]
+    async fn a_rebinding_name_never_reaches_inside() {
+        let (reached, port, lookup, client) = counting_listener_and_client().await;
         let url = format!("http://partner-hooks.test:{port}/hook");
         for _ in 0..3 {
             let outcome = client.post(&url).body("{}").send().await;
@@ -203,17 +210,7 @@ mod tests {
     /// connection is refused once its peer is known.
     #[tokio::test]
     async fn a_literal_inside_address_gets_no_request() {
-        let reached: Arc<Mutex<usize>> = Arc::default();
-        let seen = reached.clone();
-        let app = axum::Router::new().fallback(move || {
-            let seen = seen.clone();
-            async move { *seen.lock().expect("lock") += 1 }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let lookup = Arc::new(Rebinding { calls: AtomicUsize::new(0), private: "127.0.0.1".parse().expect("ip") });
-        let client = callback_client(lookup.clone(), false, Duration::from_millis(500)).expect("client");
+        let (reached, port, lookup, client) = counting_listener_and_client().await;
         for url in [format!("http://127.0.0.1:{port}/hook"), format!("http://2130706433:{port}/hook")] {
             let refusal = client.post(&url).body("{}").send().await.expect_err("refused");
             assert!(refused(&refusal), "{refusal:?}");
