@@ -236,20 +236,21 @@ mod tests {
     /// takes the remaining bytes), each in its own radix, maybe with the
     /// root's trailing dot.
     fn v4_spelling() -> impl Strategy<Value = String> {
-        (inside_v4(), 1usize..=4, any::<[u8; 4]>(), 0usize..3, any::<bool>()).prop_map(
-            |(ip, parts, radixes, zeros, dot)| {
-                let o = ip.octets().map(u32::from);
-                let numbers: Vec<u32> = match parts {
-                    1 => vec![u32::from(ip)],
-                    2 => vec![o[0], (o[1] << 16) | (o[2] << 8) | o[3]],
-                    3 => vec![o[0], o[1], (o[2] << 8) | o[3]],
-                    _ => o.to_vec(),
-                };
-                let spelled: Vec<String> =
-                    numbers.iter().zip(radixes).map(|(n, radix)| number(*n, radix, zeros)).collect();
-                format!("{}{}", spelled.join("."), if dot { "." } else { "" })
-            },
-        )
+        v4_spelling_of(inside_v4())
+    }
+
+    fn v4_spelling_of(ips: impl Strategy<Value = Ipv4Addr>) -> impl Strategy<Value = String> {
+        (ips, 1usize..=4, any::<[u8; 4]>(), 0usize..3, any::<bool>()).prop_map(|(ip, parts, radixes, zeros, dot)| {
+            let o = ip.octets().map(u32::from);
+            let numbers: Vec<u32> = match parts {
+                1 => vec![u32::from(ip)],
+                2 => vec![o[0], (o[1] << 16) | (o[2] << 8) | o[3]],
+                3 => vec![o[0], o[1], (o[2] << 8) | o[3]],
+                _ => o.to_vec(),
+            };
+            let spelled: Vec<String> = numbers.iter().zip(radixes).map(|(n, radix)| number(*n, radix, zeros)).collect();
+            format!("{}{}", spelled.join("."), if dot { "." } else { "" })
+        })
     }
 
     /// IPv6 literals that are, or embed, an inside address.
@@ -358,5 +359,65 @@ mod tests {
                 prop_assert!(inside(&read), "{raw:?} reads as {read}");
             }
         }
+    }
+
+    /// Spellings of 127.0.0.1 only (so a defect could reach nothing but
+    /// this machine), at `port`.
+    fn loopback_url(port: u16) -> impl Strategy<Value = String> {
+        let v4 = v4_spelling_of(Just(Ipv4Addr::LOCALHOST));
+        let v6 = prop_oneof![
+            Just("[::ffff:127.0.0.1]".to_string()),
+            Just("[0:0:0:0:0:FFFF:7F00:0001]".to_string()),
+            Just("[::127.0.0.1]".to_string()),
+        ];
+        let host = (prop_oneof![3 => v4, 1 => v6, 1 => local_name()], 0u8..5, any::<u64>())
+            .prop_map(|(host, how, mask)| if host.starts_with('[') { host } else { obfuscate(&host, how, mask) });
+        let scheme = prop_oneof![Just("https://"), Just("HTTPS://"), Just(" https://"), Just("http://")];
+        let userinfo = prop_oneof![Just(""), Just("hooks.example.com@")];
+        (scheme, userinfo, host).prop_map(move |(s, u, h)| format!("{s}{u}{h}:{port}/cb"))
+    }
+
+    /// Resolves every name to loopback: the worst a partner's DNS could do.
+    struct ToLoopback;
+
+    impl crate::egress::Lookup for ToLoopback {
+        fn lookup(
+            &self,
+            _: String,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Vec<std::net::IpAddr>>> + Send>>
+        {
+            Box::pin(async { Ok(vec![Ipv4Addr::LOCALHOST.into()]) })
+        }
+    }
+
+    /// Delivery as the worker does it — the URL checked, then sent on the
+    /// callback client — for generated spellings of loopback pointing at a
+    /// listener here: not one connection reaches it.
+    #[test]
+    fn no_spelling_of_loopback_gets_a_connection_at_delivery() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = accepted.clone();
+        runtime.spawn(async move {
+            while listener.accept().await.is_ok() {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let client = crate::egress::callback_client(
+            std::sync::Arc::new(ToLoopback),
+            false,
+            std::time::Duration::from_millis(300),
+        )
+        .expect("client");
+        let config = ProptestConfig { cases: 256, ..ProptestConfig::default() };
+        proptest!(config, |(raw in loopback_url(port))| {
+            if let Ok(url) = callback_url(&raw, false) {
+                let sent = runtime.block_on(client.post(url).body("{}").send());
+                prop_assert!(sent.is_err(), "{raw}: delivered");
+            }
+            prop_assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0, "{} reached the listener", raw);
+        });
     }
 }
