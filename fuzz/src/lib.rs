@@ -12,7 +12,7 @@ pub mod destination;
 pub mod formats;
 #[path = "../../services/proto/src/username.rs"]
 pub mod username;
-#[path = "../../services/kit/src/grpc/wire.rs"]
+#[path = "../../services/proto/src/wire.rs"]
 pub mod wire;
 
 use serde_json::Value;

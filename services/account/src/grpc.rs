@@ -6,15 +6,16 @@ use offers_kit::Error;
 use offers_kit::credentials::user;
 use offers_kit::grpc::{from_timestamp, page_after, page_size, parse_id, to_timestamp};
 use offers_proto::account::v1 as pb;
-use offers_proto::contracts::Step;
+use offers_proto::contracts::{Idempotency, PurchaseOrder, Step};
+use offers_proto::ids::{OfferId, SubscriptionId, UserId};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::entity::account::{self, Kind as AccountKind};
-use crate::entity::transaction::{Kind, Status as TxStatus};
+use crate::entity::transaction::Status as TxStatus;
 use crate::entity::{subscription, transaction};
 use crate::error::LedgerError;
-use crate::ledger::{Books, Idempotency, Ledger, OfferSnapshot, Payer, Purchase, Resolution};
+use crate::ledger::{Books, Ledger, Owner, Resolution};
 
 pub struct AccountApi(pub Arc<Ledger>);
 pub struct LedgerApi(pub Arc<Ledger>);
@@ -96,10 +97,6 @@ fn books_proto(books: Books) -> pb::CheckLedgerResponse {
     pb::CheckLedgerResponse { totals, sum: books.sum, violations: books.violations }
 }
 
-fn optional_id(value: &str, what: &str) -> Result<Option<Uuid>, Error> {
-    if value.is_empty() { Ok(None) } else { parse_id(value, what).map(Some) }
-}
-
 /// A page of items keyed by UUIDv7 ids, read with one item more than the
 /// page holds, and the token for the next page: empty when that extra item
 /// was not there, so a page that happens to be exactly full is the last.
@@ -114,13 +111,12 @@ fn page<T>(mut items: Vec<T>, limit: u64, id: impl Fn(&T) -> Uuid) -> (Vec<T>, S
 }
 
 /// A user's or partner's account, as a request names it.
-fn owner(id: &str, kind: i32) -> Result<(Uuid, AccountKind), Error> {
-    let kind = match pb::AccountKind::try_from(kind) {
-        Ok(pb::AccountKind::User) => AccountKind::User,
-        Ok(pb::AccountKind::Partner) => AccountKind::Partner,
-        _ => return Err(Error::invalid_request("kind must be USER or PARTNER")),
-    };
-    Ok((parse_id(id, "owner id")?, kind))
+fn owner(id: &str, kind: i32) -> Result<Owner, Error> {
+    match pb::AccountKind::try_from(kind) {
+        Ok(pb::AccountKind::User) => Ok(Owner::User(parse_id(id)?)),
+        Ok(pb::AccountKind::Partner) => Ok(Owner::Partner(parse_id(id)?)),
+        _ => Err(Error::invalid_request("kind must be USER or PARTNER")),
+    }
 }
 
 fn outcome(status: i32) -> Result<TxStatus, Error> {
@@ -138,7 +134,7 @@ impl pb::account_service_server::AccountService for AccountApi {
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
         let principal = user(&request).await?;
-        let a = self.0.account(principal.user_id, AccountKind::User).await?;
+        let a = self.0.account(Owner::User(principal.user_id.into())).await?;
         let balance = pb::Balance {
             user_id: a.id.to_string(),
             balance: a.balance,
@@ -155,7 +151,7 @@ impl pb::account_service_server::AccountService for AccountApi {
         let principal = user(&request).await?;
         let body = request.into_inner();
         let limit = page_size(body.page_size)?;
-        let items = self.0.subscriptions(principal.user_id, page_after(&body.page_token)?, limit + 1).await?;
+        let items = self.0.subscriptions(principal.user_id.into(), page_after(&body.page_token)?, limit + 1).await?;
         let (items, next_page_token) = page(items, limit, |s| s.id);
         Ok(Response::new(pb::ListSubscriptionsResponse {
             subscriptions: items.into_iter().map(subscription_proto).collect(),
@@ -170,7 +166,7 @@ impl pb::account_service_server::AccountService for AccountApi {
         let principal = user(&request).await?;
         let body = request.into_inner();
         let limit = page_size(body.page_size)?;
-        let items = self.0.transactions(principal.user_id, page_after(&body.page_token)?, limit + 1).await?;
+        let items = self.0.transactions(principal.user_id.into(), page_after(&body.page_token)?, limit + 1).await?;
         let (items, next_page_token) = page(items, limit, |t| t.id);
         Ok(Response::new(pb::ListTransactionsResponse {
             transactions: items.into_iter().map(transaction_proto).collect(),
@@ -183,22 +179,12 @@ impl pb::account_service_server::AccountService for AccountApi {
         request: Request<pb::GetTransactionRequest>,
     ) -> Result<Response<pb::GetTransactionResponse>, Status> {
         let principal = user(&request).await?;
-        let id = parse_id(&request.get_ref().id, "transaction id")?;
-        let tx = self.0.transaction(id).await?;
+        let tx = self.0.transaction(parse_id(&request.get_ref().id)?).await?;
         // Someone else's transaction does not exist, as far as the caller can tell.
         if tx.user_id != principal.user_id {
             return Err(LedgerError::NotFound("transaction").into());
         }
         Ok(Response::new(pb::GetTransactionResponse { transaction: Some(transaction_proto(tx)) }))
-    }
-}
-
-fn kind_from(value: i32) -> Result<Kind, Error> {
-    match pb::TransactionKind::try_from(value) {
-        Ok(pb::TransactionKind::Activation) => Ok(Kind::Activation),
-        Ok(pb::TransactionKind::Renewal) => Ok(Kind::Renewal),
-        Ok(pb::TransactionKind::PartnerActivation) => Ok(Kind::PartnerActivation),
-        _ => Err(Error::invalid_request("kind is required")),
     }
 }
 
@@ -208,8 +194,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         &self,
         request: Request<pb::OpenAccountRequest>,
     ) -> Result<Response<pb::OpenAccountResponse>, Status> {
-        let (id, kind) = owner(&request.get_ref().owner_id, request.get_ref().kind)?;
-        let account = self.0.open_account(id, kind).await?;
+        let account = self.0.open_account(owner(&request.get_ref().owner_id, request.get_ref().kind)?).await?;
         Ok(Response::new(pb::OpenAccountResponse { account: Some(account_proto(account)) }))
     }
 
@@ -217,55 +202,41 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         &self,
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::GetAccountResponse>, Status> {
-        let (id, kind) = owner(&request.get_ref().owner_id, request.get_ref().kind)?;
-        let account = self.0.account(id, kind).await?;
+        let account = self.0.account(owner(&request.get_ref().owner_id, request.get_ref().kind)?).await?;
         Ok(Response::new(pb::GetAccountResponse { account: Some(account_proto(account)) }))
     }
 
     async fn purchase(&self, request: Request<pb::PurchaseRequest>) -> Result<Response<pb::PurchaseResponse>, Status> {
         let b = request.into_inner();
-        let offer = b.offer.ok_or_else(|| Error::invalid_request("offer is required"))?;
-        let kind = kind_from(b.kind)?;
-        let idempotency = (!b.idempotency_key.is_empty()).then(|| Idempotency {
-            scope: b.idempotency_scope.clone(),
-            key: b.idempotency_key.clone(),
-            request_hash: b.request_hash.clone(),
-        });
-        let payer = match optional_id(&b.partner_id, "partner id")? {
-            Some(partner) => Payer::Partner(partner),
-            None => Payer::User,
-        };
-        if (kind == Kind::PartnerActivation) != matches!(payer, Payer::Partner(_)) {
-            return Err(Error::invalid_request("a partner activation, and only one, is paid by its partner").into());
+        // Callers older than ReplayPurchase ask for a replay this way (for
+        // one release; see the field's comment).
+        if b.replay_only {
+            let idempotency = Idempotency::try_from(pb::ReplayPurchaseRequest {
+                idempotency_scope: b.idempotency_scope,
+                idempotency_key: b.idempotency_key,
+                request_hash: b.request_hash,
+            })
+            .map_err(Error::from)?;
+            let tx = self.0.replay(&idempotency).await?;
+            return Ok(Response::new(pb::PurchaseResponse {
+                transaction: Some(transaction_proto(tx)),
+                replayed: true,
+            }));
         }
-        let purchase = Purchase {
-            user_id: parse_id(&b.user_id, "user id")?,
-            kind,
-            offer: OfferSnapshot {
-                id: parse_id(&offer.id, "offer id")?,
-                code: offer.code,
-                name: offer.name,
-                price: offer.price,
-                currency: offer.currency_code,
-                duration_days: offer.duration_days,
-            },
-            subscription_id: optional_id(&b.subscription_id, "subscription id")?,
-            payer,
-            reference: (!b.reference.is_empty()).then_some(b.reference),
-            idempotency,
-            replay_only: b.replay_only,
-        };
-        if purchase.replay_only && purchase.idempotency.is_none() {
-            return Err(Error::invalid_request("replay_only needs an idempotency key").into());
-        }
-        if kind == Kind::Renewal && purchase.subscription_id.is_none() {
-            return Err(Error::invalid_request("a renewal needs subscription_id").into());
-        }
-        let done = self.0.purchase(purchase).await?;
+        let done = self.0.purchase(PurchaseOrder::try_from(b).map_err(Error::from)?).await?;
         Ok(Response::new(pb::PurchaseResponse {
             transaction: Some(transaction_proto(done.transaction)),
             replayed: done.replayed,
         }))
+    }
+
+    async fn replay_purchase(
+        &self,
+        request: Request<pb::ReplayPurchaseRequest>,
+    ) -> Result<Response<pb::ReplayPurchaseResponse>, Status> {
+        let idempotency = Idempotency::try_from(request.into_inner()).map_err(Error::from)?;
+        let tx = self.0.replay(&idempotency).await?;
+        Ok(Response::new(pb::ReplayPurchaseResponse { transaction: Some(transaction_proto(tx)) }))
     }
 
     async fn claim_attempt(
@@ -273,8 +244,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         request: Request<pb::ClaimAttemptRequest>,
     ) -> Result<Response<pb::ClaimAttemptResponse>, Status> {
         let b = request.into_inner();
-        let id = parse_id(&b.transaction_id, "transaction id")?;
-        let (claimed, tx) = self.0.claim_attempt(id, b.attempt).await?;
+        let (claimed, tx) = self.0.claim_attempt(parse_id(&b.transaction_id)?, b.attempt).await?;
         Ok(Response::new(pb::ClaimAttemptResponse { claimed, transaction: Some(transaction_proto(tx)) }))
     }
 
@@ -283,7 +253,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         request: Request<pb::ScheduleRetryRequest>,
     ) -> Result<Response<pb::ScheduleRetryResponse>, Status> {
         let b = request.into_inner();
-        let id = parse_id(&b.transaction_id, "transaction id")?;
+        let id = parse_id(&b.transaction_id)?;
         let delay = std::time::Duration::from_millis(u64::try_from(b.delay_ms).unwrap_or(0));
         let step = if b.confirm { Step::Confirm } else { Step::Provision };
         self.0.schedule_retry(id, b.attempt, step, delay, &b.last_error).await?;
@@ -295,7 +265,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         request: Request<pb::SettleTransactionRequest>,
     ) -> Result<Response<pb::SettleTransactionResponse>, Status> {
         let b = request.into_inner();
-        let id = parse_id(&b.transaction_id, "transaction id")?;
+        let id = parse_id(&b.transaction_id)?;
         let reason = (!b.failure_reason.is_empty()).then_some(b.failure_reason);
         let attempt = (b.attempt > 0).then_some(b.attempt);
         let settled = self.0.settle(id, outcome(b.status)?, reason, attempt).await?;
@@ -310,7 +280,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         request: Request<pb::MarkForReviewRequest>,
     ) -> Result<Response<pb::MarkForReviewResponse>, Status> {
         let b = request.into_inner();
-        let id = parse_id(&b.transaction_id, "transaction id")?;
+        let id = parse_id(&b.transaction_id)?;
         let marked = self.0.mark_for_review(id, b.attempt, &b.reason).await?;
         Ok(Response::new(pb::MarkForReviewResponse {
             transaction: Some(transaction_proto(marked.transaction)),
@@ -339,7 +309,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         request: Request<pb::ResolveTransactionRequest>,
     ) -> Result<Response<pb::ResolveTransactionResponse>, Status> {
         let b = request.into_inner();
-        let id = parse_id(&b.transaction_id, "transaction id")?;
+        let id = parse_id(&b.transaction_id)?;
         let resolution = Resolution { actor: b.actor, note: b.note };
         let tx = self.0.resolve(id, outcome(b.outcome)?, &resolution).await?;
         Ok(Response::new(pb::ResolveTransactionResponse { transaction: Some(transaction_proto(tx)) }))
@@ -347,9 +317,8 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
 
     async fn credit(&self, request: Request<pb::CreditRequest>) -> Result<Response<pb::CreditResponse>, Status> {
         let b = request.into_inner();
-        let (id, kind) = owner(&b.owner_id, b.kind)?;
-        let (applied, account) =
-            self.0.credit(id, kind, b.amount, &b.currency_code, &b.idempotency_key, &b.memo).await?;
+        let whose = owner(&b.owner_id, b.kind)?;
+        let (applied, account) = self.0.credit(whose, b.amount, &b.currency_code, &b.idempotency_key, &b.memo).await?;
         Ok(Response::new(pb::CreditResponse { account: Some(account_proto(account)), applied }))
     }
 
@@ -358,7 +327,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         request: Request<pb::SetCreditLimitRequest>,
     ) -> Result<Response<pb::SetCreditLimitResponse>, Status> {
         let b = request.into_inner();
-        let account = self.0.set_credit_limit(parse_id(&b.partner_id, "partner id")?, b.credit_limit).await?;
+        let account = self.0.set_credit_limit(parse_id(&b.partner_id)?, b.credit_limit).await?;
         Ok(Response::new(pb::SetCreditLimitResponse { account: Some(account_proto(account)) }))
     }
 
@@ -367,7 +336,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         request: Request<pb::ListPartnerTransactionsRequest>,
     ) -> Result<Response<pb::ListPartnerTransactionsResponse>, Status> {
         let b = request.into_inner();
-        let partner = parse_id(&b.partner_id, "partner id")?;
+        let partner = parse_id(&b.partner_id)?;
         let limit = page_size(b.page_size)?;
         let items = self.0.partner_transactions(partner, page_after(&b.page_token)?, limit + 1).await?;
         let (items, next_page_token) = page(items, limit, |t| t.id);
@@ -388,8 +357,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         &self,
         request: Request<pb::LookupTransactionRequest>,
     ) -> Result<Response<pb::LookupTransactionResponse>, Status> {
-        let id = parse_id(&request.get_ref().id, "transaction id")?;
-        let tx = self.0.lookup(id).await?;
+        let tx = self.0.lookup(parse_id(&request.get_ref().id)?).await?;
         Ok(Response::new(pb::LookupTransactionResponse { transaction: Some(transaction_proto(tx)) }))
     }
 
@@ -398,8 +366,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         request: Request<pb::GetTransactionByReferenceRequest>,
     ) -> Result<Response<pb::GetTransactionByReferenceResponse>, Status> {
         let b = request.into_inner();
-        let partner_id = parse_id(&b.partner_id, "partner id")?;
-        let tx = self.0.by_reference(&b.reference, partner_id).await?;
+        let tx = self.0.by_reference(&b.reference, parse_id(&b.partner_id)?).await?;
         Ok(Response::new(pb::GetTransactionByReferenceResponse { transaction: Some(transaction_proto(tx)) }))
     }
 
@@ -409,12 +376,10 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
     ) -> Result<Response<pb::LookupSubscriptionResponse>, Status> {
         let found = match request.into_inner().lookup {
             Some(pb::lookup_subscription_request::Lookup::Id(id)) => {
-                self.0.subscription(parse_id(&id, "subscription id")?).await
+                self.0.subscription(parse_id::<SubscriptionId>(&id)?).await
             }
             Some(pb::lookup_subscription_request::Lookup::OfOffer(of)) => {
-                self.0
-                    .subscription_of_offer(parse_id(&of.user_id, "user id")?, parse_id(&of.offer_id, "offer id")?)
-                    .await
+                self.0.subscription_of_offer(parse_id::<UserId>(&of.user_id)?, parse_id::<OfferId>(&of.offer_id)?).await
             }
             None => return Err(Error::invalid_request("id or of_offer is required").into()),
         }?;

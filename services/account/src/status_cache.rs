@@ -23,9 +23,9 @@ impl StatusCache {
 
     pub async fn write(&self, tx: &transaction::Model) {
         let entry = StatusEntry {
-            user_id: tx.user_id,
+            user_id: tx.user_id.into(),
             status: tx.status.into(),
-            offer_id: tx.offer_id,
+            offer_id: tx.offer_id.into(),
             amount: tx.amount,
             currency: tx.currency.clone(),
             failure_reason: tx.failure_reason.clone(),
@@ -39,7 +39,7 @@ impl StatusCache {
             fresh_until: (tx.status == Status::Pending)
                 .then(|| chrono::Utc::now() + chrono::Duration::from_std(self.pending_fresh).unwrap_or_default()),
         };
-        let key = StatusEntry::key(tx.id);
+        let key = StatusEntry::key(tx.id.into());
         let fields = entry.to_fields();
         let hash = VersionedHash { revision: entry.revision, fields: &fields, ttl: self.ttl };
         if let Err(e) = self.cache.hash_set_if_newer(&key, hash).await {

@@ -4,12 +4,11 @@ use std::sync::Arc;
 
 use offers_kit::Error;
 use offers_kit::credentials::user;
-use offers_kit::grpc::idempotency_key;
-use offers_proto::account::v1::{SubscriptionOfOffer, lookup_subscription_request::Lookup};
+use offers_kit::grpc::{idempotency_key, parse_id};
 use offers_proto::activation::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::service::Activation;
+use crate::service::{Activation, RenewTarget};
 
 pub struct ActivationApi(pub Arc<Activation>);
 
@@ -21,7 +20,7 @@ impl pb::activation_service_server::ActivationService for ActivationApi {
     ) -> Result<Response<pb::ActivateOfferResponse>, Status> {
         let who = user(&request).await?;
         let key = idempotency_key(request.metadata())?;
-        let tx = self.0.activate(&who, &request.get_ref().offer_id, key.as_deref()).await?;
+        let tx = self.0.activate(&who, parse_id(&request.get_ref().offer_id)?, key.as_deref()).await?;
         // A replay repeats the first answer, which was the transaction as
         // created: PENDING, whatever it has become since.
         Ok(Response::new(pb::ActivateOfferResponse {
@@ -37,9 +36,11 @@ impl pb::activation_service_server::ActivationService for ActivationApi {
         let who = user(&request).await?;
         let key = idempotency_key(request.metadata())?;
         let target = match request.into_inner().target {
-            Some(pb::renew_subscription_request::Target::SubscriptionId(id)) => Lookup::Id(id),
+            Some(pb::renew_subscription_request::Target::SubscriptionId(id)) => {
+                RenewTarget::Subscription(parse_id(&id)?)
+            }
             Some(pb::renew_subscription_request::Target::OfferId(offer_id)) => {
-                Lookup::OfOffer(SubscriptionOfOffer { user_id: who.user_id.to_string(), offer_id })
+                RenewTarget::OfferOf(parse_id(&offer_id)?)
             }
             None => return Err(Error::invalid_request("subscription_id or offer_id is required").into()),
         };
@@ -55,10 +56,10 @@ impl pb::activation_service_server::ActivationService for ActivationApi {
         request: Request<pb::GetActivationStatusRequest>,
     ) -> Result<Response<pb::GetActivationStatusResponse>, Status> {
         let who = user(&request).await?;
-        let id = request.get_ref().transaction_id.clone();
-        let view = self.0.status(&who, &id).await?;
+        let id = parse_id(&request.get_ref().transaction_id)?;
+        let view = self.0.status(&who, id).await?;
         let message = pb::GetActivationStatusResponse {
-            transaction_id: id,
+            transaction_id: id.to_string(),
             status: view.status.into(),
             offer_id: view.offer_id,
             amount: view.amount,

@@ -1,6 +1,7 @@
 //! The activation service: `activate`, `renew` and `status` for users, the
 //! worker that drives the provisioning system, and a simulator of it.
 
+mod error;
 mod grpc;
 mod provider;
 mod service;

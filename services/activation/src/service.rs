@@ -1,26 +1,23 @@
 //! Activate, renew and report status: validation through the catalog,
 //! money through the ledger, status from the cache first.
 
+use offers_kit::Error;
 use offers_kit::cache::SharedCache;
-use offers_kit::grpc::{InternalChannel, parse_id, to_timestamp};
+use offers_kit::grpc::{InternalChannel, to_timestamp};
 use offers_kit::token::Principal;
-use offers_kit::{Error, ErrorCode};
-use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
+use offers_proto::account::v1::lookup_subscription_request::Lookup;
+use offers_proto::account::v1::{self as account, SubscriptionOfOffer, ledger_service_client::LedgerServiceClient};
 use offers_proto::catalog::v1::{self as catalog, catalog_admin_service_client::CatalogAdminServiceClient};
-use offers_proto::contracts::StatusEntry;
-use sha2::{Digest, Sha256};
+use offers_proto::contracts::{Idempotency, KeyScope, OrderError, PurchaseKind, PurchaseOrder, StatusEntry};
+use offers_proto::ids::{Id, OfferId, SubscriptionId, TransactionId, UserId};
 use tonic::Code;
+
+use crate::error::ActivationError;
 
 pub struct Activation {
     pub catalog: CatalogAdminServiceClient<InternalChannel>,
     pub ledger: LedgerServiceClient<InternalChannel>,
     pub cache: SharedCache,
-}
-
-/// The caller's key, scoped to them, and a hash of what they asked.
-pub struct Keyed<'a> {
-    pub key: Option<&'a str>,
-    pub request: String,
 }
 
 /// What the status endpoint reports.
@@ -35,109 +32,111 @@ pub struct StatusView {
     pub stale: bool,
 }
 
+/// Which subscription a renewal extends: named, or the caller's
+/// longest-running one to an offer.
+#[derive(Debug, Clone, Copy)]
+pub enum RenewTarget {
+    Subscription(SubscriptionId),
+    OfferOf(OfferId),
+}
+
 impl Activation {
     /// An offer that exists (on sale or not).
-    async fn offer(&self, offer_id: &str) -> Result<catalog::Offer, Error> {
-        let id = parse_id(offer_id, "offer id")?;
+    async fn offer(&self, id: OfferId) -> Result<catalog::Offer, ActivationError> {
         self.catalog
             .clone()
             .lookup_offer(catalog::LookupOfferRequest { id: id.to_string() })
             .await?
             .into_inner()
             .offer
-            .ok_or_else(|| Error::not_found("offer"))
+            .ok_or(ActivationError::NotFound("offer"))
     }
 
+    /// Buys `offer` for the caller as `kind`; `asked` describes the request
+    /// for the key's fingerprint.
     async fn buy(
         &self,
-        who: &Principal,
-        kind: account::TransactionKind,
-        offer: catalog::Offer,
-        subscription_id: String,
-        keyed: Keyed<'_>,
-    ) -> Result<account::Transaction, Error> {
-        let (scope, key, hash) = match keyed.key {
-            Some(key) => (
-                format!("user:{}", who.user_id),
-                key.to_string(),
-                hex::encode(Sha256::digest(keyed.request.as_bytes())),
-            ),
-            None => Default::default(),
+        who: UserId,
+        kind: PurchaseKind,
+        offer: &catalog::Offer,
+        key: Option<&str>,
+        asked: &str,
+    ) -> Result<account::Transaction, ActivationError> {
+        let idempotency = key.map(|key| Idempotency::new(KeyScope::User(who), key, asked));
+        let order = match PurchaseOrder::new(who, kind, offer, idempotency.clone()) {
+            Ok(order) => order,
+            // An offer taken off sale since a keyed request succeeded still
+            // replays that request; only a new purchase is refused.
+            Err(OrderError::NotOnSale(code)) => {
+                let Some(idempotency) = idempotency else { return Err(ActivationError::OfferInactive(code)) };
+                return match self
+                    .ledger
+                    .clone()
+                    .replay_purchase(account::ReplayPurchaseRequest::from(idempotency))
+                    .await
+                {
+                    Ok(done) => done.into_inner().transaction.ok_or_else(no_transaction),
+                    Err(status) if status.code() == Code::NotFound => Err(ActivationError::OfferInactive(code)),
+                    Err(status) => Err(status.into()),
+                };
+            }
+            Err(other) => return Err(other.into()),
         };
-        // An offer taken off sale since a keyed request succeeded still
-        // replays that request; only a new purchase is refused.
-        let replay_only = !offer.is_active;
-        if replay_only && key.is_empty() {
-            return Err(Error::new(ErrorCode::OfferInactive, format!("offer {} is not on sale", offer.code)));
-        }
-        let code = offer.code.clone();
-        let request = account::PurchaseRequest {
-            user_id: who.user_id.to_string(),
-            kind: kind.into(),
-            offer: Some(offer),
-            subscription_id,
-            partner_id: String::new(),
-            reference: String::new(),
-            idempotency_scope: scope,
-            idempotency_key: key,
-            request_hash: hash,
-            replay_only,
-        };
-        let done = match self.ledger.clone().purchase(request).await {
-            Ok(done) => done.into_inner(),
-            Err(status) => match Error::from_status(status) {
-                e if replay_only && e.code == ErrorCode::NotFound => {
-                    return Err(Error::new(ErrorCode::OfferInactive, format!("offer {code} is not on sale")));
-                }
-                e => return Err(e),
-            },
-        };
-        done.transaction.ok_or_else(|| Error::internal("the ledger returned no transaction"))
+        let done = self.ledger.clone().purchase(account::PurchaseRequest::from(order)).await?.into_inner();
+        done.transaction.ok_or_else(no_transaction)
     }
 
     pub async fn activate(
         &self,
         who: &Principal,
-        offer_id: &str,
+        offer_id: OfferId,
         key: Option<&str>,
-    ) -> Result<account::Transaction, Error> {
+    ) -> Result<account::Transaction, ActivationError> {
         let offer = self.offer(offer_id).await?;
-        let keyed = Keyed { key, request: format!("activate:{}", offer.id) };
-        self.buy(who, account::TransactionKind::Activation, offer, String::new(), keyed).await
+        let asked = format!("activate:{offer_id}");
+        self.buy(who.user_id.into(), PurchaseKind::Activation, &offer, key, &asked).await
     }
 
     pub async fn renew(
         &self,
         who: &Principal,
-        target: account::lookup_subscription_request::Lookup,
+        target: RenewTarget,
         key: Option<&str>,
-    ) -> Result<account::Transaction, Error> {
-        use account::lookup_subscription_request::Lookup;
-        let request = match &target {
-            Lookup::Id(id) => format!("renew:{}", parse_id(id, "subscription id")?),
-            Lookup::OfOffer(of) => format!("renew-offer:{}", parse_id(&of.offer_id, "offer id")?),
+    ) -> Result<account::Transaction, ActivationError> {
+        let user = UserId::from(who.user_id);
+        let (lookup, asked) = match target {
+            RenewTarget::Subscription(id) => (Lookup::Id(id.to_string()), format!("renew:{id}")),
+            RenewTarget::OfferOf(offer_id) => (
+                Lookup::OfOffer(SubscriptionOfOffer { user_id: user.to_string(), offer_id: offer_id.to_string() }),
+                format!("renew-offer:{offer_id}"),
+            ),
         };
-        let subscription = self
+        let subscription = match self
             .ledger
             .clone()
-            .lookup_subscription(account::LookupSubscriptionRequest { lookup: Some(target) })
-            .await?
-            .into_inner()
-            .subscription
-            .ok_or_else(|| Error::not_found("subscription"))?;
+            .lookup_subscription(account::LookupSubscriptionRequest { lookup: Some(lookup) })
+            .await
+        {
+            Ok(answer) => answer.into_inner().subscription,
+            Err(status) if status.code() == Code::NotFound => None,
+            Err(status) => return Err(status.into()),
+        };
         // Someone else's subscription does not exist, as far as the caller can tell.
-        if subscription.user_id != who.user_id.to_string() {
-            return Err(Error::not_found("subscription"));
-        }
-        let offer = self.offer(&subscription.offer_id).await?;
-        self.buy(who, account::TransactionKind::Renewal, offer, subscription.id, Keyed { key, request }).await
+        let subscription =
+            subscription.filter(|s| s.user_id == user.to_string()).ok_or(ActivationError::NotFound("subscription"))?;
+        // The ledger wrote both ids; they are read back as the ids they are.
+        let (subscription_id, offer_id) = (
+            SubscriptionId::parse(&subscription.id).map_err(Error::internal)?,
+            OfferId::parse(&subscription.offer_id).map_err(Error::internal)?,
+        );
+        let offer = self.offer(offer_id).await?;
+        self.buy(user, PurchaseKind::Renewal { subscription: subscription_id }, &offer, key, &asked).await
     }
 
     /// The caller's transaction status: the cache while its entry is fresh,
     /// then the ledger (which reads the database and refills the cache);
     /// the cached entry again, marked stale, when the ledger cannot answer.
-    pub async fn status(&self, who: &Principal, transaction_id: &str) -> Result<StatusView, Error> {
-        let id = parse_id(transaction_id, "transaction id")?;
+    pub async fn status(&self, who: &Principal, id: TransactionId) -> Result<StatusView, ActivationError> {
         let cached = match self.cache.hash_get(&StatusEntry::key(id)).await {
             Ok(fields) => StatusEntry::from_fields(&fields),
             Err(e) => {
@@ -146,9 +145,9 @@ impl Activation {
             }
         };
         if let Some(entry) = &cached
-            && entry.user_id != who.user_id
+            && entry.user_id.uuid() != who.user_id
         {
-            return Err(Error::not_found("transaction"));
+            return Err(ActivationError::NotFound("transaction"));
         }
         let fresh = cached.as_ref().is_some_and(|e| e.fresh_until.is_none_or(|until| until > chrono::Utc::now()));
         let result = if fresh {
@@ -165,7 +164,7 @@ impl Activation {
         let answer =
             self.ledger.clone().lookup_transaction(account::LookupTransactionRequest { id: id.to_string() }).await;
         let tx = match (answer, cached) {
-            (Ok(answer), _) => answer.into_inner().transaction.ok_or_else(|| Error::not_found("transaction"))?,
+            (Ok(answer), _) => answer.into_inner().transaction.ok_or(ActivationError::NotFound("transaction"))?,
             (Err(status), Some(entry)) if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded) => {
                 tracing::warn!(error = %status, "ledger unavailable; answering from the cache, marked stale");
                 return Ok(entry_view(&entry, true));
@@ -173,7 +172,7 @@ impl Activation {
             (Err(status), _) => return Err(status.into()),
         };
         if tx.user_id != who.user_id.to_string() {
-            return Err(Error::not_found("transaction"));
+            return Err(ActivationError::NotFound("transaction"));
         }
         Ok(StatusView {
             status: tx.status(),
@@ -185,6 +184,10 @@ impl Activation {
             stale: false,
         })
     }
+}
+
+fn no_transaction() -> ActivationError {
+    ActivationError::Upstream(Error::internal("the ledger returned no transaction"))
 }
 
 fn entry_view(entry: &StatusEntry, stale: bool) -> StatusView {

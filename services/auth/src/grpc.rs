@@ -98,7 +98,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
         let principal = user(&request).await?;
-        let found = self.auth.user_by_id(principal.user_id).await?;
+        let found = self.auth.user_by_id(principal.user_id.into()).await?;
         if !found.is_active {
             return Err(Error::new(ErrorCode::InvalidToken, "the account is disabled").into());
         }
@@ -139,7 +139,7 @@ impl pb::user_admin_service_server::UserAdminService for UserAdminApi {
 
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::GetUserResponse>, Status> {
         let found = match request.into_inner().lookup {
-            Some(pb::get_user_request::Lookup::Id(id)) => self.0.user_by_id(parse_id(&id, "user id")?).await,
+            Some(pb::get_user_request::Lookup::Id(id)) => self.0.user_by_id(parse_id(&id)?).await,
             Some(pb::get_user_request::Lookup::Username(name)) => self.0.user_by_username(&name).await,
             None => return Err(Error::invalid_request("id or username is required").into()),
         }?;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use offers_kit::cache::{self, SharedCache};
 use offers_kit::rate_limit::{RateLimiter, address_bucket};
+use offers_proto::ids::UserId;
 use offers_proto::username;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -236,8 +237,8 @@ impl Auth {
         Ok(())
     }
 
-    pub async fn user_by_id(&self, id: Uuid) -> Result<user::Model, AuthError> {
-        user::Entity::find_by_id(id).one(&self.db).await?.ok_or(AuthError::UserNotFound)
+    pub async fn user_by_id(&self, id: UserId) -> Result<user::Model, AuthError> {
+        user::Entity::find_by_id(id.uuid()).one(&self.db).await?.ok_or(AuthError::UserNotFound)
     }
 
     pub async fn user_by_username(&self, username: &str) -> Result<user::Model, AuthError> {

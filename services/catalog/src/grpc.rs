@@ -41,8 +41,7 @@ impl pb::catalog_service_server::CatalogService for CatalogApi {
 
     async fn get_offer(&self, request: Request<pb::GetOfferRequest>) -> Result<Response<pb::GetOfferResponse>, Status> {
         let principal = user(&request).await?;
-        let id = parse_id(&request.get_ref().id, "offer id")?;
-        let Served { value: offer, stale } = self.0.get(id).await?;
+        let Served { value: offer, stale } = self.0.get(parse_id(&request.get_ref().id)?).await?;
         // An inactive offer is invisible to everyone but administrators.
         if !offer.is_active && !principal.is_admin {
             return Err(CatalogError::NotFound.into());
@@ -68,7 +67,7 @@ impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminApi {
     ) -> Result<Response<pb::UpdateOfferResponse>, Status> {
         let body = request.into_inner();
         let offer = body.offer.ok_or_else(|| Error::invalid_request("offer is required"))?;
-        let id = parse_id(&offer.id, "offer id")?;
+        let id = parse_id(&offer.id)?;
         let paths = body.update_mask.map(|m| m.paths).unwrap_or_default();
         let updated = self.0.update(id, offer, &paths).await?;
         Ok(Response::new(pb::UpdateOfferResponse { offer: Some(pb::Offer::from(updated)) }))
@@ -78,9 +77,8 @@ impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminApi {
         &self,
         request: Request<pb::LookupOfferRequest>,
     ) -> Result<Response<pb::LookupOfferResponse>, Status> {
-        let id = parse_id(&request.get_ref().id, "offer id")?;
         // Purchases are priced from this answer: never from a stale copy.
-        let Served { value: offer, stale } = self.0.get(id).await?;
+        let Served { value: offer, stale } = self.0.get(parse_id(&request.get_ref().id)?).await?;
         if stale {
             return Err(Error::new(ErrorCode::Unavailable, "the catalog cannot be read now; try again").into());
         }

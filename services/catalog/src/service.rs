@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use hashlink::LruCache;
 use offers_kit::cache::SharedCache;
+use offers_proto::ids::OfferId;
 use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryOrder};
-use uuid::Uuid;
 
 use crate::entity;
 use crate::error::CatalogError;
@@ -154,15 +154,15 @@ impl Catalog {
         .await
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Served<Offer>, CatalogError> {
+    pub async fn get(&self, id: OfferId) -> Result<Served<Offer>, CatalogError> {
         self.cached(&format!("offer:{id}"), async || {
-            entity::Entity::find_by_id(id).one(&self.db).await?.ok_or(CatalogError::NotFound)
+            entity::Entity::find_by_id(id.uuid()).one(&self.db).await?.ok_or(CatalogError::NotFound)
         })
         .await
     }
 
     pub async fn create(&self, offer: offers_proto::catalog::v1::Offer) -> Result<Offer, CatalogError> {
-        let offer = Offer::from_proto(&offer, Uuid::now_v7(), Utc::now());
+        let offer = Offer::from_proto(&offer, OfferId::generate().uuid(), Utc::now());
         offer.validate(&self.currency)?;
         let code = offer.code.clone();
         let created =
@@ -177,11 +177,11 @@ impl Catalog {
     /// never changes.
     pub async fn update(
         &self,
-        id: Uuid,
+        id: OfferId,
         new: offers_proto::catalog::v1::Offer,
         paths: &[String],
     ) -> Result<Offer, CatalogError> {
-        let current = entity::Entity::find_by_id(id).one(&self.db).await?.ok_or(CatalogError::NotFound)?;
+        let current = entity::Entity::find_by_id(id.uuid()).one(&self.db).await?.ok_or(CatalogError::NotFound)?;
         let mut offer = current.updated(&new, paths)?;
         offer.updated_at = Utc::now();
         offer.validate(&self.currency)?;

@@ -1,5 +1,6 @@
-//! The one error type that crosses service boundaries, its stable codes, and
-//! the single place where it becomes a `tonic::Status` or an HTTP problem.
+//! The one error type that crosses service boundaries, carrying a stable
+//! code from the contracts' table, and the single place where it becomes a
+//! `tonic::Status` or an HTTP problem.
 
 use std::fmt;
 use std::time::Duration;
@@ -8,78 +9,14 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+pub use offers_proto::error_codes::ErrorCode;
+
 /// Metadata key carrying the stable error code on a gRPC status.
 pub const CODE_METADATA: &str = "offers-error-code";
 /// `ErrorInfo.domain` of every status we send (its `reason` is the code).
 pub const ERROR_DOMAIN: &str = "offers";
 /// Metadata key carrying a retry delay in seconds (rate limits).
 pub const RETRY_AFTER_METADATA: &str = "retry-after";
-
-macro_rules! error_codes {
-    ($($variant:ident => ($code:literal, $grpc:ident, $http:literal, $title:literal)),+ $(,)?) => {
-        /// Every error a client can see, with its wire code, gRPC code, HTTP
-        /// status and title. This table is the documentation of the codes.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum ErrorCode { $($variant),+ }
-
-        impl ErrorCode {
-            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $(ErrorCode::$variant => $code),+ }
-            }
-            pub fn grpc(self) -> Code {
-                match self { $(ErrorCode::$variant => Code::$grpc),+ }
-            }
-            pub fn http_status(self) -> u16 {
-                match self { $(ErrorCode::$variant => $http),+ }
-            }
-            pub fn title(self) -> &'static str {
-                match self { $(ErrorCode::$variant => $title),+ }
-            }
-            pub fn parse(code: &str) -> Option<Self> {
-                match code { $($code => Some(ErrorCode::$variant),)+ _ => None }
-            }
-            /// A fault of the server or of what it depends on, as opposed to
-            /// a caller's mistake: only these are logged as errors.
-            pub fn is_fault(self) -> bool {
-                self.http_status() >= 500
-            }
-        }
-    };
-}
-
-error_codes! {
-    InvalidRequest => ("invalid_request", InvalidArgument, 400, "The request is not valid"),
-    InvalidId => ("invalid_id", InvalidArgument, 400, "The id is malformed"),
-    NotFound => ("not_found", NotFound, 404, "Not found"),
-    InvalidCredentials => ("invalid_credentials", Unauthenticated, 401, "Invalid username or password"),
-    InvalidToken => ("invalid_token", Unauthenticated, 401, "The token is invalid, expired or revoked"),
-    Unauthenticated => ("unauthenticated", Unauthenticated, 401, "Authentication required"),
-    PermissionDenied => ("permission_denied", PermissionDenied, 403, "Not allowed"),
-    RateLimited => ("rate_limited", ResourceExhausted, 429, "Too many requests"),
-    PayloadTooLarge => ("payload_too_large", InvalidArgument, 413, "The request body is too large"),
-    MethodNotAllowed => ("method_not_allowed", Unimplemented, 405, "Method not allowed"),
-    InsufficientBalance => ("insufficient_balance", FailedPrecondition, 400, "The balance does not cover the price"),
-    InsufficientPartnerFunds => ("insufficient_partner_funds", FailedPrecondition, 400, "The partner's account does not cover the price"),
-    OfferInactive => ("offer_inactive", FailedPrecondition, 400, "The offer is not available"),
-    CurrencyMismatch => ("currency_mismatch", FailedPrecondition, 400, "The currencies do not match"),
-    IdempotencyKeyReused => ("idempotency_key_reused", FailedPrecondition, 422, "The idempotency key was used with a different request"),
-    InvalidUser => ("invalid_user", InvalidArgument, 400, "The user does not exist or is not active"),
-    InvalidOffer => ("invalid_offer", InvalidArgument, 400, "The offer does not exist or is not active"),
-    AmountMismatch => ("amount_mismatch", InvalidArgument, 400, "The amount does not equal the offer's price"),
-    AlreadyExists => ("already_exists", AlreadyExists, 409, "Already exists"),
-    Conflict => ("conflict", Aborted, 409, "The request conflicts with the current state"),
-    Unavailable => ("service_unavailable", Unavailable, 503, "The service cannot answer now; try again"),
-    Timeout => ("timeout", DeadlineExceeded, 504, "A dependency did not answer in time"),
-    Internal => ("internal", Internal, 500, "Internal error"),
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A client-visible failure: a stable code, a message safe to show, and
 /// (for internal errors) a cause that only reaches the log.
@@ -210,6 +147,23 @@ impl From<Error> for Status {
 impl From<Status> for Error {
     fn from(status: Status) -> Self {
         Error::from_status(status)
+    }
+}
+
+impl From<offers_proto::ids::InvalidId> for Error {
+    fn from(err: offers_proto::ids::InvalidId) -> Self {
+        Error::new(ErrorCode::InvalidId, err.to_string())
+    }
+}
+
+impl From<offers_proto::contracts::OrderError> for Error {
+    fn from(err: offers_proto::contracts::OrderError) -> Self {
+        use offers_proto::contracts::OrderError;
+        match err {
+            OrderError::InvalidId(e) => e.into(),
+            OrderError::Malformed(why) => Error::invalid_request(why),
+            OrderError::NotOnSale(_) => Error::new(ErrorCode::OfferInactive, err.to_string()),
+        }
     }
 }
 

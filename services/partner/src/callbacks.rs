@@ -89,8 +89,8 @@ impl CallbackWorker {
     async fn register(&self, event: &PartnerEvent) -> Result<(), DeliveryError> {
         let row = delivery::ActiveModel {
             event_id: Set(event.event_id),
-            partner_id: Set(event.partner_id),
-            transaction_id: Set(event.transaction_id),
+            partner_id: Set(event.partner_id.uuid()),
+            transaction_id: Set(event.transaction_id.uuid()),
             attempts: Set(0),
             lease_until: Set(None),
             delivered_at: Set(None),
@@ -179,7 +179,7 @@ impl CallbackWorker {
     /// the next attempt's event and its delay.
     async fn attempt(&self, event: &PartnerEvent) -> Result<Follow<PartnerEvent>, DeliveryError> {
         let event = event.clone();
-        let partner = partner::Entity::find_by_id(event.partner_id).one(&self.db).await?;
+        let partner = partner::Entity::find_by_id(event.partner_id.uuid()).one(&self.db).await?;
         let Some((url, secret)) = partner.and_then(|p| p.callback_url.zip(p.callback_secret)) else {
             // Nobody to tell: the partner registered no callback.
             self.record(&event, Err("no callback URL registered".into()), true).await?;

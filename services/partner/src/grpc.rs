@@ -7,6 +7,7 @@ use offers_kit::Error;
 use offers_kit::credentials::bearer;
 use offers_kit::grpc::{idempotency_key, parse_id, to_timestamp};
 use offers_proto::account::v1::TransactionStatus;
+use offers_proto::ids::{Id, OfferId, UserId};
 use offers_proto::partner::v1 as pb;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -62,8 +63,14 @@ impl pb::partner_service_server::PartnerService for PartnerApi {
         let span = tracing::info_span!("partner", partner_id = %partner.id, partner = %partner.name);
         let idempotency_key = idempotency_key(request.metadata())?;
         let body = request.into_inner();
-        let activation =
-            ActivationRequest { user_id: body.user_id, offer_id: body.offer_id, amount: body.amount, idempotency_key };
+        // A malformed id names no user or offer: the partner's contract
+        // answers it as one that does not exist.
+        let activation = ActivationRequest {
+            user_id: UserId::parse(&body.user_id).map_err(|_| PartnerError::InvalidUser)?,
+            offer_id: OfferId::parse(&body.offer_id).map_err(|_| PartnerError::InvalidOffer)?,
+            amount: body.amount,
+            idempotency_key,
+        };
         let tx = self.0.activate(&partner, activation).instrument(span).await?;
         tracing::info!(partner_id = %partner.id, reference = %tx.reference, transaction_id = %tx.id, "partner activation accepted");
         Ok(Response::new(pb::ActivateOfferResponse {
@@ -146,7 +153,7 @@ impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
         request: Request<pb::SetPartnerStatusRequest>,
     ) -> Result<Response<pb::SetPartnerStatusResponse>, Status> {
         let body = request.into_inner();
-        let id = parse_id(&body.partner_id, "partner id")?;
+        let id = parse_id(&body.partner_id)?;
         let status = match pb::PartnerStatus::try_from(body.status) {
             Ok(pb::PartnerStatus::Active) => partner::Status::Active,
             Ok(pb::PartnerStatus::Suspended) => partner::Status::Suspended,
@@ -161,7 +168,7 @@ impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
         request: Request<pb::CreateApiKeyRequest>,
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let body = request.into_inner();
-        let id = parse_id(&body.partner_id, "partner id")?;
+        let id = parse_id(&body.partner_id)?;
         let preset = (!body.preset_secret.is_empty()).then_some(body.preset_secret);
         let IssuedKey { key, secret } = self.0.create_key(id, preset).await?;
         Ok(Response::new(pb::CreateApiKeyResponse { api_key: Some(key_proto(key)), secret }))
@@ -171,7 +178,7 @@ impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
         &self,
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
-        let id = parse_id(&request.get_ref().api_key_id, "API key id")?;
+        let id = parse_id(&request.get_ref().api_key_id)?;
         let key = self.0.revoke_key(id).await?;
         Ok(Response::new(pb::RevokeApiKeyResponse { api_key: Some(key_proto(key)) }))
     }

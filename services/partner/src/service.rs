@@ -11,9 +11,10 @@ use offers_kit::{Error, ErrorCode};
 use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
 use offers_proto::auth::v1::{self as auth, user_admin_service_client::UserAdminServiceClient};
 use offers_proto::catalog::v1::{self as catalog, catalog_admin_service_client::CatalogAdminServiceClient};
+use offers_proto::contracts::{Idempotency, KeyScope, OrderError, PurchaseKind, PurchaseOrder};
+use offers_proto::ids::{ApiKeyId, OfferId, PartnerId, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::entity::partner::Status;
@@ -39,8 +40,8 @@ pub struct Partners {
 }
 
 pub struct ActivationRequest {
-    pub user_id: String,
-    pub offer_id: String,
+    pub user_id: UserId,
+    pub offer_id: OfferId,
     pub amount: i64,
     pub idempotency_key: Option<String>,
 }
@@ -49,6 +50,10 @@ pub struct ActivationRequest {
 pub struct IssuedKey {
     pub key: api_key::Model,
     pub secret: String,
+}
+
+fn no_transaction() -> PartnerError {
+    PartnerError::Upstream(Error::internal("the ledger returned no transaction"))
 }
 
 fn not_found_is(err: Error, instead: PartnerError) -> PartnerError {
@@ -100,37 +105,16 @@ impl Partners {
         partner: &partner::Model,
         request: ActivationRequest,
     ) -> Result<account::Transaction, PartnerError> {
-        let user_id = Uuid::parse_str(&request.user_id).map_err(|_| PartnerError::InvalidUser)?;
-        let offer_id = Uuid::parse_str(&request.offer_id).map_err(|_| PartnerError::InvalidOffer)?;
-        let (scope, key, hash) = match &request.idempotency_key {
-            Some(key) => (
-                format!("partner:{}", partner.id),
-                key.clone(),
-                hex::encode(Sha256::digest(format!("partner-activate:{user_id}:{offer_id}:{}", request.amount))),
-            ),
-            None => Default::default(),
-        };
-        if !key.is_empty() {
+        let ActivationRequest { user_id, offer_id, amount, idempotency_key } = request;
+        let partner_id = PartnerId::from(partner.id);
+        let asked = format!("partner-activate:{user_id}:{offer_id}:{amount}");
+        let idempotency = idempotency_key.map(|key| Idempotency::new(KeyScope::Partner(partner_id), &key, &asked));
+        if let Some(idempotency) = idempotency.clone() {
             // A retry of an accepted request gets its first answer, even if
             // the user, the offer or its price changed since.
-            let probe = account::PurchaseRequest {
-                user_id: user_id.to_string(),
-                kind: account::TransactionKind::PartnerActivation.into(),
-                offer: Some(catalog::Offer { id: offer_id.to_string(), ..Default::default() }),
-                partner_id: partner.id.to_string(),
-                idempotency_scope: scope.clone(),
-                idempotency_key: key.clone(),
-                request_hash: hash.clone(),
-                replay_only: true,
-                ..Default::default()
-            };
-            match self.clients.ledger.clone().purchase(probe).await {
-                Ok(done) => {
-                    return done
-                        .into_inner()
-                        .transaction
-                        .ok_or_else(|| PartnerError::Upstream(Error::internal("the ledger returned no transaction")));
-                }
+            let replay = account::ReplayPurchaseRequest::from(idempotency);
+            match self.clients.ledger.clone().replay_purchase(replay).await {
+                Ok(done) => return done.into_inner().transaction.ok_or_else(no_transaction),
                 Err(status) if status.code() == tonic::Code::NotFound => {}
                 Err(status) => return Err(status.into()),
             }
@@ -150,27 +134,20 @@ impl Partners {
             .lookup_offer(catalog::LookupOfferRequest { id: offer_id.to_string() })
             .await
         {
-            Ok(answer) => answer.into_inner().offer.filter(|o| o.is_active).ok_or(PartnerError::InvalidOffer)?,
+            Ok(answer) => answer.into_inner().offer.ok_or(PartnerError::InvalidOffer)?,
             Err(status) => return Err(not_found_is(Error::from_status(status), PartnerError::InvalidOffer)),
         };
-        if request.amount != offer.price {
+        if amount != offer.price {
             return Err(PartnerError::AmountMismatch { price: offer.price });
         }
-        let purchase = account::PurchaseRequest {
-            user_id: user_id.to_string(),
-            kind: account::TransactionKind::PartnerActivation.into(),
-            offer: Some(offer),
-            subscription_id: String::new(),
-            partner_id: partner.id.to_string(),
-            reference: keys::new_reference(),
-            idempotency_scope: scope,
-            idempotency_key: key,
-            request_hash: hash,
-            replay_only: false,
-        };
-        let done = self.clients.ledger.clone().purchase(purchase).await?.into_inner();
+        let kind = PurchaseKind::Partner { partner: partner_id, reference: keys::new_reference() };
+        let order = PurchaseOrder::new(user_id, kind, &offer, idempotency).map_err(|e| match e {
+            OrderError::NotOnSale(_) => PartnerError::InvalidOffer,
+            other => PartnerError::Upstream(Error::internal(other)),
+        })?;
+        let done = self.clients.ledger.clone().purchase(account::PurchaseRequest::from(order)).await?.into_inner();
         metrics::counter!("offers_partner_activations_total", "partner" => partner.name.clone()).increment(1);
-        done.transaction.ok_or_else(|| PartnerError::Upstream(Error::internal("the ledger returned no transaction")))
+        done.transaction.ok_or_else(no_transaction)
     }
 
     /// One of this partner's transactions by reference; another partner's is
@@ -251,12 +228,12 @@ impl Partners {
             .exec_with_returning(&self.db)
             .await
             .map_err(|e| if offers_kit::db::is_unique_violation(&e) { PartnerError::NameTaken } else { e.into() })?;
-        let key = self.create_key(created.id, None).await?;
+        let key = self.create_key(created.id.into(), None).await?;
         Ok((created, key))
     }
 
-    pub async fn partner(&self, id: Uuid) -> Result<partner::Model, PartnerError> {
-        partner::Entity::find_by_id(id).one(&self.db).await?.ok_or(PartnerError::NotFound("partner"))
+    pub async fn partner(&self, id: PartnerId) -> Result<partner::Model, PartnerError> {
+        partner::Entity::find_by_id(id.uuid()).one(&self.db).await?.ok_or(PartnerError::NotFound("partner"))
     }
 
     pub async fn partner_by_name(&self, name: &str) -> Result<partner::Model, PartnerError> {
@@ -267,10 +244,10 @@ impl Partners {
             .ok_or(PartnerError::NotFound("partner"))
     }
 
-    pub async fn set_status(&self, id: Uuid, status: Status) -> Result<partner::Model, PartnerError> {
+    pub async fn set_status(&self, id: PartnerId, status: Status) -> Result<partner::Model, PartnerError> {
         partner::Entity::update_many()
             .col_expr(partner::Column::Status, Expr::value(status))
-            .filter(partner::Column::Id.eq(id))
+            .filter(partner::Column::Id.eq(id.uuid()))
             .exec(&self.db)
             .await?;
         self.partner(id).await
@@ -278,7 +255,7 @@ impl Partners {
 
     /// A new key for a partner; its other keys keep working, so keys rotate
     /// without downtime.
-    pub async fn create_key(&self, partner_id: Uuid, preset: Option<String>) -> Result<IssuedKey, PartnerError> {
+    pub async fn create_key(&self, partner_id: PartnerId, preset: Option<String>) -> Result<IssuedKey, PartnerError> {
         if preset.is_some() && !self.settings.allow_preset_keys {
             return Err(PartnerError::PresetRefused);
         }
@@ -289,7 +266,7 @@ impl Partners {
         }
         let row = api_key::ActiveModel {
             id: Set(Uuid::now_v7()),
-            partner_id: Set(partner_id),
+            partner_id: Set(partner_id.uuid()),
             prefix: Set(keys::prefix(&secret)),
             key_hash: Set(keys::hash(&secret)),
             created_at: Set(Utc::now()),
@@ -305,7 +282,8 @@ impl Partners {
         Ok(IssuedKey { key, secret })
     }
 
-    pub async fn revoke_key(&self, key_id: Uuid) -> Result<api_key::Model, PartnerError> {
+    pub async fn revoke_key(&self, key_id: ApiKeyId) -> Result<api_key::Model, PartnerError> {
+        let key_id = key_id.uuid();
         api_key::Entity::update_many()
             .col_expr(api_key::Column::RevokedAt, Expr::value(Utc::now()))
             .filter(api_key::Column::Id.eq(key_id))

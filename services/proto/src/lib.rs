@@ -1,9 +1,14 @@
 //! The contracts between the Offers services: the gRPC types, clients and
-//! servers generated from `proto/`, the jobs and cache entries in
-//! [`contracts`], and the rule for usernames in [`username`].
+//! servers generated from `proto/`; a purchase, the jobs and the cache
+//! entries in [`contracts`]; the typed ids in [`ids`]; every error code in
+//! [`error_codes`]; and the rules for what callers write ([`wire`],
+//! [`username`]).
 
 pub mod contracts;
+pub mod error_codes;
+pub mod ids;
 pub mod username;
+pub mod wire;
 
 /// Encoded `FileDescriptorSet` of every proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));

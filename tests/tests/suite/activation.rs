@@ -132,8 +132,8 @@ async fn duplicate_jobs_have_one_effect(suite: &TestSuite) {
     let tx = reply.str("transaction_id").to_string();
     let id = uuid::Uuid::parse_str(&tx).expect("uuid");
     // The same job again, twice, racing the original.
-    let job =
-        serde_json::to_vec(&ProvisionJob { transaction_id: id, attempt: 1, step: Step::Provision }).expect("json");
+    let job = serde_json::to_vec(&ProvisionJob { transaction_id: id.into(), attempt: 1, step: Step::Provision })
+        .expect("json");
     suite.bus().publish(ProvisionJob::TOPIC, Outgoing::new(&job, &Default::default())).await.expect("publish");
     suite.bus().publish(ProvisionJob::TOPIC, Outgoing::new(&job, &Default::default())).await.expect("publish");
     assert_eq!(suite.settled(&token, &tx).await.body["status"], "SUCCESS");

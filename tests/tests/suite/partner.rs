@@ -571,8 +571,8 @@ async fn delivery_without_job(suite: &TestSuite, event: &PartnerEvent, due_in: c
     let now = chrono::Utc::now();
     let values: Vec<(&str, SimpleExpr)> = vec![
         ("event_id", event.event_id.into()),
-        ("partner_id", event.partner_id.into()),
-        ("transaction_id", event.transaction_id.into()),
+        ("partner_id", event.partner_id.uuid().into()),
+        ("transaction_id", event.transaction_id.uuid().into()),
         ("attempts", 0.into()),
         ("lease_until", Option::<chrono::DateTime<chrono::Utc>>::None.into()),
         ("delivered_at", Option::<chrono::DateTime<chrono::Utc>>::None.into()),
@@ -615,8 +615,8 @@ async fn lost_callbacks_are_redriven(backend: Backend) {
     let partner = suite.admin().partner(offers::dev::DEMO_PARTNER).await.expect("demo partner");
     let event = |reference: &str| PartnerEvent {
         event_id: uuid::Uuid::now_v7(),
-        partner_id: partner.id.parse().expect("uuid"),
-        transaction_id: uuid::Uuid::now_v7(),
+        partner_id: partner.id.parse::<uuid::Uuid>().expect("uuid").into(),
+        transaction_id: offers_proto::ids::TransactionId::generate(),
         reference: reference.into(),
         status: "SUCCESS".into(),
         failure_reason: None,

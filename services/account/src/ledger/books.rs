@@ -5,6 +5,7 @@
 //! key (derived from its cause) makes it happen at most once.
 
 use chrono::Utc;
+use offers_proto::ids::{PartnerId, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
 use uuid::Uuid;
@@ -26,6 +27,22 @@ pub const SYSTEM_ACCOUNTS: [(Uuid, &str); 3] = [(FUNDING, "funding"), (PENDING, 
 
 pub fn is_system(id: Uuid) -> bool {
     SYSTEM_ACCOUNTS.iter().any(|(system, _)| *system == id)
+}
+
+/// Whose account: a user's or a partner's (each has its owner's id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    User(UserId),
+    Partner(PartnerId),
+}
+
+impl Owner {
+    pub(crate) fn parts(self) -> (Uuid, AccountKind) {
+        match self {
+            Owner::User(user) => (user.uuid(), AccountKind::User),
+            Owner::Partner(partner) => (partner.uuid(), AccountKind::Partner),
+        }
+    }
 }
 
 /// One movement of money.
@@ -65,13 +82,15 @@ impl Ledger {
         Ok(())
     }
 
-    pub async fn open_account(&self, id: Uuid, kind: AccountKind) -> Result<account::Model, LedgerError> {
+    pub async fn open_account(&self, owner: Owner) -> Result<account::Model, LedgerError> {
+        let (id, kind) = owner.parts();
         self.ensure_account(&self.db, id, kind).await?;
-        self.account(id, kind).await
+        self.account(owner).await
     }
 
     /// The account of a user or partner; one that was never opened is empty.
-    pub async fn account(&self, id: Uuid, kind: AccountKind) -> Result<account::Model, LedgerError> {
+    pub async fn account(&self, owner: Owner) -> Result<account::Model, LedgerError> {
+        let (id, kind) = owner.parts();
         let found = account::Entity::find_by_id(id).one(&self.db).await?;
         match found {
             Some(account) if account.kind == kind => Ok(account),
@@ -141,8 +160,7 @@ impl Ledger {
     /// this call moved it, and the account after.
     pub async fn credit(
         &self,
-        owner: Uuid,
-        kind: AccountKind,
+        whose: Owner,
         amount: i64,
         currency: &str,
         key: &str,
@@ -157,6 +175,7 @@ impl Ledger {
         if key.is_empty() {
             return Err(LedgerError::Invalid("idempotency_key is required".into()));
         }
+        let (owner, kind) = whose.parts();
         let key = format!("credit:{owner}:{key}");
         let txn = self.db.begin().await?;
         self.ensure_account(&txn, owner, kind).await?;
@@ -185,12 +204,13 @@ impl Ledger {
             }
             Err(e) => return Err(e),
         };
-        Ok((applied, self.account(owner, kind).await?))
+        Ok((applied, self.account(whose).await?))
     }
 
     /// Sets how far below zero a partner's account may go. Lowering it
     /// below what the partner already owes is refused.
-    pub async fn set_credit_limit(&self, partner: Uuid, limit: i64) -> Result<account::Model, LedgerError> {
+    pub async fn set_credit_limit(&self, whose: PartnerId, limit: i64) -> Result<account::Model, LedgerError> {
+        let partner = whose.uuid();
         if !(0..=MAX_AMOUNT).contains(&limit) {
             return Err(LedgerError::Invalid(format!("credit_limit must be between 0 and {MAX_AMOUNT}")));
         }
@@ -206,6 +226,6 @@ impl Ledger {
         if set.rows_affected != 1 {
             return Err(LedgerError::Invalid("the partner owes more than that limit".into()));
         }
-        self.account(partner, AccountKind::Partner).await
+        self.account(Owner::Partner(whose)).await
     }
 }

@@ -16,9 +16,8 @@ use offers_kit::outbox::{Outbox, OutboxError};
 use offers_proto::contracts::Job;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
-pub use books::{FUNDING, PENDING, REVENUE};
+pub use books::{FUNDING, Owner, PENDING, REVENUE};
 pub use check::Books;
-pub use purchase::{Idempotency, OfferSnapshot, Payer, Purchase};
 pub use settle::{Resolution, SETTLE_HISTOGRAM};
 
 use crate::entity::transaction::Kind;

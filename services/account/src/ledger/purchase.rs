@@ -1,60 +1,21 @@
-//! A purchase: the price held from whoever pays (the user, or the partner
-//! for a partner activation) in the pending account, the PENDING
-//! transaction and its provisioning job, in one database transaction. With
-//! an idempotency key, a repeat of the same request returns the first
-//! transaction and moves nothing.
+//! A purchase order made real: the price held from whoever pays (the user,
+//! or the partner for a partner activation) in the pending account, the
+//! PENDING transaction and its provisioning job, in one database
+//! transaction. With an idempotency key, a repeat of the same request
+//! returns the first transaction and moves nothing.
 
 use chrono::Utc;
-use offers_proto::contracts::{ProvisionJob, Step};
+use offers_proto::contracts::{Idempotency, Payer, ProvisionJob, PurchaseKind, PurchaseOrder, Step};
+use offers_proto::ids::TransactionId;
 use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait, TransactionTrait};
 use uuid::Uuid;
 
 use super::books::{PENDING, Transfer};
 use super::{Ledger, MAX_AMOUNT, kind_label, span};
 use crate::entity::account::Kind as AccountKind;
-use crate::entity::transaction::{self, Kind, Status};
+use crate::entity::transaction::{self, Kind, Model as Transaction, Status};
 use crate::entity::{idempotency_key, transfer};
 use crate::error::LedgerError;
-
-/// The offer as bought; the transaction keeps this copy.
-#[derive(Debug, Clone)]
-pub struct OfferSnapshot {
-    pub id: Uuid,
-    pub code: String,
-    pub name: String,
-    pub price: i64,
-    pub currency: String,
-    pub duration_days: i32,
-}
-
-#[derive(Debug, Clone)]
-pub struct Idempotency {
-    pub scope: String,
-    pub key: String,
-    pub request_hash: String,
-}
-
-/// Who pays for a purchase (and gets the money back if it fails).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Payer {
-    /// The user, from their balance.
-    User,
-    /// A partner, from its account with us (float plus credit limit).
-    Partner(Uuid),
-}
-
-#[derive(Debug, Clone)]
-pub struct Purchase {
-    pub user_id: Uuid,
-    pub kind: Kind,
-    pub offer: OfferSnapshot,
-    pub subscription_id: Option<Uuid>,
-    pub payer: Payer,
-    pub reference: Option<String>,
-    pub idempotency: Option<Idempotency>,
-    /// Answer only a replay; never create.
-    pub replay_only: bool,
-}
 
 pub struct Purchased {
     pub transaction: transaction::Model,
@@ -62,48 +23,74 @@ pub struct Purchased {
     pub replayed: bool,
 }
 
-impl Purchase {
-    fn payer_account(&self) -> (Uuid, AccountKind) {
-        match self.payer {
-            Payer::User => (self.user_id, AccountKind::User),
-            Payer::Partner(partner) => (partner, AccountKind::Partner),
-        }
-    }
+/// The row's columns that depend on the kind of purchase.
+struct KindColumns {
+    kind: Kind,
+    subscription_id: Option<Uuid>,
+    partner_id: Option<Uuid>,
+    reference: Option<String>,
+}
 
-    fn request_hash(&self) -> &str {
-        self.idempotency.as_ref().map_or("", |i| i.request_hash.as_str())
+impl KindColumns {
+    fn of(order: &PurchaseOrder) -> Self {
+        let (kind, subscription_id, partner_id, reference) = match &order.kind {
+            PurchaseKind::Activation => (Kind::Activation, None, None, None),
+            PurchaseKind::Renewal { subscription } => (Kind::Renewal, Some(subscription.uuid()), None, None),
+            PurchaseKind::Partner { partner, reference } => {
+                (Kind::PartnerActivation, None, Some(partner.uuid()), Some(reference.clone()))
+            }
+        };
+        Self { kind, subscription_id, partner_id, reference }
+    }
+}
+
+/// The account the price is held from.
+fn payer_account(order: &PurchaseOrder) -> (Uuid, AccountKind) {
+    match order.payer() {
+        Payer::User(user) => (user.uuid(), AccountKind::User),
+        Payer::Partner(partner) => (partner.uuid(), AccountKind::Partner),
     }
 }
 
 impl Ledger {
-    async fn replay(&self, existing: idempotency_key::Model, request_hash: &str) -> Result<Purchased, LedgerError> {
-        if existing.request_hash != request_hash {
+    async fn replayed(&self, existing: idempotency_key::Model, fingerprint: &str) -> Result<Purchased, LedgerError> {
+        if existing.request_hash != fingerprint {
             return Err(LedgerError::IdempotencyKeyReused);
         }
-        let transaction = self.transaction(existing.transaction_id).await?;
+        let transaction = self.transaction(existing.transaction_id.into()).await?;
         Ok(Purchased { transaction, replayed: true })
     }
 
-    pub async fn purchase(&self, p: Purchase) -> Result<Purchased, LedgerError> {
-        // A replay is answered before anything else is checked: what was
-        // accepted once stays accepted, whatever changed since.
-        if let Some(existing) = self.stored_key(&p).await? {
-            return self.replay(existing, p.request_hash()).await;
+    /// The purchase an earlier request with this key made, creating
+    /// nothing: what was accepted once stays accepted, whatever changed
+    /// since.
+    pub async fn replay(&self, idempotency: &Idempotency) -> Result<Transaction, LedgerError> {
+        match self.stored_key(Some(idempotency)).await? {
+            Some(existing) => Ok(self.replayed(existing, &idempotency.fingerprint).await?.transaction),
+            None => Err(LedgerError::NotFound("request with this idempotency key")),
         }
-        if p.replay_only {
-            return Err(LedgerError::NotFound("request with this idempotency key"));
+    }
+
+    pub async fn purchase(&self, p: PurchaseOrder) -> Result<Purchased, LedgerError> {
+        // A replay is answered before anything else is checked.
+        let fingerprint = p.idempotency.as_ref().map_or("", |i| i.fingerprint.as_str());
+        if let Some(existing) = self.stored_key(p.idempotency.as_ref()).await? {
+            return self.replayed(existing, fingerprint).await;
         }
-        if p.offer.price <= 0 || p.offer.price > MAX_AMOUNT {
-            return Err(LedgerError::Invalid(format!("price must be between 1 and {MAX_AMOUNT}")));
+        if p.offer.price > MAX_AMOUNT {
+            return Err(LedgerError::Invalid(format!("price must be at most {MAX_AMOUNT}")));
         }
         if p.offer.currency != self.currency {
-            return Err(LedgerError::CurrencyMismatch { offer: p.offer.currency, balance: self.currency.clone() });
+            return Err(LedgerError::CurrencyMismatch {
+                offer: p.offer.currency.clone(),
+                balance: self.currency.clone(),
+            });
         }
         let txn = self.db.begin().await?;
         match self.purchase_in(&txn, &p).await {
             Ok(created) => {
                 txn.commit().await?;
-                metrics::counter!("offers_ledger_purchases_total", "kind" => kind_label(p.kind)).increment(1);
+                metrics::counter!("offers_ledger_purchases_total", "kind" => kind_label(created.kind)).increment(1);
                 self.status.write(&created).await;
                 self.outbox.notify();
                 Ok(Purchased { transaction: created, replayed: false })
@@ -113,16 +100,19 @@ impl Ledger {
                 // A concurrent request with the same key got there first: it
                 // blocked this one on the key's unique index and committed.
                 // Whatever this attempt ran into, the answer is that one's.
-                match self.stored_key(&p).await? {
-                    Some(existing) => self.replay(existing, p.request_hash()).await,
+                match self.stored_key(p.idempotency.as_ref()).await? {
+                    Some(existing) => self.replayed(existing, fingerprint).await,
                     None => Err(e),
                 }
             }
         }
     }
 
-    async fn stored_key(&self, p: &Purchase) -> Result<Option<idempotency_key::Model>, LedgerError> {
-        match &p.idempotency {
+    async fn stored_key(
+        &self,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Option<idempotency_key::Model>, LedgerError> {
+        match idempotency {
             Some(idem) => {
                 Ok(idempotency_key::Entity::find_by_id((idem.scope.clone(), idem.key.clone())).one(&self.db).await?)
             }
@@ -130,9 +120,14 @@ impl Ledger {
         }
     }
 
-    async fn purchase_in(&self, txn: &DatabaseTransaction, p: &Purchase) -> Result<transaction::Model, LedgerError> {
+    async fn purchase_in(
+        &self,
+        txn: &DatabaseTransaction,
+        p: &PurchaseOrder,
+    ) -> Result<transaction::Model, LedgerError> {
         let now = Utc::now();
-        let id = Uuid::now_v7();
+        let id = TransactionId::generate().uuid();
+        let columns = KindColumns::of(p);
         let amount = p.offer.price;
         // The key first: a concurrent request with the same key waits here on
         // the unique index until this one ends, then fails and replays it —
@@ -141,13 +136,13 @@ impl Ledger {
             let key = idempotency_key::ActiveModel {
                 scope: Set(idem.scope.clone()),
                 key: Set(idem.key.clone()),
-                request_hash: Set(idem.request_hash.clone()),
+                request_hash: Set(idem.fingerprint.clone()),
                 transaction_id: Set(id),
                 created_at: Set(now),
             };
             idempotency_key::Entity::insert(key).exec_without_returning(txn).await?;
         }
-        let (payer, payer_kind) = p.payer_account();
+        let (payer, payer_kind) = payer_account(p);
         self.ensure_account(txn, payer, payer_kind).await?;
         let hold = Transfer {
             from: payer,
@@ -156,26 +151,23 @@ impl Ledger {
             kind: transfer::Kind::Hold,
             key: format!("hold:{id}"),
             transaction_id: Some(id),
-            memo: format!("{} {}", kind_label(p.kind), p.offer.code),
+            memo: format!("{} {}", kind_label(columns.kind), p.offer.code),
         };
         self.transfer(txn, hold).await?;
         let row = transaction::ActiveModel {
             id: Set(id),
-            user_id: Set(p.user_id),
-            kind: Set(p.kind),
-            offer_id: Set(p.offer.id),
+            user_id: Set(p.recipient.uuid()),
+            kind: Set(columns.kind),
+            offer_id: Set(p.offer.id.uuid()),
             offer_code: Set(p.offer.code.clone()),
             offer_name: Set(p.offer.name.clone()),
             duration_days: Set(p.offer.duration_days),
-            subscription_id: Set(p.subscription_id),
+            subscription_id: Set(columns.subscription_id),
             amount: Set(amount),
             currency: Set(p.offer.currency.clone()),
             status: Set(Status::Pending),
-            reference: Set(p.reference.clone()),
-            partner_id: Set(match p.payer {
-                Payer::Partner(partner) => Some(partner),
-                Payer::User => None,
-            }),
+            reference: Set(columns.reference),
+            partner_id: Set(columns.partner_id),
             payer_account_id: Set(payer),
             failure_reason: Set(None),
             last_error: Set(None),
@@ -190,7 +182,7 @@ impl Ledger {
             updated_at: Set(now),
         };
         let created = transaction::Entity::insert(row).exec_with_returning(txn).await?;
-        self.enqueue(txn, &ProvisionJob { transaction_id: id, attempt: 1, step: Step::Provision }, now).await?;
+        self.enqueue(txn, &ProvisionJob { transaction_id: id.into(), attempt: 1, step: Step::Provision }, now).await?;
         Ok(created)
     }
 }

@@ -1,6 +1,7 @@
 //! What the ledger answers without changing anything.
 
 use chrono::{DateTime, Utc};
+use offers_proto::ids::{OfferId, PartnerId, SubscriptionId, TransactionId, UserId};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
@@ -10,22 +11,26 @@ use crate::entity::transaction::{self, Status};
 use crate::error::LedgerError;
 
 impl Ledger {
-    pub async fn transaction(&self, id: Uuid) -> Result<transaction::Model, LedgerError> {
-        transaction::Entity::find_by_id(id).one(&self.db).await?.ok_or(LedgerError::NotFound("transaction"))
+    pub async fn transaction(&self, id: TransactionId) -> Result<transaction::Model, LedgerError> {
+        transaction::Entity::find_by_id(id.uuid()).one(&self.db).await?.ok_or(LedgerError::NotFound("transaction"))
     }
 
     /// A transaction for the status endpoint: read from the database and
     /// put back in the cache.
-    pub async fn lookup(&self, id: Uuid) -> Result<transaction::Model, LedgerError> {
+    pub async fn lookup(&self, id: TransactionId) -> Result<transaction::Model, LedgerError> {
         let tx = self.transaction(id).await?;
         self.status.write(&tx).await;
         Ok(tx)
     }
 
-    pub async fn by_reference(&self, reference: &str, partner_id: Uuid) -> Result<transaction::Model, LedgerError> {
+    pub async fn by_reference(
+        &self,
+        reference: &str,
+        partner_id: PartnerId,
+    ) -> Result<transaction::Model, LedgerError> {
         transaction::Entity::find()
             .filter(transaction::Column::Reference.eq(reference))
-            .filter(transaction::Column::PartnerId.eq(partner_id))
+            .filter(transaction::Column::PartnerId.eq(partner_id.uuid()))
             .one(&self.db)
             .await?
             .ok_or(LedgerError::NotFound("transaction"))
@@ -33,11 +38,11 @@ impl Ledger {
 
     pub async fn transactions(
         &self,
-        user_id: Uuid,
+        user_id: UserId,
         after: Option<Uuid>,
         limit: u64,
     ) -> Result<Vec<transaction::Model>, LedgerError> {
-        let mut query = transaction::Entity::find().filter(transaction::Column::UserId.eq(user_id));
+        let mut query = transaction::Entity::find().filter(transaction::Column::UserId.eq(user_id.uuid()));
         if let Some(after) = after {
             query = query.filter(transaction::Column::Id.lt(after));
         }
@@ -46,30 +51,30 @@ impl Ledger {
 
     pub async fn subscriptions(
         &self,
-        user_id: Uuid,
+        user_id: UserId,
         after: Option<Uuid>,
         limit: u64,
     ) -> Result<Vec<subscription::Model>, LedgerError> {
-        let mut query = subscription::Entity::find().filter(subscription::Column::UserId.eq(user_id));
+        let mut query = subscription::Entity::find().filter(subscription::Column::UserId.eq(user_id.uuid()));
         if let Some(after) = after {
             query = query.filter(subscription::Column::Id.lt(after));
         }
         Ok(query.order_by_desc(subscription::Column::Id).limit(limit).all(&self.db).await?)
     }
 
-    pub async fn subscription(&self, id: Uuid) -> Result<subscription::Model, LedgerError> {
-        subscription::Entity::find_by_id(id).one(&self.db).await?.ok_or(LedgerError::NotFound("subscription"))
+    pub async fn subscription(&self, id: SubscriptionId) -> Result<subscription::Model, LedgerError> {
+        subscription::Entity::find_by_id(id.uuid()).one(&self.db).await?.ok_or(LedgerError::NotFound("subscription"))
     }
 
     /// The user's subscription to an offer that runs longest.
     pub async fn subscription_of_offer(
         &self,
-        user_id: Uuid,
-        offer_id: Uuid,
+        user_id: UserId,
+        offer_id: OfferId,
     ) -> Result<subscription::Model, LedgerError> {
         subscription::Entity::find()
-            .filter(subscription::Column::UserId.eq(user_id))
-            .filter(subscription::Column::OfferId.eq(offer_id))
+            .filter(subscription::Column::UserId.eq(user_id.uuid()))
+            .filter(subscription::Column::OfferId.eq(offer_id.uuid()))
             .order_by_desc(subscription::Column::ExpiresAt)
             .one(&self.db)
             .await?
@@ -95,13 +100,13 @@ impl Ledger {
     /// The transactions a partner paid for, newest first.
     pub async fn partner_transactions(
         &self,
-        partner_id: Uuid,
+        partner_id: PartnerId,
         after: Option<Uuid>,
         limit: u64,
     ) -> Result<Vec<transaction::Model>, LedgerError> {
         let mut query = transaction::Entity::find()
-            .filter(transaction::Column::PayerAccountId.eq(partner_id))
-            .filter(transaction::Column::PartnerId.eq(partner_id));
+            .filter(transaction::Column::PayerAccountId.eq(partner_id.uuid()))
+            .filter(transaction::Column::PartnerId.eq(partner_id.uuid()));
         if let Some(after) = after {
             query = query.filter(transaction::Column::Id.lt(after));
         }

@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use offers_proto::contracts::{PartnerEvent, ProvisionJob, Step};
+use offers_proto::ids::TransactionId;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -69,8 +70,12 @@ impl Ledger {
     /// Claims attempt `attempt` of a PENDING transaction: only if it is the
     /// next one, so a duplicate or stale job finds nothing to do. The claim
     /// keeps the reconciler off for the attempt lease.
-    pub async fn claim_attempt(&self, id: Uuid, attempt: i32) -> Result<(bool, transaction::Model), LedgerError> {
-        let now = Utc::now();
+    pub async fn claim_attempt(
+        &self,
+        tx_id: TransactionId,
+        attempt: i32,
+    ) -> Result<(bool, transaction::Model), LedgerError> {
+        let (now, id) = (Utc::now(), tx_id.uuid());
         let claimed = transaction::Entity::update_many()
             .col_expr(transaction::Column::Attempts, Expr::value(attempt))
             .col_expr(transaction::Column::RedriveAt, Expr::value(now + span(self.settings.attempt_lease)))
@@ -82,7 +87,7 @@ impl Ledger {
             .filter(transaction::Column::Attempts.eq(attempt - 1))
             .exec(&self.db)
             .await?;
-        let tx = self.transaction(id).await?;
+        let tx = self.transaction(tx_id).await?;
         if claimed.rows_affected == 1 {
             self.status.write(&tx).await;
         }
@@ -93,13 +98,13 @@ impl Ledger {
     /// `attempt` is still the latest one of a PENDING transaction.
     pub async fn schedule_retry(
         &self,
-        id: Uuid,
+        tx_id: TransactionId,
         attempt: i32,
         step: Step,
         delay: std::time::Duration,
         last_error: &str,
     ) -> Result<bool, LedgerError> {
-        let now = Utc::now();
+        let (now, id) = (Utc::now(), tx_id.uuid());
         let delay = Duration::from_std(delay).unwrap_or(Duration::zero());
         let txn = self.db.begin().await?;
         let updated = transaction::Entity::update_many()
@@ -114,7 +119,7 @@ impl Ledger {
             .exec(&txn)
             .await?;
         if updated.rows_affected == 1 {
-            let job = ProvisionJob { transaction_id: id, attempt: attempt + 1, step };
+            let job = ProvisionJob { transaction_id: tx_id, attempt: attempt + 1, step };
             self.enqueue(&txn, &job, now + delay).await?;
         }
         txn.commit().await?;
@@ -128,7 +133,13 @@ impl Ledger {
     /// Parks a PENDING transaction for an operator: the provider could not
     /// say whether attempt `attempt` provisioned it. It is no longer
     /// re-driven and nothing is refunded until someone decides.
-    pub async fn mark_for_review(&self, id: Uuid, attempt: i32, reason: &str) -> Result<Settled, LedgerError> {
+    pub async fn mark_for_review(
+        &self,
+        tx_id: TransactionId,
+        attempt: i32,
+        reason: &str,
+    ) -> Result<Settled, LedgerError> {
+        let id = tx_id.uuid();
         let marked = transaction::Entity::update_many()
             .col_expr(transaction::Column::NeedsReview, Expr::value(true))
             .col_expr(transaction::Column::ReviewReason, Expr::value(reason.chars().take(500).collect::<String>()))
@@ -140,7 +151,7 @@ impl Ledger {
             .filter(transaction::Column::Attempts.eq(attempt))
             .exec(&self.db)
             .await?;
-        let tx = self.transaction(id).await?;
+        let tx = self.transaction(tx_id).await?;
         if marked.rows_affected == 1 {
             metrics::counter!("offers_ledger_reviews_total").increment(1);
             tracing::warn!(transaction_id = %id, reason, "transaction waits for review");
@@ -153,7 +164,7 @@ impl Ledger {
     /// decided by the worker's `attempt` (any attempt when `None`).
     pub async fn settle(
         &self,
-        id: Uuid,
+        id: TransactionId,
         outcome: Status,
         reason: Option<String>,
         attempt: Option<i32>,
@@ -165,7 +176,7 @@ impl Ledger {
     /// the record of who and why, through the same path as any settlement.
     pub async fn resolve(
         &self,
-        id: Uuid,
+        id: TransactionId,
         outcome: Status,
         resolution: &Resolution,
     ) -> Result<transaction::Model, LedgerError> {
@@ -182,7 +193,7 @@ impl Ledger {
 
     async fn settle_as(
         &self,
-        id: Uuid,
+        id: TransactionId,
         outcome: Status,
         reason: Option<String>,
         decision: Decision<'_>,
@@ -190,6 +201,7 @@ impl Ledger {
         if outcome == Status::Pending {
             return Err(LedgerError::Invalid("a transaction settles to SUCCESS or FAILED".into()));
         }
+        let (tx_id, id) = (id, id.uuid());
         let txn = self.db.begin().await?;
         let now = Utc::now();
         let mut moving = transaction::Entity::update_many()
@@ -215,7 +227,7 @@ impl Ledger {
         };
         if moving.exec(&txn).await?.rows_affected != 1 {
             txn.rollback().await?;
-            return Ok(Settled { transaction: self.transaction(id).await?, applied: false });
+            return Ok(Settled { transaction: self.transaction(tx_id).await?, applied: false });
         }
         let tx = transaction::Entity::find_by_id(id).one(&txn).await?.ok_or(LedgerError::NotFound("transaction"))?;
         // Serialise everything that settles for this user on their account
@@ -242,8 +254,8 @@ impl Ledger {
         if let (Some(partner_id), Some(reference)) = (tx.partner_id, tx.reference.clone()) {
             let event = PartnerEvent {
                 event_id: Uuid::now_v7(),
-                partner_id,
-                transaction_id: tx.id,
+                partner_id: partner_id.into(),
+                transaction_id: tx_id,
                 reference,
                 status: tx.status.as_str().into(),
                 failure_reason: tx.failure_reason.clone(),
@@ -364,7 +376,7 @@ impl Ledger {
             .exec(&txn)
             .await?;
         if updated.rows_affected == 1 {
-            let job = ProvisionJob { transaction_id: tx.id, attempt: tx.attempts + 1, step: Step::Provision };
+            let job = ProvisionJob { transaction_id: tx.id.into(), attempt: tx.attempts + 1, step: Step::Provision };
             self.enqueue(&txn, &job, now).await?;
         }
         txn.commit().await?;

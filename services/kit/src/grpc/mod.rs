@@ -3,14 +3,15 @@
 
 mod connect;
 mod observe;
-pub mod wire;
 
 pub use connect::{Connector, InternalChannel, parse_upstream};
 pub use observe::{Channel, KnownMethods, ServerLayer, UNKNOWN, code_name};
+pub use offers_proto::wire;
 
+use offers_proto::ids::Id;
 use uuid::Uuid;
 
-use crate::error::{Error, ErrorCode};
+use crate::error::Error;
 
 /// Response metadata saying the answer came from the cache because its
 /// source could not be reached (the edge turns it into `Offers-Stale`).
@@ -47,9 +48,15 @@ pub fn checked_idempotency_key(key: Option<&str>) -> Result<&str, Error> {
     }
 }
 
-/// Parses a UUID from a request; a malformed one is `invalid_id`.
-pub fn parse_id(value: &str, what: &str) -> Result<Uuid, Error> {
-    wire::hyphenated(value).ok_or_else(|| Error::new(ErrorCode::InvalidId, format!("{what} is not a valid id")))
+/// The typed id a request carries; a malformed one is `invalid_id`. Only
+/// the adapters where requests enter call it: past them ids are typed.
+pub fn parse_id<T: Id>(value: &str) -> Result<T, Error> {
+    Ok(T::parse(value)?)
+}
+
+/// An id the request may leave empty.
+pub fn parse_optional_id<T: Id>(value: &str) -> Result<Option<T>, Error> {
+    Ok(T::parse_optional(value)?)
 }
 
 /// The most items one page holds, and how many when the caller leaves it (0).
@@ -86,7 +93,10 @@ pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<chrono::DateTime<chr
 
 #[cfg(test)]
 mod tests {
+    use offers_proto::ids::OfferId;
+
     use super::*;
+    use crate::error::ErrorCode;
 
     #[test]
     fn page_sizes_out_of_range_are_refused_not_clamped() {
@@ -101,10 +111,10 @@ mod tests {
     #[test]
     fn ids_are_hyphenated_uuids_only() {
         let id = Uuid::now_v7();
-        assert_eq!(parse_id(&id.to_string(), "id").ok(), Some(id));
-        assert_eq!(parse_id(&id.to_string().to_uppercase(), "id").ok(), Some(id));
+        assert_eq!(parse_id::<OfferId>(&id.to_string()).ok().map(OfferId::uuid), Some(id));
+        assert_eq!(parse_id::<OfferId>(&id.to_string().to_uppercase()).ok().map(OfferId::uuid), Some(id));
         for other in [id.simple().to_string(), id.urn().to_string(), format!("{{{id}}}")] {
-            assert_eq!(parse_id(&other, "id").expect_err(&other).code, ErrorCode::InvalidId);
+            assert_eq!(parse_id::<OfferId>(&other).expect_err(&other).code, ErrorCode::InvalidId);
             assert!(page_after(&other).is_err(), "{other}");
         }
     }

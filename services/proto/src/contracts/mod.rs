@@ -1,6 +1,11 @@
-//! Contracts between services that do not travel over gRPC: the jobs on
-//! the bus and the transaction-status entry in the cache. The producer and
-//! the consumer of each share the one type here.
+//! Contracts between services as the code holds them: a purchase (which
+//! travels over gRPC, converted in one place), and what does not travel
+//! over gRPC: the jobs on the bus and the transaction-status entry in the
+//! cache. The producer and the consumer of each share the one type here.
+
+mod purchase;
+
+pub use purchase::{Idempotency, KeyScope, OfferSnapshot, OrderError, Payer, PurchaseKind, PurchaseOrder};
 
 use std::collections::HashMap;
 
@@ -9,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::account::v1::TransactionStatus;
+use crate::ids::{OfferId, PartnerId, TransactionId, UserId};
 
 /// A job on the bus: its payload is the JSON of the type, on its topic.
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
@@ -19,7 +25,7 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
 /// activation worker).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProvisionJob {
-    pub transaction_id: Uuid,
+    pub transaction_id: TransactionId,
     /// The attempt this job may make; a job whose attempt was already made
     /// (a redelivery, a duplicate) is dropped.
     pub attempt: i32,
@@ -52,8 +58,8 @@ impl Job for ProvisionJob {
 pub struct PartnerEvent {
     /// Stable per event: the partner dedupes on it.
     pub event_id: Uuid,
-    pub partner_id: Uuid,
-    pub transaction_id: Uuid,
+    pub partner_id: PartnerId,
+    pub transaction_id: TransactionId,
     pub reference: String,
     pub status: String,
     pub failure_reason: Option<String>,
@@ -71,9 +77,9 @@ impl Job for PartnerEvent {
 /// activation reads first). `revision` orders the writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusEntry {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub status: TransactionStatus,
-    pub offer_id: Uuid,
+    pub offer_id: OfferId,
     pub amount: i64,
     pub currency: String,
     pub failure_reason: Option<String>,
@@ -87,7 +93,7 @@ pub struct StatusEntry {
 
 impl StatusEntry {
     /// The cache key of transaction `id`'s entry.
-    pub fn key(id: Uuid) -> String {
+    pub fn key(id: TransactionId) -> String {
         format!("tx:{id}")
     }
 
@@ -110,9 +116,9 @@ impl StatusEntry {
     pub fn from_fields(fields: &HashMap<String, String>) -> Option<Self> {
         let get = |name: &str| fields.get(name).map(String::as_str);
         Some(Self {
-            user_id: get("user_id")?.parse().ok()?,
+            user_id: get("user_id")?.parse::<Uuid>().ok()?.into(),
             status: TransactionStatus::from_str_name(get("status")?)?,
-            offer_id: get("offer_id")?.parse().ok()?,
+            offer_id: get("offer_id")?.parse::<Uuid>().ok()?.into(),
             amount: get("amount")?.parse().ok()?,
             currency: get("currency")?.to_string(),
             failure_reason: get("failure_reason").filter(|r| !r.is_empty()).map(str::to_string),
@@ -133,9 +139,9 @@ mod tests {
     #[test]
     fn status_entries_round_trip_through_fields() {
         let entry = StatusEntry {
-            user_id: Uuid::now_v7(),
+            user_id: UserId::generate(),
             status: TransactionStatus::Failed,
-            offer_id: Uuid::now_v7(),
+            offer_id: OfferId::generate(),
             amount: 500,
             currency: "EUR".into(),
             failure_reason: Some("rejected".into()),
