@@ -220,6 +220,7 @@ async fn history(
                 review_reason: Set(None),
                 legacy: Set(false),
                 extended_to: Set(None),
+                recipient_id: Set(None),
                 created_at: Set(past),
                 updated_at: Set(past),
             });

@@ -11,10 +11,16 @@ use utoipa::ToSchema;
 use crate::formats::Id;
 
 #[derive(Deserialize, ToSchema)]
-#[schema(examples(json!({"offer_id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c"})))]
+#[schema(examples(json!({"offer_id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c"}),
+    json!({"offer_id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c", "recipient": "demo2"})))]
 pub struct ActivateBody {
     #[schema(value_type = Id)]
     pub offer_id: String,
+    /// A gift: the username of another active user, who gets the
+    /// subscription while the caller pays (and alone sees the transaction
+    /// and its status). Absent: the caller buys for themselves.
+    #[schema(nullable = false, pattern = "^[A-Za-z0-9_.-]{3,64}$")]
+    pub recipient: Option<String>,
 }
 
 /// Exactly one of the two: the subscription, or the offer the caller's

@@ -33,7 +33,7 @@ macro_rules! string_format {
     };
 }
 
-/// Ids are written in one form only (`kit::grpc::parse_id`).
+/// Ids are written in one form only (`offers_proto::wire::hyphenated`).
 const UUID: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
 const EXAMPLE_ID: &str = "0193a5b0-7e1c-7cc2-9f3e-4b8a2d6c1e05";
 

@@ -46,12 +46,22 @@ pub struct ActivationStatus {
     pub updated_at: Option<String>,
 }
 
+/// What any purchase can be refused for; nothing is charged unless it is
+/// accepted.
+const PURCHASE: &[ErrorCode] = &[
+    ErrorCode::InvalidId,
+    ErrorCode::InsufficientBalance,
+    ErrorCode::OfferInactive,
+    ErrorCode::NotFound,
+    ErrorCode::IdempotencyKeyReused,
+];
+problems!(RenewProblems = BODY, CREDENTIALS, UPSTREAM, PURCHASE);
 problems!(
-    /// A purchase: nothing is charged unless it is accepted.
-    PurchaseProblems = BODY, CREDENTIALS, UPSTREAM, &[
-        ErrorCode::InvalidId, ErrorCode::InsufficientBalance, ErrorCode::OfferInactive,
-        ErrorCode::NotFound, ErrorCode::IdempotencyKeyReused,
-    ]
+    ActivateProblems = BODY,
+    CREDENTIALS,
+    UPSTREAM,
+    PURCHASE,
+    &[ErrorCode::InvalidRecipient, ErrorCode::GiftLimitReached]
 );
 problems!(StatusProblems = CREDENTIALS, UPSTREAM, &[ErrorCode::InvalidId, ErrorCode::NotFound]);
 
@@ -60,19 +70,21 @@ fn accepted(transaction_id: String, status: i32) -> (StatusCode, Json<Accepted>)
     (StatusCode::ACCEPTED, Json(Accepted { transaction_id, status: status_name(status) }))
 }
 
-/// Buy an offer from the balance; provisioning continues in the background.
+/// Buy an offer from the balance, for oneself or as a gift to another user;
+/// provisioning continues in the background.
 #[utoipa::path(post, path = "/api/v1/activation/", tag = "activation", operation_id = "activate_offer",
     security(("bearer" = [])), request_body = ActivateBody, params(IdempotencyKey),
     responses((status = 202, description = "Accepted and charged; provisioning continues in the background", body = Accepted,
         links(("status" = (operation_id = "get_activation_status",
-            parameters(("transaction_id" = "$response.body#/transaction_id")))))), PurchaseProblems))]
+            parameters(("transaction_id" = "$response.body#/transaction_id")))))), ActivateProblems))]
 pub async fn activate(
     State(up): State<Upstreams>,
     user: UserCaller,
     key: IdempotencyKey,
     Json(Object(body)): Json<Object<ActivateBody>>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let request = key.attach(user.grpc(pb::ActivateOfferRequest { offer_id: body.offer_id })?);
+    let recipient = body.recipient.unwrap_or_default();
+    let request = key.attach(user.grpc(pb::ActivateOfferRequest { offer_id: body.offer_id, recipient })?);
     let answer = up.activation.clone().activate_offer(request).await?.into_inner();
     Ok(accepted(answer.transaction_id, answer.status))
 }
@@ -82,7 +94,7 @@ pub async fn activate(
     security(("bearer" = [])), request_body = RenewBody, params(IdempotencyKey),
     responses((status = 202, description = "Accepted and charged; provisioning continues in the background", body = Accepted,
         links(("status" = (operation_id = "get_activation_status",
-            parameters(("transaction_id" = "$response.body#/transaction_id")))))), PurchaseProblems))]
+            parameters(("transaction_id" = "$response.body#/transaction_id")))))), RenewProblems))]
 pub async fn renew(
     State(up): State<Upstreams>,
     user: UserCaller,

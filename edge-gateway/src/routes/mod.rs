@@ -163,7 +163,9 @@ impl IdempotencyKey {
 pub struct Transaction {
     #[schema(format = Uuid)]
     pub id: String,
-    #[schema(pattern = "^(ACTIVATION|RENEWAL|PARTNER_ACTIVATION)$")]
+    /// `GIFT`: bought by the caller for another user, who has the
+    /// subscription.
+    #[schema(pattern = "^(ACTIVATION|RENEWAL|PARTNER_ACTIVATION|GIFT)$")]
     pub kind: String,
     #[schema(format = Uuid)]
     pub offer_id: String,

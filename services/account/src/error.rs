@@ -16,6 +16,8 @@ pub enum LedgerError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("at most {max} gifts in 24 hours (gifting.max_per_day)")]
+    GiftLimitReached { max: u32 },
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
     #[error("job payload: {0}")]
@@ -42,6 +44,7 @@ impl From<LedgerError> for Error {
             LedgerError::NotFound(what) => return Error::not_found(what),
             LedgerError::Invalid(_) => ErrorCode::InvalidRequest,
             LedgerError::Conflict(_) => ErrorCode::Conflict,
+            LedgerError::GiftLimitReached { .. } => ErrorCode::GiftLimitReached,
             LedgerError::Db(_) | LedgerError::Payload(_) => return Error::internal(err),
         };
         Error::new(code, err.to_string())

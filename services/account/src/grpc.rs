@@ -74,6 +74,7 @@ fn transaction_proto(t: transaction::Model) -> pb::Transaction {
         offer_name: t.offer_name,
         needs_review: t.needs_review,
         payer_account_id: t.payer_account_id.to_string(),
+        recipient_id: t.recipient_id.map(|r| r.to_string()).unwrap_or_default(),
     }
 }
 

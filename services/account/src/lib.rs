@@ -25,7 +25,7 @@ use sea_orm::DatabaseConnection;
 pub use error::LedgerError;
 pub use ledger::{FUNDING, PENDING, REVENUE, SETTLE_HISTOGRAM};
 pub use migration::migrations;
-pub use settings::LedgerSettings;
+pub use settings::{GiftingSettings, LedgerSettings};
 
 use crate::grpc::{AccountApi, LedgerApi};
 use crate::ledger::Ledger;
@@ -45,11 +45,12 @@ pub struct Deps {
 
 /// The public `AccountService`, the internal `LedgerService`, the outbox
 /// relay and the reconciler.
-pub fn build(settings: &LedgerSettings, deps: Deps) -> Parts {
+pub fn build(settings: &LedgerSettings, gifting: &GiftingSettings, deps: Deps) -> Parts {
     let Deps { db, cache, bus, currency } = deps;
     let outbox = Outbox::new(OUTBOX);
     let status = StatusCache::new(cache, settings.status_cache_ttl, settings.status_fresh);
-    let ledger = Arc::new(Ledger::new(db.clone(), status, settings.clone(), currency, outbox.clone()));
+    let ledger =
+        Arc::new(Ledger::new(db.clone(), status, (settings.clone(), gifting.clone()), currency, outbox.clone()));
     let relay_interval = settings.relay_interval;
     let mut parts = Parts::default();
     parts.public.add(AccountServiceServer::new(AccountApi(ledger.clone())));

@@ -8,6 +8,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(OutboxAttempts),
         Box::new(OutboxTrace),
         Box::new(ExtensionRecorded),
+        Box::new(GiftRecipients),
     ]
 }
 
@@ -392,5 +393,24 @@ impl MigrationTrait for ExtensionRecorded {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// Who got a gift's subscription: the transaction's `user_id` is the payer
+/// (whose transaction it is), the recipient is here. Null for every other
+/// kind, whose subscription is `user_id`'s.
+struct GiftRecipients;
+
+impl MigrationName for GiftRecipients {
+    fn name(&self) -> &str {
+        "m20261207_000350_account_gift_recipients"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for GiftRecipients {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let column = uuid_null("recipient_id");
+        m.alter_table(Table::alter().table("account_transactions").add_column(column).to_owned()).await
     }
 }

@@ -64,3 +64,24 @@ impl Validate for LedgerSettings {
         p.check(self.status_fresh < self.status_cache_ttl, "status_fresh", "must be below status_cache_ttl");
     }
 }
+
+/// Offers bought for another user.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GiftingSettings {
+    /// How many gifts one user may make in 24 hours (0: gifting is off);
+    /// failed ones, refunded, do not count.
+    pub max_per_day: u32,
+}
+
+impl Default for GiftingSettings {
+    fn default() -> Self {
+        Self { max_per_day: 10 }
+    }
+}
+
+impl Validate for GiftingSettings {
+    fn validate(&self, p: &mut Problems) {
+        p.check(self.max_per_day <= 10_000, "max_per_day", "at most 10000");
+    }
+}

@@ -13,6 +13,9 @@ pub enum ActivationError {
     /// Not there, or not the caller's: the caller cannot tell which.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A gift's recipient is the buyer, or no active user.
+    #[error("the recipient must be another active user")]
+    InvalidRecipient,
     /// What the catalog answered is not something that can be bought.
     #[error(transparent)]
     Order(OrderError),
@@ -43,6 +46,7 @@ impl From<ActivationError> for Error {
         match err {
             ActivationError::OfferInactive(_) => Error::new(ErrorCode::OfferInactive, err.to_string()),
             ActivationError::NotFound(what) => Error::not_found(what),
+            ActivationError::InvalidRecipient => Error::new(ErrorCode::InvalidRecipient, err.to_string()),
             ActivationError::Order(order) => Error::internal(order),
             ActivationError::Upstream(inner) => inner,
         }

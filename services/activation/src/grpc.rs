@@ -20,7 +20,9 @@ impl pb::activation_service_server::ActivationService for ActivationApi {
     ) -> Result<Response<pb::ActivateOfferResponse>, Status> {
         let who = user(&request).await?;
         let key = idempotency_key(request.metadata())?;
-        let tx = self.0.activate(&who, parse_id(&request.get_ref().offer_id)?, key.as_deref()).await?;
+        let body = request.get_ref();
+        let recipient = (!body.recipient.is_empty()).then_some(body.recipient.as_str());
+        let tx = self.0.activate(&who, parse_id(&body.offer_id)?, recipient, key.as_deref()).await?;
         // A replay repeats the first answer, which was the transaction as
         // created: PENDING, whatever it has become since.
         Ok(Response::new(pb::ActivateOfferResponse {

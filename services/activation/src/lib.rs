@@ -17,6 +17,7 @@ use offers_kit::cache::SharedCache;
 use offers_kit::grpc::InternalChannel;
 use offers_proto::account::v1::ledger_service_client::LedgerServiceClient;
 use offers_proto::activation::v1::activation_service_server::ActivationServiceServer;
+use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
 use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
 use offers_proto::contracts::{Job, ProvisionJob};
 
@@ -30,6 +31,8 @@ use crate::worker::Worker;
 
 /// What the activation service calls.
 pub struct Deps {
+    /// Who a gift's recipient is.
+    pub users: UserAdminServiceClient<InternalChannel>,
     pub catalog: CatalogAdminServiceClient<InternalChannel>,
     pub ledger: LedgerServiceClient<InternalChannel>,
     pub cache: SharedCache,
@@ -37,7 +40,7 @@ pub struct Deps {
 
 /// The public `ActivationService`.
 pub fn build(deps: Deps) -> Parts {
-    let activation = Activation { catalog: deps.catalog, ledger: deps.ledger, cache: deps.cache };
+    let activation = Activation { users: deps.users, catalog: deps.catalog, ledger: deps.ledger, cache: deps.cache };
     let mut parts = Parts::default();
     parts.public.add(ActivationServiceServer::new(ActivationApi(Arc::new(activation))));
     parts

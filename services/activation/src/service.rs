@@ -7,14 +7,16 @@ use offers_kit::grpc::{InternalChannel, to_timestamp};
 use offers_kit::token::Principal;
 use offers_proto::account::v1::lookup_subscription_request::Lookup;
 use offers_proto::account::v1::{self as account, SubscriptionOfOffer, ledger_service_client::LedgerServiceClient};
+use offers_proto::auth::v1::{self as auth, user_admin_service_client::UserAdminServiceClient};
 use offers_proto::catalog::v1::{self as catalog, catalog_admin_service_client::CatalogAdminServiceClient};
-use offers_proto::contracts::{Idempotency, KeyScope, OrderError, PurchaseKind, PurchaseOrder, StatusEntry};
+use offers_proto::contracts::{Idempotency, KeyScope, PurchaseKind, PurchaseOrder, StatusEntry};
 use offers_proto::ids::{Id, OfferId, SubscriptionId, TransactionId, UserId};
 use tonic::Code;
 
 use crate::error::ActivationError;
 
 pub struct Activation {
+    pub users: UserAdminServiceClient<InternalChannel>,
     pub catalog: CatalogAdminServiceClient<InternalChannel>,
     pub ledger: LedgerServiceClient<InternalChannel>,
     pub cache: SharedCache,
@@ -52,49 +54,86 @@ impl Activation {
             .ok_or(ActivationError::NotFound("offer"))
     }
 
-    /// Buys `offer` for the caller as `kind`; `asked` describes the request
-    /// for the key's fingerprint.
+    /// Buys `offer` for `recipient` as `kind`, with the caller's key in the
+    /// caller's scope; `asked` describes the request for its fingerprint.
     async fn buy(
         &self,
-        who: UserId,
+        (caller, recipient): (UserId, UserId),
         kind: PurchaseKind,
         offer: &catalog::Offer,
         key: Option<&str>,
         asked: &str,
     ) -> Result<account::Transaction, ActivationError> {
-        let idempotency = key.map(|key| Idempotency::new(KeyScope::User(who), key, asked));
-        let order = match PurchaseOrder::new(who, kind, offer, idempotency.clone()) {
+        let idempotency = key.map(|key| Idempotency::new(KeyScope::User(caller), key, asked));
+        let order = match PurchaseOrder::new(recipient, kind, offer, idempotency.clone()) {
             Ok(order) => order,
-            // An offer taken off sale since a keyed request succeeded still
-            // replays that request; only a new purchase is refused.
-            Err(OrderError::NotOnSale(code)) => {
-                let Some(idempotency) = idempotency else { return Err(ActivationError::OfferInactive(code)) };
-                return match self
-                    .ledger
-                    .clone()
-                    .replay_purchase(account::ReplayPurchaseRequest::from(idempotency))
-                    .await
-                {
-                    Ok(done) => done.into_inner().transaction.ok_or_else(no_transaction),
-                    Err(status) if status.code() == Code::NotFound => Err(ActivationError::OfferInactive(code)),
-                    Err(status) => Err(status.into()),
-                };
-            }
-            Err(other) => return Err(other.into()),
+            Err(refused) => return self.replay_or(idempotency, refused.into()).await,
         };
         let done = self.ledger.clone().purchase(account::PurchaseRequest::from(order)).await?.into_inner();
         done.transaction.ok_or_else(no_transaction)
     }
 
+    /// A request refused now (the offer left sale, the recipient left)
+    /// still replays one made with its key before: only a new purchase is
+    /// refused.
+    async fn replay_or(
+        &self,
+        idempotency: Option<Idempotency>,
+        refusal: ActivationError,
+    ) -> Result<account::Transaction, ActivationError> {
+        let Some(idempotency) = idempotency else { return Err(refusal) };
+        match self.ledger.clone().replay_purchase(account::ReplayPurchaseRequest::from(idempotency)).await {
+            Ok(done) => done.into_inner().transaction.ok_or_else(no_transaction),
+            Err(status) if status.code() == Code::NotFound => Err(refusal),
+            Err(status) => Err(status.into()),
+        }
+    }
+
+    /// A gift's recipient: another active user, by username.
+    async fn recipient(&self, caller: UserId, username: &str) -> Result<UserId, ActivationError> {
+        if !offers_proto::username::is_valid(username) {
+            return Err(ActivationError::InvalidRecipient);
+        }
+        let lookup = auth::GetUserRequest { lookup: Some(auth::get_user_request::Lookup::Username(username.into())) };
+        let found = match self.users.clone().get_user(lookup).await {
+            Ok(answer) => answer.into_inner().user,
+            Err(status) if status.code() == Code::NotFound => None,
+            Err(status) => return Err(status.into()),
+        };
+        let user = found.filter(|u| u.is_active).ok_or(ActivationError::InvalidRecipient)?;
+        let id = UserId::parse(&user.id).map_err(Error::internal)?;
+        if id == caller {
+            return Err(ActivationError::InvalidRecipient);
+        }
+        Ok(id)
+    }
+
+    /// Buys an offer for the caller, or with `recipient` (a username) for
+    /// another user as a gift the caller pays for.
     pub async fn activate(
         &self,
         who: &Principal,
         offer_id: OfferId,
+        recipient: Option<&str>,
         key: Option<&str>,
     ) -> Result<account::Transaction, ActivationError> {
+        let caller = UserId::from(who.user_id);
+        let Some(username) = recipient else {
+            let offer = self.offer(offer_id).await?;
+            let asked = format!("activate:{offer_id}");
+            return self.buy((caller, caller), PurchaseKind::Activation, &offer, key, &asked).await;
+        };
+        let asked = format!("gift:{offer_id}:{username}");
+        let recipient = match self.recipient(caller, username).await {
+            Ok(recipient) => recipient,
+            Err(ActivationError::InvalidRecipient) => {
+                let idempotency = key.map(|key| Idempotency::new(KeyScope::User(caller), key, &asked));
+                return self.replay_or(idempotency, ActivationError::InvalidRecipient).await;
+            }
+            Err(other) => return Err(other),
+        };
         let offer = self.offer(offer_id).await?;
-        let asked = format!("activate:{offer_id}");
-        self.buy(who.user_id.into(), PurchaseKind::Activation, &offer, key, &asked).await
+        self.buy((caller, recipient), PurchaseKind::Gift { payer: caller }, &offer, key, &asked).await
     }
 
     pub async fn renew(
@@ -130,7 +169,8 @@ impl Activation {
             OfferId::parse(&subscription.offer_id).map_err(Error::internal)?,
         );
         let offer = self.offer(offer_id).await?;
-        self.buy(user, PurchaseKind::Renewal { subscription: subscription_id }, &offer, key, &asked).await
+        let kind = PurchaseKind::Renewal { subscription: subscription_id };
+        self.buy((user, user), kind, &offer, key, &asked).await
     }
 
     /// The caller's transaction status: the cache while its entry is fresh,

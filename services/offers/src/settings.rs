@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use offers_account::LedgerSettings;
+use offers_account::{GiftingSettings, LedgerSettings};
 use offers_activation::ProvisioningSettings;
 use offers_auth::AuthSettings;
 use offers_catalog::CatalogSettings;
@@ -64,6 +64,7 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     pub catalog: CatalogSettings,
     pub ledger: LedgerSettings,
+    pub gifting: GiftingSettings,
     pub provisioning: ProvisioningSettings,
     pub partner: PartnerSettings,
     pub notifier: NotifierSettings,
@@ -102,6 +103,7 @@ impl Default for Settings {
             gateway: GatewaySettings::default(),
             catalog: CatalogSettings::default(),
             ledger: LedgerSettings::default(),
+            gifting: GiftingSettings::default(),
             provisioning: ProvisioningSettings::default(),
             partner: PartnerSettings::default(),
             notifier: NotifierSettings::default(),
@@ -267,6 +269,7 @@ impl Validate for Settings {
         p.section("gateway", &self.gateway);
         p.section("catalog", &self.catalog);
         p.section("ledger", &self.ledger);
+        p.section("gifting", &self.gifting);
         p.section("provisioning", &self.provisioning);
         p.section("partner", &self.partner);
         p.section("notifier", &self.notifier);

@@ -66,6 +66,8 @@ error_codes! {
     Unavailable => ("service_unavailable", Unavailable, 503, "The service cannot answer now; try again"),
     Timeout => ("timeout", DeadlineExceeded, 504, "A dependency did not answer in time"),
     Internal => ("internal", Internal, 500, "Internal error"),
+    InvalidRecipient => ("invalid_recipient", InvalidArgument, 400, "The recipient is not another active user"),
+    GiftLimitReached => ("gift_limit_reached", ResourceExhausted, 429, "The daily number of gifts is reached"),
 }
 
 impl fmt::Display for ErrorCode {

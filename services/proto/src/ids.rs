@@ -29,11 +29,6 @@ pub trait Id: Sized + Copy + fmt::Display + Into<Uuid> {
     fn parse(value: &str) -> Result<Self, InvalidId> {
         wire::hyphenated(value).map(Self::from_uuid).ok_or(InvalidId { what: Self::WHAT })
     }
-
-    /// An id the caller may leave empty.
-    fn parse_optional(value: &str) -> Result<Option<Self>, InvalidId> {
-        if value.is_empty() { Ok(None) } else { Self::parse(value).map(Some) }
-    }
 }
 
 macro_rules! ids {
@@ -115,7 +110,6 @@ mod tests {
             TransactionId::parse("x").map_err(|e| e.to_string()),
             Err("transaction id is not a valid id".into())
         );
-        assert_eq!(SubscriptionId::parse_optional(""), Ok(None));
         assert_eq!(PartnerId::from(id).to_string(), id.to_string());
     }
 

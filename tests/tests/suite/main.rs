@@ -6,6 +6,7 @@ mod auth;
 mod bus;
 mod edge;
 mod faults;
+mod gifts;
 mod grpc_errors;
 mod keys;
 mod ledger;

@@ -10,6 +10,8 @@ pub enum Kind {
     Renewal,
     #[sea_orm(string_value = "PARTNER_ACTIVATION")]
     PartnerActivation,
+    #[sea_orm(string_value = "GIFT")]
+    Gift,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
@@ -39,6 +41,7 @@ impl From<Kind> for pb::TransactionKind {
             Kind::Activation => pb::TransactionKind::Activation,
             Kind::Renewal => pb::TransactionKind::Renewal,
             Kind::PartnerActivation => pb::TransactionKind::PartnerActivation,
+            Kind::Gift => pb::TransactionKind::Gift,
         }
     }
 }
@@ -58,6 +61,8 @@ impl From<Status> for pb::TransactionStatus {
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
+    /// Whose transaction it is: who sees it and its status. The
+    /// subscription's owner too, except for a gift (`recipient_id`).
     pub user_id: Uuid,
     pub kind: Kind,
     pub offer_id: Uuid,
@@ -91,6 +96,8 @@ pub struct Model {
     pub legacy: bool,
     /// The expiry this transaction's success gave its subscription.
     pub extended_to: Option<DateTimeUtc>,
+    /// A gift's recipient, who owns its subscription.
+    pub recipient_id: Option<Uuid>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }
@@ -99,3 +106,10 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// Whose subscription its success starts or extends.
+    pub fn subscriber(&self) -> Uuid {
+        self.recipient_id.unwrap_or(self.user_id)
+    }
+}

@@ -57,7 +57,7 @@ const TRANSACTIONS: &str = "SELECT t.id AS id, t.status AS status, \
     COUNT(DISTINCT s.id) AS subscriptions \
     FROM account_transactions t \
     LEFT JOIN account_transfers x ON x.transaction_id = t.id \
-    LEFT JOIN account_subscriptions s ON s.id = t.subscription_id \
+    LEFT JOIN account_subscriptions s ON s.id = t.subscription_id AND s.user_id = COALESCE(t.recipient_id, t.user_id) \
     WHERE t.legacy = {no} \
     GROUP BY t.id, t.status";
 
@@ -74,7 +74,7 @@ fn transaction_fault(status: &str, holds: i64, sales: i64, refunds: i64, to_paye
     }
     match status {
         "SUCCESS" if sales != 1 || refunds != 0 => Some(format!("SUCCESS with {sales} sales and {refunds} refunds")),
-        "SUCCESS" if subs != 1 => Some("SUCCESS without its subscription".into()),
+        "SUCCESS" if subs != 1 => Some("SUCCESS without its subscription (its subscriber's)".into()),
         "FAILED" if refunds != 1 || to_payer != 1 || sales != 0 => {
             Some(format!("FAILED with {refunds} refunds ({to_payer} to the payer) and {sales} sales"))
         }

@@ -22,7 +22,7 @@ pub use settle::{Resolution, SETTLE_HISTOGRAM};
 
 use crate::entity::transaction::Kind;
 use crate::error::LedgerError;
-use crate::settings::LedgerSettings;
+use crate::settings::{GiftingSettings, LedgerSettings};
 use crate::status_cache::StatusCache;
 
 /// The largest amount one operation may move (10^12 minor units): far above
@@ -33,6 +33,7 @@ pub struct Ledger {
     db: DatabaseConnection,
     status: StatusCache,
     settings: LedgerSettings,
+    gifting: GiftingSettings,
     currency: String,
     outbox: Outbox,
 }
@@ -47,11 +48,11 @@ impl Ledger {
     pub fn new(
         db: DatabaseConnection,
         status: StatusCache,
-        settings: LedgerSettings,
+        (settings, gifting): (LedgerSettings, GiftingSettings),
         currency: String,
         outbox: Outbox,
     ) -> Self {
-        Self { db, status, settings, currency, outbox }
+        Self { db, status, settings, gifting, currency, outbox }
     }
 
     pub fn settings(&self) -> &LedgerSettings {
@@ -86,5 +87,6 @@ pub fn kind_label(kind: Kind) -> &'static str {
         Kind::Activation => "ACTIVATION",
         Kind::Renewal => "RENEWAL",
         Kind::PartnerActivation => "PARTNER_ACTIVATION",
+        Kind::Gift => "GIFT",
     }
 }

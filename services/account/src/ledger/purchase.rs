@@ -4,10 +4,12 @@
 //! transaction. With an idempotency key, a repeat of the same request
 //! returns the first transaction and moves nothing.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use offers_proto::contracts::{Idempotency, Payer, ProvisionJob, PurchaseKind, PurchaseOrder, Step};
 use offers_proto::ids::TransactionId;
-use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
+};
 use uuid::Uuid;
 
 use super::books::{PENDING, Transfer};
@@ -26,21 +28,40 @@ pub struct Purchased {
 /// The row's columns that depend on the kind of purchase.
 struct KindColumns {
     kind: Kind,
+    /// Whose transaction it is (`user_id`).
+    owner: Uuid,
     subscription_id: Option<Uuid>,
     partner_id: Option<Uuid>,
     reference: Option<String>,
+    recipient_id: Option<Uuid>,
 }
 
 impl KindColumns {
     fn of(order: &PurchaseOrder) -> Self {
-        let (kind, subscription_id, partner_id, reference) = match &order.kind {
-            PurchaseKind::Activation => (Kind::Activation, None, None, None),
-            PurchaseKind::Renewal { subscription } => (Kind::Renewal, Some(subscription.uuid()), None, None),
-            PurchaseKind::Partner { partner, reference } => {
-                (Kind::PartnerActivation, None, Some(partner.uuid()), Some(reference.clone()))
-            }
+        let recipient = order.recipient.uuid();
+        let only = |kind| Self {
+            kind,
+            owner: recipient,
+            subscription_id: None,
+            partner_id: None,
+            reference: None,
+            recipient_id: None,
         };
-        Self { kind, subscription_id, partner_id, reference }
+        match &order.kind {
+            PurchaseKind::Activation => only(Kind::Activation),
+            PurchaseKind::Renewal { subscription } => {
+                Self { subscription_id: Some(subscription.uuid()), ..only(Kind::Renewal) }
+            }
+            PurchaseKind::Partner { partner, reference } => Self {
+                partner_id: Some(partner.uuid()),
+                reference: Some(reference.clone()),
+                ..only(Kind::PartnerActivation)
+            },
+            // The payer's transaction; the recipient only gets the subscription.
+            PurchaseKind::Gift { payer } => {
+                Self { owner: payer.uuid(), recipient_id: Some(recipient), ..only(Kind::Gift) }
+            }
+        }
     }
 }
 
@@ -120,6 +141,28 @@ impl Ledger {
         }
     }
 
+    /// Refuses a payer's gift beyond `gifting.max_per_day` in the last 24
+    /// hours (failed ones, refunded, do not count).
+    async fn within_gift_limit(
+        &self,
+        txn: &DatabaseTransaction,
+        payer: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
+        let max = self.gifting.max_per_day;
+        let made = transaction::Entity::find()
+            .filter(transaction::Column::UserId.eq(payer))
+            .filter(transaction::Column::Kind.eq(Kind::Gift))
+            .filter(transaction::Column::Status.ne(Status::Failed))
+            .filter(transaction::Column::CreatedAt.gt(now - chrono::Duration::hours(24)))
+            .count(txn)
+            .await?;
+        if made >= u64::from(max) {
+            return Err(LedgerError::GiftLimitReached { max });
+        }
+        Ok(())
+    }
+
     async fn purchase_in(
         &self,
         txn: &DatabaseTransaction,
@@ -154,9 +197,14 @@ impl Ledger {
             memo: format!("{} {}", kind_label(columns.kind), p.offer.code),
         };
         self.transfer(txn, hold).await?;
+        if columns.kind == Kind::Gift {
+            // After the hold, which locked the payer's account row: a
+            // concurrent gift of theirs waits for this one and counts it.
+            self.within_gift_limit(txn, columns.owner, now).await?;
+        }
         let row = transaction::ActiveModel {
             id: Set(id),
-            user_id: Set(p.recipient.uuid()),
+            user_id: Set(columns.owner),
             kind: Set(columns.kind),
             offer_id: Set(p.offer.id.uuid()),
             offer_code: Set(p.offer.code.clone()),
@@ -178,6 +226,7 @@ impl Ledger {
             review_reason: Set(None),
             legacy: Set(false),
             extended_to: Set(None),
+            recipient_id: Set(columns.recipient_id),
             created_at: Set(now),
             updated_at: Set(now),
         };

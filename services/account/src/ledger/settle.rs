@@ -230,12 +230,12 @@ impl Ledger {
             return Ok(Settled { transaction: self.transaction(tx_id).await?, applied: false });
         }
         let tx = transaction::Entity::find_by_id(id).one(&txn).await?.ok_or(LedgerError::NotFound("transaction"))?;
-        // Serialise everything that settles for this user on their account
-        // row (FOR UPDATE on PostgreSQL; SQLite runs one transaction at a
+        // Serialise everything that settles for the subscriber (the
+        // recipient of a gift) on their account row (FOR UPDATE on PostgreSQL; SQLite runs one transaction at a
         // time anyway): two settlements extending one subscription must not
         // both read the old expiry.
-        self.ensure_account(&txn, tx.user_id, AccountKind::User).await?;
-        account::Entity::find_by_id(tx.user_id).lock_exclusive().one(&txn).await?;
+        self.ensure_account(&txn, tx.subscriber(), AccountKind::User).await?;
+        account::Entity::find_by_id(tx.subscriber()).lock_exclusive().one(&txn).await?;
         match outcome {
             Status::Success => self.provisioned(&txn, &tx, now).await?,
             _ => self.give_back(&txn, &tx).await?,
@@ -291,7 +291,7 @@ impl Ledger {
             Some(id) => subscription::Entity::find_by_id(id).one(txn).await?,
             None => {
                 subscription::Entity::find()
-                    .filter(subscription::Column::UserId.eq(tx.user_id))
+                    .filter(subscription::Column::UserId.eq(tx.subscriber()))
                     .filter(subscription::Column::OfferId.eq(tx.offer_id))
                     .filter(subscription::Column::ExpiresAt.gt(now))
                     .order_by_desc(subscription::Column::ExpiresAt)
@@ -314,7 +314,7 @@ impl Ledger {
                 let id = Uuid::now_v7();
                 let row = subscription::ActiveModel {
                     id: Set(id),
-                    user_id: Set(tx.user_id),
+                    user_id: Set(tx.subscriber()),
                     offer_id: Set(tx.offer_id),
                     offer_name: Set(tx.offer_name.clone()),
                     activated_at: Set(now),

@@ -54,11 +54,6 @@ pub fn parse_id<T: Id>(value: &str) -> Result<T, Error> {
     Ok(T::parse(value)?)
 }
 
-/// An id the request may leave empty.
-pub fn parse_optional_id<T: Id>(value: &str) -> Result<Option<T>, Error> {
-    Ok(T::parse_optional(value)?)
-}
-
 /// The most items one page holds, and how many when the caller leaves it (0).
 pub const MAX_PAGE_SIZE: i32 = 200;
 pub const DEFAULT_PAGE_SIZE: i32 = 50;

@@ -17,7 +17,7 @@ pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
         bus: bus.clone(),
         currency: shared.settings.currency.clone(),
     };
-    let mut parts = offers_account::build(&shared.settings.ledger, deps);
+    let mut parts = offers_account::build(&shared.settings.ledger, &shared.settings.gifting, deps);
     parts.internal.add(crate::parked_jobs::server(bus));
     Ok(parts)
 }

@@ -11,6 +11,7 @@ pub const NEEDS: Needs =
 pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
     let clients = shared.clients()?;
     let deps = offers_activation::Deps {
+        users: clients.users.clone(),
         catalog: clients.catalog.clone(),
         ledger: clients.ledger.clone(),
         cache: shared.cache.clone(),

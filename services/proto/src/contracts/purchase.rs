@@ -34,6 +34,9 @@ pub enum PurchaseKind {
     /// A partner buys an offer for a user, from its own account; `reference`
     /// is what the partner and the user quote for it.
     Partner { partner: PartnerId, reference: String },
+    /// A user buys an offer for another user (the recipient), from their
+    /// own balance; the transaction is the payer's.
+    Gift { payer: UserId },
 }
 
 /// Whose account the price is held from (and goes back to on failure).
@@ -124,6 +127,7 @@ impl PurchaseOrder {
         match &self.kind {
             PurchaseKind::Activation | PurchaseKind::Renewal { .. } => Payer::User(self.recipient),
             PurchaseKind::Partner { partner, .. } => Payer::Partner(*partner),
+            PurchaseKind::Gift { payer } => Payer::User(*payer),
         }
     }
 
@@ -132,6 +136,7 @@ impl PurchaseOrder {
             PurchaseKind::Activation => TransactionKind::Activation,
             PurchaseKind::Renewal { .. } => TransactionKind::Renewal,
             PurchaseKind::Partner { .. } => TransactionKind::PartnerActivation,
+            PurchaseKind::Gift { .. } => TransactionKind::Gift,
         }
     }
 }
@@ -160,11 +165,16 @@ impl TryFrom<&catalog::Offer> for OfferSnapshot {
 impl From<PurchaseOrder> for account::PurchaseRequest {
     fn from(order: PurchaseOrder) -> Self {
         let kind = order.transaction_kind();
-        let (subscription_id, partner_id, reference) = match order.kind {
-            PurchaseKind::Activation => Default::default(),
-            PurchaseKind::Renewal { subscription } => (subscription.to_string(), String::new(), String::new()),
-            PurchaseKind::Partner { partner, reference } => (String::new(), partner.to_string(), reference),
-        };
+        // Each kind fills its own fields; every other stays empty.
+        let (mut subscription_id, mut partner_id, mut reference, mut payer_id) = Default::default();
+        match order.kind {
+            PurchaseKind::Activation => {}
+            PurchaseKind::Renewal { subscription } => subscription_id = subscription.to_string(),
+            PurchaseKind::Partner { partner, reference: quoted } => {
+                (partner_id, reference) = (partner.to_string(), quoted);
+            }
+            PurchaseKind::Gift { payer } => payer_id = payer.to_string(),
+        }
         let offer = order.offer;
         let (idempotency_scope, idempotency_key, request_hash) =
             order.idempotency.map(|i| (i.scope, i.key, i.fingerprint)).unwrap_or_default();
@@ -188,6 +198,7 @@ impl From<PurchaseOrder> for account::PurchaseRequest {
             idempotency_key,
             request_hash,
             replay_only: false,
+            payer_id,
         }
     }
 }
@@ -199,29 +210,38 @@ impl TryFrom<account::PurchaseRequest> for PurchaseOrder {
 
     fn try_from(wire: account::PurchaseRequest) -> Result<Self, OrderError> {
         let offer = wire.offer.as_ref().ok_or(OrderError::Malformed("offer is required"))?;
-        let kind = match (TransactionKind::try_from(wire.kind), wire.subscription_id.as_str(), wire.partner_id.as_str())
-        {
-            (Ok(TransactionKind::Activation), "", "") if wire.reference.is_empty() => PurchaseKind::Activation,
-            (Ok(TransactionKind::Renewal), subscription, "")
-                if !subscription.is_empty() && wire.reference.is_empty() =>
-            {
-                PurchaseKind::Renewal { subscription: SubscriptionId::parse(subscription)? }
+        // Which of the kind-specific fields are set: exactly the kind's own.
+        let set = (
+            !wire.subscription_id.is_empty(),
+            !wire.partner_id.is_empty(),
+            !wire.reference.is_empty(),
+            !wire.payer_id.is_empty(),
+        );
+        let kind = match (TransactionKind::try_from(wire.kind), set) {
+            (Ok(TransactionKind::Activation), (false, false, false, false)) => PurchaseKind::Activation,
+            (Ok(TransactionKind::Renewal), (true, false, false, false)) => {
+                PurchaseKind::Renewal { subscription: SubscriptionId::parse(&wire.subscription_id)? }
             }
-            (Ok(TransactionKind::PartnerActivation), "", partner) if !partner.is_empty() => {
-                if wire.reference.is_empty() {
-                    return Err(OrderError::Malformed("a partner activation needs its reference"));
-                }
-                PurchaseKind::Partner { partner: PartnerId::parse(partner)?, reference: wire.reference }
+            (Ok(TransactionKind::PartnerActivation), (false, true, true, false)) => {
+                PurchaseKind::Partner { partner: PartnerId::parse(&wire.partner_id)?, reference: wire.reference }
             }
-            (Ok(TransactionKind::Activation | TransactionKind::Renewal | TransactionKind::PartnerActivation), ..) => {
+            (Ok(TransactionKind::Gift), (false, false, false, true)) => {
+                PurchaseKind::Gift { payer: UserId::parse(&wire.payer_id)? }
+            }
+            (Ok(TransactionKind::Unspecified) | Err(_), _) => return Err(OrderError::Malformed("kind is required")),
+            (Ok(_), _) => {
                 return Err(OrderError::Malformed(
-                    "subscription_id is for renewals, partner_id and reference for partner activations, each required there",
+                    "subscription_id is for renewals, partner_id and reference for partner activations, \
+                     payer_id for gifts: each required there and refused elsewhere",
                 ));
             }
-            _ => return Err(OrderError::Malformed("kind is required")),
         };
+        let recipient = UserId::parse(&wire.user_id)?;
+        if kind == (PurchaseKind::Gift { payer: recipient }) {
+            return Err(OrderError::Malformed("a gift is for someone other than its payer"));
+        }
         Ok(Self {
-            recipient: UserId::parse(&wire.user_id)?,
+            recipient,
             offer: OfferSnapshot::try_from(offer)?,
             kind,
             idempotency: Idempotency::from_wire(wire.idempotency_scope, wire.idempotency_key, wire.request_hash)?,
@@ -270,6 +290,7 @@ mod tests {
             PurchaseKind::Activation,
             PurchaseKind::Renewal { subscription: SubscriptionId::generate() },
             PurchaseKind::Partner { partner: PartnerId::generate(), reference: "ACT-1".into() },
+            PurchaseKind::Gift { payer: UserId::generate() },
         ]
     }
 
@@ -292,7 +313,8 @@ mod tests {
             let order = PurchaseOrder::new(user, kind.clone(), &offer(), None).expect("order");
             let expected = match kind {
                 PurchaseKind::Partner { partner, .. } => Payer::Partner(partner),
-                _ => Payer::User(user),
+                PurchaseKind::Gift { payer } => Payer::User(payer),
+                PurchaseKind::Activation | PurchaseKind::Renewal { .. } => Payer::User(user),
             };
             assert_eq!(order.payer(), expected);
         }
@@ -304,6 +326,7 @@ mod tests {
         let wire = account::PurchaseRequest::from(order);
         let partner = PartnerId::generate().to_string();
         let subscription = SubscriptionId::generate().to_string();
+        let payer = UserId::generate().to_string();
         let cases = [
             account::PurchaseRequest { partner_id: partner.clone(), ..wire.clone() },
             account::PurchaseRequest { subscription_id: subscription.clone(), ..wire.clone() },
@@ -312,13 +335,26 @@ mod tests {
             account::PurchaseRequest { kind: TransactionKind::PartnerActivation.into(), ..wire.clone() },
             account::PurchaseRequest {
                 kind: TransactionKind::PartnerActivation.into(),
-                partner_id: partner,
+                partner_id: partner.clone(),
                 ..wire.clone()
             },
             account::PurchaseRequest { kind: TransactionKind::Unspecified.into(), ..wire.clone() },
             account::PurchaseRequest { kind: 42, ..wire.clone() },
             account::PurchaseRequest { offer: None, ..wire.clone() },
             account::PurchaseRequest { idempotency_key: "k".into(), ..wire.clone() },
+            account::PurchaseRequest { payer_id: payer.clone(), ..wire.clone() },
+            account::PurchaseRequest { kind: TransactionKind::Gift.into(), ..wire.clone() },
+            account::PurchaseRequest {
+                kind: TransactionKind::Gift.into(),
+                payer_id: wire.user_id.clone(),
+                ..wire.clone()
+            },
+            account::PurchaseRequest {
+                kind: TransactionKind::Gift.into(),
+                payer_id: payer.clone(),
+                partner_id: partner.clone(),
+                ..wire.clone()
+            },
         ];
         for case in cases {
             assert!(matches!(PurchaseOrder::try_from(case.clone()), Err(OrderError::Malformed(_))), "{case:?}");
