@@ -8,6 +8,10 @@ Checks are untouched; these only make generated requests meaningful:
   (or its price) is sent instead. A malformed value is left as drawn, so
   negative cases stay negative. The same goes, for every other drawn id, for
   `offer_id` on half of the requests (the other half keeps exercising 404).
+- A gift is valid only to another active user, and only without
+  `auto_renew` (the recipient chooses that); a well-formed `recipient` is
+  made the demo user's neighbour `demo2`, and `auto_renew` is dropped from
+  gifts. A malformed username is left as drawn.
 - The contract answers 422 `idempotency_key_reused` to one key sent with two
   different bodies (tests/tests/suite/activation.rs proves it); the fuzzer
   draws keys from a small space and reuses them across bodies and
@@ -25,6 +29,9 @@ import schemathesis
 
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 KEY = re.compile(r"^[!-~]{1,255}$")
+
+USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
+RECIPIENT = "demo2"
 
 USER = os.environ["DEMO_USER_ID"]
 OFFER = os.environ["DEMO_OFFER_ID"]
@@ -55,6 +62,11 @@ def before_call(context, case, kwargs):
             body["amount"] = PRICE
     elif body is not None and _is_id(body.get("offer_id")) and int(_digest(body["offer_id"])[:2], 16) % 2 == 0:
         body["offer_id"] = OFFER
+    if operation == "activate_offer" and body is not None and "recipient" in body:
+        recipient = body["recipient"]
+        if isinstance(recipient, str) and USERNAME.match(recipient):
+            body["recipient"] = RECIPIENT
+            body.pop("auto_renew", None)
     path = case.path_parameters if isinstance(case.path_parameters, MutableMapping) else None
     if path is not None and _is_id(path.get("offer_id")) and int(_digest(path["offer_id"])[:2], 16) % 2 == 0:
         path["offer_id"] = OFFER

@@ -221,6 +221,8 @@ async fn history(
                 legacy: Set(false),
                 extended_to: Set(None),
                 recipient_id: Set(None),
+                auto_renew: Set(false),
+                renews_from: Set(None),
                 created_at: Set(past),
                 updated_at: Set(past),
             });

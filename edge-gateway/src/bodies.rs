@@ -21,6 +21,20 @@ pub struct ActivateBody {
     /// and its status). Absent: the caller buys for themselves.
     #[schema(nullable = false, pattern = "^[A-Za-z0-9_.-]{3,64}$")]
     pub recipient: Option<String>,
+    /// Renew the subscription automatically from the balance before it
+    /// ends, at the offer's price then (not with `recipient`: the recipient
+    /// turns it on themselves). Off when absent.
+    #[schema(nullable = false)]
+    pub auto_renew: Option<bool>,
+}
+
+/// The one thing a subscription's owner changes.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(examples(json!({"auto_renew": true})))]
+pub struct SubscriptionChange {
+    /// Renew it automatically from the balance before it ends.
+    pub auto_renew: bool,
 }
 
 /// Exactly one of the two: the subscription, or the offer the caller's

@@ -80,6 +80,7 @@ pub fn router(settings: &GatewaySettings, upstreams: Upstreams, auth: EdgeAuth, 
         .routes(routes!(routes::activation::status))
         .routes(routes!(routes::account::balance))
         .routes(routes!(routes::account::subscriptions))
+        .routes(routes!(routes::account::update_subscription))
         .routes(routes!(routes::account::transactions))
         .routes(routes!(routes::account::transaction))
         .routes(routes!(routes::partner::activate))

@@ -82,7 +82,23 @@ impl Api {
     }
 
     pub async fn post_with(&self, path: &str, token: Option<&str>, body: &Value, headers: &[(&str, &str)]) -> Reply {
-        let mut request = self.http.post(self.url(path)).json(body);
+        self.send_with(reqwest::Method::POST, path, token, body, headers).await
+    }
+
+    /// A PATCH with a JSON body.
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        self.send_with(reqwest::Method::PATCH, path, token, body, &[]).await
+    }
+
+    async fn send_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self.http.request(method, self.url(path)).json(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

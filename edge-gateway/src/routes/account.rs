@@ -7,10 +7,11 @@ use offers_kit::ErrorCode;
 
 use super::{Page, PageQuery, Transaction, rfc3339, short};
 use crate::Upstreams;
+use crate::bodies::{Object, SubscriptionChange};
 use crate::context::UserCaller;
 use crate::error::{ApiError, Json, Path, Query};
 use crate::formats::Id;
-use crate::problems::{CREDENTIALS, UPSTREAM, problems};
+use crate::problems::{BODY, CREDENTIALS, UPSTREAM, problems};
 
 #[derive(Serialize, ToSchema)]
 #[schema(examples(json!({"balance": 98500, "currency": "EUR", "updated_at": "2026-11-27T10:15:00.000000Z"})))]
@@ -26,7 +27,8 @@ pub struct Balance {
 #[schema(examples(json!({
     "id": "0193a5b2-0c0c-7d0d-8e0e-0f1a2b3c4d5e", "offer_id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c",
     "offer_name": "Data 1 GB", "status": "ACTIVE", "activated_at": "2026-11-27T10:15:02.500000Z",
-    "expires_at": "2026-12-27T10:15:02.500000Z"
+    "expires_at": "2026-12-27T10:15:02.500000Z", "auto_renew": true,
+    "next_renewal_at": "2026-12-27T10:15:02.500000Z"
 })))]
 pub struct Subscription {
     #[schema(format = Uuid)]
@@ -40,11 +42,18 @@ pub struct Subscription {
     pub activated_at: Option<String>,
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    /// Renewed from the balance before it ends.
+    pub auto_renew: bool,
+    /// When the next automatic renewal takes effect (it extends the
+    /// subscription from its expiry); null unless `auto_renew`.
+    #[schema(format = DateTime)]
+    pub next_renewal_at: Option<String>,
 }
 
 problems!(BalanceProblems = CREDENTIALS, UPSTREAM);
 problems!(ListProblems = &[ErrorCode::InvalidRequest], CREDENTIALS, UPSTREAM);
 problems!(TransactionProblems = &[ErrorCode::InvalidId, ErrorCode::NotFound], CREDENTIALS, UPSTREAM);
+problems!(UpdateProblems = BODY, &[ErrorCode::InvalidId, ErrorCode::NotFound], CREDENTIALS, UPSTREAM);
 
 impl From<pb::Subscription> for Subscription {
     fn from(s: pb::Subscription) -> Self {
@@ -52,6 +61,8 @@ impl From<pb::Subscription> for Subscription {
             status: short(s.status().as_str_name(), "SUBSCRIPTION_STATUS_"),
             activated_at: rfc3339(s.activate_time.as_ref()),
             expires_at: rfc3339(s.expire_time.as_ref()),
+            auto_renew: s.auto_renew,
+            next_renewal_at: rfc3339(s.next_renewal_time.as_ref()),
             id: s.id,
             offer_id: s.offer_id,
             offer_name: s.offer_name,
@@ -81,6 +92,22 @@ pub async fn subscriptions(
         user.grpc(pb::ListSubscriptionsRequest { page_size: page.page_size()?, page_token: page.page_token()? })?;
     let answer = up.account.clone().list_subscriptions(request).await?.into_inner();
     Ok(Json(Page::new(answer.subscriptions.into_iter().map(Subscription::from).collect(), answer.next_page_token)))
+}
+
+/// Turn automatic renewal of one of the caller's subscriptions on or off.
+#[utoipa::path(patch, path = "/api/v1/account/subscriptions/{subscription_id}/", tag = "account",
+    operation_id = "update_subscription", security(("bearer" = [])), request_body = SubscriptionChange,
+    params(("subscription_id" = Id, Path, description = "The subscription's id")),
+    responses((status = 200, description = "The subscription as it stands now", body = Subscription), UpdateProblems))]
+pub async fn update_subscription(
+    State(up): State<Upstreams>,
+    user: UserCaller,
+    Path(subscription_id): Path<String>,
+    Json(Object(change)): Json<Object<SubscriptionChange>>,
+) -> Result<Json<Subscription>, ApiError> {
+    let request = user.grpc(pb::UpdateSubscriptionRequest { subscription_id, auto_renew: change.auto_renew })?;
+    let answer = up.account.clone().update_subscription(request).await?.into_inner();
+    Ok(Json(answer.subscription.map(Subscription::from).ok_or_else(|| offers_kit::Error::not_found("subscription"))?))
 }
 
 /// The caller's transactions, newest first.

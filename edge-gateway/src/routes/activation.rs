@@ -55,7 +55,11 @@ const PURCHASE: &[ErrorCode] = &[
     ErrorCode::NotFound,
     ErrorCode::IdempotencyKeyReused,
 ];
-problems!(RenewProblems = BODY, CREDENTIALS, UPSTREAM, PURCHASE);
+problems!(
+    /// A renewal also meets the one of the same period already made or on
+    /// its way (409 `conflict`): a period is charged once.
+    RenewProblems = BODY, CREDENTIALS, UPSTREAM, PURCHASE, &[ErrorCode::Conflict]
+);
 problems!(
     ActivateProblems = BODY,
     CREDENTIALS,
@@ -83,8 +87,13 @@ pub async fn activate(
     key: IdempotencyKey,
     Json(Object(body)): Json<Object<ActivateBody>>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    // An empty or malformed name is nobody: never "no recipient".
+    if body.recipient.as_deref().is_some_and(|name| !offers_proto::username::is_valid(name)) {
+        return Err(offers_kit::Error::new(ErrorCode::InvalidRecipient, offers_proto::username::RULE).into());
+    }
     let recipient = body.recipient.unwrap_or_default();
-    let request = key.attach(user.grpc(pb::ActivateOfferRequest { offer_id: body.offer_id, recipient })?);
+    let auto_renew = body.auto_renew.unwrap_or(false);
+    let request = key.attach(user.grpc(pb::ActivateOfferRequest { offer_id: body.offer_id, recipient, auto_renew })?);
     let answer = up.activation.clone().activate_offer(request).await?.into_inner();
     Ok(accepted(answer.transaction_id, answer.status))
 }

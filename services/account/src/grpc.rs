@@ -51,6 +51,9 @@ fn subscription_proto(s: subscription::Model) -> pb::Subscription {
         status: status.into(),
         activate_time: Some(to_timestamp(s.activated_at)),
         expire_time: Some(to_timestamp(s.expires_at)),
+        auto_renew: s.auto_renew,
+        // A renewal takes effect where the subscription ends.
+        next_renewal_time: s.auto_renew.then(|| to_timestamp(s.expires_at)),
     }
 }
 
@@ -186,6 +189,17 @@ impl pb::account_service_server::AccountService for AccountApi {
             return Err(LedgerError::NotFound("transaction").into());
         }
         Ok(Response::new(pb::GetTransactionResponse { transaction: Some(transaction_proto(tx)) }))
+    }
+
+    async fn update_subscription(
+        &self,
+        request: Request<pb::UpdateSubscriptionRequest>,
+    ) -> Result<Response<pb::UpdateSubscriptionResponse>, Status> {
+        let principal = user(&request).await?;
+        let body = request.into_inner();
+        let id = parse_id(&body.subscription_id)?;
+        let updated = self.0.set_auto_renew(principal.user_id.into(), id, body.auto_renew).await?;
+        Ok(Response::new(pb::UpdateSubscriptionResponse { subscription: Some(subscription_proto(updated)) }))
     }
 }
 

@@ -9,6 +9,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(OutboxTrace),
         Box::new(ExtensionRecorded),
         Box::new(GiftRecipients),
+        Box::new(RenewalPeriods),
     ]
 }
 
@@ -412,5 +413,39 @@ impl MigrationTrait for GiftRecipients {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let column = uuid_null("recipient_id");
         m.alter_table(Table::alter().table("account_transactions").add_column(column).to_owned()).await
+    }
+}
+
+/// Automatic renewal: the subscription's choice, the purchase's wish to
+/// make it (set on success), and the period each renewal renews, unique
+/// among the renewals not failed so one period is never charged twice.
+struct RenewalPeriods;
+
+impl MigrationName for RenewalPeriods {
+    fn name(&self) -> &str {
+        "m20261207_000360_account_renewal_periods"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RenewalPeriods {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let subscriptions =
+            Table::alter().table("account_subscriptions").add_column(boolean("auto_renew").default(false)).to_owned();
+        m.alter_table(subscriptions).await?;
+        let wish =
+            Table::alter().table("account_transactions").add_column(boolean("auto_renew").default(false)).to_owned();
+        m.alter_table(wish).await?;
+        let period = timestamp_with_time_zone_null("renews_from");
+        m.alter_table(Table::alter().table("account_transactions").add_column(period).to_owned()).await?;
+        // Partial: a failed renewal (refunded) leaves its period to renew again.
+        m.get_connection()
+            .execute_unprepared(
+                "CREATE UNIQUE INDEX ux_account_transactions_renewal_period \
+                 ON account_transactions (subscription_id, renews_from) \
+                 WHERE renews_from IS NOT NULL AND status <> 'FAILED'",
+            )
+            .await?;
+        Ok(())
     }
 }

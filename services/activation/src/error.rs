@@ -13,6 +13,9 @@ pub enum ActivationError {
     /// Not there, or not the caller's: the caller cannot tell which.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The request asks for something that cannot be.
+    #[error("{0}")]
+    Invalid(&'static str),
     /// A gift's recipient is the buyer, or no active user.
     #[error("the recipient must be another active user")]
     InvalidRecipient,
@@ -46,6 +49,7 @@ impl From<ActivationError> for Error {
         match err {
             ActivationError::OfferInactive(_) => Error::new(ErrorCode::OfferInactive, err.to_string()),
             ActivationError::NotFound(what) => Error::not_found(what),
+            ActivationError::Invalid(why) => Error::invalid_request(why),
             ActivationError::InvalidRecipient => Error::new(ErrorCode::InvalidRecipient, err.to_string()),
             ActivationError::Order(order) => Error::internal(order),
             ActivationError::Upstream(inner) => inner,

@@ -22,7 +22,8 @@ impl pb::activation_service_server::ActivationService for ActivationApi {
         let key = idempotency_key(request.metadata())?;
         let body = request.get_ref();
         let recipient = (!body.recipient.is_empty()).then_some(body.recipient.as_str());
-        let tx = self.0.activate(&who, parse_id(&body.offer_id)?, recipient, key.as_deref()).await?;
+        let offer = (parse_id(&body.offer_id)?, body.auto_renew);
+        let tx = self.0.activate(&who, offer, recipient, key.as_deref()).await?;
         // A replay repeats the first answer, which was the transaction as
         // created: PENDING, whatever it has become since.
         Ok(Response::new(pb::ActivateOfferResponse {

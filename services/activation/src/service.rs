@@ -59,14 +59,14 @@ impl Activation {
     async fn buy(
         &self,
         (caller, recipient): (UserId, UserId),
-        kind: PurchaseKind,
+        (kind, auto_renew): (PurchaseKind, bool),
         offer: &catalog::Offer,
         key: Option<&str>,
         asked: &str,
     ) -> Result<account::Transaction, ActivationError> {
         let idempotency = key.map(|key| Idempotency::new(KeyScope::User(caller), key, asked));
         let order = match PurchaseOrder::new(recipient, kind, offer, idempotency.clone()) {
-            Ok(order) => order,
+            Ok(order) => order.renewing(auto_renew)?,
             Err(refused) => return self.replay_or(idempotency, refused.into()).await,
         };
         let done = self.ledger.clone().purchase(account::PurchaseRequest::from(order)).await?.into_inner();
@@ -108,21 +108,28 @@ impl Activation {
         Ok(id)
     }
 
-    /// Buys an offer for the caller, or with `recipient` (a username) for
-    /// another user as a gift the caller pays for.
+    /// Buys an offer for the caller (renewing itself with `auto_renew`), or
+    /// with `recipient` (a username) for another user as a gift the caller
+    /// pays for.
     pub async fn activate(
         &self,
         who: &Principal,
-        offer_id: OfferId,
+        (offer_id, auto_renew): (OfferId, bool),
         recipient: Option<&str>,
         key: Option<&str>,
     ) -> Result<account::Transaction, ActivationError> {
         let caller = UserId::from(who.user_id);
         let Some(username) = recipient else {
             let offer = self.offer(offer_id).await?;
-            let asked = format!("activate:{offer_id}");
-            return self.buy((caller, caller), PurchaseKind::Activation, &offer, key, &asked).await;
+            // The fingerprint of a plain activation stays what it was before
+            // auto-renewal existed, so keys sent then still replay.
+            let asked =
+                if auto_renew { format!("activate:{offer_id}:auto-renew") } else { format!("activate:{offer_id}") };
+            return self.buy((caller, caller), (PurchaseKind::Activation, auto_renew), &offer, key, &asked).await;
         };
+        if auto_renew {
+            return Err(ActivationError::Invalid("auto_renew is for your own purchases; the recipient can turn it on"));
+        }
         let asked = format!("gift:{offer_id}:{username}");
         let recipient = match self.recipient(caller, username).await {
             Ok(recipient) => recipient,
@@ -133,7 +140,7 @@ impl Activation {
             Err(other) => return Err(other),
         };
         let offer = self.offer(offer_id).await?;
-        self.buy((caller, recipient), PurchaseKind::Gift { payer: caller }, &offer, key, &asked).await
+        self.buy((caller, recipient), (PurchaseKind::Gift { payer: caller }, false), &offer, key, &asked).await
     }
 
     pub async fn renew(
@@ -170,7 +177,7 @@ impl Activation {
         );
         let offer = self.offer(offer_id).await?;
         let kind = PurchaseKind::Renewal { subscription: subscription_id };
-        self.buy((user, user), kind, &offer, key, &asked).await
+        self.buy((user, user), (kind, false), &offer, key, &asked).await
     }
 
     /// The caller's transaction status: the cache while its entry is fresh,

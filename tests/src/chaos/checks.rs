@@ -76,6 +76,8 @@ fn allowed(op: Op, status: u16, code: Option<&str>) -> bool {
     match (op, status, code) {
         (Op::Buy | Op::BuyAgain | Op::Burst | Op::Renew, 400, Some("insufficient_balance")) => true,
         (Op::Renew, 404, Some("not_found")) => true,
+        // Another client renewed the same period first.
+        (Op::Renew, 409, Some("conflict")) => true,
         // A partner's purchase asked for again, refused again.
         (Op::PartnerActivate | Op::BuyAgain, 400, Some("insufficient_partner_funds")) => true,
         (_, 503, Some("service_unavailable")) => true,

@@ -23,6 +23,7 @@ const SERVED: &[(&str, &str)] = &[
     ("/api/v1/activation/status/{transaction_id}/", "get"),
     ("/api/v1/account/balance/", "get"),
     ("/api/v1/account/subscriptions/", "get"),
+    ("/api/v1/account/subscriptions/{subscription_id}/", "patch"),
     ("/api/v1/account/transactions/", "get"),
     ("/api/v1/account/transactions/{transaction_id}/", "get"),
     ("/api/v1/partner/activate/", "post"),

@@ -84,7 +84,9 @@ async fn gifts_refuse_what_they_cannot_give(backend: Backend) {
         .and_where(Expr::col("id").eq(uuid::Uuid::parse_str(&quitter).expect("id")))
         .to_owned();
     suite.database().execute(&deactivate).await.expect("deactivated");
-    for (n, recipient) in ["demo", "DEMO", "nobody-by-that-name", "no", "a:b", &quitter_name].into_iter().enumerate() {
+    for (n, recipient) in
+        ["demo", "DEMO", "nobody-by-that-name", "", "no", "a:b", &quitter_name].into_iter().enumerate()
+    {
         let refused = gift(&suite, &payer, &offer, recipient, &format!("refused-{n}")).await;
         refused.assert_problem(400, "invalid_recipient");
     }

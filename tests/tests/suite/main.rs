@@ -20,5 +20,6 @@ mod outbox;
 mod partner;
 mod provisioning;
 mod reflection;
+mod renewals;
 mod tls;
 mod topology;

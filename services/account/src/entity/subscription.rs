@@ -10,6 +10,8 @@ pub struct Model {
     pub offer_name: String,
     pub activated_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,
+    /// Renewed from the balance before it ends.
+    pub auto_renew: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

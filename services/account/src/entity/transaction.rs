@@ -98,6 +98,11 @@ pub struct Model {
     pub extended_to: Option<DateTimeUtc>,
     /// A gift's recipient, who owns its subscription.
     pub recipient_id: Option<Uuid>,
+    /// Its success turns on the subscription's automatic renewal.
+    pub auto_renew: bool,
+    /// A renewal's period: the expiry it extends from, as it was when the
+    /// renewal was bought. At most one renewal not FAILED per period.
+    pub renews_from: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -67,6 +67,12 @@ const SUBSCRIPTIONS: &str = "SELECT s.id AS id, s.expires_at AS expires_at, MAX(
     FROM account_subscriptions s JOIN account_transactions t ON t.subscription_id = s.id AND t.status = 'SUCCESS' \
     GROUP BY s.id, s.expires_at";
 
+/// Periods of a subscription renewed more than once (a unique index keeps
+/// them out; this says so if it ever did not).
+const PERIODS: &str = "SELECT subscription_id AS id, renews_from AS period, COUNT(*) AS renewals \
+    FROM account_transactions WHERE renews_from IS NOT NULL AND status <> 'FAILED' \
+    GROUP BY subscription_id, renews_from HAVING COUNT(*) > 1";
+
 /// What is wrong with one transaction's transfers, if anything.
 fn transaction_fault(status: &str, holds: i64, sales: i64, refunds: i64, to_payer: i64, subs: i64) -> Option<String> {
     if holds != 1 {
@@ -158,6 +164,12 @@ impl Ledger {
                     extended.map_or("nothing".into(), |e| e.to_string())
                 ));
             }
+        }
+        for row in self.db.query_all_raw(Statement::from_string(backend, PERIODS)).await? {
+            let id: Uuid = row.try_get("", "id")?;
+            let period: chrono::DateTime<chrono::Utc> = row.try_get("", "period")?;
+            let renewals: i64 = row.try_get("", "renewals")?;
+            violations.push(format!("subscription {id}: the period ending {period} renewed {renewals} times"));
         }
         Ok(Books { totals, sum, violations })
     }

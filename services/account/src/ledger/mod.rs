@@ -9,6 +9,7 @@ mod books;
 mod check;
 mod purchase;
 mod queries;
+mod renewal;
 mod settle;
 
 use chrono::{DateTime, Duration, Utc};

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use offers_proto::contracts::{Idempotency, Payer, ProvisionJob, PurchaseKind, PurchaseOrder, Step};
-use offers_proto::ids::TransactionId;
+use offers_proto::ids::{SubscriptionId, TransactionId, UserId};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
 };
@@ -16,7 +16,7 @@ use super::books::{PENDING, Transfer};
 use super::{Ledger, MAX_AMOUNT, kind_label, span};
 use crate::entity::account::Kind as AccountKind;
 use crate::entity::transaction::{self, Kind, Model as Transaction, Status};
-use crate::entity::{idempotency_key, transfer};
+use crate::entity::{idempotency_key, subscription, transfer};
 use crate::error::LedgerError;
 
 pub struct Purchased {
@@ -163,6 +163,22 @@ impl Ledger {
         Ok(())
     }
 
+    /// The period a renewal of `subscription` renews: the expiry it runs to
+    /// now. Another user's subscription does not exist.
+    async fn period_of(
+        &self,
+        txn: &DatabaseTransaction,
+        subscription: SubscriptionId,
+        owner: UserId,
+    ) -> Result<DateTime<Utc>, LedgerError> {
+        subscription::Entity::find_by_id(subscription.uuid())
+            .one(txn)
+            .await?
+            .filter(|s| s.user_id == owner.uuid())
+            .map(|s| s.expires_at)
+            .ok_or(LedgerError::NotFound("subscription"))
+    }
+
     async fn purchase_in(
         &self,
         txn: &DatabaseTransaction,
@@ -171,6 +187,10 @@ impl Ledger {
         let now = Utc::now();
         let id = TransactionId::generate().uuid();
         let columns = KindColumns::of(p);
+        let renews_from = match &p.kind {
+            PurchaseKind::Renewal { subscription } => Some(self.period_of(txn, *subscription, p.recipient).await?),
+            _ => None,
+        };
         let amount = p.offer.price;
         // The key first: a concurrent request with the same key waits here on
         // the unique index until this one ends, then fails and replays it —
@@ -227,10 +247,18 @@ impl Ledger {
             legacy: Set(false),
             extended_to: Set(None),
             recipient_id: Set(columns.recipient_id),
+            auto_renew: Set(p.auto_renew),
+            renews_from: Set(renews_from),
             created_at: Set(now),
             updated_at: Set(now),
         };
-        let created = transaction::Entity::insert(row).exec_with_returning(txn).await?;
+        let created = transaction::Entity::insert(row).exec_with_returning(txn).await.map_err(|e| {
+            if renews_from.is_some() && offers_kit::db::is_unique_violation(&e) {
+                LedgerError::Conflict("this period of the subscription is already renewed or being renewed".into())
+            } else {
+                e.into()
+            }
+        })?;
         self.enqueue(txn, &ProvisionJob { transaction_id: id.into(), attempt: 1, step: Step::Provision }, now).await?;
         Ok(created)
     }

@@ -276,9 +276,10 @@ impl Ledger {
     }
 
     /// SUCCESS: the held money becomes revenue; a renewal extends its
-    /// subscription from its expiry (or from now, if it had lapsed); an
-    /// activation extends the user's running subscription to the same offer,
-    /// or starts one.
+    /// subscription from its expiry (if bought while it ran, whenever it
+    /// settles; from now if bought after it lapsed); an activation extends
+    /// the user's running subscription to the same offer, or starts one.
+    /// An order that asked for it turns on the subscription's renewal.
     async fn provisioned(
         &self,
         txn: &DatabaseTransaction,
@@ -301,9 +302,14 @@ impl Ledger {
         };
         let (subscription_id, expires_at) = match existing {
             Some(sub) => {
-                let from = Ord::max(sub.expires_at, now);
+                // A renewal bought while its period ran extends from that
+                // period's end however late it settles: no gap, no overlap.
+                // Anything else extends a lapsed subscription from now.
+                let bought_in_time = tx.renews_from.is_some_and(|period| period >= tx.created_at);
+                let from = if bought_in_time { sub.expires_at } else { Ord::max(sub.expires_at, now) };
                 subscription::Entity::update_many()
                     .col_expr(subscription::Column::ExpiresAt, Expr::value(from + length))
+                    .col_expr(subscription::Column::AutoRenew, Expr::value(sub.auto_renew || tx.auto_renew))
                     .col_expr(subscription::Column::UpdatedAt, Expr::value(now))
                     .filter(subscription::Column::Id.eq(sub.id))
                     .exec(txn)
@@ -319,6 +325,7 @@ impl Ledger {
                     offer_name: Set(tx.offer_name.clone()),
                     activated_at: Set(now),
                     expires_at: Set(now + length),
+                    auto_renew: Set(tx.auto_renew),
                     created_at: Set(now),
                     updated_at: Set(now),
                 };

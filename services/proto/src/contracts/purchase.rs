@@ -22,6 +22,9 @@ pub struct PurchaseOrder {
     pub kind: PurchaseKind,
     /// `None` when the caller sent no idempotency key.
     pub idempotency: Option<Idempotency>,
+    /// Once it succeeds, the subscription renews itself from the
+    /// recipient's balance (activations only: see [`PurchaseOrder::renewing`]).
+    pub auto_renew: bool,
 }
 
 /// What kind of purchase, with what only that kind carries.
@@ -120,7 +123,17 @@ impl PurchaseOrder {
             return Err(OrderError::NotOnSale(offer.code.clone()));
         }
         let offer = OfferSnapshot::try_from(offer)?;
-        Ok(Self { recipient, offer, kind, idempotency })
+        Ok(Self { recipient, offer, kind, idempotency, auto_renew: false })
+    }
+
+    /// The order, asking that what it buys renew itself: only a user's own
+    /// activation can (a gift's or a partner's recipient did not agree to
+    /// pay for the next period; a renewal leaves the setting as it is).
+    pub fn renewing(self, auto_renew: bool) -> Result<Self, OrderError> {
+        if auto_renew && self.kind != PurchaseKind::Activation {
+            return Err(OrderError::Malformed("auto_renew is for a user's own activation"));
+        }
+        Ok(Self { auto_renew, ..self })
     }
 
     pub fn payer(&self) -> Payer {
@@ -199,6 +212,7 @@ impl From<PurchaseOrder> for account::PurchaseRequest {
             request_hash,
             replay_only: false,
             payer_id,
+            auto_renew: order.auto_renew,
         }
     }
 }
@@ -240,12 +254,14 @@ impl TryFrom<account::PurchaseRequest> for PurchaseOrder {
         if kind == (PurchaseKind::Gift { payer: recipient }) {
             return Err(OrderError::Malformed("a gift is for someone other than its payer"));
         }
-        Ok(Self {
+        let order = Self {
             recipient,
             offer: OfferSnapshot::try_from(offer)?,
             kind,
             idempotency: Idempotency::from_wire(wire.idempotency_scope, wire.idempotency_key, wire.request_hash)?,
-        })
+            auto_renew: false,
+        };
+        order.renewing(wire.auto_renew)
     }
 }
 
@@ -302,6 +318,24 @@ mod tests {
                 let order = PurchaseOrder::new(user, kind.clone(), &offer(), idempotency).expect("order");
                 let wire = account::PurchaseRequest::from(order.clone());
                 assert_eq!(PurchaseOrder::try_from(wire), Ok(order));
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_users_own_activation_renews_itself() {
+        let user = UserId::generate();
+        for kind in kinds() {
+            let order = PurchaseOrder::new(user, kind.clone(), &offer(), None).expect("order");
+            let renewing = order.clone().renewing(true);
+            if kind == PurchaseKind::Activation {
+                let renewing = renewing.expect("an activation may renew itself");
+                let wire = account::PurchaseRequest::from(renewing.clone());
+                assert_eq!(PurchaseOrder::try_from(wire), Ok(renewing));
+            } else {
+                assert!(matches!(renewing, Err(OrderError::Malformed(_))), "{kind:?}");
+                let wire = account::PurchaseRequest { auto_renew: true, ..account::PurchaseRequest::from(order) };
+                assert!(PurchaseOrder::try_from(wire).is_err(), "{kind:?} on the wire");
             }
         }
     }
