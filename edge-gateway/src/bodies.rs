@@ -19,11 +19,13 @@ pub struct ActivateBody {
     /// A gift: the username of another active user, who gets the
     /// subscription while the caller pays (and alone sees the transaction
     /// and its status). Absent: the caller buys for themselves.
+    #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false, pattern = "^[A-Za-z0-9_.-]{3,64}$")]
     pub recipient: Option<String>,
     /// Renew the subscription automatically from the balance before it
     /// ends, at the offer's price then (not with `recipient`: the recipient
     /// turns it on themselves). Off when absent.
+    #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
     pub auto_renew: Option<bool>,
 }
@@ -75,6 +77,12 @@ pub struct PartnerActivateBody {
     #[schema(minimum = 1)]
     #[serde(deserialize_with = "whole_number")]
     pub amount: i64,
+}
+
+/// An optional field that, when present, must hold a value: the document
+/// says it is not nullable, so `null` is refused rather than read as absent.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
 }
 
 /// An integer as JSON Schema counts them: `1500.0` is one too (clients

@@ -5,7 +5,7 @@ use utoipa::ToSchema;
 
 use offers_kit::ErrorCode;
 
-use super::{Page, PageQuery, Transaction, rfc3339, short};
+use super::{Page, PageQuery, Transaction, rfc3339, short, status_name};
 use crate::Upstreams;
 use crate::bodies::{Object, SubscriptionChange};
 use crate::context::UserCaller;
@@ -28,7 +28,8 @@ pub struct Balance {
     "id": "0193a5b2-0c0c-7d0d-8e0e-0f1a2b3c4d5e", "offer_id": "0193a5a0-11aa-7bbb-8ccc-0d1e2f3a4b5c",
     "offer_name": "Data 1 GB", "status": "ACTIVE", "activated_at": "2026-11-27T10:15:02.500000Z",
     "expires_at": "2026-12-27T10:15:02.500000Z", "auto_renew": true,
-    "next_renewal_at": "2026-12-27T10:15:02.500000Z"
+    "next_renewal_at": "2026-12-27T10:15:02.500000Z",
+    "last_renewal": {"status": "FAILED", "at": "2026-12-26T10:20:00.000000Z", "reason": "insufficient_balance"}
 })))]
 pub struct Subscription {
     #[schema(format = Uuid)]
@@ -48,6 +49,24 @@ pub struct Subscription {
     /// subscription from its expiry); null unless `auto_renew`.
     #[schema(format = DateTime)]
     pub next_renewal_at: Option<String>,
+    /// How the latest automatic renewal went; null before the first.
+    pub last_renewal: Option<LastRenewal>,
+}
+
+/// An automatic renewal's state or outcome.
+#[derive(Serialize, ToSchema)]
+pub struct LastRenewal {
+    /// `PENDING` while it provisions; `FAILED` when it charged nothing or
+    /// was refunded.
+    #[schema(pattern = "^(PENDING|SUCCESS|FAILED)$")]
+    pub status: String,
+    #[schema(format = DateTime)]
+    pub at: Option<String>,
+    /// Why it failed: `insufficient_balance` (top up before the end; it is
+    /// tried again), `offer_inactive` and `lapsed` (automatic renewal is
+    /// off), `price_changed` (not charged at a price not announced), or the
+    /// provider's reason.
+    pub reason: Option<String>,
 }
 
 problems!(BalanceProblems = CREDENTIALS, UPSTREAM);
@@ -63,6 +82,11 @@ impl From<pb::Subscription> for Subscription {
             expires_at: rfc3339(s.expire_time.as_ref()),
             auto_renew: s.auto_renew,
             next_renewal_at: rfc3339(s.next_renewal_time.as_ref()),
+            last_renewal: s.last_renewal.map(|r| LastRenewal {
+                status: status_name(r.status()),
+                at: rfc3339(r.time.as_ref()),
+                reason: (!r.reason.is_empty()).then_some(r.reason),
+            }),
             id: s.id,
             offer_id: s.offer_id,
             offer_name: s.offer_name,

@@ -164,8 +164,9 @@ pub struct Transaction {
     #[schema(format = Uuid)]
     pub id: String,
     /// `GIFT`: bought by the caller for another user, who has the
-    /// subscription.
-    #[schema(pattern = "^(ACTIVATION|RENEWAL|PARTNER_ACTIVATION|GIFT)$")]
+    /// subscription; `AUTO_RENEWAL`: the renewal pass renewed the caller's
+    /// subscription, as they asked.
+    #[schema(pattern = "^(ACTIVATION|RENEWAL|PARTNER_ACTIVATION|GIFT|AUTO_RENEWAL)$")]
     pub kind: String,
     #[schema(format = Uuid)]
     pub offer_id: String,

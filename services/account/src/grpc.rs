@@ -54,6 +54,16 @@ fn subscription_proto(s: subscription::Model) -> pb::Subscription {
         auto_renew: s.auto_renew,
         // A renewal takes effect where the subscription ends.
         next_renewal_time: s.auto_renew.then(|| to_timestamp(s.expires_at)),
+        last_renewal: match (s.last_renewal_status.as_deref(), s.last_renewal_at) {
+            (Some(status), Some(at)) => Some(pb::RenewalOutcome {
+                status: pb::TransactionStatus::from_str_name(&format!("TRANSACTION_STATUS_{status}"))
+                    .unwrap_or_default()
+                    .into(),
+                time: Some(to_timestamp(at)),
+                reason: s.last_renewal_reason.unwrap_or_default(),
+            }),
+            _ => None,
+        },
     }
 }
 
@@ -399,6 +409,43 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
             None => return Err(Error::invalid_request("id or of_offer is required").into()),
         }?;
         Ok(Response::new(pb::LookupSubscriptionResponse { subscription: Some(subscription_proto(found)) }))
+    }
+
+    async fn list_renewals_due(
+        &self,
+        request: Request<pb::ListRenewalsDueRequest>,
+    ) -> Result<Response<pb::ListRenewalsDueResponse>, Status> {
+        let b = request.into_inner();
+        let due_before = b
+            .due_before
+            .as_ref()
+            .and_then(from_timestamp)
+            .ok_or_else(|| Error::invalid_request("due_before is required"))?;
+        let limit = page_size(b.page_size)?;
+        let items = self.0.renewals_due(due_before, page_after(&b.page_token)?, limit + 1).await?;
+        let (items, next_page_token) = page(items, limit, |(s, _)| s.id);
+        let renewals = items
+            .into_iter()
+            .map(|(s, last_price)| pb::DueRenewal { subscription: Some(subscription_proto(s)), last_price })
+            .collect();
+        Ok(Response::new(pb::ListRenewalsDueResponse { renewals, next_page_token }))
+    }
+
+    async fn note_renewal(
+        &self,
+        request: Request<pb::NoteRenewalRequest>,
+    ) -> Result<Response<pb::NoteRenewalResponse>, Status> {
+        let b = request.into_inner();
+        let period_end = b
+            .period_end
+            .as_ref()
+            .and_then(from_timestamp)
+            .ok_or_else(|| Error::invalid_request("period_end is required"))?;
+        if b.reason.is_empty() {
+            return Err(Error::invalid_request("reason is required").into());
+        }
+        let (applied, s) = self.0.note_renewal(parse_id(&b.subscription_id)?, period_end, &b.reason, b.stop).await?;
+        Ok(Response::new(pb::NoteRenewalResponse { subscription: Some(subscription_proto(s)), applied }))
     }
 
     async fn list_expiring_subscriptions(

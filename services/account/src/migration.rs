@@ -416,9 +416,10 @@ impl MigrationTrait for GiftRecipients {
     }
 }
 
-/// Automatic renewal: the subscription's choice, the purchase's wish to
-/// make it (set on success), and the period each renewal renews, unique
-/// among the renewals not failed so one period is never charged twice.
+/// Automatic renewal: the subscription's choice and its latest outcome, the
+/// purchase's wish to make it (set on success), and the period each
+/// renewal renews, unique among the renewals not failed so one period is
+/// never charged twice.
 struct RenewalPeriods;
 
 impl MigrationName for RenewalPeriods {
@@ -430,9 +431,15 @@ impl MigrationName for RenewalPeriods {
 #[async_trait::async_trait]
 impl MigrationTrait for RenewalPeriods {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        let subscriptions =
-            Table::alter().table("account_subscriptions").add_column(boolean("auto_renew").default(false)).to_owned();
-        m.alter_table(subscriptions).await?;
+        let subscriptions = [
+            boolean("auto_renew").default(false).to_owned(),
+            string_len_null("last_renewal_status", 16),
+            timestamp_with_time_zone_null("last_renewal_at"),
+            string_null("last_renewal_reason"),
+        ];
+        for mut column in subscriptions {
+            m.alter_table(Table::alter().table("account_subscriptions").add_column(&mut column).to_owned()).await?;
+        }
         let wish =
             Table::alter().table("account_transactions").add_column(boolean("auto_renew").default(false)).to_owned();
         m.alter_table(wish).await?;

@@ -4,6 +4,7 @@
 mod error;
 mod grpc;
 mod provider;
+pub mod renewals;
 mod service;
 mod settings;
 pub mod simulator;
@@ -22,7 +23,7 @@ use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminService
 use offers_proto::contracts::{Job, ProvisionJob};
 
 pub use provider::PROVIDER_CALL_HISTOGRAM;
-pub use settings::ProvisioningSettings;
+pub use settings::{ProvisioningSettings, RenewalSettings};
 
 use crate::grpc::ActivationApi;
 use crate::provider::Provider;
@@ -69,4 +70,17 @@ pub fn build_worker(settings: &ProvisioningSettings, deps: WorkerDeps) -> Result
     Ok(Parts::default().task("provisioning worker", move |stop| async move {
         bus.consume(ProvisionJob::TOPIC, worker, stop).await;
     }))
+}
+
+/// What the renewal pass calls.
+pub struct RenewalDeps {
+    pub ledger: LedgerServiceClient<InternalChannel>,
+    pub catalog: CatalogAdminServiceClient<InternalChannel>,
+}
+
+/// The renewal pass, every `renewal.interval` until shutdown.
+pub fn build_renewals(settings: &RenewalSettings, deps: RenewalDeps) -> Parts {
+    let renewals = renewals::Renewals { ledger: deps.ledger, catalog: deps.catalog, lead: settings.lead };
+    let interval = settings.interval;
+    Parts::default().task("renewal pass", move |stop| renewals.run(interval, stop))
 }

@@ -61,3 +61,30 @@ impl Validate for ProvisioningSettings {
         p.check(self.simulator_failure_percent <= 100, "simulator_failure_percent", "must be 0 to 100");
     }
 }
+
+/// The renewal pass (run by the scheduler role).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RenewalSettings {
+    /// How long before its end a subscription asking for it is renewed.
+    #[serde(with = "humantime_serde")]
+    pub lead: Duration,
+    /// How often the pass runs (it also retries what charged nothing, until
+    /// the subscription ends).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for RenewalSettings {
+    fn default() -> Self {
+        Self { lead: Duration::from_hours(24), interval: Duration::from_mins(10) }
+    }
+}
+
+impl Validate for RenewalSettings {
+    fn validate(&self, p: &mut Problems) {
+        p.within("lead", self.lead, Duration::from_mins(1)..=Duration::from_hours(30 * 24));
+        p.within("interval", self.interval, Duration::from_secs(1)..=Duration::from_hours(24));
+        p.check(self.interval < self.lead, "interval", "must be below lead (a pass must come before the end)");
+    }
+}

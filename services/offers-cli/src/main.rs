@@ -138,6 +138,14 @@ enum Job {
         #[arg(long)]
         at: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Renew, from their owners' balances, the subscriptions asking for it
+    /// that end within renewal.lead (what the scheduler role does every
+    /// renewal.interval).
+    Renewals {
+        /// Run as of this time (RFC 3339) instead of now.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    },
 }
 
 #[derive(Args)]
@@ -223,6 +231,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => anyhow::bail!("another expiring-subscriptions run holds the lock; nothing done"),
             }
+        }
+        Command::Jobs { data_dir, job: Job::Renewals { at } } => {
+            let _telemetry = offers_kit::telemetry::init(&settings.telemetry)?;
+            let settings = or_embedded(settings, &data_dir)?;
+            let token = settings.internal_token().context(NO_CREDENTIAL)?;
+            let report = offers::cron::renewals(&settings, token, at.unwrap_or_else(chrono::Utc::now)).await?;
+            println!(
+                "renewed: {}; in progress: {}; not charged: {}; lapsed: {}; could not try: {}",
+                report.renewed, report.in_progress, report.not_charged, report.lapsed, report.failed
+            );
+            anyhow::ensure!(report.failed == 0, "{} renewals could not be tried; run again", report.failed);
+            Ok(())
         }
         Command::Roles => {
             let facts: Vec<_> = Role::ALL.iter().map(|r| r.facts()).collect();

@@ -1,6 +1,7 @@
 //! One-shot jobs, for Kubernetes CronJobs (and for trying things by hand).
 
 use chrono::{DateTime, Utc};
+use offers_activation::renewals::{RenewalReport, Renewals};
 use offers_notifier::RunReport;
 
 use crate::clients::InternalClients;
@@ -23,4 +24,13 @@ pub async fn expiring_subscriptions(
         _ => Some(offers_kit::bus::from_settings(&settings.bus)?),
     };
     Ok(offers_notifier::run_once(&settings.notifier, db, clients.ledger, bus, at).await?)
+}
+
+/// One renewal pass as of `at`: renews what ends within `renewal.lead` of
+/// it from its owner's balance (safe beside the scheduler role's own passes:
+/// the ledger charges a period once).
+pub async fn renewals(settings: &Settings, token: &str, at: DateTime<Utc>) -> anyhow::Result<RenewalReport> {
+    let clients = InternalClients::new(settings, token)?;
+    let renewals = Renewals { ledger: clients.ledger, catalog: clients.catalog, lead: settings.renewal.lead };
+    Ok(renewals.run_once(at).await?)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use offers_account::{GiftingSettings, LedgerSettings};
-use offers_activation::ProvisioningSettings;
+use offers_activation::{ProvisioningSettings, RenewalSettings};
 use offers_auth::AuthSettings;
 use offers_catalog::CatalogSettings;
 use offers_gateway::GatewaySettings;
@@ -66,6 +66,7 @@ pub struct Settings {
     pub ledger: LedgerSettings,
     pub gifting: GiftingSettings,
     pub provisioning: ProvisioningSettings,
+    pub renewal: RenewalSettings,
     pub partner: PartnerSettings,
     pub notifier: NotifierSettings,
     /// Currency of balances and offers (ISO 4217).
@@ -105,6 +106,7 @@ impl Default for Settings {
             ledger: LedgerSettings::default(),
             gifting: GiftingSettings::default(),
             provisioning: ProvisioningSettings::default(),
+            renewal: RenewalSettings::default(),
             partner: PartnerSettings::default(),
             notifier: NotifierSettings::default(),
             currency: "EUR".into(),
@@ -270,6 +272,7 @@ impl Validate for Settings {
         p.section("catalog", &self.catalog);
         p.section("ledger", &self.ledger);
         p.section("gifting", &self.gifting);
+        p.section("renewal", &self.renewal);
         p.section("provisioning", &self.provisioning);
         p.section("partner", &self.partner);
         p.section("notifier", &self.notifier);

@@ -90,6 +90,10 @@ async fn gifts_refuse_what_they_cannot_give(backend: Backend) {
         let refused = gift(&suite, &payer, &offer, recipient, &format!("refused-{n}")).await;
         refused.assert_problem(400, "invalid_recipient");
     }
+    // Not nullable, as the document says: null is no "absent".
+    for body in [json!({"offer_id": offer, "recipient": null}), json!({"offer_id": offer, "auto_renew": null})] {
+        suite.api.post("/api/v1/activation/", Some(&payer), &body).await.assert_problem(400, "invalid_request");
+    }
     assert_eq!(suite.balance(&payer).await, before, "nothing charged");
 
     for n in 0..2 {

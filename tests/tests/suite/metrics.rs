@@ -176,7 +176,7 @@ const GRPC_CODES: &[&str] = &[
 ];
 const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other"];
 const TX_STATUSES: &[&str] = &["SUCCESS", "FAILED"];
-const TX_KINDS: &[&str] = &["ACTIVATION", "RENEWAL", "PARTNER_ACTIVATION"];
+const TX_KINDS: &[&str] = &["ACTIVATION", "RENEWAL", "PARTNER_ACTIVATION", "GIFT", "AUTO_RENEWAL"];
 const OUTBOX_TABLES: &[&str] = &["account_outbox", "notifier_outbox"];
 
 /// Every label of every metric, and the set it draws from. A new label
@@ -213,6 +213,19 @@ const LABELS: &[(&str, &str, Bound)] = &[
             "inquired_provisioned",
             "inquired_not_provisioned",
             "review",
+        ]),
+    ),
+    (
+        "offers_renewals_total",
+        "outcome",
+        Bound::Values(&[
+            "renewed",
+            "provisioning_failed",
+            "insufficient_balance",
+            "offer_inactive",
+            "price_changed",
+            "lapsed",
+            "other",
         ]),
     ),
     ("offers_activation_status_cache_total", "result", Bound::Values(&["hit", "expired", "miss"])),

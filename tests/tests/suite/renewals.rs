@@ -1,10 +1,44 @@
 //! Renewals: automatic renewal as each subscription's owner chooses it,
-//! and one charge per period of a subscription, whoever renews it.
+//! one charge per period of a subscription whoever renews it, and the
+//! renewal pass (`offers jobs renewals --at`, so a test moves time instead
+//! of waiting for it).
 
 use offers_tests::{TestSuite, both};
 use serde_json::json;
 
-both!(auto_renewal_is_the_owners_choice, a_period_is_renewed_once);
+both!(
+    auto_renewal_is_the_owners_choice,
+    a_period_is_renewed_once,
+    the_pass_renews_what_asks_for_it_once_from_the_old_expiry,
+    a_renewal_without_balance_charges_nothing_then_lapses,
+    passes_at_once_charge_a_period_once,
+);
+
+/// One renewal pass as of `at`; its report line.
+async fn pass(suite: &TestSuite, at: chrono::DateTime<chrono::Utc>) -> String {
+    let at = at.to_rfc3339();
+    let run = suite.offers_cli(&["jobs", "renewals", "--at", &at]).await;
+    let out = String::from_utf8_lossy(&run.stdout).to_string();
+    assert!(run.status.success(), "{out}{}", String::from_utf8_lossy(&run.stderr));
+    out
+}
+
+/// Buys `code` with automatic renewal as `token`'s user; the subscription
+/// once it settled.
+async fn bought_renewing(suite: &TestSuite, token: &str, code: &str) -> serde_json::Value {
+    let offer = suite.offer_id(token, code).await;
+    let bought =
+        suite.api.post("/api/v1/activation/", Some(token), &json!({"offer_id": offer, "auto_renew": true})).await;
+    assert_eq!(bought.status, 202, "{}", bought.body);
+    assert_eq!(suite.settled(token, bought.str("transaction_id")).await.body["status"], "SUCCESS");
+    subscription(suite, token, &offer).await
+}
+
+/// The caller's transactions of `kind`.
+async fn of_kind(suite: &TestSuite, token: &str, kind: &str) -> Vec<serde_json::Value> {
+    let page = suite.api.get("/api/v1/account/transactions/?limit=200", Some(token)).await;
+    page.body["results"].as_array().expect("results").iter().filter(|t| t["kind"] == kind).cloned().collect()
+}
 
 fn time(value: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(value.as_str().expect("a time")).expect("rfc3339").to_utc()
@@ -83,4 +117,74 @@ async fn a_period_is_renewed_once(suite: &TestSuite) {
     let renewed = subscription(suite, &token, &bought.offer).await;
     assert_eq!(time(&renewed["expires_at"]) - expires, chrono::Duration::days(2), "two periods of one day, no gap");
     assert_eq!(suite.balance(&token).await, before - 200);
+}
+
+async fn the_pass_renews_what_asks_for_it_once_from_the_old_expiry(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let sub = bought_renewing(suite, &token, "DATA-1GB").await;
+    let ends = time(&sub["expires_at"]);
+    // Someone who did not ask is left alone.
+    let other = suite.token("demo2").await;
+    let theirs = suite.api.post("/api/v1/activation/", Some(&other), &json!({"offer_id": sub["offer_id"]})).await;
+    suite.settled(&other, theirs.str("transaction_id")).await;
+    let (before, others_before) = (suite.balance(&token).await, suite.balance(&other).await);
+
+    // A day's lead: a week before the end nothing is due; an hour before, it is.
+    assert!(pass(suite, ends - chrono::Duration::days(7)).await.contains("renewed: 0;"));
+    assert!(pass(suite, ends - chrono::Duration::hours(1)).await.contains("renewed: 1;"));
+    let renewal = of_kind(suite, &token, "AUTO_RENEWAL").await;
+    assert_eq!(renewal.len(), 1, "{renewal:?}");
+    let id = renewal[0]["id"].as_str().expect("id").to_string();
+    assert_eq!(suite.settled(&token, &id).await.body["status"], "SUCCESS");
+    let renewed = subscription(suite, &token, sub["offer_id"].as_str().expect("offer")).await;
+    assert_eq!(time(&renewed["expires_at"]) - ends, chrono::Duration::days(7), "from the old expiry: {renewed}");
+    assert_eq!(
+        (renewed["last_renewal"]["status"].as_str(), renewed["auto_renew"].as_bool()),
+        (Some("SUCCESS"), Some(true))
+    );
+    assert_eq!(suite.balance(&token).await, before - 500);
+    assert_eq!(suite.balance(&other).await, others_before, "not asked, not charged");
+
+    // The same moment again, or the old period's: nothing more is due.
+    assert!(pass(suite, ends - chrono::Duration::hours(1)).await.contains("renewed: 0;"));
+    assert_eq!(suite.balance(&token).await, before - 500, "one period, one charge");
+}
+
+async fn a_renewal_without_balance_charges_nothing_then_lapses(suite: &TestSuite) {
+    let (_, token) = suite.user_with_balance(500).await;
+    let sub = bought_renewing(suite, &token, "DATA-1GB").await;
+    let (ends, offer) = (time(&sub["expires_at"]), sub["offer_id"].as_str().expect("offer").to_string());
+    assert_eq!(suite.balance(&token).await, 0);
+
+    for hours in [3, 2] {
+        let report = pass(suite, ends - chrono::Duration::hours(hours)).await;
+        assert!(report.contains("renewed: 0;") && report.contains("not charged: 1;"), "{report}");
+        let noted = subscription(suite, &token, &offer).await;
+        assert_eq!(noted["last_renewal"]["status"], "FAILED", "{noted}");
+        assert_eq!(noted["last_renewal"]["reason"], "insufficient_balance");
+        assert_eq!(noted["auto_renew"], true, "tried again until the end");
+    }
+    assert_eq!(suite.balance(&token).await, 0, "never below zero, nothing charged");
+    let report = pass(suite, ends + chrono::Duration::minutes(1)).await;
+    assert!(report.contains("lapsed: 1"), "{report}");
+    let lapsed = subscription(suite, &token, &offer).await;
+    assert_eq!(
+        (lapsed["auto_renew"].as_bool(), lapsed["last_renewal"]["reason"].as_str()),
+        (Some(false), Some("lapsed"))
+    );
+    assert!(of_kind(suite, &token, "AUTO_RENEWAL").await.is_empty());
+}
+
+/// Two passes at the same moment (two scheduler replicas, or a pass rerun
+/// after a crash): the period is charged once.
+async fn passes_at_once_charge_a_period_once(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let sub = bought_renewing(suite, &token, "VOICE-100").await;
+    let at = time(&sub["expires_at"]) - chrono::Duration::hours(1);
+    let before = suite.balance(&token).await;
+    let (first, second) = tokio::join!(pass(suite, at), pass(suite, at));
+    let renewed = [&first, &second].iter().filter(|r| r.contains("renewed: 1;")).count();
+    assert_eq!(renewed, 1, "{first}\n{second}");
+    assert_eq!(of_kind(suite, &token, "AUTO_RENEWAL").await.len(), 1);
+    assert_eq!(suite.balance(&token).await, before - 300);
 }

@@ -12,6 +12,11 @@ pub struct Model {
     pub expires_at: DateTimeUtc,
     /// Renewed from the balance before it ends.
     pub auto_renew: bool,
+    /// The latest automatic renewal: PENDING, SUCCESS or FAILED, when, and
+    /// why it failed.
+    pub last_renewal_status: Option<String>,
+    pub last_renewal_at: Option<DateTimeUtc>,
+    pub last_renewal_reason: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

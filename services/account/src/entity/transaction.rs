@@ -12,6 +12,8 @@ pub enum Kind {
     PartnerActivation,
     #[sea_orm(string_value = "GIFT")]
     Gift,
+    #[sea_orm(string_value = "AUTO_RENEWAL")]
+    AutoRenewal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
@@ -42,6 +44,7 @@ impl From<Kind> for pb::TransactionKind {
             Kind::Renewal => pb::TransactionKind::Renewal,
             Kind::PartnerActivation => pb::TransactionKind::PartnerActivation,
             Kind::Gift => pb::TransactionKind::Gift,
+            Kind::AutoRenewal => pb::TransactionKind::AutoRenewal,
         }
     }
 }

@@ -87,6 +87,7 @@ pub fn kind_label(kind: Kind) -> &'static str {
     match kind {
         Kind::Activation => "ACTIVATION",
         Kind::Renewal => "RENEWAL",
+        Kind::AutoRenewal => "AUTO_RENEWAL",
         Kind::PartnerActivation => "PARTNER_ACTIVATION",
         Kind::Gift => "GIFT",
     }

@@ -52,6 +52,9 @@ impl KindColumns {
             PurchaseKind::Renewal { subscription } => {
                 Self { subscription_id: Some(subscription.uuid()), ..only(Kind::Renewal) }
             }
+            PurchaseKind::AutoRenewal { subscription } => {
+                Self { subscription_id: Some(subscription.uuid()), ..only(Kind::AutoRenewal) }
+            }
             PurchaseKind::Partner { partner, reference } => Self {
                 partner_id: Some(partner.uuid()),
                 reference: Some(reference.clone()),
@@ -189,6 +192,11 @@ impl Ledger {
         let columns = KindColumns::of(p);
         let renews_from = match &p.kind {
             PurchaseKind::Renewal { subscription } => Some(self.period_of(txn, *subscription, p.recipient).await?),
+            PurchaseKind::AutoRenewal { subscription } => {
+                let period = self.period_of(txn, *subscription, p.recipient).await?;
+                self.renewal_outcome(txn, subscription.uuid(), Status::Pending, None, now).await?;
+                Some(period)
+            }
             _ => None,
         };
         let amount = p.offer.price;

@@ -1,14 +1,22 @@
 //! Automatic renewal as the ledger keeps it: each subscription's choice,
-//! set by its owner (or by a purchase that asked for it, when it succeeds).
+//! set by its owner (or by a purchase that asked for it, when it
+//! succeeds); which subscriptions the renewal pass must look at; and how
+//! their latest renewal went. The charge itself is an ordinary purchase
+//! (`PurchaseKind::AutoRenewal`), held to one per period like any renewal.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use offers_proto::ids::{SubscriptionId, UserId};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use uuid::Uuid;
 
 use super::Ledger;
 use crate::entity::subscription;
+use crate::entity::transaction::{self, Status};
 use crate::error::LedgerError;
+
+/// Why a renewal charged nothing, as the subscription shows it.
+pub const LAPSED: &str = "lapsed";
 
 impl Ledger {
     /// Turns a user's subscription's automatic renewal on or off; another
@@ -30,5 +38,104 @@ impl Ledger {
             return Err(LedgerError::NotFound("subscription"));
         }
         self.subscription(id).await
+    }
+
+    /// The subscriptions asking for renewal that end before `due_before`
+    /// (ended ones included), by id after `after`, each with what its
+    /// latest successful purchase charged (0 if none is known).
+    pub async fn renewals_due(
+        &self,
+        due_before: DateTime<Utc>,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<(subscription::Model, i64)>, LedgerError> {
+        let mut query = subscription::Entity::find()
+            .filter(subscription::Column::AutoRenew.eq(true))
+            .filter(subscription::Column::ExpiresAt.lt(due_before));
+        if let Some(after) = after {
+            query = query.filter(subscription::Column::Id.gt(after));
+        }
+        let due = query.order_by_asc(subscription::Column::Id).limit(limit).all(&self.db).await?;
+        let mut priced = Vec::with_capacity(due.len());
+        for sub in due {
+            let last = transaction::Entity::find()
+                .filter(transaction::Column::SubscriptionId.eq(sub.id))
+                .filter(transaction::Column::Status.eq(Status::Success))
+                .order_by_desc(transaction::Column::Id)
+                .one(&self.db)
+                .await?;
+            priced.push((sub, last.map_or(0, |t| t.amount)));
+        }
+        Ok(priced)
+    }
+
+    /// Records a renewal of the period ending `period_end` that charged
+    /// nothing, turning automatic renewal off with `stop`; nothing changes
+    /// if the subscription has moved on to another period since.
+    pub async fn note_renewal(
+        &self,
+        id: SubscriptionId,
+        period_end: DateTime<Utc>,
+        reason: &str,
+        stop: bool,
+    ) -> Result<(bool, subscription::Model), LedgerError> {
+        let now = Utc::now();
+        let mut update = subscription::Entity::update_many()
+            .col_expr(subscription::Column::LastRenewalStatus, Expr::value(Status::Failed.as_str()))
+            .col_expr(subscription::Column::LastRenewalAt, Expr::value(now))
+            .col_expr(
+                subscription::Column::LastRenewalReason,
+                Expr::value(reason.chars().take(200).collect::<String>()),
+            )
+            .col_expr(subscription::Column::UpdatedAt, Expr::value(now));
+        if stop {
+            update = update.col_expr(subscription::Column::AutoRenew, Expr::value(false));
+        }
+        let noted = update
+            .filter(subscription::Column::Id.eq(id.uuid()))
+            .filter(subscription::Column::ExpiresAt.eq(period_end))
+            .filter(subscription::Column::AutoRenew.eq(true))
+            .exec(&self.db)
+            .await?;
+        if noted.rows_affected == 1 {
+            metrics::counter!("offers_renewals_total", "outcome" => outcome_label(reason)).increment(1);
+        }
+        Ok((noted.rows_affected == 1, self.subscription(id).await?))
+    }
+
+    /// Sets the subscription's latest renewal outcome, in the caller's
+    /// database transaction (a purchase's or a settlement's).
+    pub(crate) async fn renewal_outcome(
+        &self,
+        db: &impl ConnectionTrait,
+        subscription: Uuid,
+        status: Status,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
+        subscription::Entity::update_many()
+            .col_expr(subscription::Column::LastRenewalStatus, Expr::value(status.as_str()))
+            .col_expr(subscription::Column::LastRenewalAt, Expr::value(at))
+            .col_expr(subscription::Column::LastRenewalReason, Expr::value(reason))
+            .filter(subscription::Column::Id.eq(subscription))
+            .exec(db)
+            .await?;
+        if status != Status::Pending {
+            let outcome = if status == Status::Success { "renewed" } else { "provisioning_failed" };
+            metrics::counter!("offers_renewals_total", "outcome" => outcome).increment(1);
+        }
+        Ok(())
+    }
+}
+
+/// The metric label of a renewal that charged nothing: one of the reasons
+/// the pass gives, never free text.
+fn outcome_label(reason: &str) -> &'static str {
+    match reason {
+        "insufficient_balance" => "insufficient_balance",
+        "offer_inactive" => "offer_inactive",
+        "price_changed" => "price_changed",
+        LAPSED => LAPSED,
+        _ => "other",
     }
 }

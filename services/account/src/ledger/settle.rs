@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::books::{PENDING, REVENUE, Transfer, is_system};
 use super::{Ledger, kind_label, span};
 use crate::entity::account::{self, Kind as AccountKind};
-use crate::entity::transaction::{self, Status};
+use crate::entity::transaction::{self, Kind, Status};
 use crate::entity::{resolution, subscription, transfer};
 use crate::error::LedgerError;
 
@@ -231,14 +231,18 @@ impl Ledger {
         }
         let tx = transaction::Entity::find_by_id(id).one(&txn).await?.ok_or(LedgerError::NotFound("transaction"))?;
         // Serialise everything that settles for the subscriber (the
-        // recipient of a gift) on their account row (FOR UPDATE on PostgreSQL; SQLite runs one transaction at a
-        // time anyway): two settlements extending one subscription must not
-        // both read the old expiry.
+        // recipient of a gift) on their account row (FOR UPDATE on
+        // PostgreSQL; SQLite runs one transaction at a time anyway): two
+        // settlements extending one subscription must not both read the old
+        // expiry.
         self.ensure_account(&txn, tx.subscriber(), AccountKind::User).await?;
         account::Entity::find_by_id(tx.subscriber()).lock_exclusive().one(&txn).await?;
         match outcome {
             Status::Success => self.provisioned(&txn, &tx, now).await?,
             _ => self.give_back(&txn, &tx).await?,
+        }
+        if let (Kind::AutoRenewal, Some(subscription)) = (tx.kind, tx.subscription_id) {
+            self.renewal_outcome(&txn, subscription, outcome, tx.failure_reason.clone(), now).await?;
         }
         if let Decision::Review(resolution) = &decision {
             let row = resolution::ActiveModel {
@@ -326,6 +330,9 @@ impl Ledger {
                     activated_at: Set(now),
                     expires_at: Set(now + length),
                     auto_renew: Set(tx.auto_renew),
+                    last_renewal_status: Set(None),
+                    last_renewal_at: Set(None),
+                    last_renewal_reason: Set(None),
                     created_at: Set(now),
                     updated_at: Set(now),
                 };

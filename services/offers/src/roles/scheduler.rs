@@ -1,4 +1,5 @@
-//! `scheduler`: the daily expiring-subscriptions pass and its outbox relay.
+//! `scheduler`: the daily expiring-subscriptions pass and its outbox relay,
+//! and the renewal pass.
 
 use offers_kit::Parts;
 
@@ -8,10 +9,10 @@ pub const NEEDS: Needs = Needs { database: true, bus: true, clients: true, serve
 
 pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
     let settings = &shared.settings;
-    let deps = offers_notifier::SchedulerDeps {
-        db: shared.db()?,
-        bus: shared.bus()?,
-        ledger: shared.clients()?.ledger.clone(),
-    };
-    Ok(offers_notifier::build_scheduler(&settings.notifier, deps))
+    let clients = shared.clients()?;
+    let deps = offers_notifier::SchedulerDeps { db: shared.db()?, bus: shared.bus()?, ledger: clients.ledger.clone() };
+    let mut parts = offers_notifier::build_scheduler(&settings.notifier, deps);
+    let renewals = offers_activation::RenewalDeps { ledger: clients.ledger.clone(), catalog: clients.catalog.clone() };
+    parts.merge(offers_activation::build_renewals(&settings.renewal, renewals));
+    Ok(parts)
 }

@@ -34,6 +34,8 @@ pub enum PurchaseKind {
     Activation,
     /// The user extends one of their subscriptions.
     Renewal { subscription: SubscriptionId },
+    /// The renewal pass extends a subscription whose owner asked for it.
+    AutoRenewal { subscription: SubscriptionId },
     /// A partner buys an offer for a user, from its own account; `reference`
     /// is what the partner and the user quote for it.
     Partner { partner: PartnerId, reference: String },
@@ -138,7 +140,9 @@ impl PurchaseOrder {
 
     pub fn payer(&self) -> Payer {
         match &self.kind {
-            PurchaseKind::Activation | PurchaseKind::Renewal { .. } => Payer::User(self.recipient),
+            PurchaseKind::Activation | PurchaseKind::Renewal { .. } | PurchaseKind::AutoRenewal { .. } => {
+                Payer::User(self.recipient)
+            }
             PurchaseKind::Partner { partner, .. } => Payer::Partner(*partner),
             PurchaseKind::Gift { payer } => Payer::User(*payer),
         }
@@ -148,6 +152,7 @@ impl PurchaseOrder {
         match self.kind {
             PurchaseKind::Activation => TransactionKind::Activation,
             PurchaseKind::Renewal { .. } => TransactionKind::Renewal,
+            PurchaseKind::AutoRenewal { .. } => TransactionKind::AutoRenewal,
             PurchaseKind::Partner { .. } => TransactionKind::PartnerActivation,
             PurchaseKind::Gift { .. } => TransactionKind::Gift,
         }
@@ -182,7 +187,9 @@ impl From<PurchaseOrder> for account::PurchaseRequest {
         let (mut subscription_id, mut partner_id, mut reference, mut payer_id) = Default::default();
         match order.kind {
             PurchaseKind::Activation => {}
-            PurchaseKind::Renewal { subscription } => subscription_id = subscription.to_string(),
+            PurchaseKind::Renewal { subscription } | PurchaseKind::AutoRenewal { subscription } => {
+                subscription_id = subscription.to_string();
+            }
             PurchaseKind::Partner { partner, reference: quoted } => {
                 (partner_id, reference) = (partner.to_string(), quoted);
             }
@@ -235,6 +242,9 @@ impl TryFrom<account::PurchaseRequest> for PurchaseOrder {
             (Ok(TransactionKind::Activation), (false, false, false, false)) => PurchaseKind::Activation,
             (Ok(TransactionKind::Renewal), (true, false, false, false)) => {
                 PurchaseKind::Renewal { subscription: SubscriptionId::parse(&wire.subscription_id)? }
+            }
+            (Ok(TransactionKind::AutoRenewal), (true, false, false, false)) => {
+                PurchaseKind::AutoRenewal { subscription: SubscriptionId::parse(&wire.subscription_id)? }
             }
             (Ok(TransactionKind::PartnerActivation), (false, true, true, false)) => {
                 PurchaseKind::Partner { partner: PartnerId::parse(&wire.partner_id)?, reference: wire.reference }
@@ -307,6 +317,7 @@ mod tests {
             PurchaseKind::Renewal { subscription: SubscriptionId::generate() },
             PurchaseKind::Partner { partner: PartnerId::generate(), reference: "ACT-1".into() },
             PurchaseKind::Gift { payer: UserId::generate() },
+            PurchaseKind::AutoRenewal { subscription: SubscriptionId::generate() },
         ]
     }
 
@@ -348,7 +359,9 @@ mod tests {
             let expected = match kind {
                 PurchaseKind::Partner { partner, .. } => Payer::Partner(partner),
                 PurchaseKind::Gift { payer } => Payer::User(payer),
-                PurchaseKind::Activation | PurchaseKind::Renewal { .. } => Payer::User(user),
+                PurchaseKind::Activation | PurchaseKind::Renewal { .. } | PurchaseKind::AutoRenewal { .. } => {
+                    Payer::User(user)
+                }
             };
             assert_eq!(order.payer(), expected);
         }
