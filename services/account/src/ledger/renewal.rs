@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use offers_proto::ids::{SubscriptionId, UserId};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
@@ -71,7 +71,9 @@ impl Ledger {
 
     /// Records a renewal of the period ending `period_end` that charged
     /// nothing, turning automatic renewal off with `stop`; nothing changes
-    /// if the subscription has moved on to another period since.
+    /// if the subscription has moved on to another period since, or if the
+    /// same note stands already (each pass retries, and the first failure's
+    /// time and a single count are what operators want).
     pub async fn note_renewal(
         &self,
         id: SubscriptionId,
@@ -91,12 +93,20 @@ impl Ledger {
         if stop {
             update = update.col_expr(subscription::Column::AutoRenew, Expr::value(false));
         }
-        let noted = update
+        let mut update = update
             .filter(subscription::Column::Id.eq(id.uuid()))
             .filter(subscription::Column::ExpiresAt.eq(period_end))
-            .filter(subscription::Column::AutoRenew.eq(true))
-            .exec(&self.db)
-            .await?;
+            .filter(subscription::Column::AutoRenew.eq(true));
+        if !stop {
+            // Spelled out: a NULL outcome must count as different.
+            let differs = Condition::any()
+                .add(subscription::Column::LastRenewalStatus.is_null())
+                .add(subscription::Column::LastRenewalStatus.ne(Status::Failed.as_str()))
+                .add(subscription::Column::LastRenewalReason.is_null())
+                .add(subscription::Column::LastRenewalReason.ne(reason));
+            update = update.filter(differs);
+        }
+        let noted = update.exec(&self.db).await?;
         if noted.rows_affected == 1 {
             metrics::counter!("offers_renewals_total", "outcome" => outcome_label(reason)).increment(1);
         }
