@@ -1,6 +1,7 @@
-//! The notifier: reminds users before their subscriptions expire. A daily
-//! scheduler queues reminders through its outbox; a worker delivers them by
-//! every channel that reaches the user.
+//! The notifier: reminds users before their subscriptions expire, and tells
+//! them when an automatic renewal charged nothing. A daily scheduler queues
+//! reminders through its outbox, the ledger sends renewal notices on the
+//! bus; a worker delivers both by every channel that reaches the user.
 
 mod channels;
 mod entity;
@@ -19,7 +20,7 @@ use offers_kit::grpc::InternalChannel;
 use offers_kit::outbox::Outbox;
 use offers_proto::account::v1::ledger_service_client::LedgerServiceClient;
 use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
-use offers_proto::contracts::Job;
+use offers_proto::contracts::{Job, RenewalNotice};
 use sea_orm::DatabaseConnection;
 
 pub use channels::{Channel, ChannelError, SendError, Text};
@@ -30,7 +31,7 @@ pub use settings::NotifierSettings;
 pub use worker::{ReminderJob, render};
 
 use crate::scheduler::Scheduler;
-use crate::worker::ReminderWorker;
+use crate::worker::{NoticeIntake, ReminderWorker};
 
 /// The notifier's outbox table.
 const OUTBOX: &str = "notifier_outbox";
@@ -49,9 +50,13 @@ pub fn build_delivery(settings: &NotifierSettings, deps: DeliveryDeps) -> Result
     let bus = deps.bus.clone();
     let worker = Arc::new(ReminderWorker::new(deps.db, deps.bus, deps.users, channels, settings.clone()));
     let reconciler = worker.clone();
+    let (intake, notices) = (Arc::new(NoticeIntake(worker.clone())), bus.clone());
     Ok(Parts::default()
         .task("reminder worker", move |stop| async move {
             bus.consume(ReminderJob::TOPIC, worker, stop).await;
+        })
+        .task("renewal notice intake", move |stop| async move {
+            notices.consume(RenewalNotice::TOPIC, intake, stop).await;
         })
         .task("reminder reconciler", move |stop| reconciler.reconcile(stop)))
 }

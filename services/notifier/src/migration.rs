@@ -2,7 +2,13 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateReminders), Box::new(ReminderJobs), Box::new(OutboxAttempts), Box::new(OutboxTrace)]
+    vec![
+        Box::new(CreateReminders),
+        Box::new(ReminderJobs),
+        Box::new(OutboxAttempts),
+        Box::new(OutboxTrace),
+        Box::new(RenewalNotices),
+    ]
 }
 
 struct CreateReminders;
@@ -139,5 +145,37 @@ impl MigrationName for OutboxTrace {
 impl MigrationTrait for OutboxTrace {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         offers_kit::outbox::Outbox::add_trace_context(m, crate::OUTBOX).await
+    }
+}
+
+/// Renewal notices travel as reminders with a `notice` (why a renewal
+/// charged nothing; empty for an expiry reminder), one per subscription,
+/// period and notice: the once-rule's index takes the notice in.
+struct RenewalNotices;
+
+impl MigrationName for RenewalNotices {
+    fn name(&self) -> &str {
+        "m20261207_000540_notifier_renewal_notices"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RenewalNotices {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let notice = string_len("notice", 32).default("").to_owned();
+        m.alter_table(Table::alter().table("notifier_reminders").add_column(notice).to_owned()).await?;
+        m.drop_index(Index::drop().name("notifier_reminders_once").table("notifier_reminders").to_owned()).await?;
+        m.create_index(
+            Index::create()
+                .name("notifier_reminders_once")
+                .table("notifier_reminders")
+                .col("subscription_id")
+                .col("window_hours")
+                .col("expires_at")
+                .col("notice")
+                .unique()
+                .to_owned(),
+        )
+        .await
     }
 }

@@ -174,6 +174,7 @@ impl Scheduler {
             expires_at: Set(expires_at),
             user_id: Set(user_id),
             offer_name: Set(s.offer_name.clone()),
+            notice: Set(String::new()),
             status: Set(reminder::Status::Queued),
             sent_channels: Set(String::new()),
             attempts: Set(0),
@@ -191,6 +192,7 @@ impl Scheduler {
                     reminder::Column::SubscriptionId,
                     reminder::Column::WindowHours,
                     reminder::Column::ExpiresAt,
+                    reminder::Column::Notice,
                 ])
                 .do_nothing()
                 .to_owned(),

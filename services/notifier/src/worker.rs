@@ -10,9 +10,9 @@ use offers_kit::grpc::InternalChannel;
 use offers_kit::lease::{Follow, Lease, Redrive};
 use offers_kit::{Error, ErrorCode};
 use offers_proto::auth::v1::{self as auth, user_admin_service_client::UserAdminServiceClient};
-use offers_proto::contracts::Job;
-use sea_orm::sea_query::{Condition, Expr, ExprTrait};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use offers_proto::contracts::{Job, RenewalNotice};
+use sea_orm::sea_query::{Condition, Expr, ExprTrait, OnConflict};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -44,8 +44,48 @@ pub struct ReminderWorker {
     lease: Lease,
 }
 
-pub fn render(name: &str, offer: &str, expires_at: chrono::DateTime<Utc>) -> Text {
+/// The text of a reminder: an expiry reminder, or (with a `notice`) why
+/// an automatic renewal charged nothing.
+pub fn render(name: &str, offer: &str, expires_at: chrono::DateTime<Utc>, notice: &str) -> Text {
     let when = expires_at.format("%Y-%m-%d %H:%M UTC");
+    let renewal = |subject: String, what: String| Text {
+        subject,
+        body: format!("Hello {name},\n\n{what}\n\n— Offers\n"),
+        short: format!("Offers: {what}"),
+    };
+    match notice {
+        "insufficient_balance" => {
+            return renewal(
+                format!("We could not renew your {offer}"),
+                format!(
+                    "We could not renew your {offer}: your balance does not cover it. Top up by {when} \
+                     and it will be renewed; otherwise it ends then."
+                ),
+            );
+        }
+        "offer_inactive" => {
+            return renewal(
+                format!("Your {offer} will not renew"),
+                format!("Your {offer} will not renew: the offer is no longer sold. It ends on {when}."),
+            );
+        }
+        "price_changed" => {
+            return renewal(
+                format!("Your {offer} was not renewed"),
+                format!(
+                    "Your {offer} was not renewed automatically: its price has changed. Renew it yourself \
+                     by {when} to keep it."
+                ),
+            );
+        }
+        "lapsed" => {
+            return renewal(
+                format!("Your {offer} has ended"),
+                format!("Your {offer} ended on {when} without a renewal; automatic renewal is now off."),
+            );
+        }
+        _ => {}
+    }
     Text {
         subject: format!("Your {offer} ends on {}", expires_at.format("%Y-%m-%d")),
         body: format!(
@@ -133,7 +173,7 @@ impl ReminderWorker {
             return Ok(None);
         }
         let name = if user.first_name.is_empty() { user.username.clone() } else { user.first_name.clone() };
-        let text = render(&name, &reminder.offer_name, reminder.expires_at);
+        let text = render(&name, &reminder.offer_name, reminder.expires_at, &reminder.notice);
         let mut failures = Vec::new();
         for (channel, to) in &targets {
             if sent.contains(&channel.name()) {
@@ -167,6 +207,70 @@ impl ReminderWorker {
         self.finish(reminder.id, Status::Queued, &sent, Some(error)).await?;
         let delay = self.settings.retry.delay(attempt);
         Ok(Some((ReminderJob { reminder_id: reminder.id, attempt }, delay)))
+    }
+}
+
+impl ReminderWorker {
+    /// Takes a renewal notice in as a reminder (once per subscription,
+    /// period and reason, however often it arrives) and delivers it.
+    async fn take_notice(&self, notice: RenewalNotice) -> Result<(), NotifierError> {
+        let id = Uuid::now_v7();
+        let job = ReminderJob { reminder_id: id, attempt: 0 };
+        let now = Utc::now();
+        let row = reminder::ActiveModel {
+            id: Set(id),
+            subscription_id: Set(notice.subscription_id.uuid()),
+            window_hours: Set(0),
+            expires_at: Set(notice.period_end),
+            user_id: Set(notice.user_id.uuid()),
+            offer_name: Set(notice.offer_name),
+            notice: Set(notice.reason.clone()),
+            status: Set(Status::Queued),
+            sent_channels: Set(String::new()),
+            attempts: Set(0),
+            lease_until: Set(None),
+            last_error: Set(None),
+            created_at: Set(now),
+            finished_at: Set(None),
+            job: Set(serde_json::to_string(&job).ok()),
+            job_due_at: Set(Some(now)),
+        };
+        let once = [
+            reminder::Column::SubscriptionId,
+            reminder::Column::WindowHours,
+            reminder::Column::ExpiresAt,
+            reminder::Column::Notice,
+        ];
+        reminder::Entity::insert(row)
+            .on_conflict(OnConflict::columns(once).do_nothing().to_owned())
+            .exec_without_returning(&self.db)
+            .await?;
+        // This notice's reminder, new or taken in before.
+        let taken = reminder::Entity::find()
+            .filter(reminder::Column::SubscriptionId.eq(notice.subscription_id.uuid()))
+            .filter(reminder::Column::WindowHours.eq(0))
+            .filter(reminder::Column::ExpiresAt.eq(notice.period_end))
+            .filter(reminder::Column::Notice.eq(notice.reason))
+            .one(&self.db)
+            .await?;
+        match taken {
+            Some(reminder) => self.deliver(ReminderJob { reminder_id: reminder.id, attempt: 0 }).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The renewal notices the ledger sends, taken in as reminders.
+pub struct NoticeIntake(pub std::sync::Arc<ReminderWorker>);
+
+#[async_trait]
+impl Handler for NoticeIntake {
+    async fn handle(&self, delivery: Delivery) -> Disposition {
+        let Some(notice) = delivery.decode::<RenewalNotice>() else { return Disposition::Ack };
+        match self.0.take_notice(notice).await {
+            Ok(()) => Disposition::Ack,
+            Err(e) => requeue_later(&e).await,
+        }
     }
 }
 

@@ -15,8 +15,9 @@ pub mod roles;
 pub mod settings;
 pub mod tls;
 
-use offers_proto::contracts::{Job, PartnerEvent, ProvisionJob};
+use offers_proto::contracts::{Job, PartnerEvent, ProvisionJob, RenewalNotice};
 
 /// Every bus topic, for tooling that must know them all (tests clean up
 /// their queues by it).
-pub const TOPICS: &[&str] = &[ProvisionJob::TOPIC, PartnerEvent::TOPIC, offers_notifier::ReminderJob::TOPIC];
+pub const TOPICS: &[&str] =
+    &[ProvisionJob::TOPIC, PartnerEvent::TOPIC, offers_notifier::ReminderJob::TOPIC, RenewalNotice::TOPIC];

@@ -165,6 +165,12 @@ async fn a_renewal_without_balance_charges_nothing_then_lapses(suite: &TestSuite
         assert_eq!(noted["auto_renew"], true, "tried again until the end");
     }
     assert_eq!(suite.balance(&token).await, 0, "never below zero, nothing charged");
+    // Told once, however many passes tried.
+    let told = format!("We could not renew your {}", sub["offer_name"].as_str().expect("name"));
+    eventually("the renewal notice", || notifications(suite).contains(&told)).await;
+    let log = notifications(suite);
+    assert_eq!(log.matches(&format!("{told}:")).count(), 1, "one message: {log}");
+    assert!(log.contains("Top up by"), "{log}");
     let report = pass(suite, ends + chrono::Duration::minutes(1)).await;
     assert!(report.contains("lapsed: 1"), "{report}");
     let lapsed = subscription(suite, &token, &offer).await;
@@ -173,6 +179,22 @@ async fn a_renewal_without_balance_charges_nothing_then_lapses(suite: &TestSuite
         (Some(false), Some("lapsed"))
     );
     assert!(of_kind(suite, &token, "AUTO_RENEWAL").await.is_empty());
+    let ended = format!("Your {} has ended", sub["offer_name"].as_str().expect("name"));
+    eventually("the lapse notice", || notifications(suite).contains(&ended)).await;
+}
+
+/// What the notifier's file channel holds (every user's messages).
+fn notifications(suite: &TestSuite) -> String {
+    let path = suite.settings.notifier.sink_file.clone().expect("the file channel");
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// Two passes at the same moment (two scheduler replicas, or a pass rerun

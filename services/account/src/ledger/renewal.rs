@@ -5,9 +5,10 @@
 //! (`PurchaseKind::AutoRenewal`), held to one per period like any renewal.
 
 use chrono::{DateTime, Utc};
+use offers_proto::contracts::RenewalNotice;
 use offers_proto::ids::{SubscriptionId, UserId};
 use sea_orm::sea_query::{Condition, Expr};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use uuid::Uuid;
 
 use super::Ledger;
@@ -106,11 +107,29 @@ impl Ledger {
                 .add(subscription::Column::LastRenewalReason.ne(reason));
             update = update.filter(differs);
         }
-        let noted = update.exec(&self.db).await?;
-        if noted.rows_affected == 1 {
-            metrics::counter!("offers_renewals_total", "outcome" => outcome_label(reason)).increment(1);
+        // The note and the notice to its subscriber, together or not at all.
+        let txn = self.db.begin().await?;
+        let noted = update.exec(&txn).await?.rows_affected == 1;
+        if noted {
+            let sub = subscription::Entity::find_by_id(id.uuid())
+                .one(&txn)
+                .await?
+                .ok_or(LedgerError::NotFound("subscription"))?;
+            let notice = RenewalNotice {
+                subscription_id: id,
+                user_id: sub.user_id.into(),
+                offer_name: sub.offer_name,
+                period_end,
+                reason: reason.into(),
+            };
+            self.enqueue(&txn, &notice, now).await?;
         }
-        Ok((noted.rows_affected == 1, self.subscription(id).await?))
+        txn.commit().await?;
+        if noted {
+            metrics::counter!("offers_renewals_total", "outcome" => outcome_label(reason)).increment(1);
+            self.outbox.notify();
+        }
+        Ok((noted, self.subscription(id).await?))
     }
 
     /// Sets the subscription's latest renewal outcome, in the caller's

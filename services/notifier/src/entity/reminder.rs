@@ -24,6 +24,9 @@ pub struct Model {
     pub expires_at: DateTimeUtc,
     pub user_id: Uuid,
     pub offer_name: String,
+    /// Why an automatic renewal charged nothing, for a renewal notice;
+    /// empty for an expiry reminder.
+    pub notice: String,
     pub status: Status,
     /// Channels already delivered (comma-separated), so a retry sends only
     /// what failed.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::account::v1::TransactionStatus;
-use crate::ids::{OfferId, PartnerId, TransactionId, UserId};
+use crate::ids::{OfferId, PartnerId, SubscriptionId, TransactionId, UserId};
 
 /// A job on the bus: its payload is the JSON of the type, on its topic.
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
@@ -71,6 +71,23 @@ pub struct PartnerEvent {
 
 impl Job for PartnerEvent {
     const TOPIC: &'static str = "partner.callback";
+}
+
+/// An automatic renewal that charged nothing, to tell the subscriber
+/// (account → notifier): one per subscription, period and reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewalNotice {
+    pub subscription_id: SubscriptionId,
+    pub user_id: UserId,
+    pub offer_name: String,
+    /// The end of the period that was not renewed.
+    pub period_end: chrono::DateTime<chrono::Utc>,
+    /// `insufficient_balance`, `offer_inactive`, `price_changed` or `lapsed`.
+    pub reason: String,
+}
+
+impl Job for RenewalNotice {
+    const TOPIC: &'static str = "notification.renewal";
 }
 
 /// A transaction's status as cached after every change (account writes,
