@@ -408,7 +408,8 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
             }
             None => return Err(Error::invalid_request("id or of_offer is required").into()),
         }?;
-        Ok(Response::new(pb::LookupSubscriptionResponse { subscription: Some(subscription_proto(found)) }))
+        let last_price = self.0.last_price(found.id.into()).await?;
+        Ok(Response::new(pb::LookupSubscriptionResponse { subscription: Some(subscription_proto(found)), last_price }))
     }
 
     async fn list_renewals_due(

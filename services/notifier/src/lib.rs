@@ -28,7 +28,7 @@ pub use error::NotifierError;
 pub use migration::migrations;
 pub use scheduler::{RunReport, bands};
 pub use settings::NotifierSettings;
-pub use worker::{ReminderJob, render};
+pub use worker::{ReminderJob, Renewing, render};
 
 use crate::scheduler::Scheduler;
 use crate::worker::{NoticeIntake, ReminderWorker};
@@ -41,6 +41,8 @@ pub struct DeliveryDeps {
     pub db: DatabaseConnection,
     pub bus: SharedBus,
     pub users: UserAdminServiceClient<InternalChannel>,
+    /// How a subscription renews, for what its reminder says.
+    pub ledger: LedgerServiceClient<InternalChannel>,
 }
 
 /// The reminder worker, delivering by every configured channel, and its
@@ -48,7 +50,8 @@ pub struct DeliveryDeps {
 pub fn build_delivery(settings: &NotifierSettings, deps: DeliveryDeps) -> Result<Parts, ChannelError> {
     let channels = channels::from_settings(settings)?;
     let bus = deps.bus.clone();
-    let worker = Arc::new(ReminderWorker::new(deps.db, deps.bus, deps.users, channels, settings.clone()));
+    let worker =
+        Arc::new(ReminderWorker::new(deps.db, deps.bus, (deps.users, deps.ledger), channels, settings.clone()));
     let reconciler = worker.clone();
     let (intake, notices) = (Arc::new(NoticeIntake(worker.clone())), bus.clone());
     Ok(Parts::default()

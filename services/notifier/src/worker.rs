@@ -9,6 +9,7 @@ use offers_kit::bus::{Delivery, Disposition, Handler, SharedBus, requeue_later};
 use offers_kit::grpc::InternalChannel;
 use offers_kit::lease::{Follow, Lease, Redrive};
 use offers_kit::{Error, ErrorCode};
+use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
 use offers_proto::auth::v1::{self as auth, user_admin_service_client::UserAdminServiceClient};
 use offers_proto::contracts::{Job, RenewalNotice};
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, OnConflict};
@@ -39,14 +40,29 @@ pub struct ReminderWorker {
     db: DatabaseConnection,
     bus: SharedBus,
     users: UserAdminServiceClient<InternalChannel>,
+    ledger: LedgerServiceClient<InternalChannel>,
     channels: Channels,
     settings: NotifierSettings,
     lease: Lease,
 }
 
-/// The text of a reminder: an expiry reminder, or (with a `notice`) why
-/// an automatic renewal charged nothing.
-pub fn render(name: &str, offer: &str, expires_at: chrono::DateTime<Utc>, notice: &str) -> Text {
+/// What a reminder of a subscription that renews itself says besides its
+/// end: the price the renewal charges and whether the balance covers it.
+pub struct Renewing {
+    pub price: i64,
+    pub balance: i64,
+    pub currency: String,
+}
+
+/// The text of a reminder: an expiry reminder (saying, for a subscription
+/// that renews itself, when and for what), or (with a `notice`) why an
+/// automatic renewal charged nothing.
+pub fn render(
+    name: &str,
+    (offer, expires_at): (&str, chrono::DateTime<Utc>),
+    notice: &str,
+    renewing: Option<&Renewing>,
+) -> Text {
     let when = expires_at.format("%Y-%m-%d %H:%M UTC");
     let renewal = |subject: String, what: String| Text {
         subject,
@@ -86,6 +102,21 @@ pub fn render(name: &str, offer: &str, expires_at: chrono::DateTime<Utc>, notice
         }
         _ => {}
     }
+    if let Some(Renewing { price, balance, currency }) = renewing {
+        let covered = if balance >= price {
+            "Your balance covers it.".to_string()
+        } else {
+            format!("Your balance ({balance} {currency}) does not cover it: top up before then, or it ends.")
+        };
+        return Text {
+            subject: format!("Your {offer} renews on {}", expires_at.format("%Y-%m-%d")),
+            body: format!(
+                "Hello {name},\n\nYour {offer} renews automatically on {when} for {price} {currency} from \
+                 your balance. {covered}\nTo stop it, turn automatic renewal off in the app.\n\n— Offers\n"
+            ),
+            short: format!("Offers: your {offer} renews {when} for {price} {currency}. {covered}"),
+        };
+    }
     Text {
         subject: format!("Your {offer} ends on {}", expires_at.format("%Y-%m-%d")),
         body: format!(
@@ -101,7 +132,7 @@ impl ReminderWorker {
     pub fn new(
         db: DatabaseConnection,
         bus: SharedBus,
-        users: UserAdminServiceClient<InternalChannel>,
+        (users, ledger): (UserAdminServiceClient<InternalChannel>, LedgerServiceClient<InternalChannel>),
         channels: Channels,
         settings: NotifierSettings,
     ) -> Self {
@@ -112,7 +143,7 @@ impl ReminderWorker {
             // Long enough for the user lookup and every channel's exchanges.
             length: settings.send_timeout * 10,
         };
-        Self { db, bus, users, channels, settings, lease }
+        Self { db, bus, users, ledger, channels, settings, lease }
     }
 
     /// Re-drives, until `shutdown`, reminders whose job was lost.
@@ -173,7 +204,8 @@ impl ReminderWorker {
             return Ok(None);
         }
         let name = if user.first_name.is_empty() { user.username.clone() } else { user.first_name.clone() };
-        let text = render(&name, &reminder.offer_name, reminder.expires_at, &reminder.notice);
+        let renewing = if reminder.notice.is_empty() { self.renewing(&reminder).await? } else { None };
+        let text = render(&name, (&reminder.offer_name, reminder.expires_at), &reminder.notice, renewing.as_ref());
         let mut failures = Vec::new();
         for (channel, to) in &targets {
             if sent.contains(&channel.name()) {
@@ -211,6 +243,29 @@ impl ReminderWorker {
 }
 
 impl ReminderWorker {
+    /// For a subscription that renews itself (as it stands when the
+    /// reminder goes out), the price of its renewal and the balance.
+    async fn renewing(&self, reminder: &reminder::Model) -> Result<Option<Renewing>, NotifierError> {
+        let lookup = account::LookupSubscriptionRequest {
+            lookup: Some(account::lookup_subscription_request::Lookup::Id(reminder.subscription_id.to_string())),
+        };
+        let found = match self.ledger.clone().lookup_subscription(lookup).await {
+            Ok(answer) => answer.into_inner(),
+            Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
+            Err(status) => return Err(Error::from_status(status).into()),
+        };
+        if !found.subscription.is_some_and(|s| s.auto_renew) || found.last_price == 0 {
+            return Ok(None);
+        }
+        let request = account::GetAccountRequest {
+            owner_id: reminder.user_id.to_string(),
+            kind: account::AccountKind::User.into(),
+        };
+        let account = self.ledger.clone().get_account(request).await.map_err(Error::from_status)?.into_inner();
+        let account = account.account.unwrap_or_default();
+        Ok(Some(Renewing { price: found.last_price, balance: account.balance, currency: account.currency_code }))
+    }
+
     /// Takes a renewal notice in as a reminder (once per subscription,
     /// period and reason, however often it arrives) and delivers it.
     async fn take_notice(&self, notice: RenewalNotice) -> Result<(), NotifierError> {

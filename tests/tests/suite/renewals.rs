@@ -12,6 +12,7 @@ both!(
     the_pass_renews_what_asks_for_it_once_from_the_old_expiry,
     a_renewal_without_balance_charges_nothing_then_lapses,
     passes_at_once_charge_a_period_once,
+    a_reminder_says_when_and_for_what_it_renews,
 );
 
 /// One renewal pass as of `at`; its report line.
@@ -209,4 +210,20 @@ async fn passes_at_once_charge_a_period_once(suite: &TestSuite) {
     assert_eq!(renewed, 1, "{first}\n{second}");
     assert_eq!(of_kind(suite, &token, "AUTO_RENEWAL").await.len(), 1);
     assert_eq!(suite.balance(&token).await, before - 300);
+}
+
+/// The expiry reminder of a subscription that renews itself says when, for
+/// what, and whether the balance covers it.
+async fn a_reminder_says_when_and_for_what_it_renews(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let sub = bought_renewing(suite, &token, "DATA-1GB").await;
+    let (_, short) = suite.user_with_balance(500).await;
+    let poor = bought_renewing(suite, &short, "VOICE-100").await;
+    let ends = Ord::max(time(&sub["expires_at"]), time(&poor["expires_at"]));
+    let report = suite.expiring_subscriptions(ends - chrono::Duration::hours(1)).await.expect("ran");
+    assert_eq!(report.scheduled, 2, "{report:?}");
+    eventually("both reminders", || notifications(suite).matches("renews automatically on").count() == 2).await;
+    let log = notifications(suite);
+    assert!(log.contains("for 500 EUR from your balance. Your balance covers it."), "{log}");
+    assert!(log.contains("for 300 EUR from your balance. Your balance (200 EUR) does not cover it"), "{log}");
 }

@@ -59,15 +59,22 @@ impl Ledger {
         let due = query.order_by_asc(subscription::Column::Id).limit(limit).all(&self.db).await?;
         let mut priced = Vec::with_capacity(due.len());
         for sub in due {
-            let last = transaction::Entity::find()
-                .filter(transaction::Column::SubscriptionId.eq(sub.id))
-                .filter(transaction::Column::Status.eq(Status::Success))
-                .order_by_desc(transaction::Column::Id)
-                .one(&self.db)
-                .await?;
-            priced.push((sub, last.map_or(0, |t| t.amount)));
+            let price = self.last_price(sub.id.into()).await?;
+            priced.push((sub, price));
         }
         Ok(priced)
+    }
+
+    /// What a subscription's latest successful purchase charged: the price
+    /// its automatic renewal charges (0 if none is known).
+    pub async fn last_price(&self, id: SubscriptionId) -> Result<i64, LedgerError> {
+        let last = transaction::Entity::find()
+            .filter(transaction::Column::SubscriptionId.eq(id.uuid()))
+            .filter(transaction::Column::Status.eq(Status::Success))
+            .order_by_desc(transaction::Column::Id)
+            .one(&self.db)
+            .await?;
+        Ok(last.map_or(0, |t| t.amount))
     }
 
     /// Records a renewal of the period ending `period_end` that charged

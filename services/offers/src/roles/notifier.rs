@@ -13,7 +13,12 @@ pub const NEEDS: Needs = Needs {
 };
 
 pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
-    let deps =
-        offers_notifier::DeliveryDeps { db: shared.db()?, bus: shared.bus()?, users: shared.clients()?.users.clone() };
+    let clients = shared.clients()?;
+    let deps = offers_notifier::DeliveryDeps {
+        db: shared.db()?,
+        bus: shared.bus()?,
+        users: clients.users.clone(),
+        ledger: clients.ledger.clone(),
+    };
     Ok(offers_notifier::build_delivery(&shared.settings.notifier, deps)?)
 }
