@@ -328,3 +328,50 @@ pub async fn check(
     ));
     Report { lines: checks.lines, failed: checks.failed }
 }
+
+/// Ends automatic renewal everywhere once the load is over, so the
+/// scheduler's passes stop making new renewals while the rest settles; how
+/// many subscriptions asked for it.
+pub async fn stop_renewals(suite: &TestSuite) -> u64 {
+    let db = suite.database();
+    let counted = "SELECT COUNT(*) AS n FROM account_subscriptions WHERE auto_renew";
+    let row = db.query_one_raw(Statement::from_string(DatabaseBackend::Postgres, counted)).await;
+    let renewing: i64 = row.ok().flatten().and_then(|r| r.try_get("", "n").ok()).unwrap_or(0);
+    let stop = "UPDATE account_subscriptions SET auto_renew = false";
+    db.execute_raw(Statement::from_string(DatabaseBackend::Postgres, stop)).await.expect("renewals stopped");
+    // A pass already under way finishes its purchases; settling takes them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    renewing.unsigned_abs()
+}
+
+/// What the scheduler's renewal passes did during the load, and the rule
+/// that matters: no period of a subscription charged twice (the ledger
+/// check's own `PERIODS` says the same from inside): its report line, and
+/// whether it held.
+pub async fn renewals(suite: &TestSuite, renewing: u64) -> (String, bool) {
+    let db = suite.database();
+    let sql = "SELECT status, COUNT(*) AS n FROM account_transactions WHERE kind = 'AUTO_RENEWAL' GROUP BY status";
+    let rows = db.query_all_raw(Statement::from_string(DatabaseBackend::Postgres, sql)).await.expect("renewals");
+    let by_status: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.try_get::<String>("", "status").unwrap_or_default(),
+                r.try_get::<i64>("", "n").unwrap_or(0)
+            )
+        })
+        .collect();
+    let twice = "SELECT COUNT(*) AS n FROM (SELECT subscription_id FROM account_transactions \
+                 WHERE renews_from IS NOT NULL AND status <> 'FAILED' \
+                 GROUP BY subscription_id, renews_from HAVING COUNT(*) > 1) twice";
+    let row = db.query_one_raw(Statement::from_string(DatabaseBackend::Postgres, twice)).await.expect("periods");
+    let charged_twice: i64 = row.and_then(|r| r.try_get("", "n").ok()).unwrap_or(-1);
+    let verdict = if charged_twice == 0 { "CHECK ok   " } else { "CHECK FAIL " };
+    let line = format!(
+        "{verdict} renewals: {renewing} subscriptions asked for automatic renewal; automatic renewals {}; \
+         periods charged twice: {charged_twice}",
+        if by_status.is_empty() { "none".to_string() } else { by_status.join(", ") }
+    );
+    (line, charged_twice == 0)
+}

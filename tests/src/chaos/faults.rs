@@ -23,10 +23,11 @@ pub enum Fault {
     StallProvider,
     RotateKey,
     KillAuth,
+    KillScheduler,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 10] = [
         Fault::KillWorker,
         Fault::KillActivation,
         Fault::KillAccount,
@@ -36,6 +37,7 @@ impl Fault {
         Fault::StallProvider,
         Fault::RotateKey,
         Fault::KillAuth,
+        Fault::KillScheduler,
     ];
 
     /// How `CHAOS_FAULTS` names it.
@@ -50,6 +52,7 @@ impl Fault {
             Fault::StallProvider => "stall-provider",
             Fault::RotateKey => "rotate-key",
             Fault::KillAuth => "kill-auth",
+            Fault::KillScheduler => "kill-scheduler",
         }
     }
 
@@ -64,6 +67,7 @@ impl Fault {
             Fault::StallProvider => "stall the provider",
             Fault::RotateKey => "rotate the signing key",
             Fault::KillAuth => "kill -9 the auth process",
+            Fault::KillScheduler => "kill -9 the scheduler (mid renewal pass)",
         }
     }
 }
@@ -117,6 +121,7 @@ pub async fn inject(
             // Longer than the provisioning timeout: calls in flight time out.
             Fault::StallProvider => hold_then_restore(&targets.provider, FaultProxy::stall, hold).await,
             Fault::KillAuth => kill(suite, Role::Auth, rng).await,
+            Fault::KillScheduler => kill(suite, Role::Scheduler, rng).await,
             // Nothing may fail because of it, so it has no window to excuse answers in.
             Fault::RotateKey => {
                 suite.admin().rotate_key().await.expect("rotated");

@@ -142,6 +142,12 @@ pub async fn run(config: Config) -> Option<Report> {
         // Key sets reloaded on the production schedule: a token of a key
         // rotated in or made anew must verify without waiting for it.
         s.auth.jwks_refresh = Duration::from_secs(30);
+        // The scheduler's renewal pass, every 2 s, reaching 8 days ahead:
+        // the week-long subscriptions bought with auto_renew are renewed
+        // once during the load, day-long ones period after period, while
+        // schedulers are killed and dependencies cut.
+        s.renewal.lead = Duration::from_hours(8 * 24);
+        s.renewal.interval = Duration::from_secs(2);
     };
     let replicas = Replicas::default().set(Role::Account, 2);
     let mut suite = TestSuite::spawn_processes_with(replicas, Vec::new(), configure).await?;
@@ -167,9 +173,15 @@ pub async fn run(config: Config) -> Option<Report> {
     }
     let load_ended = Instant::now();
     let records = journal.lock().expect("journal").clone();
+    let renewing = checks::stop_renewals(&suite).await;
     let settled = checks::settle(&suite, &callbacks).await;
     let delivered = callbacks.lock().expect("lock").clone();
     let mut report = checks::check(&suite, &records, &windows, &delivered, settled).await;
+    let (line, held) = checks::renewals(&suite, renewing).await;
+    report.lines.push(line);
+    if !held {
+        report.failed.push("renewals".into());
+    }
 
     let mut head = vec![
         format!(

@@ -155,7 +155,8 @@ impl Client {
         let who = self.rng.random_range(0..self.population.users.len());
         let (offer, _) = self.offer();
         let key = format!("c{}-{n}", self.index);
-        let body = json!({ "offer_id": offer });
+        // A third of what is bought asks to be renewed automatically.
+        let body = json!({ "offer_id": offer, "auto_renew": self.rng.random_range(0..3) == 0 });
         let token = self.population.users[who].token.clone();
         let reply = self.post("/api/v1/activation/", &token, &body, Some(&key)).await;
         let scope = format!("user:{}", self.population.users[who].id);

@@ -13,6 +13,7 @@ both!(
     a_renewal_without_balance_charges_nothing_then_lapses,
     passes_at_once_charge_a_period_once,
     a_reminder_says_when_and_for_what_it_renews,
+    the_owner_renewing_by_hand_races_the_pass,
 );
 
 /// One renewal pass as of `at`; its report line.
@@ -226,4 +227,23 @@ async fn a_reminder_says_when_and_for_what_it_renews(suite: &TestSuite) {
     let log = notifications(suite);
     assert!(log.contains("for 500 EUR from your balance. Your balance covers it."), "{log}");
     assert!(log.contains("for 300 EUR from your balance. Your balance (200 EUR) does not cover it"), "{log}");
+}
+
+/// The owner renews by hand while the pass renews the same period: one of
+/// them charges it, the other is refused (`conflict`) or finds it in
+/// progress.
+async fn the_owner_renewing_by_hand_races_the_pass(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let sub = bought_renewing(suite, &token, "DATA-1GB").await;
+    let at = time(&sub["expires_at"]) - chrono::Duration::hours(1);
+    let before = suite.balance(&token).await;
+    let by_hand = json!({"subscription_id": sub["id"]});
+    let (report, manual) =
+        tokio::join!(pass(suite, at), suite.api.post("/api/v1/offers/renew/", Some(&token), &by_hand));
+    let charged = usize::from(report.contains("renewed: 1;")) + usize::from(manual.status == 202);
+    assert_eq!(charged, 1, "{report}\n{}", manual.body);
+    if manual.status != 202 {
+        manual.assert_problem(409, "conflict");
+    }
+    assert_eq!(suite.balance(&token).await, before - 500, "the period charged once");
 }
