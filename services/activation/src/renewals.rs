@@ -85,7 +85,13 @@ impl Renewals {
             }
             page_token = page.next_page_token;
         }
-        tracing::info!(?report, "renewal pass");
+        // A pass that found nothing to do is not news (it runs every few
+        // minutes, and `offers dev` shows its first screen meanwhile).
+        if report == RenewalReport::default() {
+            tracing::debug!(?report, "renewal pass");
+        } else {
+            tracing::info!(?report, "renewal pass");
+        }
         Ok(report)
     }
 
