@@ -8,6 +8,11 @@ Prometheus exporter shows a counter as NAME and NAME_total, a histogram as
 NAME_bucket, NAME_sum and NAME_count (or quantiles of NAME), a gauge as NAME.
 Series that Prometheus makes itself (`up`, `scrape_*`) are always allowed.
 
+The label values they select must be ones the code writes too: each value
+in a `label="v"` or `label=~"a|b"` matcher (bar the labels Prometheus and
+Kubernetes add, and `$variables`) must be a string literal in the Rust
+sources, so an alert cannot count a `result` the code never emits.
+
 Usage: deploy/checks/metrics.py [REPO_ROOT]
 """
 
@@ -30,6 +35,31 @@ KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "boo
             "offset", "inf", "nan", "atan2"}
 GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 IDENT = re.compile(r"(?<![\w$.:])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?")
+
+
+MATCHER = re.compile(r'([a-zA-Z_]\w*)\s*(=~|=)\s*"((?:\\.|[^"\\])*)"')
+ADDED_LABELS = {"namespace", "pod", "role", "job", "instance", "container", "service", "le", "quantile"}
+PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_.:/-]+$")
+
+
+def label_values(expr):
+    """(label, value) of every equality or alternation matcher in braces."""
+    for selector in re.findall(r"\{([^{}]*)\}", expr):
+        for label, op, value in MATCHER.findall(selector):
+            if label in ADDED_LABELS or "$" in value:
+                continue
+            # An alternative with a regex in it (`5..`) is a pattern, not a value.
+            alternatives = [v for v in value.split("|") if not re.search(r"[.*+?()\[\]]", v)] if op == "=~" else [value]
+            for one in alternatives:
+                if PLAIN_VALUE.match(one):
+                    yield label, one
+
+
+def string_literals(root):
+    found = set()
+    for path in rust_sources(root):
+        found.update(re.findall(r'"([A-Za-z0-9_.:/-]+)"', path.read_text(errors="replace")))
+    return found
 
 
 def rust_sources(root):
@@ -149,6 +179,8 @@ def main(argv):
             allowed.setdefault(exposed, "pending")
 
     problems, used = [], {}
+    literals = string_literals(root)
+    values_checked = 0
     sources = list(rule_exprs(rules)) + list(dashboard_exprs(dashboard))
     for where, expr in sources:
         try:
@@ -158,6 +190,10 @@ def main(argv):
             continue
         for name in names:
             used.setdefault(name, set()).add(where)
+        for label, value in label_values(expr):
+            values_checked += 1
+            if value not in literals:
+                problems.append(f"{where}: {label}=\"{value}\" is a value the code never writes")
 
     unknown = sorted(n for n in used if n not in allowed and n not in PROMETHEUS_OWN)
     for name in unknown:
@@ -176,7 +212,8 @@ def main(argv):
     own = sum(1 for n in used if n in PROMETHEUS_OWN)
     return finish("metrics", problems, f"{len(used)} names used by {len(sources)} expressions: {from_code} exported "
                   f"by the code ({len(code)} base names found), {from_pending} pending, {own} Prometheus' own, "
-                  f"{len(unknown)} unknown, {len(warnings)} warnings")
+                  f"{len(unknown)} unknown, {len(warnings)} warnings; {values_checked} label values, each one the code "
+                  f"writes")
 
 
 if __name__ == "__main__":
