@@ -136,7 +136,8 @@ impl Renewals {
             return Ok(Outcome::NotCharged);
         }
         let owner = UserId::parse(&sub.user_id)?;
-        let order = PurchaseOrder::new(owner, PurchaseKind::AutoRenewal { subscription: id }, &offer, None)?;
+        let kind = PurchaseKind::AutoRenewal { subscription: id, period_end: ends };
+        let order = PurchaseOrder::new(owner, kind, &offer, None)?;
         match self.ledger.clone().purchase(account::PurchaseRequest::from(order)).await {
             Ok(_) => Ok(Outcome::Renewed),
             Err(status) => match Error::from_status(status) {

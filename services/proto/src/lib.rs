@@ -7,6 +7,7 @@
 pub mod contracts;
 pub mod error_codes;
 pub mod ids;
+pub mod timestamps;
 pub mod username;
 pub mod wire;
 

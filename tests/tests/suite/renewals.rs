@@ -149,7 +149,46 @@ async fn the_pass_renews_what_asks_for_it_once_from_the_old_expiry(suite: &TestS
 
     // The same moment again, or the old period's: nothing more is due.
     assert!(pass(suite, ends - chrono::Duration::hours(1)).await.contains("renewed: 0;"));
+    // A pass that read the subscription before the renewal and buys after
+    // it names the period it saw, which is gone: refused, nothing charged.
+    let late = stale_renewal(suite, &renewed, ends).await;
+    assert_eq!(late.code(), tonic::Code::Aborted, "{late:?}");
     assert_eq!(suite.balance(&token).await, before - 500, "one period, one charge");
+}
+
+/// An automatic renewal of `sub` for the period ending `period_end`, as a
+/// pass that read it then would ask the ledger (over the internal listener).
+async fn stale_renewal(
+    suite: &TestSuite,
+    sub: &serde_json::Value,
+    period_end: chrono::DateTime<chrono::Utc>,
+) -> tonic::Status {
+    use offers_proto::account::v1 as pb;
+    let mut ledger = pb::ledger_service_client::LedgerServiceClient::new(suite.internal_channel().await);
+    let token = suite.token("demo").await;
+    let offer =
+        suite.api.get(&format!("/api/v1/offers/{}/", sub["offer_id"].as_str().expect("offer")), Some(&token)).await;
+    let request = pb::PurchaseRequest {
+        user_id: suite.api.get("/api/v1/auth/profile/", Some(&token)).await.str("id").to_string(),
+        kind: pb::TransactionKind::AutoRenewal.into(),
+        offer: Some(offers_proto::catalog::v1::Offer {
+            id: offer.str("id").to_string(),
+            code: offer.str("code").to_string(),
+            name: offer.str("name").to_string(),
+            price: offer.body["price"].as_i64().expect("price"),
+            currency_code: offer.str("currency").to_string(),
+            duration_days: 7,
+            is_active: true,
+            ..Default::default()
+        }),
+        subscription_id: sub["id"].as_str().expect("id").to_string(),
+        period_end: Some(offers_proto::timestamps::to_timestamp(period_end)),
+        ..Default::default()
+    };
+    let mut request = tonic::Request::new(request);
+    let credential = format!("Bearer {}", suite.settings.internal_token().expect("credential"));
+    request.metadata_mut().insert("authorization", credential.parse().expect("ascii"));
+    ledger.purchase(request).await.expect_err("a period that is gone")
 }
 
 async fn a_renewal_without_balance_charges_nothing_then_lapses(suite: &TestSuite) {

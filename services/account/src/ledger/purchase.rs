@@ -52,7 +52,7 @@ impl KindColumns {
             PurchaseKind::Renewal { subscription } => {
                 Self { subscription_id: Some(subscription.uuid()), ..only(Kind::Renewal) }
             }
-            PurchaseKind::AutoRenewal { subscription } => {
+            PurchaseKind::AutoRenewal { subscription, .. } => {
                 Self { subscription_id: Some(subscription.uuid()), ..only(Kind::AutoRenewal) }
             }
             PurchaseKind::Partner { partner, reference } => Self {
@@ -192,8 +192,13 @@ impl Ledger {
         let columns = KindColumns::of(p);
         let renews_from = match &p.kind {
             PurchaseKind::Renewal { subscription } => Some(self.period_of(txn, *subscription, p.recipient).await?),
-            PurchaseKind::AutoRenewal { subscription } => {
+            PurchaseKind::AutoRenewal { subscription, period_end } => {
                 let period = self.period_of(txn, *subscription, p.recipient).await?;
+                // Renewed meanwhile (by its owner, or another pass that got
+                // there first): this pass saw a period that is gone.
+                if period != *period_end {
+                    return Err(LedgerError::Conflict("this period of the subscription is already renewed".into()));
+                }
                 self.renewal_outcome(txn, subscription.uuid(), Status::Pending, None, now).await?;
                 Some(period)
             }

@@ -6,6 +6,7 @@ mod observe;
 
 pub use connect::{Connector, InternalChannel, parse_upstream};
 pub use observe::{Channel, KnownMethods, ServerLayer, UNKNOWN, code_name};
+pub use offers_proto::timestamps::{from_timestamp, to_timestamp};
 pub use offers_proto::wire;
 
 use offers_proto::ids::Id;
@@ -76,14 +77,6 @@ pub fn page_after(token: &str) -> Result<Option<Uuid>, Error> {
         return Ok(None);
     }
     wire::hyphenated(token).map(Some).ok_or_else(|| Error::invalid_request("cursor is not valid"))
-}
-
-pub fn to_timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0) }
-}
-
-pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)
 }
 
 #[cfg(test)]

@@ -7,11 +7,13 @@
 //! then points at every place that must handle it (docs/ARCHITECTURE.md,
 //! "How to add a kind of purchase").
 
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::account::v1::{self as account, TransactionKind};
 use crate::catalog::v1 as catalog;
 use crate::ids::{Id, InvalidId, OfferId, PartnerId, SubscriptionId, UserId};
+use crate::timestamps::{from_timestamp, to_timestamp};
 
 /// A purchase the ledger is asked to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +36,10 @@ pub enum PurchaseKind {
     Activation,
     /// The user extends one of their subscriptions.
     Renewal { subscription: SubscriptionId },
-    /// The renewal pass extends a subscription whose owner asked for it.
-    AutoRenewal { subscription: SubscriptionId },
+    /// The renewal pass extends a subscription whose owner asked for it,
+    /// from `period_end`, the expiry it saw: only if the subscription still
+    /// ends there.
+    AutoRenewal { subscription: SubscriptionId, period_end: DateTime<Utc> },
     /// A partner buys an offer for a user, from its own account; `reference`
     /// is what the partner and the user quote for it.
     Partner { partner: PartnerId, reference: String },
@@ -185,10 +189,12 @@ impl From<PurchaseOrder> for account::PurchaseRequest {
         let kind = order.transaction_kind();
         // Each kind fills its own fields; every other stays empty.
         let (mut subscription_id, mut partner_id, mut reference, mut payer_id) = Default::default();
+        let mut period_end = None;
         match order.kind {
             PurchaseKind::Activation => {}
-            PurchaseKind::Renewal { subscription } | PurchaseKind::AutoRenewal { subscription } => {
-                subscription_id = subscription.to_string();
+            PurchaseKind::Renewal { subscription } => subscription_id = subscription.to_string(),
+            PurchaseKind::AutoRenewal { subscription, period_end: end } => {
+                (subscription_id, period_end) = (subscription.to_string(), Some(to_timestamp(end)));
             }
             PurchaseKind::Partner { partner, reference: quoted } => {
                 (partner_id, reference) = (partner.to_string(), quoted);
@@ -220,6 +226,7 @@ impl From<PurchaseOrder> for account::PurchaseRequest {
             replay_only: false,
             payer_id,
             auto_renew: order.auto_renew,
+            period_end,
         }
     }
 }
@@ -237,26 +244,33 @@ impl TryFrom<account::PurchaseRequest> for PurchaseOrder {
             !wire.partner_id.is_empty(),
             !wire.reference.is_empty(),
             !wire.payer_id.is_empty(),
+            wire.period_end.is_some(),
         );
         let kind = match (TransactionKind::try_from(wire.kind), set) {
-            (Ok(TransactionKind::Activation), (false, false, false, false)) => PurchaseKind::Activation,
-            (Ok(TransactionKind::Renewal), (true, false, false, false)) => {
+            (Ok(TransactionKind::Activation), (false, false, false, false, false)) => PurchaseKind::Activation,
+            (Ok(TransactionKind::Renewal), (true, false, false, false, false)) => {
                 PurchaseKind::Renewal { subscription: SubscriptionId::parse(&wire.subscription_id)? }
             }
-            (Ok(TransactionKind::AutoRenewal), (true, false, false, false)) => {
-                PurchaseKind::AutoRenewal { subscription: SubscriptionId::parse(&wire.subscription_id)? }
-            }
-            (Ok(TransactionKind::PartnerActivation), (false, true, true, false)) => {
+            (Ok(TransactionKind::AutoRenewal), (true, false, false, false, true)) => PurchaseKind::AutoRenewal {
+                subscription: SubscriptionId::parse(&wire.subscription_id)?,
+                period_end: wire
+                    .period_end
+                    .as_ref()
+                    .and_then(from_timestamp)
+                    .ok_or(OrderError::Malformed("period_end is not a time"))?,
+            },
+            (Ok(TransactionKind::PartnerActivation), (false, true, true, false, false)) => {
                 PurchaseKind::Partner { partner: PartnerId::parse(&wire.partner_id)?, reference: wire.reference }
             }
-            (Ok(TransactionKind::Gift), (false, false, false, true)) => {
+            (Ok(TransactionKind::Gift), (false, false, false, true, false)) => {
                 PurchaseKind::Gift { payer: UserId::parse(&wire.payer_id)? }
             }
             (Ok(TransactionKind::Unspecified) | Err(_), _) => return Err(OrderError::Malformed("kind is required")),
             (Ok(_), _) => {
                 return Err(OrderError::Malformed(
                     "subscription_id is for renewals, partner_id and reference for partner activations, \
-                     payer_id for gifts: each required there and refused elsewhere",
+                     payer_id for gifts, period_end for automatic renewals: each required there and refused \
+                     elsewhere",
                 ));
             }
         };
@@ -317,7 +331,10 @@ mod tests {
             PurchaseKind::Renewal { subscription: SubscriptionId::generate() },
             PurchaseKind::Partner { partner: PartnerId::generate(), reference: "ACT-1".into() },
             PurchaseKind::Gift { payer: UserId::generate() },
-            PurchaseKind::AutoRenewal { subscription: SubscriptionId::generate() },
+            PurchaseKind::AutoRenewal {
+                subscription: SubscriptionId::generate(),
+                period_end: DateTime::from_timestamp(1_800_000_000, 123_456_000).expect("a time"),
+            },
         ]
     }
 
@@ -390,6 +407,12 @@ mod tests {
             account::PurchaseRequest { offer: None, ..wire.clone() },
             account::PurchaseRequest { idempotency_key: "k".into(), ..wire.clone() },
             account::PurchaseRequest { payer_id: payer.clone(), ..wire.clone() },
+            account::PurchaseRequest { period_end: Some(prost_types::Timestamp::default()), ..wire.clone() },
+            account::PurchaseRequest {
+                kind: TransactionKind::AutoRenewal.into(),
+                subscription_id: subscription.clone(),
+                ..wire.clone()
+            },
             account::PurchaseRequest { kind: TransactionKind::Gift.into(), ..wire.clone() },
             account::PurchaseRequest {
                 kind: TransactionKind::Gift.into(),
