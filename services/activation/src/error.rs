@@ -29,7 +29,7 @@ pub enum ActivationError {
 
 impl From<tonic::Status> for ActivationError {
     fn from(status: tonic::Status) -> Self {
-        ActivationError::Upstream(Error::from_status(status))
+        ActivationError::Upstream(Error::from_internal_call(status))
     }
 }
 

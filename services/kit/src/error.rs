@@ -97,6 +97,16 @@ impl Error {
         Self { code, message, retry_after_secs, source }
     }
 
+    /// What another service answered to one of our internal calls, made
+    /// with the service credential: its refusal of that credential is our
+    /// misconfiguration, an internal error, never the caller's 401 or 403.
+    pub fn from_internal_call(status: Status) -> Self {
+        match status.code() {
+            Code::Unauthenticated | Code::PermissionDenied => Error::internal(status),
+            _ => Error::from_status(status),
+        }
+    }
+
     /// Logs the cause of an error that has one (internal, unavailable,
     /// timeout): at ERROR for a server fault; anything a caller caused
     /// stays at DEBUG, so an error log means something for operators.
@@ -213,6 +223,17 @@ mod tests {
         let err = Error::from_status(status);
         assert_eq!(err.code, ErrorCode::Internal);
         assert!(!err.message.contains("disk"));
+    }
+
+    #[test]
+    fn internal_calls_refused_are_our_fault_not_the_callers() {
+        for refused in [Status::unauthenticated("bad credential"), Status::permission_denied("no")] {
+            let err = Error::from_internal_call(refused);
+            assert_eq!(err.code, ErrorCode::Internal);
+            assert_eq!(err.message, "internal error");
+        }
+        let refusal: Status = Error::new(ErrorCode::InsufficientBalance, "x").into();
+        assert_eq!(Error::from_internal_call(refusal).code, ErrorCode::InsufficientBalance);
     }
 
     #[test]

@@ -165,40 +165,17 @@ impl Scheduler {
             tracing::warn!(subscription_id = %s.id, "skipping a subscription the ledger described badly");
             return Ok(false);
         };
-        let id = Uuid::now_v7();
-        let job = ReminderJob { reminder_id: id, attempt: 0 };
-        let row = reminder::ActiveModel {
-            id: Set(id),
-            subscription_id: Set(subscription_id),
-            window_hours: Set(i32::try_from(window).unwrap_or(i32::MAX)),
-            expires_at: Set(expires_at),
-            user_id: Set(user_id),
-            offer_name: Set(s.offer_name.clone()),
-            notice: Set(String::new()),
-            status: Set(reminder::Status::Queued),
-            sent_channels: Set(String::new()),
-            attempts: Set(0),
-            lease_until: Set(None),
-            last_error: Set(None),
-            created_at: Set(now),
-            finished_at: Set(None),
-            job: Set(serde_json::to_string(&job).ok()),
-            job_due_at: Set(Some(Utc::now())),
+        let about = reminder::About {
+            subscription_id,
+            window_hours: i32::try_from(window).unwrap_or(i32::MAX),
+            expires_at,
+            user_id,
+            offer_name: s.offer_name.clone(),
+            notice: String::new(),
         };
+        let (row, job) = about.queued(now);
         let txn = self.db.begin().await?;
-        let inserted = reminder::Entity::insert(row)
-            .on_conflict(
-                OnConflict::columns([
-                    reminder::Column::SubscriptionId,
-                    reminder::Column::WindowHours,
-                    reminder::Column::ExpiresAt,
-                    reminder::Column::Notice,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
+        let inserted = reminder::insert_once(&txn, row).await?;
         if inserted == 0 {
             txn.rollback().await?;
             return Ok(false);

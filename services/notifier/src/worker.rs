@@ -12,8 +12,8 @@ use offers_kit::{Error, ErrorCode};
 use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
 use offers_proto::auth::v1::{self as auth, user_admin_service_client::UserAdminServiceClient};
 use offers_proto::contracts::{Job, RenewalNotice};
-use sea_orm::sea_query::{Condition, Expr, ExprTrait, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::sea_query::{Condition, Expr, ExprTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -269,37 +269,15 @@ impl ReminderWorker {
     /// Takes a renewal notice in as a reminder (once per subscription,
     /// period and reason, however often it arrives) and delivers it.
     async fn take_notice(&self, notice: RenewalNotice) -> Result<(), NotifierError> {
-        let id = Uuid::now_v7();
-        let job = ReminderJob { reminder_id: id, attempt: 0 };
-        let now = Utc::now();
-        let row = reminder::ActiveModel {
-            id: Set(id),
-            subscription_id: Set(notice.subscription_id.uuid()),
-            window_hours: Set(0),
-            expires_at: Set(notice.period_end),
-            user_id: Set(notice.user_id.uuid()),
-            offer_name: Set(notice.offer_name),
-            notice: Set(notice.reason.clone()),
-            status: Set(Status::Queued),
-            sent_channels: Set(String::new()),
-            attempts: Set(0),
-            lease_until: Set(None),
-            last_error: Set(None),
-            created_at: Set(now),
-            finished_at: Set(None),
-            job: Set(serde_json::to_string(&job).ok()),
-            job_due_at: Set(Some(now)),
+        let about = reminder::About {
+            subscription_id: notice.subscription_id.uuid(),
+            window_hours: 0,
+            expires_at: notice.period_end,
+            user_id: notice.user_id.uuid(),
+            offer_name: notice.offer_name,
+            notice: notice.reason.clone(),
         };
-        let once = [
-            reminder::Column::SubscriptionId,
-            reminder::Column::WindowHours,
-            reminder::Column::ExpiresAt,
-            reminder::Column::Notice,
-        ];
-        reminder::Entity::insert(row)
-            .on_conflict(OnConflict::columns(once).do_nothing().to_owned())
-            .exec_without_returning(&self.db)
-            .await?;
+        reminder::insert_once(&self.db, about.queued(Utc::now()).0).await?;
         // This notice's reminder, new or taken in before.
         let taken = reminder::Entity::find()
             .filter(reminder::Column::SubscriptionId.eq(notice.subscription_id.uuid()))

@@ -34,14 +34,7 @@ pub enum PartnerError {
 
 impl From<tonic::Status> for PartnerError {
     fn from(status: tonic::Status) -> Self {
-        // Our own services refusing us is our misconfiguration, not the
-        // partner's credentials: never let it pass for a 401 or 403.
-        match status.code() {
-            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
-                PartnerError::Upstream(Error::internal(status))
-            }
-            _ => PartnerError::Upstream(Error::from_status(status)),
-        }
+        PartnerError::Upstream(Error::from_internal_call(status))
     }
 }
 

@@ -59,8 +59,6 @@ fn no_transaction() -> PartnerError {
 fn not_found_is(err: Error, instead: PartnerError) -> PartnerError {
     match err.code {
         ErrorCode::NotFound | ErrorCode::InvalidId => instead,
-        // Our own services refusing us is our misconfiguration, never the partner's 401.
-        ErrorCode::Unauthenticated | ErrorCode::PermissionDenied => PartnerError::Upstream(Error::internal(err)),
         _ => PartnerError::Upstream(err),
     }
 }
@@ -122,7 +120,7 @@ impl Partners {
         let lookup = auth::GetUserRequest { lookup: Some(auth::get_user_request::Lookup::Id(user_id.to_string())) };
         let user = match self.clients.users.clone().get_user(lookup).await {
             Ok(answer) => answer.into_inner().user,
-            Err(status) => return Err(not_found_is(Error::from_status(status), PartnerError::InvalidUser)),
+            Err(status) => return Err(not_found_is(Error::from_internal_call(status), PartnerError::InvalidUser)),
         };
         if !user.is_some_and(|u| u.is_active) {
             return Err(PartnerError::InvalidUser);
@@ -135,7 +133,7 @@ impl Partners {
             .await
         {
             Ok(answer) => answer.into_inner().offer.ok_or(PartnerError::InvalidOffer)?,
-            Err(status) => return Err(not_found_is(Error::from_status(status), PartnerError::InvalidOffer)),
+            Err(status) => return Err(not_found_is(Error::from_internal_call(status), PartnerError::InvalidOffer)),
         };
         if amount != offer.price {
             return Err(PartnerError::AmountMismatch { price: offer.price });
@@ -166,7 +164,7 @@ impl Partners {
         };
         match self.clients.ledger.clone().get_transaction_by_reference(request).await {
             Ok(answer) => answer.into_inner().transaction.ok_or(PartnerError::NotFound("transaction")),
-            Err(status) => Err(not_found_is(Error::from_status(status), PartnerError::NotFound("transaction"))),
+            Err(status) => Err(not_found_is(Error::from_internal_call(status), PartnerError::NotFound("transaction"))),
         }
     }
 

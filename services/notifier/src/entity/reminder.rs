@@ -1,4 +1,8 @@
+use sea_orm::ActiveValue::Set;
 use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::OnConflict;
+
+use crate::worker::ReminderJob;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
@@ -46,3 +50,51 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// What a reminder is about: the once-rule's key (subscription, window,
+/// expiry, notice) and who is told of which offer.
+pub struct About {
+    pub subscription_id: Uuid,
+    /// Hours before the expiry; 0 for a renewal notice.
+    pub window_hours: i32,
+    pub expires_at: DateTimeUtc,
+    pub user_id: Uuid,
+    pub offer_name: String,
+    /// Empty for an expiry reminder.
+    pub notice: String,
+}
+
+impl About {
+    /// A new reminder, recorded as of `created_at` (a pass's moment), queued
+    /// with its first job due now, and that job.
+    pub fn queued(self, created_at: DateTimeUtc) -> (ActiveModel, ReminderJob) {
+        let id = Uuid::now_v7();
+        let job = ReminderJob { reminder_id: id, attempt: 0 };
+        let row = ActiveModel {
+            id: Set(id),
+            subscription_id: Set(self.subscription_id),
+            window_hours: Set(self.window_hours),
+            expires_at: Set(self.expires_at),
+            user_id: Set(self.user_id),
+            offer_name: Set(self.offer_name),
+            notice: Set(self.notice),
+            status: Set(Status::Queued),
+            sent_channels: Set(String::new()),
+            attempts: Set(0),
+            lease_until: Set(None),
+            last_error: Set(None),
+            created_at: Set(created_at),
+            finished_at: Set(None),
+            job: Set(serde_json::to_string(&job).ok()),
+            job_due_at: Set(Some(chrono::Utc::now())),
+        };
+        (row, job)
+    }
+}
+
+/// Inserts `row` unless a reminder with its once-key exists; how many it
+/// inserted (0 or 1).
+pub async fn insert_once(db: &impl ConnectionTrait, row: ActiveModel) -> Result<u64, DbErr> {
+    let once = [Column::SubscriptionId, Column::WindowHours, Column::ExpiresAt, Column::Notice];
+    Entity::insert(row).on_conflict(OnConflict::columns(once).do_nothing().to_owned()).exec_without_returning(db).await
+}
