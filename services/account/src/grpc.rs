@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use offers_kit::Error;
 use offers_kit::credentials::user;
-use offers_kit::grpc::{from_timestamp, page_after, page_size, parse_id, to_timestamp};
+use offers_kit::grpc::{page_after, page_size, parse_id, required_time, to_timestamp};
 use offers_proto::account::v1 as pb;
 use offers_proto::contracts::{Idempotency, PurchaseOrder, Step};
 use offers_proto::ids::{OfferId, SubscriptionId, UserId};
@@ -15,7 +15,7 @@ use crate::entity::account::{self, Kind as AccountKind};
 use crate::entity::transaction::Status as TxStatus;
 use crate::entity::{subscription, transaction};
 use crate::error::LedgerError;
-use crate::ledger::{Books, Ledger, Owner, Resolution};
+use crate::ledger::{Announcement, Books, Ledger, Owner, Resolution};
 
 pub struct AccountApi(pub Arc<Ledger>);
 pub struct LedgerApi(pub Arc<Ledger>);
@@ -64,6 +64,8 @@ fn subscription_proto(s: subscription::Model) -> pb::Subscription {
             }),
             _ => None,
         },
+        announced_price: s.announced_price.unwrap_or_default(),
+        price_announce_time: s.price_announced_at.map(to_timestamp),
     }
 }
 
@@ -417,11 +419,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         request: Request<pb::ListRenewalsDueRequest>,
     ) -> Result<Response<pb::ListRenewalsDueResponse>, Status> {
         let b = request.into_inner();
-        let due_before = b
-            .due_before
-            .as_ref()
-            .and_then(from_timestamp)
-            .ok_or_else(|| Error::invalid_request("due_before is required"))?;
+        let due_before = required_time(b.due_before.as_ref(), "due_before")?;
         let limit = page_size(b.page_size)?;
         let items = self.0.renewals_due(due_before, page_after(&b.page_token)?, limit + 1).await?;
         let (items, next_page_token) = page(items, limit, |(s, _)| s.id);
@@ -437,11 +435,7 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         request: Request<pb::NoteRenewalRequest>,
     ) -> Result<Response<pb::NoteRenewalResponse>, Status> {
         let b = request.into_inner();
-        let period_end = b
-            .period_end
-            .as_ref()
-            .and_then(from_timestamp)
-            .ok_or_else(|| Error::invalid_request("period_end is required"))?;
+        let period_end = required_time(b.period_end.as_ref(), "period_end")?;
         if b.reason.is_empty() {
             return Err(Error::invalid_request("reason is required").into());
         }
@@ -449,21 +443,28 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         Ok(Response::new(pb::NoteRenewalResponse { subscription: Some(subscription_proto(s)), applied }))
     }
 
+    async fn announce_renewal_price(
+        &self,
+        request: Request<pb::AnnounceRenewalPriceRequest>,
+    ) -> Result<Response<pb::AnnounceRenewalPriceResponse>, Status> {
+        let b = request.into_inner();
+        let period_end = required_time(b.period_end.as_ref(), "period_end")?;
+        let at = required_time(b.announce_time.as_ref(), "announce_time")?;
+        if b.price <= 0 {
+            return Err(Error::invalid_request("price must be positive").into());
+        }
+        let announcement = Announcement { period_end, price: b.price, currency: b.currency_code, at };
+        let (applied, s) = self.0.announce_price(parse_id(&b.subscription_id)?, announcement).await?;
+        Ok(Response::new(pb::AnnounceRenewalPriceResponse { subscription: Some(subscription_proto(s)), applied }))
+    }
+
     async fn list_expiring_subscriptions(
         &self,
         request: Request<pb::ListExpiringSubscriptionsRequest>,
     ) -> Result<Response<pb::ListExpiringSubscriptionsResponse>, Status> {
         let b = request.into_inner();
-        let after = b
-            .expire_after
-            .as_ref()
-            .and_then(from_timestamp)
-            .ok_or_else(|| Error::invalid_request("expire_after is required"))?;
-        let before = b
-            .expire_before
-            .as_ref()
-            .and_then(from_timestamp)
-            .ok_or_else(|| Error::invalid_request("expire_before is required"))?;
+        let after = required_time(b.expire_after.as_ref(), "expire_after")?;
+        let before = required_time(b.expire_before.as_ref(), "expire_before")?;
         let limit = page_size(b.page_size)?;
         let items = self.0.expiring(after, before, page_after(&b.page_token)?, limit + 1).await?;
         let (items, next_page_token) = page(items, limit, |s| s.id);

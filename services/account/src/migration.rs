@@ -10,6 +10,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(ExtensionRecorded),
         Box::new(GiftRecipients),
         Box::new(RenewalPeriods),
+        Box::new(RenewalPriceNotices),
     ]
 }
 
@@ -453,6 +454,27 @@ impl MigrationTrait for RenewalPeriods {
                  WHERE renews_from IS NOT NULL AND status <> 'FAILED'",
             )
             .await?;
+        Ok(())
+    }
+}
+
+/// The new price a subscription's automatic renewal will charge, as its
+/// subscriber was told, and when: a renewal charges a changed price only
+/// once it was announced long enough before.
+struct RenewalPriceNotices;
+
+impl MigrationName for RenewalPriceNotices {
+    fn name(&self) -> &str {
+        "m20261207_000370_account_renewal_price_notices"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RenewalPriceNotices {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for mut column in [big_integer_null("announced_price"), timestamp_with_time_zone_null("price_announced_at")] {
+            m.alter_table(Table::alter().table("account_subscriptions").add_column(&mut column).to_owned()).await?;
+        }
         Ok(())
     }
 }

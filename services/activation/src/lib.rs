@@ -80,7 +80,6 @@ pub struct RenewalDeps {
 
 /// The renewal pass, every `renewal.interval` until shutdown.
 pub fn build_renewals(settings: &RenewalSettings, deps: RenewalDeps) -> Parts {
-    let renewals = renewals::Renewals { ledger: deps.ledger, catalog: deps.catalog, lead: settings.lead };
-    let interval = settings.interval;
-    Parts::default().task("renewal pass", move |stop| renewals.run(interval, stop))
+    let renewals = renewals::Renewals { ledger: deps.ledger, catalog: deps.catalog, settings: settings.clone() };
+    Parts::default().task("renewal pass", move |stop| renewals.run(stop))
 }

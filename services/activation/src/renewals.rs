@@ -8,8 +8,11 @@
 //! nothing is noted on the subscription (`last_renewal`); the pass tries
 //! again on later passes until the subscription ends, then turns automatic
 //! renewal off.
-
-use std::time::Duration;
+//!
+//! A price other than the one last paid is charged only once it was
+//! announced to the subscriber `renewal.price_notice_days` before: the pass
+//! looks that far beyond `lead` to announce new prices in time (the ledger
+//! records the announcement with the notice it sends, once per price).
 
 use chrono::{DateTime, Utc};
 use offers_kit::grpc::{InternalChannel, from_timestamp, to_timestamp};
@@ -20,6 +23,8 @@ use offers_proto::contracts::{PurchaseKind, PurchaseOrder};
 use offers_proto::ids::{Id, SubscriptionId, UserId};
 use tokio_util::sync::CancellationToken;
 
+use crate::settings::RenewalSettings;
+
 /// The reasons a renewal charged nothing (the ledger's metric labels).
 const INSUFFICIENT_BALANCE: &str = "insufficient_balance";
 const OFFER_INACTIVE: &str = "offer_inactive";
@@ -29,8 +34,7 @@ const LAPSED: &str = "lapsed";
 pub struct Renewals {
     pub ledger: LedgerServiceClient<InternalChannel>,
     pub catalog: CatalogAdminServiceClient<InternalChannel>,
-    /// How long before its end a subscription is renewed.
-    pub lead: Duration,
+    pub settings: RenewalSettings,
 }
 
 /// What one pass did.
@@ -44,40 +48,30 @@ pub struct RenewalReport {
     pub not_charged: u32,
     /// Ended without a renewal: automatic renewal turned off.
     pub lapsed: u32,
+    /// A new price announced to the subscriber.
+    pub announced: u32,
     /// Could not be tried now (a dependency failed); the next pass will.
     pub failed: u32,
-}
-
-enum Outcome {
-    Renewed,
-    InProgress,
-    NotCharged,
-    Lapsed,
 }
 
 impl Renewals {
     /// One pass as of `now`.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<RenewalReport, Error> {
-        let lead = chrono::Duration::from_std(self.lead).unwrap_or(chrono::Duration::MAX);
+        let horizon = self.settings.lead + self.settings.price_notice();
+        let horizon = chrono::Duration::from_std(horizon).unwrap_or(chrono::Duration::MAX);
         let mut report = RenewalReport::default();
         let mut page_token = String::new();
         loop {
             let request = account::ListRenewalsDueRequest {
-                due_before: Some(to_timestamp(now + lead)),
+                due_before: Some(to_timestamp(now + horizon)),
                 page_size: 200,
                 page_token: page_token.clone(),
             };
             let page = self.ledger.clone().list_renewals_due(request).await?.into_inner();
             for due in page.renewals {
-                match self.renew(due, now).await {
-                    Ok(Outcome::Renewed) => report.renewed += 1,
-                    Ok(Outcome::InProgress) => report.in_progress += 1,
-                    Ok(Outcome::NotCharged) => report.not_charged += 1,
-                    Ok(Outcome::Lapsed) => report.lapsed += 1,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a renewal could not be tried; the next pass will");
-                        report.failed += 1;
-                    }
+                if let Err(e) = self.consider(due, now, &mut report).await {
+                    tracing::warn!(error = %e, "a renewal could not be tried; the next pass will");
+                    report.failed += 1;
                 }
             }
             if page.next_page_token.is_empty() {
@@ -96,29 +90,38 @@ impl Renewals {
     }
 
     /// Passes every `interval` until shutdown.
-    pub async fn run(self, interval: Duration, stop: CancellationToken) {
+    pub async fn run(self, stop: CancellationToken) {
         loop {
             if let Err(e) = self.run_once(Utc::now()).await {
                 tracing::warn!(error = %e, "renewal pass failed; trying again at the next");
             }
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(interval) => {}
+                () = tokio::time::sleep(self.settings.interval) => {}
             }
         }
     }
 
-    async fn renew(&self, due: account::DueRenewal, now: DateTime<Utc>) -> Result<Outcome, Error> {
-        let sub = due.subscription.ok_or_else(|| Error::internal("the ledger listed no subscription"))?;
+    /// Renews, announces or notes what one due subscription needs, counted
+    /// in `report`.
+    async fn consider(
+        &self,
+        due: account::DueRenewal,
+        now: DateTime<Utc>,
+        report: &mut RenewalReport,
+    ) -> Result<(), Error> {
+        let mut sub = due.subscription.ok_or_else(|| Error::internal("the ledger listed no subscription"))?;
         let id = SubscriptionId::parse(&sub.id)?;
         let ends = sub.expire_time.as_ref().and_then(from_timestamp).ok_or_else(|| Error::internal("no expiry"))?;
         let pending = sub.last_renewal.as_ref().is_some_and(|r| r.status() == account::TransactionStatus::Pending);
         if pending {
-            return Ok(Outcome::InProgress);
+            report.in_progress += 1;
+            return Ok(());
         }
         if ends <= now {
             self.note(id, ends, LAPSED, true).await?;
-            return Ok(Outcome::Lapsed);
+            report.lapsed += 1;
+            return Ok(());
         }
         let lookup = catalog::LookupOfferRequest { id: sub.offer_id.clone() };
         let offer = match self.catalog.clone().lookup_offer(lookup).await {
@@ -126,29 +129,73 @@ impl Renewals {
             Err(status) if status.code() == tonic::Code::NotFound => None,
             Err(status) => return Err(status.into()),
         };
+        let due_now = ends - now <= chrono::Duration::from_std(self.settings.lead).unwrap_or(chrono::Duration::MAX);
         let Some(offer) = offer else {
-            self.note(id, ends, OFFER_INACTIVE, true).await?;
-            return Ok(Outcome::NotCharged);
+            if due_now {
+                self.note(id, ends, OFFER_INACTIVE, true).await?;
+                report.not_charged += 1;
+            }
+            return Ok(());
         };
-        // Never a new price its owner was not told of.
-        if due.last_price != 0 && offer.price != due.last_price {
+        // What the subscriber was last told the renewal charges: a price
+        // announced since, else what they last paid (0: nothing known, the
+        // current price stands).
+        let told = if sub.announced_price != 0 { sub.announced_price } else { due.last_price };
+        if told != 0 && offer.price != told && self.announce(id, ends, &offer, now).await? {
+            sub.announced_price = offer.price;
+            sub.price_announce_time = Some(to_timestamp(now));
+            report.announced += 1;
+        }
+        if !due_now {
+            return Ok(());
+        }
+        if due.last_price != 0 && offer.price != due.last_price && !self.told_in_time(&sub, offer.price, now) {
             self.note(id, ends, PRICE_CHANGED, false).await?;
-            return Ok(Outcome::NotCharged);
+            report.not_charged += 1;
+            return Ok(());
         }
         let owner = UserId::parse(&sub.user_id)?;
         let kind = PurchaseKind::AutoRenewal { subscription: id, period_end: ends };
         let order = PurchaseOrder::new(owner, kind, &offer, None)?;
         match self.ledger.clone().purchase(account::PurchaseRequest::from(order)).await {
-            Ok(_) => Ok(Outcome::Renewed),
+            Ok(_) => report.renewed += 1,
             Err(status) => match Error::from_status(status) {
                 e if e.code == ErrorCode::InsufficientBalance => {
                     self.note(id, ends, INSUFFICIENT_BALANCE, false).await?;
-                    Ok(Outcome::NotCharged)
+                    report.not_charged += 1;
                 }
-                e if e.code == ErrorCode::Conflict => Ok(Outcome::InProgress),
-                e => Err(e),
+                e if e.code == ErrorCode::Conflict => report.in_progress += 1,
+                e => return Err(e),
             },
         }
+        Ok(())
+    }
+
+    /// Whether the subscriber was told of `price` at least
+    /// `renewal.price_notice_days` before `now`.
+    fn told_in_time(&self, sub: &account::Subscription, price: i64, now: DateTime<Utc>) -> bool {
+        let notice = chrono::Duration::from_std(self.settings.price_notice()).unwrap_or(chrono::Duration::MAX);
+        let told_at = sub.price_announce_time.as_ref().and_then(from_timestamp);
+        sub.announced_price == price && told_at.is_some_and(|at| at + notice <= now)
+    }
+
+    /// Announces `offer`'s price as what the renewal of the period ending
+    /// `period_end` charges; whether this was news.
+    async fn announce(
+        &self,
+        id: SubscriptionId,
+        period_end: DateTime<Utc>,
+        offer: &catalog::Offer,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let request = account::AnnounceRenewalPriceRequest {
+            subscription_id: id.to_string(),
+            period_end: Some(to_timestamp(period_end)),
+            price: offer.price,
+            currency_code: offer.currency_code.clone(),
+            announce_time: Some(to_timestamp(now)),
+        };
+        Ok(self.ledger.clone().announce_renewal_price(request).await?.into_inner().applied)
     }
 
     async fn note(&self, id: SubscriptionId, period_end: DateTime<Utc>, reason: &str, stop: bool) -> Result<(), Error> {

@@ -73,11 +73,21 @@ pub struct RenewalSettings {
     /// the subscription ends).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// How many days before a renewal that charges a new price (not the
+    /// one last paid) its subscriber must have been told of it; told
+    /// later, that renewal is skipped with a notice.
+    pub price_notice_days: u32,
+}
+
+impl RenewalSettings {
+    pub fn price_notice(&self) -> Duration {
+        Duration::from_hours(24 * u64::from(self.price_notice_days))
+    }
 }
 
 impl Default for RenewalSettings {
     fn default() -> Self {
-        Self { lead: Duration::from_hours(24), interval: Duration::from_mins(10) }
+        Self { lead: Duration::from_hours(24), interval: Duration::from_mins(10), price_notice_days: 7 }
     }
 }
 
@@ -86,5 +96,6 @@ impl Validate for RenewalSettings {
         p.within("lead", self.lead, Duration::from_mins(1)..=Duration::from_hours(30 * 24));
         p.within("interval", self.interval, Duration::from_secs(1)..=Duration::from_hours(24));
         p.check(self.interval < self.lead, "interval", "must be below lead (a pass must come before the end)");
+        p.check(self.price_notice_days <= 90, "price_notice_days", "must be 0 to 90");
     }
 }

@@ -8,6 +8,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(OutboxAttempts),
         Box::new(OutboxTrace),
         Box::new(RenewalNotices),
+        Box::new(PriceNotices),
     ]
 }
 
@@ -173,6 +174,39 @@ impl MigrationTrait for RenewalNotices {
                 .col("window_hours")
                 .col("expires_at")
                 .col("notice")
+                .unique()
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+/// A price notice is told once per price: a second change of price in the
+/// same period is news, the same price again is not. The once-rule's index
+/// takes the price in (0 for every other reminder).
+struct PriceNotices;
+
+impl MigrationName for PriceNotices {
+    fn name(&self) -> &str {
+        "m20261207_000550_notifier_price_notices"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for PriceNotices {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let price = big_integer("price").default(0).to_owned();
+        m.alter_table(Table::alter().table("notifier_reminders").add_column(price).to_owned()).await?;
+        m.drop_index(Index::drop().name("notifier_reminders_once").table("notifier_reminders").to_owned()).await?;
+        m.create_index(
+            Index::create()
+                .name("notifier_reminders_once")
+                .table("notifier_reminders")
+                .col("subscription_id")
+                .col("window_hours")
+                .col("expires_at")
+                .col("notice")
+                .col("price")
                 .unique()
                 .to_owned(),
         )

@@ -172,6 +172,7 @@ impl Scheduler {
             user_id,
             offer_name: s.offer_name.clone(),
             notice: String::new(),
+            price: 0,
         };
         let (row, job) = about.queued(now);
         let txn = self.db.begin().await?;

@@ -56,7 +56,7 @@ pub struct Renewing {
 
 /// The text of a reminder: an expiry reminder (saying, for a subscription
 /// that renews itself, when and for what), or (with a `notice`) why an
-/// automatic renewal charged nothing.
+/// automatic renewal charged nothing, or the new price it will charge.
 pub fn render(
     name: &str,
     (offer, expires_at): (&str, chrono::DateTime<Utc>),
@@ -89,8 +89,8 @@ pub fn render(
             return renewal(
                 format!("Your {offer} was not renewed"),
                 format!(
-                    "Your {offer} was not renewed automatically: its price has changed. Renew it yourself \
-                     by {when} to keep it."
+                    "Your {offer} was not renewed automatically: its price changed too recently to charge \
+                     the new price without notice. Renew it yourself by {when} to keep it."
                 ),
             );
         }
@@ -108,6 +108,16 @@ pub fn render(
         } else {
             format!("Your balance ({balance} {currency}) does not cover it: top up before then, or it ends.")
         };
+        if notice == RenewalNotice::PRICE_NOTICE {
+            return renewal(
+                format!("The price of your {offer} changes"),
+                format!(
+                    "The price of your {offer} has changed: its automatic renewal on {when} charges \
+                     {price} {currency} from your balance. {covered} To stop it, turn automatic renewal off \
+                     in the app."
+                ),
+            );
+        }
         return Text {
             subject: format!("Your {offer} renews on {}", expires_at.format("%Y-%m-%d")),
             body: format!(
@@ -204,7 +214,17 @@ impl ReminderWorker {
             return Ok(None);
         }
         let name = if user.first_name.is_empty() { user.username.clone() } else { user.first_name.clone() };
-        let renewing = if reminder.notice.is_empty() { self.renewing(&reminder).await? } else { None };
+        let renewing = match reminder.notice.as_str() {
+            "" => self.renewing(&reminder).await?,
+            RenewalNotice::PRICE_NOTICE => match self.renewing(&reminder).await? {
+                Some(renewing) => Some(renewing),
+                None => {
+                    self.finish(reminder.id, Status::Skipped, &[], Some("no longer renews itself".into())).await?;
+                    return Ok(None);
+                }
+            },
+            _ => None,
+        };
         let text = render(&name, (&reminder.offer_name, reminder.expires_at), &reminder.notice, renewing.as_ref());
         let mut failures = Vec::new();
         for (channel, to) in &targets {
@@ -254,7 +274,10 @@ impl ReminderWorker {
             Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
             Err(status) => return Err(Error::from_status(status).into()),
         };
-        if !found.subscription.is_some_and(|s| s.auto_renew) || found.last_price == 0 {
+        let Some(subscription) = found.subscription.filter(|s| s.auto_renew) else { return Ok(None) };
+        // A new price once it is announced, else what was last paid.
+        let price = if subscription.announced_price != 0 { subscription.announced_price } else { found.last_price };
+        if price == 0 {
             return Ok(None);
         }
         let request = account::GetAccountRequest {
@@ -263,12 +286,13 @@ impl ReminderWorker {
         };
         let account = self.ledger.clone().get_account(request).await.map_err(Error::from_status)?.into_inner();
         let account = account.account.unwrap_or_default();
-        Ok(Some(Renewing { price: found.last_price, balance: account.balance, currency: account.currency_code }))
+        Ok(Some(Renewing { price, balance: account.balance, currency: account.currency_code }))
     }
 
     /// Takes a renewal notice in as a reminder (once per subscription,
     /// period and reason, however often it arrives) and delivers it.
     async fn take_notice(&self, notice: RenewalNotice) -> Result<(), NotifierError> {
+        let about_price = notice.price.as_ref().map_or(0, |p| p.amount);
         let about = reminder::About {
             subscription_id: notice.subscription_id.uuid(),
             window_hours: 0,
@@ -276,6 +300,7 @@ impl ReminderWorker {
             user_id: notice.user_id.uuid(),
             offer_name: notice.offer_name,
             notice: notice.reason.clone(),
+            price: about_price,
         };
         reminder::insert_once(&self.db, about.queued(Utc::now()).0).await?;
         // This notice's reminder, new or taken in before.
@@ -284,6 +309,7 @@ impl ReminderWorker {
             .filter(reminder::Column::WindowHours.eq(0))
             .filter(reminder::Column::ExpiresAt.eq(notice.period_end))
             .filter(reminder::Column::Notice.eq(notice.reason))
+            .filter(reminder::Column::Price.eq(about_price))
             .one(&self.db)
             .await?;
         match taken {

@@ -238,8 +238,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let token = settings.internal_token().context(NO_CREDENTIAL)?;
             let report = offers::cron::renewals(&settings, token, at.unwrap_or_else(chrono::Utc::now)).await?;
             println!(
-                "renewed: {}; in progress: {}; not charged: {}; lapsed: {}; could not try: {}",
-                report.renewed, report.in_progress, report.not_charged, report.lapsed, report.failed
+                "renewed: {}; in progress: {}; not charged: {}; lapsed: {}; price announced: {}; could not try: {}",
+                report.renewed, report.in_progress, report.not_charged, report.lapsed, report.announced, report.failed
             );
             anyhow::ensure!(report.failed == 0, "{} renewals could not be tried; run again", report.failed);
             Ok(())

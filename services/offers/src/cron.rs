@@ -27,10 +27,11 @@ pub async fn expiring_subscriptions(
 }
 
 /// One renewal pass as of `at`: renews what ends within `renewal.lead` of
-/// it from its owner's balance (safe beside the scheduler role's own passes:
+/// it from its owner's balance, and announces new prices of what ends
+/// within `renewal.price_notice_days` beyond that (safe beside the scheduler role's own passes:
 /// the ledger charges a period once).
 pub async fn renewals(settings: &Settings, token: &str, at: DateTime<Utc>) -> anyhow::Result<RenewalReport> {
     let clients = InternalClients::new(settings, token)?;
-    let renewals = Renewals { ledger: clients.ledger, catalog: clients.catalog, lead: settings.renewal.lead };
+    let renewals = Renewals { ledger: clients.ledger, catalog: clients.catalog, settings: settings.renewal.clone() };
     Ok(renewals.run_once(at).await?)
 }

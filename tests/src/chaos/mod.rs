@@ -21,6 +21,10 @@ use rand::rngs::StdRng;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+/// How far ahead the soak's renewal passes reach: beyond a week, so every
+/// subscription bought with auto_renew is due at once.
+const RENEWAL_LEAD: Duration = Duration::from_hours(8 * 24);
+
 pub use faults::{Fault, Window};
 pub use workload::{Op, Record};
 
@@ -146,7 +150,7 @@ pub async fn run(config: Config) -> Option<Report> {
         // the week-long subscriptions bought with auto_renew are renewed
         // once during the load, day-long ones period after period, while
         // schedulers are killed and dependencies cut.
-        s.renewal.lead = Duration::from_hours(8 * 24);
+        s.renewal.lead = RENEWAL_LEAD;
         s.renewal.interval = Duration::from_secs(2);
     };
     let replicas = Replicas::default().set(Role::Account, 2);
@@ -173,11 +177,11 @@ pub async fn run(config: Config) -> Option<Report> {
     }
     let load_ended = Instant::now();
     let records = journal.lock().expect("journal").clone();
-    let renewing = checks::stop_renewals(&suite).await;
+    let renewing = checks::stop_renewals(&suite, RENEWAL_LEAD).await;
     let settled = checks::settle(&suite, &callbacks).await;
     let delivered = callbacks.lock().expect("lock").clone();
     let mut report = checks::check(&suite, &records, &windows, &delivered, settled).await;
-    let (line, held) = checks::renewals(&suite, renewing).await;
+    let (line, held) = checks::renewals(&suite, &renewing).await;
     report.lines.push(line);
     if !held {
         report.failed.push("renewals".into());

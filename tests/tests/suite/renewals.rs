@@ -14,6 +14,8 @@ both!(
     passes_at_once_charge_a_period_once,
     a_reminder_says_when_and_for_what_it_renews,
     the_owner_renewing_by_hand_races_the_pass,
+    a_new_price_is_charged_only_after_its_notice,
+    a_withdrawn_offer_is_not_renewed,
 );
 
 /// One renewal pass as of `at`; its report line.
@@ -286,4 +288,94 @@ async fn the_owner_renewing_by_hand_races_the_pass(suite: &TestSuite) {
         manual.assert_problem(409, "conflict");
     }
     assert_eq!(suite.balance(&token).await, before - 100, "the period charged once");
+}
+
+/// Sets `code`'s price, as an operator would.
+async fn reprice(suite: &TestSuite, offer: &str, price: i64) {
+    let change = offers_proto::catalog::v1::Offer { id: offer.to_string(), price, ..Default::default() };
+    let changed = suite.admin().update_offer(change, vec!["price".into()]).await.expect("reprice");
+    assert_eq!(changed.price, price);
+}
+
+/// A price other than the one last paid is announced once, ahead of the
+/// renewal, and charged only when the announcement came
+/// `price_notice_days` (7) before; announced later, the renewal is skipped
+/// with a notice and the subscription ends.
+async fn a_new_price_is_charged_only_after_its_notice(suite: &TestSuite) {
+    let (_, token) = suite.user_with_balance(2000).await;
+    let sub = bought_renewing(suite, &token, "DATA-1GB").await;
+    let (ends, offer) = (time(&sub["expires_at"]), sub["offer_id"].as_str().expect("offer").to_string());
+    let name = sub["offer_name"].as_str().expect("name").to_string();
+    reprice(suite, &offer, 700).await;
+
+    // Eight days out (lead a day, notice seven): announced, nothing charged,
+    // and only once however many passes see it.
+    let early = ends - chrono::Duration::days(8) + chrono::Duration::hours(1);
+    let report = pass(suite, early).await;
+    assert!(report.contains("renewed: 0;") && report.contains("price announced: 1;"), "{report}");
+    assert!(pass(suite, early).await.contains("price announced: 0;"));
+    assert_eq!(suite.balance(&token).await, 1500);
+    let told = format!("The price of your {name} changes");
+    eventually("the price notice", || notifications(suite).contains(&told)).await;
+    let log = notifications(suite);
+    assert_eq!(log.matches(&told).count(), 1, "one message: {log}");
+    assert!(log.contains("charges 700 EUR from your balance. Your balance covers it."), "{log}");
+
+    // Due, announced in time: renewed at the new price, from the old expiry.
+    let report = pass(suite, ends - chrono::Duration::hours(1)).await;
+    assert!(report.contains("renewed: 1;"), "{report}");
+    let renewals = of_kind(suite, &token, "AUTO_RENEWAL").await;
+    assert_eq!(renewals.len(), 1, "{renewals:?}");
+    assert_eq!(renewals[0]["amount"], 700);
+    assert_eq!(suite.settled(&token, renewals[0]["id"].as_str().expect("id")).await.body["status"], "SUCCESS");
+    assert_eq!(suite.balance(&token).await, 800);
+    let renewed = subscription(suite, &token, &offer).await;
+    let next = time(&renewed["expires_at"]);
+    assert_eq!(next - ends, chrono::Duration::days(7), "{renewed}");
+
+    // A change announced only an hour before the renewal: skipped, told,
+    // tried again until the end, then the subscription lapses unrenewed.
+    reprice(suite, &offer, 900).await;
+    let report = pass(suite, next - chrono::Duration::hours(1)).await;
+    assert!(report.contains("not charged: 1;") && report.contains("price announced: 1;"), "{report}");
+    let skipped = subscription(suite, &token, &offer).await;
+    assert_eq!(
+        (skipped["last_renewal"]["status"].as_str(), skipped["last_renewal"]["reason"].as_str()),
+        (Some("FAILED"), Some("price_changed")),
+        "{skipped}"
+    );
+    assert_eq!(skipped["auto_renew"], true);
+    assert_eq!(suite.balance(&token).await, 800, "never a price told too late");
+    let not_renewed = format!("Your {name} was not renewed");
+    eventually("the skip notice", || notifications(suite).contains(&not_renewed)).await;
+    eventually("the new price told as well", || notifications(suite).contains("charges 900 EUR")).await;
+    assert!(pass(suite, next + chrono::Duration::minutes(1)).await.contains("lapsed: 1;"));
+    assert_eq!(of_kind(suite, &token, "AUTO_RENEWAL").await.len(), 1);
+    assert_eq!(suite.balance(&token).await, 800);
+    suite.assert_ledger_invariant().await;
+}
+
+/// An offer withdrawn from sale is not renewed: nothing charged, the
+/// subscriber told, automatic renewal off with the reason shown.
+async fn a_withdrawn_offer_is_not_renewed(suite: &TestSuite) {
+    let (_, token) = suite.user_with_balance(1000).await;
+    let sub = bought_renewing(suite, &token, "DATA-1GB").await;
+    let (ends, offer) = (time(&sub["expires_at"]), sub["offer_id"].as_str().expect("offer").to_string());
+    let off = offers_proto::catalog::v1::Offer { id: offer.clone(), is_active: false, ..Default::default() };
+    suite.admin().update_offer(off, vec!["is_active".into()]).await.expect("withdraw");
+
+    // Not due yet: nothing noted before its time.
+    let report = pass(suite, ends - chrono::Duration::days(3)).await;
+    assert!(report.contains("not charged: 0;"), "{report}");
+    let report = pass(suite, ends - chrono::Duration::hours(1)).await;
+    assert!(report.contains("renewed: 0;") && report.contains("not charged: 1;"), "{report}");
+    let stopped = subscription(suite, &token, &offer).await;
+    assert_eq!(
+        (stopped["auto_renew"].as_bool(), stopped["last_renewal"]["reason"].as_str()),
+        (Some(false), Some("offer_inactive")),
+        "{stopped}"
+    );
+    assert_eq!(suite.balance(&token).await, 500);
+    let told = format!("Your {} will not renew", sub["offer_name"].as_str().expect("name"));
+    eventually("the withdrawal notice", || notifications(suite).contains(&told)).await;
 }

@@ -17,6 +17,10 @@ pub struct Model {
     pub last_renewal_status: Option<String>,
     pub last_renewal_at: Option<DateTimeUtc>,
     pub last_renewal_reason: Option<String>,
+    /// A changed price the subscriber was told their automatic renewal
+    /// will charge, and when.
+    pub announced_price: Option<i64>,
+    pub price_announced_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

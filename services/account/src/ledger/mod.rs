@@ -19,6 +19,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 pub use books::{FUNDING, Owner, PENDING, REVENUE};
 pub use check::Books;
+pub use renewal::Announcement;
 pub use settle::{Resolution, SETTLE_HISTOGRAM};
 
 use crate::entity::transaction::Kind;

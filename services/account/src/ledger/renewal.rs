@@ -5,7 +5,7 @@
 //! (`PurchaseKind::AutoRenewal`), held to one per period like any renewal.
 
 use chrono::{DateTime, Utc};
-use offers_proto::contracts::RenewalNotice;
+use offers_proto::contracts::{Price, RenewalNotice};
 use offers_proto::ids::{SubscriptionId, UserId};
 use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
@@ -18,6 +18,16 @@ use crate::error::LedgerError;
 
 /// Why a renewal charged nothing, as the subscription shows it.
 pub const LAPSED: &str = "lapsed";
+
+/// A new price for a subscription's next automatic renewal, told its
+/// subscriber at `at`.
+pub struct Announcement {
+    /// The expiry that renewal extends.
+    pub period_end: DateTime<Utc>,
+    pub price: i64,
+    pub currency: String,
+    pub at: DateTime<Utc>,
+}
 
 impl Ledger {
     /// Turns a user's subscription's automatic renewal on or off; another
@@ -128,6 +138,7 @@ impl Ledger {
                 offer_name: sub.offer_name,
                 period_end,
                 reason: reason.into(),
+                price: None,
             };
             self.enqueue(&txn, &notice, now).await?;
         }
@@ -137,6 +148,52 @@ impl Ledger {
             self.outbox.notify();
         }
         Ok((noted, self.subscription(id).await?))
+    }
+
+    /// Records that the subscriber is told `announcement`'s price and tells
+    /// them, unless that price was announced already or the subscription
+    /// no longer ends at its `period_end` or no longer renews itself.
+    pub async fn announce_price(
+        &self,
+        id: SubscriptionId,
+        announcement: Announcement,
+    ) -> Result<(bool, subscription::Model), LedgerError> {
+        let Announcement { period_end, price, currency, at } = announcement;
+        let differs = Condition::any()
+            .add(subscription::Column::AnnouncedPrice.is_null())
+            .add(subscription::Column::AnnouncedPrice.ne(price));
+        let update = subscription::Entity::update_many()
+            .col_expr(subscription::Column::AnnouncedPrice, Expr::value(price))
+            .col_expr(subscription::Column::PriceAnnouncedAt, Expr::value(at))
+            .col_expr(subscription::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(subscription::Column::Id.eq(id.uuid()))
+            .filter(subscription::Column::ExpiresAt.eq(period_end))
+            .filter(subscription::Column::AutoRenew.eq(true))
+            .filter(differs);
+        // The record and the notice, together or not at all: a price is
+        // never counted as told unless the telling is on its way.
+        let txn = self.db.begin().await?;
+        let announced = update.exec(&txn).await?.rows_affected == 1;
+        if announced {
+            let sub = subscription::Entity::find_by_id(id.uuid())
+                .one(&txn)
+                .await?
+                .ok_or(LedgerError::NotFound("subscription"))?;
+            let notice = RenewalNotice {
+                subscription_id: id,
+                user_id: sub.user_id.into(),
+                offer_name: sub.offer_name,
+                period_end,
+                reason: RenewalNotice::PRICE_NOTICE.into(),
+                price: Some(Price { amount: price, currency }),
+            };
+            self.enqueue(&txn, &notice, Utc::now()).await?;
+        }
+        txn.commit().await?;
+        if announced {
+            self.outbox.notify();
+        }
+        Ok((announced, self.subscription(id).await?))
     }
 
     /// Sets the subscription's latest renewal outcome, in the caller's

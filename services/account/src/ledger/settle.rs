@@ -333,6 +333,8 @@ impl Ledger {
                     last_renewal_status: Set(None),
                     last_renewal_at: Set(None),
                     last_renewal_reason: Set(None),
+                    announced_price: Set(None),
+                    price_announced_at: Set(None),
                     created_at: Set(now),
                     updated_at: Set(now),
                 };

@@ -9,6 +9,7 @@ pub use observe::{Channel, KnownMethods, ServerLayer, UNKNOWN, code_name};
 pub use offers_proto::timestamps::{from_timestamp, to_timestamp};
 pub use offers_proto::wire;
 
+use chrono::{DateTime, Utc};
 use offers_proto::ids::Id;
 use uuid::Uuid;
 
@@ -53,6 +54,12 @@ pub fn checked_idempotency_key(key: Option<&str>) -> Result<&str, Error> {
 /// the adapters where requests enter call it: past them ids are typed.
 pub fn parse_id<T: Id>(value: &str) -> Result<T, Error> {
     Ok(T::parse(value)?)
+}
+
+/// The moment a request's `field` must carry; missing or out of range is
+/// `invalid_request`.
+pub fn required_time(value: Option<&prost_types::Timestamp>, field: &str) -> Result<DateTime<Utc>, Error> {
+    value.and_then(from_timestamp).ok_or_else(|| Error::invalid_request(format!("{field} is required")))
 }
 
 /// The most items one page holds, and how many when the caller leaves it (0).

@@ -31,6 +31,8 @@ pub struct Model {
     /// Why an automatic renewal charged nothing, for a renewal notice;
     /// empty for an expiry reminder.
     pub notice: String,
+    /// The new price a price notice tells of; 0 for every other reminder.
+    pub price: i64,
     pub status: Status,
     /// Channels already delivered (comma-separated), so a retry sends only
     /// what failed.
@@ -52,7 +54,7 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 /// What a reminder is about: the once-rule's key (subscription, window,
-/// expiry, notice) and who is told of which offer.
+/// expiry, notice, price) and who is told of which offer.
 pub struct About {
     pub subscription_id: Uuid,
     /// Hours before the expiry; 0 for a renewal notice.
@@ -62,6 +64,8 @@ pub struct About {
     pub offer_name: String,
     /// Empty for an expiry reminder.
     pub notice: String,
+    /// The price a price notice tells of; 0 otherwise.
+    pub price: i64,
 }
 
 impl About {
@@ -78,6 +82,7 @@ impl About {
             user_id: Set(self.user_id),
             offer_name: Set(self.offer_name),
             notice: Set(self.notice),
+            price: Set(self.price),
             status: Set(Status::Queued),
             sent_channels: Set(String::new()),
             attempts: Set(0),
@@ -95,6 +100,6 @@ impl About {
 /// Inserts `row` unless a reminder with its once-key exists; how many it
 /// inserted (0 or 1).
 pub async fn insert_once(db: &impl ConnectionTrait, row: ActiveModel) -> Result<u64, DbErr> {
-    let once = [Column::SubscriptionId, Column::WindowHours, Column::ExpiresAt, Column::Notice];
+    let once = [Column::SubscriptionId, Column::WindowHours, Column::ExpiresAt, Column::Notice, Column::Price];
     Entity::insert(row).on_conflict(OnConflict::columns(once).do_nothing().to_owned()).exec_without_returning(db).await
 }

@@ -73,8 +73,9 @@ impl Job for PartnerEvent {
     const TOPIC: &'static str = "partner.callback";
 }
 
-/// An automatic renewal that charged nothing, to tell the subscriber
-/// (account → notifier): one per subscription, period and reason.
+/// An automatic renewal that charged nothing, or the new price one will
+/// charge, to tell the subscriber (account → notifier): one per
+/// subscription, period, reason and price.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenewalNotice {
     pub subscription_id: SubscriptionId,
@@ -82,8 +83,26 @@ pub struct RenewalNotice {
     pub offer_name: String,
     /// The end of the period that was not renewed.
     pub period_end: chrono::DateTime<chrono::Utc>,
-    /// `insufficient_balance`, `offer_inactive`, `price_changed` or `lapsed`.
+    /// Why nothing was charged (`insufficient_balance`, `offer_inactive`,
+    /// `price_changed` or `lapsed`), or `price_notice`: the renewal will
+    /// charge a new price.
     pub reason: String,
+    /// The price the renewal charges, for `price_notice` and
+    /// `price_changed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Price>,
+}
+
+/// An amount in minor units of a currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Price {
+    pub amount: i64,
+    pub currency: String,
+}
+
+impl RenewalNotice {
+    /// The reason of a notice telling the new price a renewal will charge.
+    pub const PRICE_NOTICE: &'static str = "price_notice";
 }
 
 impl Job for RenewalNotice {
