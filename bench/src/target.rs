@@ -123,7 +123,10 @@ impl Target {
     }
 
     pub fn admin(&self) -> anyhow::Result<AdminClient> {
-        AdminClient::connect(&self.settings, self.settings.internal_token().context("no internal credential")?)
+        let mut admin =
+            AdminClient::connect(&self.settings, self.settings.internal_token().context("no internal credential")?)?;
+        admin.act_as("offers-bench", "the benchmark's population");
+        Ok(admin)
     }
 
     /// Every process of the suite, by name.

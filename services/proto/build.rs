@@ -13,7 +13,7 @@ const OFFER_EXAMPLE: &str = r#"#[schema(examples(json!({
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let packages = ["auth", "catalog", "account", "activation", "partner", "jobs", "errors"];
+    let packages = ["auth", "catalog", "account", "activation", "partner", "jobs", "audit", "errors"];
     let files: Vec<PathBuf> = packages.iter().map(|s| root.join(format!("offers/{s}/v1/{s}.proto"))).collect();
     println!("cargo:rerun-if-changed={}", root.display());
 

@@ -68,6 +68,9 @@ static BINARY: OnceLock<PathBuf> = OnceLock::new();
 /// they run: build scripts that watch those variables (ring's watches
 /// `CARGO_PKG_NAME`) would otherwise run again, and everything above them
 /// be rebuilt, on every switch between the outer and the inner build.
+/// Who the audit trail says made what the tests set up.
+pub const TEST_ACTOR: &str = "test-suite";
+
 pub fn cargo() -> std::process::Command {
     outside_cargo(std::process::Command::new(env!("CARGO")))
 }
@@ -357,10 +360,13 @@ impl TestSuite {
         self.suite = Some(Running::InProcess(suite));
     }
 
-    /// An administrative client holding the service credential.
+    /// An administrative client holding the service credential, acting as
+    /// [`TEST_ACTOR`].
     pub fn admin(&self) -> AdminClient {
         let token = self.settings.internal_token().expect("internal token");
-        AdminClient::connect(&self.settings, token).expect("admin client")
+        let mut admin = AdminClient::connect(&self.settings, token).expect("admin client");
+        admin.act_as(TEST_ACTOR, "");
+        admin
     }
 
     pub async fn public_channel(&self) -> Channel {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use offers_kit::Error;
+use offers_kit::audit::Act;
 use offers_kit::credentials::user;
 use offers_kit::grpc::{page_after, page_size, parse_id, required_time, to_timestamp};
 use offers_proto::account::v1 as pb;
@@ -15,7 +16,7 @@ use crate::entity::account::{self, Kind as AccountKind};
 use crate::entity::transaction::Status as TxStatus;
 use crate::entity::{subscription, transaction};
 use crate::error::LedgerError;
-use crate::ledger::{Announcement, Books, Ledger, Owner, Resolution};
+use crate::ledger::{Announcement, Books, Ledger, Owner};
 
 pub struct AccountApi(pub Arc<Ledger>);
 pub struct LedgerApi(pub Arc<Ledger>);
@@ -335,17 +336,28 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         &self,
         request: Request<pb::ResolveTransactionRequest>,
     ) -> Result<Response<pb::ResolveTransactionResponse>, Status> {
+        // The act's actor and note travel in metadata; callers older than
+        // the audit trail give them as fields, which still count.
+        let stated = Act::of(request.metadata());
         let b = request.into_inner();
+        let act = match stated {
+            Ok(act) => Act { note: if act.note.is_empty() { b.note } else { act.note }, ..act },
+            Err(_) if !b.actor.trim().is_empty() => {
+                Act { actor: b.actor, note: b.note, request_id: uuid::Uuid::now_v7().to_string() }
+            }
+            Err(e) => return Err(e.into()),
+        };
         let id = parse_id(&b.transaction_id)?;
-        let resolution = Resolution { actor: b.actor, note: b.note };
-        let tx = self.0.resolve(id, outcome(b.outcome)?, &resolution).await?;
+        let tx = self.0.resolve(id, outcome(b.outcome)?, &act).await?;
         Ok(Response::new(pb::ResolveTransactionResponse { transaction: Some(transaction_proto(tx)) }))
     }
 
     async fn credit(&self, request: Request<pb::CreditRequest>) -> Result<Response<pb::CreditResponse>, Status> {
+        let act = Act::of(request.metadata())?;
         let b = request.into_inner();
         let whose = owner(&b.owner_id, b.kind)?;
-        let (applied, account) = self.0.credit(whose, b.amount, &b.currency_code, &b.idempotency_key, &b.memo).await?;
+        let (applied, account) =
+            self.0.credit(whose, b.amount, &b.currency_code, &b.idempotency_key, &b.memo, &act).await?;
         Ok(Response::new(pb::CreditResponse { account: Some(account_proto(account)), applied }))
     }
 
@@ -353,8 +365,9 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         &self,
         request: Request<pb::SetCreditLimitRequest>,
     ) -> Result<Response<pb::SetCreditLimitResponse>, Status> {
+        let act = Act::of(request.metadata())?;
         let b = request.into_inner();
-        let account = self.0.set_credit_limit(parse_id(&b.partner_id)?, b.credit_limit).await?;
+        let account = self.0.set_credit_limit(parse_id(&b.partner_id)?, b.credit_limit, &act).await?;
         Ok(Response::new(pb::SetCreditLimitResponse { account: Some(account_proto(account)) }))
     }
 

@@ -23,7 +23,7 @@ use offers_proto::account::v1::ledger_service_server::LedgerServiceServer;
 use sea_orm::DatabaseConnection;
 
 pub use error::LedgerError;
-pub use ledger::{FUNDING, PENDING, REVENUE, SETTLE_HISTOGRAM};
+pub use ledger::{FUNDING, PENDING, REVENUE, SETTLE_HISTOGRAM, TRAIL};
 pub use migration::migrations;
 pub use settings::{GiftingSettings, LedgerSettings};
 

@@ -11,6 +11,10 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(GiftRecipients),
         Box::new(RenewalPeriods),
         Box::new(RenewalPriceNotices),
+        Box::new(offers_kit::audit::TrailMigration {
+            trail: crate::ledger::TRAIL,
+            migration: "m20261207_000380_account_audit",
+        }),
     ]
 }
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use offers_kit::audit::Act;
 use offers_kit::credentials::{client_address, user};
 use offers_kit::grpc::{parse_id, to_timestamp};
 use offers_kit::{Error, ErrorCode};
@@ -121,18 +122,22 @@ impl pb::user_admin_service_server::UserAdminService for UserAdminApi {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
+        let act = Act::of(request.metadata())?;
         let b = request.into_inner();
         let created = self
             .0
-            .create_user(NewUser {
-                username: b.username,
-                password: b.password,
-                email: b.email,
-                phone_number: b.phone_number,
-                first_name: b.first_name,
-                last_name: b.last_name,
-                is_admin: b.is_admin,
-            })
+            .create_user(
+                NewUser {
+                    username: b.username,
+                    password: b.password,
+                    email: b.email,
+                    phone_number: b.phone_number,
+                    first_name: b.first_name,
+                    last_name: b.last_name,
+                    is_admin: b.is_admin,
+                },
+                &act,
+            )
             .await?;
         Ok(Response::new(pb::CreateUserResponse { user: Some(to_proto(created)) }))
     }
@@ -151,9 +156,9 @@ impl pb::user_admin_service_server::UserAdminService for UserAdminApi {
 impl pb::signing_key_admin_service_server::SigningKeyAdminService for SigningKeyAdminApi {
     async fn rotate_signing_key(
         &self,
-        _request: Request<pb::RotateSigningKeyRequest>,
+        request: Request<pb::RotateSigningKeyRequest>,
     ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
-        let key = self.0.rotate().await?;
+        let key = self.0.rotate(&Act::of(request.metadata())?).await?;
         Ok(Response::new(pb::RotateSigningKeyResponse { key: Some(key_proto(key)) }))
     }
 
@@ -161,7 +166,7 @@ impl pb::signing_key_admin_service_server::SigningKeyAdminService for SigningKey
         &self,
         request: Request<pb::RetireSigningKeyRequest>,
     ) -> Result<Response<pb::RetireSigningKeyResponse>, Status> {
-        let key = self.0.retire(&request.get_ref().kid).await?;
+        let key = self.0.retire(&request.get_ref().kid, &Act::of(request.metadata())?).await?;
         Ok(Response::new(pb::RetireSigningKeyResponse { key: Some(key_proto(key)) }))
     }
 
@@ -175,9 +180,9 @@ impl pb::signing_key_admin_service_server::SigningKeyAdminService for SigningKey
 
     async fn reseal_signing_keys(
         &self,
-        _request: Request<pb::ResealSigningKeysRequest>,
+        request: Request<pb::ResealSigningKeysRequest>,
     ) -> Result<Response<pb::ResealSigningKeysResponse>, Status> {
-        let resealed = self.0.reseal().await?;
+        let resealed = self.0.reseal(&Act::of(request.metadata())?).await?;
         Ok(Response::new(pb::ResealSigningKeysResponse { resealed: i32::try_from(resealed).unwrap_or(i32::MAX) }))
     }
 }

@@ -11,6 +11,7 @@
 //! verifier to have loaded it first. The life of a key, in order: next,
 //! signing, retiring (still verifying the tokens it signed), retired.
 
+use offers_kit::audit::{Act, Deed, Trail};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -55,8 +56,13 @@ pub struct Lifetimes {
     pub publish_delay: Duration,
 }
 
+/// The auth service's audit trail.
+pub const TRAIL: &str = "auth";
+
 pub struct KeyStore {
     db: DatabaseConnection,
+    /// The auth service's audit trail (key acts and users made).
+    trail: Trail,
     /// The first seals; every one opens (so a key encryption key can be
     /// replaced: the new one first, the old after, then a re-seal).
     keks: Vec<LessSafeKey>,
@@ -125,6 +131,7 @@ impl KeyStore {
             return Err(AuthError::Config("auth.key_encryption_key (32 bytes, base64) is required"));
         }
         Ok(Self {
+            trail: Trail::new(TRAIL, db.clone()),
             db,
             keks,
             issuer: issuer.into(),
@@ -288,7 +295,7 @@ impl KeyStore {
     /// Adds the next key, published now and signing once every verifier
     /// has had the time to load it; the keys before it stop signing then
     /// and retire once every token they could have signed has expired.
-    pub async fn rotate(&self) -> Result<KeyInfo, AuthError> {
+    pub async fn rotate(&self, act: &Act) -> Result<KeyInfo, AuthError> {
         let now = Utc::now();
         let signs_from = after(now, self.lifetimes.publish_delay);
         let retire = after(after(signs_from, self.lifetimes.token), self.lifetimes.retire_margin);
@@ -302,6 +309,12 @@ impl KeyStore {
             .filter(signing_key::Column::Generation.lt(generation))
             .exec(&txn)
             .await?;
+        let deed = Deed {
+            action: "signing_key.rotate",
+            target: format!("signing_key:{}", signer.jwk().kid),
+            detail: format!("generation={generation} signs_from={}", signs_from.to_rfc3339()),
+        };
+        self.trail.record(&txn, act, deed).await?;
         txn.commit().await?;
         // This replica learns of the next key now; the others within REREAD.
         if let Ok(mut current) = self.current.write() {
@@ -314,14 +327,22 @@ impl KeyStore {
 
     /// Takes a key out of service now; if it was signing, the next key (or
     /// a new one) signs at once.
-    pub async fn retire(&self, kid: &str) -> Result<KeyInfo, AuthError> {
+    pub async fn retire(&self, kid: &str, act: &Act) -> Result<KeyInfo, AuthError> {
         let now = Utc::now();
-        signing_key::Entity::update_many()
+        let txn = self.db.begin().await?;
+        let retired = signing_key::Entity::update_many()
             .col_expr(signing_key::Column::RetireAt, Expr::value(now))
             .filter(signing_key::Column::Kid.eq(kid))
             .filter(in_service_at(now))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        // Retiring a key out of service changes nothing and records nothing.
+        if retired.rows_affected == 1 {
+            let deed =
+                Deed { action: "signing_key.retire", target: format!("signing_key:{kid}"), detail: String::new() };
+            self.trail.record(&txn, act, deed).await?;
+        }
+        txn.commit().await?;
         if let Ok(mut current) = self.current.write() {
             *current = None;
         }
@@ -344,8 +365,9 @@ impl KeyStore {
 
     /// Seals every key that opens under the first key encryption key, so
     /// the others can be dropped from the settings: how many changed.
-    pub async fn reseal(&self) -> Result<usize, AuthError> {
-        let keys = signing_key::Entity::find().all(&self.db).await?;
+    pub async fn reseal(&self, act: &Act) -> Result<usize, AuthError> {
+        let txn = self.db.begin().await?;
+        let keys = signing_key::Entity::find().all(&txn).await?;
         let mut resealed = 0;
         for key in keys {
             let (pem, under_first) = match self.open(&key) {
@@ -360,10 +382,17 @@ impl KeyStore {
             signing_key::Entity::update_many()
                 .col_expr(signing_key::Column::SealedPrivate, Expr::value(self.seal(&key.kid, &pem)?))
                 .filter(signing_key::Column::Kid.eq(key.kid.as_str()))
-                .exec(&self.db)
+                .exec(&txn)
                 .await?;
             resealed += 1;
         }
+        let deed = Deed {
+            action: "signing_keys.reseal",
+            target: "signing_keys".into(),
+            detail: format!("resealed={resealed}"),
+        };
+        self.trail.record(&txn, act, deed).await?;
+        txn.commit().await?;
         tracing::info!(resealed, "signing keys sealed under the first key encryption key");
         Ok(resealed)
     }

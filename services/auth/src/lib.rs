@@ -20,6 +20,7 @@ use offers_proto::auth::v1::user_admin_service_server::UserAdminServiceServer;
 use sea_orm::DatabaseConnection;
 
 pub use error::AuthError;
+pub use keys::TRAIL;
 pub use migration::migrations;
 pub use password::Hasher;
 pub use settings::AuthSettings;

@@ -2,7 +2,16 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateUsersAndTokens), Box::new(TokenFamilies), Box::new(SigningKeys), Box::new(KeyGenerations)]
+    vec![
+        Box::new(CreateUsersAndTokens),
+        Box::new(TokenFamilies),
+        Box::new(SigningKeys),
+        Box::new(KeyGenerations),
+        Box::new(offers_kit::audit::TrailMigration {
+            trail: crate::keys::TRAIL,
+            migration: "m20261207_000140_auth_audit",
+        }),
+    ]
 }
 
 struct CreateUsersAndTokens;

@@ -2,6 +2,7 @@
 
 use base64::Engine;
 use chrono::Utc;
+use offers_kit::audit::{Act, Deed, Trail};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -45,6 +46,7 @@ pub struct Auth {
     hasher: Hasher,
     keys: Arc<KeyStore>,
     settings: AuthSettings,
+    trail: Trail,
 }
 
 fn hash_token(token: &str) -> String {
@@ -63,7 +65,8 @@ impl Auth {
             n => usize::try_from(n).unwrap_or(1),
         };
         let hasher = Hasher::new(concurrency, settings.password_hash_wait);
-        Self { db, limiter: RateLimiter::new(cache), hasher, keys, settings }
+        let trail = Trail::new(crate::keys::TRAIL, db.clone());
+        Self { db, limiter: RateLimiter::new(cache), hasher, keys, settings, trail }
     }
 
     pub async fn login(&self, username: &str, password: &str, client: Option<IpAddr>) -> Result<TokenPair, AuthError> {
@@ -249,7 +252,7 @@ impl Auth {
             .ok_or(AuthError::UserNotFound)
     }
 
-    pub async fn create_user(&self, new: NewUser) -> Result<user::Model, AuthError> {
+    pub async fn create_user(&self, new: NewUser, act: &Act) -> Result<user::Model, AuthError> {
         validate_username(&new.username)?;
         if new.password.chars().count() < 8 {
             return Err(AuthError::InvalidInput("password must be at least 8 characters".into()));
@@ -270,10 +273,19 @@ impl Auth {
             is_admin: Set(new.is_admin),
             date_joined: Set(Utc::now()),
         };
-        user::Entity::insert(model)
-            .exec_with_returning(&self.db)
+        let txn = self.db.begin().await?;
+        let created = user::Entity::insert(model)
+            .exec_with_returning(&txn)
             .await
-            .map_err(|e| if offers_kit::db::is_unique_violation(&e) { AuthError::UsernameTaken } else { e.into() })
+            .map_err(|e| if offers_kit::db::is_unique_violation(&e) { AuthError::UsernameTaken } else { e.into() })?;
+        let deed = Deed {
+            action: "user.create",
+            target: format!("user:{}", created.id),
+            detail: format!("username={} admin={}", created.username, created.is_admin),
+        };
+        self.trail.record(&txn, act, deed).await?;
+        txn.commit().await?;
+        Ok(created)
     }
 }
 

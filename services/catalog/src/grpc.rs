@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use offers_kit::audit::Act;
 use offers_kit::credentials::user;
 use offers_kit::grpc::{answer, page_after, page_size, parse_id};
 use offers_kit::{Error, ErrorCode};
@@ -56,8 +57,9 @@ impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminApi {
         &self,
         request: Request<pb::CreateOfferRequest>,
     ) -> Result<Response<pb::CreateOfferResponse>, Status> {
+        let act = Act::of(request.metadata())?;
         let offer = request.into_inner().offer.ok_or_else(|| Error::invalid_request("offer is required"))?;
-        let created = self.0.create(offer).await?;
+        let created = self.0.create(offer, &act).await?;
         Ok(Response::new(pb::CreateOfferResponse { offer: Some(pb::Offer::from(created)) }))
     }
 
@@ -65,11 +67,12 @@ impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminApi {
         &self,
         request: Request<pb::UpdateOfferRequest>,
     ) -> Result<Response<pb::UpdateOfferResponse>, Status> {
+        let act = Act::of(request.metadata())?;
         let body = request.into_inner();
         let offer = body.offer.ok_or_else(|| Error::invalid_request("offer is required"))?;
         let id = parse_id(&offer.id)?;
         let paths = body.update_mask.map(|m| m.paths).unwrap_or_default();
-        let updated = self.0.update(id, offer, &paths).await?;
+        let updated = self.0.update(id, offer, &paths, &act).await?;
         Ok(Response::new(pb::UpdateOfferResponse { offer: Some(pb::Offer::from(updated)) }))
     }
 

@@ -18,6 +18,7 @@ use sea_orm::DatabaseConnection;
 
 pub use error::CatalogError;
 pub use migration::migrations;
+pub use service::TRAIL;
 pub use settings::CatalogSettings;
 
 use crate::grpc::{CatalogAdminApi, CatalogApi};

@@ -2,7 +2,13 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateOffers)]
+    vec![
+        Box::new(CreateOffers),
+        Box::new(offers_kit::audit::TrailMigration {
+            trail: crate::service::TRAIL,
+            migration: "m20261207_000210_catalog_audit",
+        }),
+    ]
 }
 
 struct CreateOffers;

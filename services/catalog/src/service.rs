@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use hashlink::LruCache;
+use offers_kit::audit::{Act, Deed, Trail};
 use offers_kit::cache::SharedCache;
 use offers_proto::ids::OfferId;
-use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryOrder};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryOrder, TransactionTrait};
 
 use crate::entity;
 use crate::error::CatalogError;
@@ -41,12 +42,17 @@ pub struct Served<T> {
     pub stale: bool,
 }
 
+/// The catalog service's audit trail.
+pub const TRAIL: &str = "catalog";
+
 pub struct Catalog {
     db: DatabaseConnection,
     cache: SharedCache,
     currency: String,
     ttl: Duration,
     decoded: Mutex<LruCache<String, Decoded>>,
+    /// The administrative acts on offers, each written with the act.
+    trail: Trail,
 }
 
 /// A value read from the cache, decoded, and when it was.
@@ -60,7 +66,8 @@ const DECODED_KEYS: usize = 1_024;
 
 impl Catalog {
     pub fn new(db: DatabaseConnection, cache: SharedCache, currency: String, ttl: Duration) -> Self {
-        Self { db, cache, currency, ttl, decoded: Mutex::new(LruCache::new(DECODED_KEYS)) }
+        let trail = Trail::new(TRAIL, db.clone());
+        Self { db, cache, currency, ttl, decoded: Mutex::new(LruCache::new(DECODED_KEYS)), trail }
     }
 
     /// The current generation, or `None` when the cache cannot say.
@@ -161,14 +168,25 @@ impl Catalog {
         .await
     }
 
-    pub async fn create(&self, offer: offers_proto::catalog::v1::Offer) -> Result<Offer, CatalogError> {
+    pub async fn create(&self, offer: offers_proto::catalog::v1::Offer, act: &Act) -> Result<Offer, CatalogError> {
         let offer = Offer::from_proto(&offer, OfferId::generate().uuid(), Utc::now());
         offer.validate(&self.currency)?;
         let code = offer.code.clone();
+        let deed = Deed {
+            action: "offer.create",
+            target: format!("offer:{}", offer.id),
+            detail: format!(
+                "code={} price={} {} duration_days={}",
+                offer.code, offer.price, offer.currency, offer.duration_days
+            ),
+        };
+        let txn = self.db.begin().await?;
         let created =
-            entity::Entity::insert(offer.into_active_model().reset_all()).exec_with_returning(&self.db).await.map_err(
+            entity::Entity::insert(offer.into_active_model().reset_all()).exec_with_returning(&txn).await.map_err(
                 |e| if offers_kit::db::is_unique_violation(&e) { CatalogError::CodeTaken(code) } else { e.into() },
             )?;
+        self.trail.record(&txn, act, deed).await?;
+        txn.commit().await?;
         self.invalidate().await;
         Ok(created)
     }
@@ -180,12 +198,18 @@ impl Catalog {
         id: OfferId,
         new: offers_proto::catalog::v1::Offer,
         paths: &[String],
+        act: &Act,
     ) -> Result<Offer, CatalogError> {
-        let current = entity::Entity::find_by_id(id.uuid()).one(&self.db).await?.ok_or(CatalogError::NotFound)?;
-        let mut offer = current.updated(&new, paths)?;
+        let txn = self.db.begin().await?;
+        let current = entity::Entity::find_by_id(id.uuid()).one(&txn).await?.ok_or(CatalogError::NotFound)?;
+        let mut offer = current.clone().updated(&new, paths)?;
         offer.updated_at = Utc::now();
         offer.validate(&self.currency)?;
-        let updated = entity::Entity::update(offer.into_active_model().reset_all()).exec(&self.db).await?;
+        let deed =
+            Deed { action: "offer.update", target: format!("offer:{}", offer.id), detail: changes(&current, &offer) };
+        let updated = entity::Entity::update(offer.into_active_model().reset_all()).exec(&txn).await?;
+        self.trail.record(&txn, act, deed).await?;
+        txn.commit().await?;
         self.invalidate().await;
         Ok(updated)
     }
@@ -197,4 +221,23 @@ impl Catalog {
             tracing::warn!(error = %e, ttl = ?self.ttl, "could not invalidate the offer cache; entries expire within the ttl");
         }
     }
+}
+
+/// What an update changed, field by field (`price: 500 → 700`); `no
+/// change` when it changed nothing.
+fn changes(before: &Offer, after: &Offer) -> String {
+    let fields = [
+        ("name", before.name.clone(), after.name.clone()),
+        ("description", before.description.clone(), after.description.clone()),
+        ("price", before.price.to_string(), after.price.to_string()),
+        ("currency", before.currency.clone(), after.currency.clone()),
+        ("duration_days", before.duration_days.to_string(), after.duration_days.to_string()),
+        ("data_mb", before.data_mb.to_string(), after.data_mb.to_string()),
+        ("voice_minutes", before.voice_minutes.to_string(), after.voice_minutes.to_string()),
+        ("sms", before.sms.to_string(), after.sms.to_string()),
+        ("is_active", before.is_active.to_string(), after.is_active.to_string()),
+    ];
+    let changed: Vec<String> =
+        fields.into_iter().filter(|(_, b, a)| b != a).map(|(name, b, a)| format!("{name}: {b} → {a}")).collect();
+    if changed.is_empty() { "no change".into() } else { changed.join("; ") }
 }

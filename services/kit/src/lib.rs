@@ -4,6 +4,7 @@
 //! behind features the binary turns on), the outbox, leased delivery, and
 //! the shape of what a service contributes to a process.
 
+pub mod audit;
 pub mod bus;
 pub mod cache;
 pub mod config;

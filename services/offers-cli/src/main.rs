@@ -59,6 +59,13 @@ enum Command {
         /// directory when internal.token is not configured.
         #[arg(long, default_value = ".offers")]
         data_dir: PathBuf,
+        /// Who acts: recorded in the audit trail with every write, which is
+        /// refused without it.
+        #[arg(long, global = true, env = "OFFERS_ACTOR")]
+        actor: Option<String>,
+        /// Why (recorded with the act).
+        #[arg(long = "why", global = true)]
+        why: Option<String>,
         #[command(subcommand)]
         task: AdminTask,
     },
@@ -213,10 +220,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Admin { data_dir, task } => {
+        Command::Admin { data_dir, actor, why, task } => {
             let settings = or_embedded(settings, &data_dir)?;
             let token = settings.internal_token().context(NO_CREDENTIAL)?;
             let mut client = AdminClient::connect(&settings, token)?;
+            match actor.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+                Some(actor) => {
+                    client.act_as(actor, why.as_deref().unwrap_or_default());
+                }
+                None if task.writes() => anyhow::bail!(
+                    "--actor (or OFFERS_ACTOR) is required: every administrative write is recorded with who did it"
+                ),
+                None => {}
+            }
             offers::admin::cli::run(&mut client, &settings.currency, task).await
         }
         Command::Jobs { data_dir, job: Job::ExpiringSubscriptions { at } } => {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use offers_kit::credentials::ServiceCredential;
 use offers_kit::grpc::{Connector, InternalChannel};
 use offers_proto::account::v1::ledger_service_client::LedgerServiceClient;
+use offers_proto::audit::v1::audit_service_client::AuditServiceClient;
 use offers_proto::auth::v1::signing_key_admin_service_client::SigningKeyAdminServiceClient;
 use offers_proto::auth::v1::user_admin_service_client::UserAdminServiceClient;
 use offers_proto::catalog::v1::catalog_admin_service_client::CatalogAdminServiceClient;
@@ -22,6 +23,9 @@ pub struct InternalClients {
     pub ledger: LedgerServiceClient<InternalChannel>,
     pub partners: PartnerAdminServiceClient<InternalChannel>,
     pub jobs: JobAdminServiceClient<InternalChannel>,
+    /// One per distinct internal address of the services that keep an
+    /// audit trail (one in the embedded mode, four when split).
+    pub audit: Vec<AuditServiceClient<InternalChannel>>,
 }
 
 impl InternalClients {
@@ -48,7 +52,17 @@ impl InternalClients {
             Connector { timeout: deadline(timeout), ..connector.clone() }.internal_channel(url, credential.clone())
         };
         let up = &settings.upstream;
+        let mut trails = vec![
+            (&up.auth_internal, up.auth_timeout),
+            (&up.catalog_internal, up.catalog_timeout),
+            (&up.account_internal, up.account_timeout),
+            (&up.partner_internal, up.partner_timeout),
+        ];
+        trails.sort_by_key(|(url, _)| url.as_str());
+        trails.dedup_by_key(|(url, _)| url.as_str());
+        let audit = trails.into_iter().map(|(url, timeout)| Ok(AuditServiceClient::new(channel(url, timeout)?)));
         Ok(Self {
+            audit: audit.collect::<anyhow::Result<_>>()?,
             users: UserAdminServiceClient::new(channel(&up.auth_internal, up.auth_timeout)?),
             keys: SigningKeyAdminServiceClient::new(channel(&up.auth_internal, up.auth_timeout)?),
             catalog: CatalogAdminServiceClient::new(channel(&up.catalog_internal, up.catalog_timeout)?),

@@ -50,7 +50,11 @@ fn offer(
 
 /// Demo users, balances, offers and the demo partner; what exists already
 /// is left alone.
+/// Who the audit trail says made the demo data.
+pub const SEED_ACTOR: &str = "offers-dev-seed";
+
 pub async fn seed(admin: &mut AdminClient, currency: &str) -> anyhow::Result<()> {
+    admin.act_as(SEED_ACTOR, "demo data");
     for username in DEMO_USERS {
         let request = auth_pb::CreateUserRequest {
             username: username.into(),

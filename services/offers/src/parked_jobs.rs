@@ -4,6 +4,7 @@
 //! so its parking lists, live in that process.
 
 use offers_kit::Error;
+use offers_kit::audit::{Act, Deed, Trail};
 use offers_kit::bus::{BusError, Parked, ParkedJob, SharedBus};
 use offers_kit::grpc::to_timestamp;
 use offers_proto::jobs::v1::job_admin_service_server::{JobAdminService, JobAdminServiceServer};
@@ -15,12 +16,16 @@ const MAX_PAGE: usize = 1000;
 
 pub struct JobAdmin {
     bus: SharedBus,
+    /// Replays are recorded in the account service's trail (this service
+    /// runs with it): after the jobs moved, since the bus and the database
+    /// share no transaction, with how many did.
+    trail: Trail,
     /// What "every topic" means.
     topics: &'static [&'static str],
 }
 
-pub fn server(bus: SharedBus) -> JobAdminServiceServer<JobAdmin> {
-    JobAdminServiceServer::new(JobAdmin { bus, topics: crate::TOPICS })
+pub fn server(bus: SharedBus, trail: Trail) -> JobAdminServiceServer<JobAdmin> {
+    JobAdminServiceServer::new(JobAdmin { bus, trail, topics: crate::TOPICS })
 }
 
 /// A topic as an operator typed it: a name the bus could have made a queue
@@ -79,6 +84,7 @@ impl JobAdminService for JobAdmin {
         &self,
         request: Request<pb::ReplayParkedJobsRequest>,
     ) -> Result<Response<pb::ReplayParkedJobsResponse>, Status> {
+        let act = Act::of(request.metadata())?;
         let request = request.into_inner();
         let topic = topic(&request.topic)?;
         let max = match usize::try_from(request.max_jobs) {
@@ -88,6 +94,16 @@ impl JobAdminService for JobAdmin {
         };
         let replayed = self.bus.replay(topic, max).await.map_err(Error::from)?;
         tracing::info!(topic, replayed, "parked jobs replayed");
+        if replayed > 0 {
+            let deed = Deed {
+                action: "jobs.replay",
+                target: format!("topic:{topic}"),
+                detail: format!("replayed={replayed}"),
+            };
+            let txn = self.trail.begin().await.map_err(Error::from)?;
+            self.trail.record(&txn, &act, deed).await.map_err(Error::from)?;
+            txn.commit().await.map_err(Error::from)?;
+        }
         Ok(Response::new(pb::ReplayParkedJobsResponse { replayed: i32::try_from(replayed).unwrap_or(i32::MAX) }))
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use offers_kit::Parts;
+use offers_kit::audit::{AuditServer, Trail};
 use offers_kit::bus::{self, SharedBus};
 use offers_kit::cache::{self, SharedCache};
 use offers_kit::cors::CorsPolicy;
@@ -95,6 +96,14 @@ impl Process {
         let mut parts = Parts::default();
         for role in roles {
             parts.merge(role.build(&shared).await?);
+        }
+        // One audit service per process, over the trails of the roles it
+        // runs (they share its database).
+        let trails: Vec<_> = roles.iter().filter_map(|r| r.audit_trail()).collect();
+        if !trails.is_empty() {
+            let db = shared.db()?;
+            let trails = trails.into_iter().map(|name| Trail::new(name, db.clone())).collect();
+            parts.internal.add(AuditServer::new(trails).into_service());
         }
         let mut process = Process {
             grace: shared.settings.shutdown_grace,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use offers_kit::Error;
+use offers_kit::audit::Act;
 use offers_kit::credentials::bearer;
 use offers_kit::grpc::{idempotency_key, parse_id, to_timestamp};
 use offers_proto::account::v1::TransactionStatus;
@@ -140,7 +141,8 @@ impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
         &self,
         request: Request<pb::CreatePartnerRequest>,
     ) -> Result<Response<pb::CreatePartnerResponse>, Status> {
-        let (partner, IssuedKey { key, secret }) = self.0.create_partner(&request.get_ref().name).await?;
+        let act = Act::of(request.metadata())?;
+        let (partner, IssuedKey { key, secret }) = self.0.create_partner(&request.get_ref().name, &act).await?;
         Ok(Response::new(pb::CreatePartnerResponse {
             partner: Some(partner_proto(partner)),
             api_key: Some(key_proto(key)),
@@ -152,6 +154,7 @@ impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
         &self,
         request: Request<pb::SetPartnerStatusRequest>,
     ) -> Result<Response<pb::SetPartnerStatusResponse>, Status> {
+        let act = Act::of(request.metadata())?;
         let body = request.into_inner();
         let id = parse_id(&body.partner_id)?;
         let status = match pb::PartnerStatus::try_from(body.status) {
@@ -159,7 +162,7 @@ impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
             Ok(pb::PartnerStatus::Suspended) => partner::Status::Suspended,
             _ => return Err(Error::invalid_request("status must be ACTIVE or SUSPENDED").into()),
         };
-        let partner = self.0.set_status(id, status).await?;
+        let partner = self.0.set_status(id, status, &act).await?;
         Ok(Response::new(pb::SetPartnerStatusResponse { partner: Some(partner_proto(partner)) }))
     }
 
@@ -167,10 +170,11 @@ impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
         &self,
         request: Request<pb::CreateApiKeyRequest>,
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+        let act = Act::of(request.metadata())?;
         let body = request.into_inner();
         let id = parse_id(&body.partner_id)?;
         let preset = (!body.preset_secret.is_empty()).then_some(body.preset_secret);
-        let IssuedKey { key, secret } = self.0.create_key(id, preset).await?;
+        let IssuedKey { key, secret } = self.0.create_key(id, preset, &act).await?;
         Ok(Response::new(pb::CreateApiKeyResponse { api_key: Some(key_proto(key)), secret }))
     }
 
@@ -178,8 +182,9 @@ impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
         &self,
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
+        let act = Act::of(request.metadata())?;
         let id = parse_id(&request.get_ref().api_key_id)?;
-        let key = self.0.revoke_key(id).await?;
+        let key = self.0.revoke_key(id, &act).await?;
         Ok(Response::new(pb::RevokeApiKeyResponse { api_key: Some(key_proto(key)) }))
     }
 

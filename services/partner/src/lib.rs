@@ -25,7 +25,7 @@ use sea_orm::DatabaseConnection;
 pub use callbacks::{EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 pub use error::PartnerError;
 pub use migration::migrations;
-pub use service::Clients;
+pub use service::{Clients, TRAIL};
 pub use settings::PartnerSettings;
 
 use crate::callbacks::CallbackWorker;

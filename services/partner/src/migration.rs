@@ -2,7 +2,14 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreatePartners), Box::new(DeliveryJobs)]
+    vec![
+        Box::new(CreatePartners),
+        Box::new(DeliveryJobs),
+        Box::new(offers_kit::audit::TrailMigration {
+            trail: crate::service::TRAIL,
+            migration: "m20261207_000420_partner_audit",
+        }),
+    ]
 }
 
 struct CreatePartners;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use offers_kit::audit::{Act, Deed, Trail};
 use offers_kit::cache::{self, SharedCache};
 use offers_kit::grpc::InternalChannel;
 use offers_kit::rate_limit::RateLimiter;
@@ -14,7 +15,9 @@ use offers_proto::catalog::v1::{self as catalog, catalog_admin_service_client::C
 use offers_proto::contracts::{Idempotency, KeyScope, OrderError, PurchaseKind, PurchaseOrder};
 use offers_proto::ids::{ApiKeyId, OfferId, PartnerId, UserId};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+};
 use uuid::Uuid;
 
 use crate::entity::partner::Status;
@@ -32,11 +35,16 @@ pub struct Clients {
     pub ledger: LedgerServiceClient<InternalChannel>,
 }
 
+/// The partner service's audit trail.
+pub const TRAIL: &str = "partner";
+
 pub struct Partners {
     db: DatabaseConnection,
     limiter: RateLimiter,
     settings: PartnerSettings,
     clients: Clients,
+    /// The administrative acts on partners and their keys.
+    trail: Trail,
 }
 
 pub struct ActivationRequest {
@@ -65,7 +73,8 @@ fn not_found_is(err: Error, instead: PartnerError) -> PartnerError {
 
 impl Partners {
     pub fn new(db: DatabaseConnection, cache: SharedCache, settings: PartnerSettings, clients: Clients) -> Self {
-        Self { db, limiter: RateLimiter::new(cache), settings, clients }
+        let trail = Trail::new(TRAIL, db.clone());
+        Self { db, limiter: RateLimiter::new(cache), settings, clients, trail }
     }
 
     /// The active partner a key belongs to; revoked keys and suspended
@@ -209,7 +218,7 @@ impl Partners {
         Ok(secret)
     }
 
-    pub async fn create_partner(&self, name: &str) -> Result<(partner::Model, IssuedKey), PartnerError> {
+    pub async fn create_partner(&self, name: &str, act: &Act) -> Result<(partner::Model, IssuedKey), PartnerError> {
         let name = name.trim();
         if name.is_empty() || name.len() > 100 {
             return Err(PartnerError::Invalid("name must be 1 to 100 characters".into()));
@@ -222,11 +231,19 @@ impl Partners {
             callback_secret: Set(None),
             created_at: Set(Utc::now()),
         };
+        let txn = self.db.begin().await?;
         let created = partner::Entity::insert(row)
-            .exec_with_returning(&self.db)
+            .exec_with_returning(&txn)
             .await
             .map_err(|e| if offers_kit::db::is_unique_violation(&e) { PartnerError::NameTaken } else { e.into() })?;
-        let key = self.create_key(created.id.into(), None).await?;
+        let deed = Deed {
+            action: "partner.create",
+            target: format!("partner:{}", created.id),
+            detail: format!("name={name}"),
+        };
+        self.trail.record(&txn, act, deed).await?;
+        let key = self.issue_key(&txn, created.id.into(), None, act).await?;
+        txn.commit().await?;
         Ok((created, key))
     }
 
@@ -242,22 +259,49 @@ impl Partners {
             .ok_or(PartnerError::NotFound("partner"))
     }
 
-    pub async fn set_status(&self, id: PartnerId, status: Status) -> Result<partner::Model, PartnerError> {
-        partner::Entity::update_many()
+    pub async fn set_status(&self, id: PartnerId, status: Status, act: &Act) -> Result<partner::Model, PartnerError> {
+        let txn = self.db.begin().await?;
+        let set = partner::Entity::update_many()
             .col_expr(partner::Column::Status, Expr::value(status))
             .filter(partner::Column::Id.eq(id.uuid()))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        if set.rows_affected != 1 {
+            return Err(PartnerError::NotFound("partner"));
+        }
+        let deed =
+            Deed { action: "partner.status", target: format!("partner:{id}"), detail: format!("status={status:?}") };
+        self.trail.record(&txn, act, deed).await?;
+        txn.commit().await?;
         self.partner(id).await
     }
 
     /// A new key for a partner; its other keys keep working, so keys rotate
     /// without downtime.
-    pub async fn create_key(&self, partner_id: PartnerId, preset: Option<String>) -> Result<IssuedKey, PartnerError> {
+    pub async fn create_key(
+        &self,
+        partner_id: PartnerId,
+        preset: Option<String>,
+        act: &Act,
+    ) -> Result<IssuedKey, PartnerError> {
+        self.partner(partner_id).await?;
+        let txn = self.db.begin().await?;
+        let key = self.issue_key(&txn, partner_id, preset, act).await?;
+        txn.commit().await?;
+        Ok(key)
+    }
+
+    /// Inserts a new key and its audit entry in the caller's transaction.
+    async fn issue_key(
+        &self,
+        txn: &impl ConnectionTrait,
+        partner_id: PartnerId,
+        preset: Option<String>,
+        act: &Act,
+    ) -> Result<IssuedKey, PartnerError> {
         if preset.is_some() && !self.settings.allow_preset_keys {
             return Err(PartnerError::PresetRefused);
         }
-        self.partner(partner_id).await?;
         let secret = preset.unwrap_or_else(keys::new_key);
         if secret.len() < 16 {
             return Err(PartnerError::Invalid("a key must be at least 16 characters".into()));
@@ -270,24 +314,43 @@ impl Partners {
             created_at: Set(Utc::now()),
             revoked_at: Set(None),
         };
-        let key = api_key::Entity::insert(row).exec_with_returning(&self.db).await.map_err(|e| {
+        let key = api_key::Entity::insert(row).exec_with_returning(txn).await.map_err(|e| {
             if offers_kit::db::is_unique_violation(&e) {
                 PartnerError::Invalid("that key exists".into())
             } else {
                 e.into()
             }
         })?;
+        // The prefix only: the secret is shown once, to the caller.
+        let deed = Deed {
+            action: "api_key.create",
+            target: format!("api_key:{}", key.id),
+            detail: format!("partner={partner_id} prefix={}", key.prefix),
+        };
+        self.trail.record(txn, act, deed).await?;
         Ok(IssuedKey { key, secret })
     }
 
-    pub async fn revoke_key(&self, key_id: ApiKeyId) -> Result<api_key::Model, PartnerError> {
+    pub async fn revoke_key(&self, key_id: ApiKeyId, act: &Act) -> Result<api_key::Model, PartnerError> {
         let key_id = key_id.uuid();
-        api_key::Entity::update_many()
+        let txn = self.db.begin().await?;
+        let revoked = api_key::Entity::update_many()
             .col_expr(api_key::Column::RevokedAt, Expr::value(Utc::now()))
             .filter(api_key::Column::Id.eq(key_id))
             .filter(api_key::Column::RevokedAt.is_null())
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
-        api_key::Entity::find_by_id(key_id).one(&self.db).await?.ok_or(PartnerError::NotFound("API key"))
+        let key = api_key::Entity::find_by_id(key_id).one(&txn).await?.ok_or(PartnerError::NotFound("API key"))?;
+        // Revoking a revoked key changes nothing and records nothing.
+        if revoked.rows_affected == 1 {
+            let deed = Deed {
+                action: "api_key.revoke",
+                target: format!("api_key:{key_id}"),
+                detail: format!("partner={} prefix={}", key.partner_id, key.prefix),
+            };
+            self.trail.record(&txn, act, deed).await?;
+        }
+        txn.commit().await?;
+        Ok(key)
     }
 }

@@ -50,6 +50,12 @@ pub mod jobs {
         tonic::include_proto!("offers.jobs.v1");
     }
 }
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod audit {
+    pub mod v1 {
+        tonic::include_proto!("offers.audit.v1");
+    }
+}
 /// The error codes every failure carries (`ErrorInfo.reason`), as a
 /// documented enum for clients built from the protos.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]

@@ -154,6 +154,11 @@ async fn poison_jobs_are_parked_and_replayed(backend: Backend) {
     assert_eq!(handler.deliveries.load(Ordering::SeqCst), 5, "replayed once, and done");
     assert_eq!(parked(&suite, topic).await.total, 0);
     assert_eq!(admin.replay_parked_jobs(topic, None).await.expect("replay nothing"), 0);
+    let filter =
+        offers_proto::audit::v1::ListAuditEntriesRequest { action: "jobs.replay".into(), ..Default::default() };
+    let replays = admin.audit_entries(&filter, 10).await.expect("audit");
+    let recorded: Vec<_> = replays.iter().map(|e| (e.target.as_str(), e.detail.as_str())).collect();
+    assert_eq!(recorded, [(format!("topic:{topic}").as_str(), "replayed=1")], "the empty replay is no act");
 
     stop.cancel();
     consumer.await.expect("consumer");

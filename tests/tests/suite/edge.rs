@@ -197,6 +197,7 @@ async fn reflection_lists_exactly_each_listeners_services(suite: &TestSuite) {
     public.sort();
     let mut internal: Vec<String> = [
         "offers.account.v1.LedgerService",
+        "offers.audit.v1.AuditService",
         "offers.auth.v1.SigningKeyAdminService",
         "offers.auth.v1.UserAdminService",
         "offers.catalog.v1.CatalogAdminService",

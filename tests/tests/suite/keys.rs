@@ -152,6 +152,7 @@ async fn the_key_encryption_key_rotates(backend: Backend) {
     let auth = Process::start(both, &[Role::Auth], false).await.expect("the old key is in the list");
     let token = auth.settings.internal_token().expect("credential").to_string();
     let mut admin = offers::admin::AdminClient::connect(&auth.settings, &token).expect("admin");
+    admin.act_as("ops", "moving every key under the new key encryption key");
     assert_eq!(admin.reseal_keys().await.expect("reseal"), 1);
     assert_eq!(admin.reseal_keys().await.expect("reseal again"), 0, "nothing left to move");
     auth.stop().await;

@@ -2,6 +2,7 @@
 //! backends (see `offers_tests::both!`).
 
 mod activation;
+mod audit;
 mod auth;
 mod bus;
 mod edge;

@@ -120,6 +120,7 @@ async fn an_unknowable_outcome_waits_for_an_operator(backend: Backend) {
     let tx = bought.reply.str("transaction_id").to_string();
     let waiting = reviews_once_waiting(&suite, &bought.token, &tx).await;
     let mut admin = suite.admin();
+    admin.act_as("ops", "");
     assert_eq!(waiting.len(), 1);
     assert_eq!(waiting[0].0.id, tx);
     assert!(waiting[0].1.contains("after 5 attempts"), "{}", waiting[0].1);
@@ -132,10 +133,23 @@ async fn an_unknowable_outcome_waits_for_an_operator(backend: Backend) {
 
     // Resolving needs a note; then it settles through the same path.
     let status = TransactionStatus::Success;
-    assert!(admin.resolve(&tx, status, "ops", " ").await.is_err(), "a resolution says why");
-    let resolved = admin.resolve(&tx, status, "ops", "the provider confirmed line 0612 has it").await;
+    assert!(admin.resolve(&tx, status, " ").await.is_err(), "a resolution says why");
+    let resolved = admin.resolve(&tx, status, "the provider confirmed line 0612 has it").await;
     assert_eq!(resolved.expect("resolved").status(), TransactionStatus::Success);
-    assert!(admin.resolve(&tx, TransactionStatus::Failed, "ops", "again").await.is_err(), "decided once");
+    assert!(admin.resolve(&tx, TransactionStatus::Failed, "again").await.is_err(), "decided once");
+    // The decision is in the audit trail, once: who, what, on what, why.
+    let filter =
+        offers_proto::audit::v1::ListAuditEntriesRequest { target: format!("transaction:{tx}"), ..Default::default() };
+    let entries = admin.audit_entries(&filter, 10).await.expect("audit");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+    assert_eq!(
+        (entry.trail.as_str(), entry.actor.as_str(), entry.action.as_str()),
+        ("account", "ops", "transaction.resolve")
+    );
+    assert_eq!(entry.note, "the provider confirmed line 0612 has it");
+    assert_eq!(entry.detail, "outcome=SUCCESS amount=500 EUR");
+    assert!(!entry.request_id.is_empty());
     assert!(admin.reviews().await.expect("reviews").is_empty());
     let subs = suite.api.get("/api/v1/account/subscriptions/", Some(&bought.token)).await;
     assert_eq!(subs.body["results"].as_array().expect("results").len(), 1);
@@ -151,8 +165,7 @@ async fn a_review_resolved_as_failed_refunds_the_payer(backend: Backend) {
     let bought = suite.demo_buys("DATA-1GB").await;
     let tx = bought.reply.str("transaction_id").to_string();
     reviews_once_waiting(&suite, &bought.token, &tx).await;
-    let resolved =
-        suite.admin().resolve(&tx, TransactionStatus::Failed, "ops", "the provider has no record of it").await;
+    let resolved = suite.admin().resolve(&tx, TransactionStatus::Failed, "the provider has no record of it").await;
     assert_eq!(resolved.expect("resolved").status(), TransactionStatus::Failed);
     assert_eq!(suite.balance(&bought.token).await, bought.before, "refunded, once");
     suite.stop().await;

@@ -5,6 +5,7 @@
 //! key (derived from its cause) makes it happen at most once.
 
 use chrono::Utc;
+use offers_kit::audit::{Act, Deed};
 use offers_proto::ids::{PartnerId, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
@@ -37,6 +38,14 @@ pub enum Owner {
 }
 
 impl Owner {
+    /// How the audit trail names the account.
+    fn target(self) -> String {
+        match self {
+            Owner::User(user) => format!("user:{user}"),
+            Owner::Partner(partner) => format!("partner:{partner}"),
+        }
+    }
+
     pub(crate) fn parts(self) -> (Uuid, AccountKind) {
         match self {
             Owner::User(user) => (user.uuid(), AccountKind::User),
@@ -165,6 +174,7 @@ impl Ledger {
         currency: &str,
         key: &str,
         memo: &str,
+        act: &Act,
     ) -> Result<(bool, account::Model), LedgerError> {
         if amount <= 0 || amount > MAX_AMOUNT {
             return Err(LedgerError::Invalid(format!("amount must be between 1 and {MAX_AMOUNT}")));
@@ -188,8 +198,15 @@ impl Ledger {
             transaction_id: None,
             memo: memo.into(),
         };
+        let deed = Deed {
+            action: "credit",
+            target: whose.target(),
+            detail: format!("amount={amount} {currency} memo={memo}"),
+        };
         let applied = match self.transfer(&txn, credit).await {
             Ok(()) => {
+                // A replay credits nothing and records nothing.
+                self.trail.record(&txn, act, deed).await?;
                 txn.commit().await?;
                 true
             }
@@ -209,23 +226,36 @@ impl Ledger {
 
     /// Sets how far below zero a partner's account may go. Lowering it
     /// below what the partner already owes is refused.
-    pub async fn set_credit_limit(&self, whose: PartnerId, limit: i64) -> Result<account::Model, LedgerError> {
+    pub async fn set_credit_limit(
+        &self,
+        whose: PartnerId,
+        limit: i64,
+        act: &Act,
+    ) -> Result<account::Model, LedgerError> {
         let partner = whose.uuid();
         if !(0..=MAX_AMOUNT).contains(&limit) {
             return Err(LedgerError::Invalid(format!("credit_limit must be between 0 and {MAX_AMOUNT}")));
         }
-        self.ensure_account(&self.db, partner, AccountKind::Partner).await?;
+        let txn = self.db.begin().await?;
+        self.ensure_account(&txn, partner, AccountKind::Partner).await?;
         let set = account::Entity::update_many()
             .col_expr(account::Column::CreditLimit, Expr::value(limit))
             .col_expr(account::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(account::Column::Id.eq(partner))
             .filter(account::Column::Kind.eq(AccountKind::Partner))
             .filter(Expr::col(account::Column::Balance).add(limit).gte(0))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
         if set.rows_affected != 1 {
             return Err(LedgerError::Invalid("the partner owes more than that limit".into()));
         }
+        let deed = Deed {
+            action: "credit_limit.set",
+            target: format!("partner:{partner}"),
+            detail: format!("credit_limit={limit} {}", self.currency),
+        };
+        self.trail.record(&txn, act, deed).await?;
+        txn.commit().await?;
         self.account(Owner::Partner(whose)).await
     }
 }

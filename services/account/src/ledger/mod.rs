@@ -13,6 +13,7 @@ mod renewal;
 mod settle;
 
 use chrono::{DateTime, Duration, Utc};
+use offers_kit::audit::Trail;
 use offers_kit::outbox::{Outbox, OutboxError};
 use offers_proto::contracts::Job;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
@@ -20,7 +21,10 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 pub use books::{FUNDING, Owner, PENDING, REVENUE};
 pub use check::Books;
 pub use renewal::Announcement;
-pub use settle::{Resolution, SETTLE_HISTOGRAM};
+pub use settle::SETTLE_HISTOGRAM;
+
+/// The account service's audit trail.
+pub const TRAIL: &str = "account";
 
 use crate::entity::transaction::Kind;
 use crate::error::LedgerError;
@@ -38,6 +42,9 @@ pub struct Ledger {
     gifting: GiftingSettings,
     currency: String,
     outbox: Outbox,
+    /// The administrative acts on the books (credits, credit limits,
+    /// resolutions), each written with the act.
+    trail: Trail,
 }
 
 /// A setting's span as a database time offset (validated settings are far
@@ -54,7 +61,8 @@ impl Ledger {
         currency: String,
         outbox: Outbox,
     ) -> Self {
-        Self { db, status, settings, gifting, currency, outbox }
+        let trail = Trail::new(TRAIL, db.clone());
+        Self { db, status, settings, gifting, currency, outbox, trail }
     }
 
     pub fn settings(&self) -> &LedgerSettings {

@@ -5,6 +5,7 @@
 //! re-driven when a job was lost.
 
 use chrono::{DateTime, Duration, Utc};
+use offers_kit::audit::{Act, Deed};
 use offers_proto::contracts::{PartnerEvent, ProvisionJob, Step};
 use offers_proto::ids::TransactionId;
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -37,10 +38,6 @@ pub struct Settled {
 
 /// An operator's decision on a transaction waiting for review.
 #[derive(Debug, Clone)]
-pub struct Resolution {
-    pub actor: String,
-    pub note: String,
-}
 
 /// What makes a settlement the one to apply.
 enum Decision<'a> {
@@ -48,7 +45,7 @@ enum Decision<'a> {
     /// the transaction is not waiting for review.
     Attempt(Option<i32>),
     /// An operator's, on a transaction waiting for review; recorded.
-    Review(&'a Resolution),
+    Review(&'a Act),
 }
 
 /// The held money of a settling transaction, on its way to `to`: a sale or
@@ -178,13 +175,13 @@ impl Ledger {
         &self,
         id: TransactionId,
         outcome: Status,
-        resolution: &Resolution,
+        act: &Act,
     ) -> Result<transaction::Model, LedgerError> {
-        if resolution.note.trim().is_empty() || resolution.actor.trim().is_empty() {
+        if act.note.trim().is_empty() || act.actor.trim().is_empty() {
             return Err(LedgerError::Invalid("a resolution needs who decided and a note saying why".into()));
         }
         let reason = (outcome == Status::Failed).then(|| "the provider did not provision it".to_string());
-        let settled = self.settle_as(id, outcome, reason, Decision::Review(resolution)).await?;
+        let settled = self.settle_as(id, outcome, reason, Decision::Review(act)).await?;
         if !settled.applied {
             return Err(LedgerError::Conflict("the transaction is not waiting for review".into()));
         }
@@ -244,15 +241,21 @@ impl Ledger {
         if let (Kind::AutoRenewal, Some(subscription)) = (tx.kind, tx.subscription_id) {
             self.renewal_outcome(&txn, subscription, outcome, tx.failure_reason.clone(), now).await?;
         }
-        if let Decision::Review(resolution) = &decision {
+        if let Decision::Review(act) = &decision {
             let row = resolution::ActiveModel {
                 transaction_id: Set(id),
                 outcome: Set(outcome.as_str().into()),
-                actor: Set(resolution.actor.clone()),
-                note: Set(resolution.note.clone()),
+                actor: Set(act.actor.clone()),
+                note: Set(act.note.clone()),
                 created_at: Set(now),
             };
             resolution::Entity::insert(row).exec_without_returning(&txn).await?;
+            let deed = Deed {
+                action: "transaction.resolve",
+                target: format!("transaction:{id}"),
+                detail: format!("outcome={} amount={} {}", outcome.as_str(), tx.amount, tx.currency),
+            };
+            self.trail.record(&txn, act, deed).await?;
         }
         let tx = transaction::Entity::find_by_id(id).one(&txn).await?.ok_or(LedgerError::NotFound("transaction"))?;
         if let (Some(partner_id), Some(reference)) = (tx.partner_id, tx.reference.clone()) {

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use offers_proto::account::v1::TransactionStatus;
+use offers_proto::audit::v1 as audit_pb;
 use offers_proto::auth::v1 as auth_pb;
 use offers_proto::catalog::v1 as catalog_pb;
 use offers_proto::partner::v1::PartnerStatus;
@@ -32,6 +33,9 @@ pub enum AdminTask {
     /// Jobs parked past the bus's delivery limit.
     #[command(subcommand)]
     Jobs(JobsTask),
+    /// The audit trail of administrative acts.
+    #[command(subcommand)]
+    Audit(AuditTask),
     /// Credit a user's balance (a top-up), once per key.
     Credit {
         /// Username or user id.
@@ -207,10 +211,27 @@ pub enum TxTask {
         /// Why: what the provider or the customer said.
         #[arg(long)]
         note: String,
-        /// Who decides (recorded); the login name by default.
-        #[arg(long, env = "USER", hide_env_values = true)]
-        actor: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum AuditTask {
+    /// The newest acts first, from every service's trail.
+    List {
+        /// Only this actor's acts.
+        #[arg(long)]
+        by: Option<String>,
+        /// Only this action (e.g. credit, offer.update, api_key.revoke).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only acts on this target (e.g. user:<id>, offer:<id>).
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Check that no entry was changed or removed; exits non-zero if one was.
+    Check,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -286,6 +307,20 @@ pub enum KeyTask {
     },
 }
 
+impl AdminTask {
+    /// Whether the task changes anything (and so must name its actor).
+    pub fn writes(&self) -> bool {
+        !matches!(
+            self,
+            AdminTask::Tx(TxTask::Review)
+                | AdminTask::Ledger(LedgerTask::Check)
+                | AdminTask::Keys(KeysTask::List)
+                | AdminTask::Jobs(JobsTask::Parked { .. })
+                | AdminTask::Audit(_)
+        )
+    }
+}
+
 /// Runs one administrative task; `currency` is the configured one.
 pub async fn run(client: &mut AdminClient, currency: &str, task: AdminTask) -> anyhow::Result<()> {
     match task {
@@ -347,13 +382,44 @@ pub async fn run(client: &mut AdminClient, currency: &str, task: AdminTask) -> a
                 );
             }
         }
-        AdminTask::Tx(TxTask::Resolve { id, outcome, note, actor }) => {
+        AdminTask::Tx(TxTask::Resolve { id, outcome, note }) => {
             let outcome = match outcome {
                 Outcome::Success => TransactionStatus::Success,
                 Outcome::Failed => TransactionStatus::Failed,
             };
-            let tx = client.resolve(&id, outcome, &actor, &note).await?;
-            println!("{} is now {} (resolved by {actor})", tx.id, tx.status().as_str_name());
+            let tx = client.resolve(&id, outcome, &note).await?;
+            println!("{} is now {}", tx.id, tx.status().as_str_name());
+        }
+        AdminTask::Audit(AuditTask::List { by, action, target, limit }) => {
+            let filter = audit_pb::ListAuditEntriesRequest {
+                actor: by.unwrap_or_default(),
+                action: action.unwrap_or_default(),
+                target: target.unwrap_or_default(),
+                ..Default::default()
+            };
+            for e in client.audit_entries(&filter, limit).await? {
+                let at = e.time.as_ref().and_then(offers_kit::grpc::from_timestamp).map(|t| t.to_rfc3339());
+                println!(
+                    "{}  {}#{}  {}  {}  {}  {}  note: {}  request: {}",
+                    at.unwrap_or_default(),
+                    e.trail,
+                    e.seq,
+                    e.actor,
+                    e.action,
+                    e.target,
+                    e.detail,
+                    if e.note.is_empty() { "-" } else { &e.note },
+                    e.request_id
+                );
+            }
+        }
+        AdminTask::Audit(AuditTask::Check) => {
+            let (entries, breaks) = client.check_audit().await?;
+            for b in &breaks {
+                eprintln!("VIOLATION: {b}");
+            }
+            anyhow::ensure!(breaks.is_empty(), "the audit trail is not intact ({} breaks)", breaks.len());
+            println!("{entries} entries; every audit trail intact");
         }
         AdminTask::Keys(task) => keys(client, task).await?,
         AdminTask::Jobs(task) => jobs(client, task).await?,

@@ -5,8 +5,10 @@
 pub mod cli;
 
 use anyhow::Context;
+use offers_kit::audit::Act;
 use offers_kit::{Error, ErrorCode};
 use offers_proto::account::v1 as account_pb;
+use offers_proto::audit::v1 as audit_pb;
 use offers_proto::auth::v1 as auth_pb;
 use offers_proto::catalog::v1 as catalog_pb;
 use offers_proto::jobs::v1 as jobs_pb;
@@ -16,8 +18,11 @@ use crate::clients::InternalClients;
 use crate::settings::Settings;
 
 /// The administrative calls, over the same internal clients the roles use.
+/// Every write states who acts (and may say why): the services refuse a
+/// write without its actor, and record each in their audit trail.
 pub struct AdminClient {
     pub clients: InternalClients,
+    act: Option<Act>,
 }
 
 /// The outcome of a create that may find its object already there.
@@ -38,12 +43,29 @@ fn created<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Resu
 
 impl AdminClient {
     pub fn connect(settings: &Settings, token: &str) -> anyhow::Result<Self> {
-        Ok(Self { clients: InternalClients::admin(settings, token)? })
+        Ok(Self { clients: InternalClients::admin(settings, token)?, act: None })
+    }
+
+    /// Writes from here on are `actor`'s, with `note` saying why.
+    pub fn act_as(&mut self, actor: &str, note: &str) -> &mut Self {
+        let request_id = uuid::Uuid::now_v7().to_string();
+        self.act = Some(Act { actor: actor.trim().into(), note: note.trim().into(), request_id });
+        self
+    }
+
+    /// `message` stamped with the act (a fresh request id for each call).
+    fn stamped<T>(&self, message: T) -> anyhow::Result<tonic::Request<T>> {
+        let mut request = tonic::Request::new(message);
+        if let Some(act) = &self.act {
+            let act = Act { request_id: uuid::Uuid::now_v7().to_string(), ..act.clone() };
+            act.stamp(request.metadata_mut())?;
+        }
+        Ok(request)
     }
 
     /// Creates a user and opens their balance.
     pub async fn create_user(&mut self, request: auth_pb::CreateUserRequest) -> anyhow::Result<Created<auth_pb::User>> {
-        Ok(match created(self.clients.users.create_user(request).await)? {
+        Ok(match created(self.clients.users.create_user(self.stamped(request)?).await)? {
             Created::New(r) => {
                 let user = r.user.context("no user in the answer")?;
                 self.open_account(&user.id, account_pb::AccountKind::User).await?;
@@ -116,14 +138,20 @@ impl AdminClient {
             idempotency_key: key.into(),
             memo: memo.into(),
         };
-        let answer = self.clients.ledger.credit(request).await.map_err(Error::from_status)?.into_inner();
+        let answer = self.clients.ledger.credit(self.stamped(request)?).await.map_err(Error::from_status)?.into_inner();
         Ok((answer.applied, answer.account.context("no account in the answer")?))
     }
 
     /// Sets how far below zero a partner's account may go.
     pub async fn set_credit_limit(&mut self, partner_id: &str, limit: i64) -> anyhow::Result<account_pb::Account> {
         let request = account_pb::SetCreditLimitRequest { partner_id: partner_id.into(), credit_limit: limit };
-        let answer = self.clients.ledger.set_credit_limit(request).await.map_err(Error::from_status)?.into_inner();
+        let answer = self
+            .clients
+            .ledger
+            .set_credit_limit(self.stamped(request)?)
+            .await
+            .map_err(Error::from_status)?
+            .into_inner();
         answer.account.context("no account in the answer")
     }
 
@@ -147,15 +175,17 @@ impl AdminClient {
         &mut self,
         transaction_id: &str,
         outcome: account_pb::TransactionStatus,
-        actor: &str,
         note: &str,
     ) -> anyhow::Result<account_pb::Transaction> {
         let request = account_pb::ResolveTransactionRequest {
             transaction_id: transaction_id.into(),
             outcome: outcome.into(),
-            actor: actor.into(),
+            actor: self.act.as_ref().map(|a| a.actor.clone()).unwrap_or_default(),
             note: note.into(),
         };
+        let mut request = self.stamped(request)?;
+        // This decision's note, whatever the client's default.
+        request.metadata_mut().remove_bin(offers_kit::audit::NOTE_HEADER);
         let answer = self.clients.ledger.resolve_transaction(request).await.map_err(Error::from_status)?.into_inner();
         answer.transaction.context("no transaction in the answer")
     }
@@ -169,7 +199,7 @@ impl AdminClient {
 
     pub async fn create_offer(&mut self, offer: catalog_pb::Offer) -> anyhow::Result<Created<catalog_pb::Offer>> {
         let request = catalog_pb::CreateOfferRequest { offer: Some(offer) };
-        Ok(match created(self.clients.catalog.create_offer(request).await)? {
+        Ok(match created(self.clients.catalog.create_offer(self.stamped(request)?).await)? {
             Created::New(r) => Created::New(r.offer.context("no offer in the answer")?),
             Created::Existing => Created::Existing,
         })
@@ -182,7 +212,7 @@ impl AdminClient {
     ) -> anyhow::Result<catalog_pb::Offer> {
         let request =
             catalog_pb::UpdateOfferRequest { offer: Some(offer), update_mask: Some(prost_types::FieldMask { paths }) };
-        let answer = self.clients.catalog.update_offer(request).await.map_err(Error::from_status)?;
+        let answer = self.clients.catalog.update_offer(self.stamped(request)?).await.map_err(Error::from_status)?;
         answer.into_inner().offer.context("no offer in the answer")
     }
 
@@ -190,7 +220,10 @@ impl AdminClient {
     /// key's secret, once.
     pub async fn create_partner(&mut self, name: &str) -> anyhow::Result<Created<partner_pb::CreatePartnerResponse>> {
         let made = created(
-            self.clients.partners.create_partner(partner_pb::CreatePartnerRequest { name: name.into() }).await,
+            self.clients
+                .partners
+                .create_partner(self.stamped(partner_pb::CreatePartnerRequest { name: name.into() })?)
+                .await,
         )?;
         if let Created::New(response) = &made {
             let partner = response.partner.as_ref().context("no partner in the answer")?;
@@ -219,12 +252,12 @@ impl AdminClient {
             partner_id: partner_id.into(),
             preset_secret: preset.unwrap_or_default().into(),
         };
-        Ok(self.clients.partners.create_api_key(request).await.map_err(Error::from_status)?.into_inner())
+        Ok(self.clients.partners.create_api_key(self.stamped(request)?).await.map_err(Error::from_status)?.into_inner())
     }
 
     pub async fn revoke_key(&mut self, key_id: &str) -> anyhow::Result<partner_pb::ApiKey> {
         let request = partner_pb::RevokeApiKeyRequest { api_key_id: key_id.into() };
-        let answer = self.clients.partners.revoke_api_key(request).await.map_err(Error::from_status)?;
+        let answer = self.clients.partners.revoke_api_key(self.stamped(request)?).await.map_err(Error::from_status)?;
         answer.into_inner().api_key.context("no key in the answer")
     }
 
@@ -234,7 +267,8 @@ impl AdminClient {
         status: partner_pb::PartnerStatus,
     ) -> anyhow::Result<partner_pb::Partner> {
         let request = partner_pb::SetPartnerStatusRequest { partner_id: partner_id.into(), status: status.into() };
-        let answer = self.clients.partners.set_partner_status(request).await.map_err(Error::from_status)?;
+        let answer =
+            self.clients.partners.set_partner_status(self.stamped(request)?).await.map_err(Error::from_status)?;
         answer.into_inner().partner.context("no partner in the answer")
     }
 
@@ -243,7 +277,7 @@ impl AdminClient {
         let answer = self
             .clients
             .keys
-            .rotate_signing_key(auth_pb::RotateSigningKeyRequest {})
+            .rotate_signing_key(self.stamped(auth_pb::RotateSigningKeyRequest {})?)
             .await
             .map_err(Error::from_status)?;
         answer.into_inner().key.context("no key in the answer")
@@ -252,14 +286,14 @@ impl AdminClient {
     /// Takes a signing key out of service at once.
     pub async fn retire_key(&mut self, kid: &str) -> anyhow::Result<auth_pb::SigningKey> {
         let request = auth_pb::RetireSigningKeyRequest { kid: kid.into() };
-        let answer = self.clients.keys.retire_signing_key(request).await.map_err(Error::from_status)?;
+        let answer = self.clients.keys.retire_signing_key(self.stamped(request)?).await.map_err(Error::from_status)?;
         answer.into_inner().key.context("no key in the answer")
     }
 
     /// Seals every signing key under the first key encryption key.
     pub async fn reseal_keys(&mut self) -> anyhow::Result<i32> {
         let request = auth_pb::ResealSigningKeysRequest {};
-        let answer = self.clients.keys.reseal_signing_keys(request).await.map_err(Error::from_status)?;
+        let answer = self.clients.keys.reseal_signing_keys(self.stamped(request)?).await.map_err(Error::from_status)?;
         Ok(answer.into_inner().resealed)
     }
 
@@ -293,7 +327,52 @@ impl AdminClient {
     pub async fn replay_parked_jobs(&mut self, topic: &str, max: Option<u32>) -> anyhow::Result<u32> {
         let max_jobs = i32::try_from(max.unwrap_or(0)).context("--max too large")?;
         let request = jobs_pb::ReplayParkedJobsRequest { topic: topic.into(), max_jobs };
-        let answer = self.clients.jobs.replay_parked_jobs(request).await.map_err(Error::from_status)?;
+        let answer = self.clients.jobs.replay_parked_jobs(self.stamped(request)?).await.map_err(Error::from_status)?;
         Ok(u32::try_from(answer.into_inner().replayed).unwrap_or_default())
+    }
+
+    /// The newest `limit` entries of every audit trail that match, newest
+    /// first.
+    pub async fn audit_entries(
+        &mut self,
+        filter: &audit_pb::ListAuditEntriesRequest,
+        limit: usize,
+    ) -> anyhow::Result<Vec<audit_pb::AuditEntry>> {
+        let mut all = Vec::new();
+        for client in &mut self.clients.audit {
+            let mut request = audit_pb::ListAuditEntriesRequest { page_size: 200, ..filter.clone() };
+            let mut taken = 0;
+            loop {
+                let page = client.list_audit_entries(request.clone()).await.map_err(Error::from_status)?.into_inner();
+                taken += page.entries.len();
+                all.extend(page.entries);
+                if page.next_page_token.is_empty() || taken >= limit {
+                    break;
+                }
+                request.page_token = page.next_page_token;
+            }
+        }
+        let order = |e: &audit_pb::AuditEntry| {
+            let time = e.time.map(|t| (t.seconds, t.nanos)).unwrap_or_default();
+            (std::cmp::Reverse(time), std::cmp::Reverse(e.trail.clone()), std::cmp::Reverse(e.seq))
+        };
+        all.sort_by_key(order);
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// Walks every audit trail: how many entries, and where a chain breaks.
+    pub async fn check_audit(&mut self) -> anyhow::Result<(i64, Vec<String>)> {
+        let (mut entries, mut breaks) = (0, Vec::new());
+        for client in &mut self.clients.audit {
+            let answer = client
+                .check_audit_trails(audit_pb::CheckAuditTrailsRequest {})
+                .await
+                .map_err(Error::from_status)?
+                .into_inner();
+            entries += answer.entries;
+            breaks.extend(answer.breaks);
+        }
+        Ok((entries, breaks))
     }
 }

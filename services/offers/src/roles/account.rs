@@ -11,13 +11,15 @@ pub const NEEDS: Needs =
 
 pub fn build(shared: &Shared) -> anyhow::Result<Parts> {
     let bus = shared.bus()?;
+    let db = shared.db()?;
+    let trail = offers_kit::audit::Trail::new(offers_account::TRAIL, db.clone());
     let deps = offers_account::Deps {
-        db: shared.db()?,
+        db,
         cache: shared.cache.clone(),
         bus: bus.clone(),
         currency: shared.settings.currency.clone(),
     };
     let mut parts = offers_account::build(&shared.settings.ledger, &shared.settings.gifting, deps);
-    parts.internal.add(crate::parked_jobs::server(bus));
+    parts.internal.add(crate::parked_jobs::server(bus, trail));
     Ok(parts)
 }

@@ -93,6 +93,18 @@ impl Role {
         }
     }
 
+    /// The audit trail the role's service keeps of its administrative
+    /// acts, if it has any.
+    pub fn audit_trail(self) -> Option<&'static str> {
+        match self {
+            Role::Auth => Some(offers_auth::TRAIL),
+            Role::Catalog => Some(offers_catalog::TRAIL),
+            Role::Account => Some(offers_account::TRAIL),
+            Role::Partner => Some(offers_partner::TRAIL),
+            Role::Activation | Role::Worker | Role::Notifier | Role::Scheduler | Role::Gateway => None,
+        }
+    }
+
     pub async fn build(self, shared: &Shared) -> anyhow::Result<Parts> {
         let parts = match self {
             Role::Auth => auth::build(shared).await,
@@ -175,7 +187,7 @@ pub struct Shared {
 impl Shared {
     // A role that uses what it did not declare in its `Needs` is a bug here,
     // not a configuration problem.
-    fn db(&self) -> anyhow::Result<DatabaseConnection> {
+    pub(crate) fn db(&self) -> anyhow::Result<DatabaseConnection> {
         self.db.clone().context("the role needs the database but did not declare it")
     }
 
