@@ -10,6 +10,8 @@ pub enum AuthError {
     InvalidRefreshToken,
     #[error("user not found")]
     UserNotFound,
+    #[error("{0} may not use the operator console")]
+    NotAnOperator(String),
     #[error("username is already taken")]
     UsernameTaken,
     #[error("{0}")]
@@ -50,6 +52,7 @@ impl From<AuthError> for Error {
             AuthError::InvalidCredentials => Error::new(ErrorCode::InvalidCredentials, err.to_string()),
             AuthError::InvalidRefreshToken => Error::new(ErrorCode::InvalidToken, err.to_string()),
             AuthError::UserNotFound => Error::not_found("user"),
+            AuthError::NotAnOperator(_) => Error::new(ErrorCode::PermissionDenied, err.to_string()),
             AuthError::UnknownKey => Error::not_found("signing key"),
             AuthError::RotationRaced => Error::new(ErrorCode::Conflict, err.to_string()),
             AuthError::NoSigningKey => Error::busy(1),

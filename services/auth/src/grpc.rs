@@ -9,7 +9,7 @@ use offers_kit::{Error, ErrorCode};
 use offers_proto::auth::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::entity::user as user_entity;
+use crate::entity::user::{self as user_entity, ConsoleRole};
 use crate::keys::{KeyInfo, KeyState, KeyStore};
 use crate::service::{Auth, NewUser, TokenPair};
 
@@ -58,6 +58,22 @@ fn to_proto(u: user_entity::Model) -> pb::User {
         date_joined: Some(to_timestamp(u.date_joined)),
         is_active: u.is_active,
         is_admin: u.is_admin,
+        console_role: match u.console_role {
+            None => pb::ConsoleRole::Unspecified,
+            Some(ConsoleRole::Viewer) => pb::ConsoleRole::Viewer,
+            Some(ConsoleRole::Operator) => pb::ConsoleRole::Operator,
+        }
+        .into(),
+    }
+}
+
+/// The console role a request names (UNSPECIFIED: none).
+fn console_role(value: i32) -> Result<Option<ConsoleRole>, Error> {
+    match pb::ConsoleRole::try_from(value) {
+        Ok(pb::ConsoleRole::Unspecified) => Ok(None),
+        Ok(pb::ConsoleRole::Viewer) => Ok(Some(ConsoleRole::Viewer)),
+        Ok(pb::ConsoleRole::Operator) => Ok(Some(ConsoleRole::Operator)),
+        Err(_) => Err(Error::invalid_request("console_role is not a console role")),
     }
 }
 
@@ -135,6 +151,7 @@ impl pb::user_admin_service_server::UserAdminService for UserAdminApi {
                     first_name: b.first_name,
                     last_name: b.last_name,
                     is_admin: b.is_admin,
+                    console_role: console_role(b.console_role)?,
                 },
                 &act,
             )
@@ -149,6 +166,28 @@ impl pb::user_admin_service_server::UserAdminService for UserAdminApi {
             None => return Err(Error::invalid_request("id or username is required").into()),
         }?;
         Ok(Response::new(pb::GetUserResponse { user: Some(to_proto(found)) }))
+    }
+
+    async fn set_console_role(
+        &self,
+        request: Request<pb::SetConsoleRoleRequest>,
+    ) -> Result<Response<pb::SetConsoleRoleResponse>, Status> {
+        let act = Act::of(request.metadata())?;
+        let b = request.into_inner();
+        let user = self.0.set_console_role(parse_id(&b.user_id)?, console_role(b.console_role)?, &act).await?;
+        Ok(Response::new(pb::SetConsoleRoleResponse { user: Some(to_proto(user)) }))
+    }
+
+    async fn sign_in_operator(
+        &self,
+        request: Request<pb::SignInOperatorRequest>,
+    ) -> Result<Response<pb::SignInOperatorResponse>, Status> {
+        let b = request.into_inner();
+        // The console's own reading of the browser's address; one it could
+        // not read counts with every other such sign-in.
+        let client = b.client_address.parse().ok();
+        let user = self.0.sign_in_operator(&b.username, &b.password, client).await?;
+        Ok(Response::new(pb::SignInOperatorResponse { user: Some(to_proto(user)) }))
     }
 }
 

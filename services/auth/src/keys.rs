@@ -11,13 +11,13 @@
 //! verifier to have loaded it first. The life of a key, in order: next,
 //! signing, retiring (still verifying the tokens it signed), retired.
 
-use offers_kit::audit::{Act, Deed, Trail};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
+use offers_kit::audit::{Act, Deed, Trail};
 use offers_kit::token::{Jwk, TokenSigner, generate_keypair};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use sea_orm::sea_query::{Expr, OnConflict};

@@ -11,6 +11,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
             trail: crate::keys::TRAIL,
             migration: "m20261207_000140_auth_audit",
         }),
+        Box::new(ConsoleRoles),
     ]
 }
 
@@ -175,5 +176,24 @@ impl MigrationTrait for KeyGenerations {
                 .to_owned(),
         )
         .await
+    }
+}
+
+/// Who may use the operator console, and how: a column, not the `is_admin`
+/// flag (which lets a customer token list inactive offers), so console
+/// access is given on purpose and to nobody by default.
+struct ConsoleRoles;
+
+impl MigrationName for ConsoleRoles {
+    fn name(&self) -> &str {
+        "m20261207_000150_auth_console_roles"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ConsoleRoles {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let column = string_len_null("console_role", 16);
+        m.alter_table(Table::alter().table("auth_users").add_column(column).to_owned()).await
     }
 }

@@ -2,10 +2,10 @@
 
 use base64::Engine;
 use chrono::Utc;
-use offers_kit::audit::{Act, Deed, Trail};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use offers_kit::audit::{Act, Deed, Trail};
 use offers_kit::cache::{self, SharedCache};
 use offers_kit::rate_limit::{RateLimiter, address_bucket};
 use offers_proto::ids::UserId;
@@ -18,6 +18,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::entity::user::ConsoleRole;
 use crate::entity::{family, refresh_token, user};
 use crate::error::AuthError;
 use crate::keys::KeyStore;
@@ -38,6 +39,7 @@ pub struct NewUser {
     pub first_name: String,
     pub last_name: String,
     pub is_admin: bool,
+    pub console_role: Option<ConsoleRole>,
 }
 
 pub struct Auth {
@@ -272,6 +274,7 @@ impl Auth {
             is_active: Set(true),
             is_admin: Set(new.is_admin),
             date_joined: Set(Utc::now()),
+            console_role: Set(new.console_role),
         };
         let txn = self.db.begin().await?;
         let created = user::Entity::insert(model)
@@ -281,11 +284,65 @@ impl Auth {
         let deed = Deed {
             action: "user.create",
             target: format!("user:{}", created.id),
-            detail: format!("username={} admin={}", created.username, created.is_admin),
+            detail: format!(
+                "username={} admin={} console_role={}",
+                created.username,
+                created.is_admin,
+                created.console_role.map_or("none", ConsoleRole::name)
+            ),
         };
         self.trail.record(&txn, act, deed).await?;
         txn.commit().await?;
         Ok(created)
+    }
+}
+
+impl Auth {
+    /// Gives `id` the console (`Some`) or takes it away (`None`).
+    pub async fn set_console_role(
+        &self,
+        id: UserId,
+        role: Option<ConsoleRole>,
+        act: &Act,
+    ) -> Result<user::Model, AuthError> {
+        let txn = self.db.begin().await?;
+        let set = user::Entity::update_many()
+            .col_expr(user::Column::ConsoleRole, Expr::value(role))
+            .filter(user::Column::Id.eq(id.uuid()))
+            .exec(&txn)
+            .await?;
+        if set.rows_affected != 1 {
+            return Err(AuthError::UserNotFound);
+        }
+        let deed = Deed {
+            action: "user.console_role",
+            target: format!("user:{id}"),
+            detail: format!("console_role={}", role.map_or("none", ConsoleRole::name)),
+        };
+        self.trail.record(&txn, act, deed).await?;
+        txn.commit().await?;
+        self.user_by_id(id).await
+    }
+
+    /// The operator behind a console sign-in: the password checked and
+    /// counted like a login's; a user without a console role is refused
+    /// after the check, so the answer says nothing of a wrong password.
+    pub async fn sign_in_operator(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<user::Model, AuthError> {
+        validate_username(username)?;
+        self.check_login_rate(username, client).await?;
+        let found = user::Entity::find().filter(user::Column::Username.eq(username)).one(&self.db).await?;
+        let stored = found.as_ref().map(|u| u.password_hash.clone());
+        let valid = self.hasher.verify(password.to_string(), stored).await?;
+        match found {
+            Some(user) if valid && user.is_active && user.console_role.is_some() => Ok(user),
+            Some(user) if valid && user.is_active => Err(AuthError::NotAnOperator(user.username)),
+            _ => Err(AuthError::InvalidCredentials),
+        }
     }
 }
 

@@ -63,7 +63,7 @@ pub async fn seed(admin: &mut AdminClient, currency: &str) -> anyhow::Result<()>
             phone_number: String::new(),
             first_name: "Demo".into(),
             last_name: username.into(),
-            is_admin: false,
+            ..Default::default()
         };
         if let Created::New(user) = admin.create_user(request).await? {
             tracing::debug!(username, id = %user.id, "seeded demo user");

@@ -236,6 +236,7 @@ both!(
     the_grpc_service_checks_tokens_too,
     refresh_rotates_and_reuse_revokes_the_family,
     logout_ends_refreshing,
+    operators_sign_in_with_a_console_role,
 );
 
 // Across every process boundary: each role its own process.
@@ -558,4 +559,56 @@ async fn without_its_keys_yet_a_process_says_try_again() {
     }
     catalog.stop().await;
     suite.stop().await;
+}
+
+/// The console's sign-in: an operator's password checked like a login's;
+/// a customer with the right password is refused for what they are, not
+/// for their password; console access given and taken is audited.
+async fn operators_sign_in_with_a_console_role(suite: &TestSuite) {
+    use offers_proto::auth::v1 as pb;
+    let mut admin = suite.admin();
+    admin.act_as("root", "the new support shift");
+    let request = pb::CreateUserRequest {
+        username: "ana-ops".into(),
+        password: "a-long-operator-password".into(),
+        console_role: pb::ConsoleRole::Operator.into(),
+        ..Default::default()
+    };
+    let offers::admin::Created::New(ana) = admin.create_user(request).await.expect("operator") else { panic!("taken") };
+    assert_eq!(ana.console_role(), pb::ConsoleRole::Operator);
+    let (customer, _) = suite.user_with_balance(0).await;
+    let sign_in = |username: &str, password: &str| pb::SignInOperatorRequest {
+        username: username.into(),
+        password: password.into(),
+        client_address: "203.0.113.7".into(),
+    };
+    let mut users = admin.clients.users.clone();
+    let signed = users.sign_in_operator(sign_in("ana-ops", "a-long-operator-password")).await.expect("signed in");
+    assert_eq!(signed.into_inner().user.expect("user").console_role(), pb::ConsoleRole::Operator);
+    let wrong = users.sign_in_operator(sign_in("ana-ops", "not-her-password")).await.expect_err("wrong password");
+    assert_eq!(wrong.code(), tonic::Code::Unauthenticated, "{wrong:?}");
+    let nobody = users.sign_in_operator(sign_in("no-such-operator", "whatever-it-is")).await.expect_err("unknown");
+    assert_eq!(nobody.code(), tonic::Code::Unauthenticated, "the same answer: {nobody:?}");
+    let customer_name = admin.user(&customer).await.expect("customer").username;
+    let refused =
+        users.sign_in_operator(sign_in(&customer_name, offers::dev::DEMO_PASSWORD)).await.expect_err("a customer");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+
+    let viewer = admin.set_console_role(&customer, pb::ConsoleRole::Viewer).await.expect("viewer");
+    assert_eq!(viewer.console_role(), pb::ConsoleRole::Viewer);
+    let signed = users.sign_in_operator(sign_in(&customer_name, offers::dev::DEMO_PASSWORD)).await.expect("viewer");
+    assert_eq!(signed.into_inner().user.expect("user").console_role(), pb::ConsoleRole::Viewer);
+    admin.set_console_role(&customer, pb::ConsoleRole::Unspecified).await.expect("taken away");
+    let refused = users.sign_in_operator(sign_in(&customer_name, offers::dev::DEMO_PASSWORD)).await.expect_err("gone");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
+    let filter = offers_proto::audit::v1::ListAuditEntriesRequest {
+        target: format!("user:{customer}"),
+        action: "user.console_role".into(),
+        ..Default::default()
+    };
+    let granted = admin.audit_entries(&filter, 10).await.expect("audit");
+    let details: Vec<&str> = granted.iter().map(|e| e.detail.as_str()).collect();
+    assert_eq!(details, ["console_role=none", "console_role=viewer"]);
+    assert!(granted.iter().all(|e| e.actor == "root" && e.note == "the new support shift"));
 }

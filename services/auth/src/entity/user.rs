@@ -15,6 +15,29 @@ pub struct Model {
     pub is_active: bool,
     pub is_admin: bool,
     pub date_joined: DateTimeUtc,
+    /// The operator console: none for a customer.
+    pub console_role: Option<ConsoleRole>,
+}
+
+/// What a user may do in the operator console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum ConsoleRole {
+    /// Sees, acts on nothing.
+    #[sea_orm(string_value = "VIEWER")]
+    Viewer,
+    /// Sees and acts.
+    #[sea_orm(string_value = "OPERATOR")]
+    Operator,
+}
+
+impl ConsoleRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConsoleRole::Viewer => "viewer",
+            ConsoleRole::Operator => "operator",
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -73,7 +73,39 @@ pub enum UserTask {
         /// May see inactive offers.
         #[arg(long)]
         admin: bool,
+        /// May use the operator console.
+        #[arg(long, value_enum, default_value_t = ConsoleAccess::None)]
+        console: ConsoleAccess,
     },
+    /// Give a user the operator console, or take it away.
+    Console {
+        /// Username or user id.
+        #[arg(long)]
+        user: String,
+        #[arg(long, value_enum)]
+        access: ConsoleAccess,
+    },
+}
+
+/// What a user may do in the operator console.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsoleAccess {
+    /// Nothing (every customer).
+    None,
+    /// See every page, act on nothing.
+    Viewer,
+    /// See and act.
+    Operator,
+}
+
+impl From<ConsoleAccess> for auth_pb::ConsoleRole {
+    fn from(access: ConsoleAccess) -> Self {
+        match access {
+            ConsoleAccess::None => auth_pb::ConsoleRole::Unspecified,
+            ConsoleAccess::Viewer => auth_pb::ConsoleRole::Viewer,
+            ConsoleAccess::Operator => auth_pb::ConsoleRole::Operator,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -324,7 +356,16 @@ impl AdminTask {
 /// Runs one administrative task; `currency` is the configured one.
 pub async fn run(client: &mut AdminClient, currency: &str, task: AdminTask) -> anyhow::Result<()> {
     match task {
-        AdminTask::User(UserTask::Create { username, password, email, phone_number, first_name, last_name, admin }) => {
+        AdminTask::User(UserTask::Create {
+            username,
+            password,
+            email,
+            phone_number,
+            first_name,
+            last_name,
+            admin,
+            console,
+        }) => {
             let request = auth_pb::CreateUserRequest {
                 username,
                 password,
@@ -333,11 +374,17 @@ pub async fn run(client: &mut AdminClient, currency: &str, task: AdminTask) -> a
                 first_name,
                 last_name,
                 is_admin: admin,
+                console_role: auth_pb::ConsoleRole::from(console).into(),
             };
             match client.create_user(request).await? {
                 Created::New(user) => println!("created user {} ({})", user.username, user.id),
                 Created::Existing => anyhow::bail!("that username is taken"),
             }
+        }
+        AdminTask::User(UserTask::Console { user, access }) => {
+            let user = client.user(&user).await?;
+            let user = client.set_console_role(&user.id, access.into()).await?;
+            println!("{} now has console role {}", user.username, user.console_role().as_str_name());
         }
         AdminTask::Credit { user, amount, key, memo } => {
             let user = client.user(&user).await?;

@@ -90,6 +90,17 @@ impl AdminClient {
         answer.into_inner().user.context("no user in the answer")
     }
 
+    /// Gives a user the operator console, or takes it away.
+    pub async fn set_console_role(
+        &mut self,
+        user_id: &str,
+        role: auth_pb::ConsoleRole,
+    ) -> anyhow::Result<auth_pb::User> {
+        let request = auth_pb::SetConsoleRoleRequest { user_id: user_id.into(), console_role: role.into() };
+        let answer = self.clients.users.set_console_role(self.stamped(request)?).await.map_err(Error::from_status)?;
+        answer.into_inner().user.context("no user in the answer")
+    }
+
     async fn open_account(&mut self, owner_id: &str, kind: account_pb::AccountKind) -> anyhow::Result<()> {
         let open = account_pb::OpenAccountRequest { owner_id: owner_id.into(), kind: kind.into() };
         self.clients.ledger.open_account(open).await.map_err(Error::from_status)?;
