@@ -54,6 +54,15 @@ fn rotating<T: Send + Sync + 'static>(
     })
 }
 
+/// The `ETag` the edge gives `path` now.
+async fn etag_of(edge: std::net::SocketAddr, path: &str, auth: &str) -> anyhow::Result<String> {
+    let mut connection = driver::http_connection(edge).await?;
+    let answer =
+        connection.send_request(driver::request(edge, Method::GET, path, &[("authorization", auth)], None)).await?;
+    let tag = answer.headers().get(http::header::ETAG).and_then(|v| v.to_str().ok());
+    Ok(tag.ok_or_else(|| anyhow::anyhow!("{path} answered without an ETag"))?.to_string())
+}
+
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
@@ -68,6 +77,16 @@ pub async fn run_all(target: &Target, people: &Population, phases: Phases) -> an
     });
     let (max, half) = max_then_half(&driver::http(edge, StatusCode::OK, list, None), phases).await?;
     rows.push(row(target, "W1 GET /api/v1/offers/", &max, &half));
+
+    // A client that keeps the list and revalidates it, as mobile apps do:
+    // every answer a 304 with no body.
+    let tag = etag_of(edge, "/api/v1/offers/", &tokens[0]).await?;
+    let revalidate = rotating(tokens.clone(), move |auth, _| {
+        let headers = [("authorization", auth.as_str()), ("if-none-match", tag.as_str())];
+        driver::request(edge, Method::GET, "/api/v1/offers/", &headers, None)
+    });
+    let (max, half) = max_then_half(&driver::http(edge, StatusCode::NOT_MODIFIED, revalidate, None), phases).await?;
+    rows.push(row(target, "W1r GET /api/v1/offers/ revalidated (304)", &max, &half));
 
     let raw: Vec<String> = people.users.iter().map(|(_, t)| t.clone()).collect();
     let (max, half) = max_then_half(&grpc_list(target.catalog_grpc, Arc::new(raw)), phases).await?;

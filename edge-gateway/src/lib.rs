@@ -23,6 +23,8 @@ use offers_proto::auth::v1::auth_service_client::AuthServiceClient;
 use offers_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
 use offers_proto::partner::v1::partner_service_client::PartnerServiceClient;
 use tower_http::LatencyUnit;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -55,6 +57,9 @@ const CORS: CorsPolicy = CorsPolicy {
 /// in the binary: it works offline).
 pub const DOCS_PATH: &str = "/api/v1/docs";
 const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
+
+/// Answers above this many bytes are compressed when the client accepts it.
+const COMPRESS_ABOVE: u64 = 1024;
 
 #[derive(Clone, FromRef)]
 struct AppState {
@@ -100,6 +105,9 @@ pub fn router(settings: &GatewaySettings, upstreams: Upstreams, auth: EdgeAuth, 
         .merge(ops)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        // Lists over a slow mobile link, for clients that accept gzip; a
+        // small answer costs more to compress than it saves.
+        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(SizeAbove::new(COMPRESS_ABOVE))))
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
         .layer(axum::middleware::from_fn(metrics::record))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {

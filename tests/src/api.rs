@@ -77,6 +77,26 @@ impl Api {
         self.send(request).await
     }
 
+    /// A GET with extra headers, its body as it came (compressed, or
+    /// empty for a 304).
+    pub async fn get_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, HeaderMap, Vec<u8>) {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("an answer");
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        (status, headers, response.bytes().await.expect("a body").to_vec())
+    }
+
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
         self.post_with(path, token, body, &[]).await
     }

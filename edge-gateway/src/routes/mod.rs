@@ -51,6 +51,54 @@ impl<T: Serialize> axum::response::IntoResponse for MaybeStale<T> {
     }
 }
 
+/// A catalog answer clients revalidate (`If-None-Match`, as mobile apps
+/// do): its `ETag` is a digest of the body itself, so it changes exactly
+/// when the answer does, whatever the catalog's generation counter did
+/// meanwhile (one lost with Redis would start again and repeat old tags).
+/// A match is `304 Not Modified` with no body. An answer served stale
+/// during an outage carries no tag: it must not be confirmed as current.
+pub struct Revalidated<T> {
+    pub answer: MaybeStale<T>,
+    pub if_none_match: Option<axum::http::HeaderValue>,
+}
+
+impl<T: Serialize> axum::response::IntoResponse for Revalidated<T> {
+    fn into_response(self) -> axum::response::Response {
+        use axum::http::{HeaderValue, StatusCode, header};
+        use sha2::Digest;
+        if self.answer.stale {
+            return self.answer.into_response();
+        }
+        let body = match serde_json::to_vec(&self.answer.body) {
+            Ok(body) => body,
+            Err(e) => return ApiError::from(offers_kit::Error::internal(e.to_string())).into_response(),
+        };
+        let digest = sha2::Sha256::digest(&body);
+        let tag = format!("\"{}\"", hex::encode(&digest[..16]));
+        let matches = self.if_none_match.as_ref().and_then(|v| v.to_str().ok()).is_some_and(|v| matches_tag(v, &tag));
+        let mut response = if matches {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+        };
+        let headers = response.headers_mut();
+        if let Ok(tag) = HeaderValue::from_str(&tag) {
+            headers.insert(header::ETAG, tag);
+        }
+        // Per caller (an administrator sees inactive offers), and checked
+        // with us before each reuse.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+        headers.insert(header::VARY, HeaderValue::from_static("authorization"));
+        response
+    }
+}
+
+/// Whether an `If-None-Match` value names `tag` (weak comparison, as RFC
+/// 9110 asks for it: `W/` is ignored), or is `*`.
+fn matches_tag(if_none_match: &str, tag: &str) -> bool {
+    if_none_match.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
+}
+
 /// A page of a list, newest first.
 #[derive(Serialize, ToSchema)]
 pub struct Page<T> {
@@ -132,6 +180,17 @@ pub struct IdempotencyKey {
     key: Option<MetadataValue<Ascii>>,
 }
 
+/// The request's `If-None-Match`, if any.
+pub struct IfNoneMatch(pub Option<axum::http::HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get(axum::http::header::IF_NONE_MATCH).cloned()))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
 
@@ -208,6 +267,22 @@ impl From<account_pb::Transaction> for Transaction {
             reference: non_empty(t.reference),
             failure_reason: non_empty(t.failure_reason),
             attempts: t.attempts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches_tag;
+
+    #[test]
+    fn if_none_match_is_compared_weakly_in_any_list() {
+        let tag = "\"abc\"";
+        for yes in ["\"abc\"", "W/\"abc\"", "\"x\", \"abc\"", "\"x\",W/\"abc\"", "*"] {
+            assert!(matches_tag(yes, tag), "{yes}");
+        }
+        for no in ["", "abc", "\"abcd\"", "\"ab\"", "W/abc", "\"x\", \"y\""] {
+            assert!(!matches_tag(no, tag), "{no}");
         }
     }
 }

@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use offers_kit::ErrorCode;
 
-use super::{MaybeStale, Page, PageQuery};
+use super::{IfNoneMatch, MaybeStale, Page, PageQuery, Revalidated};
 use crate::Upstreams;
 use crate::context::UserCaller;
 use crate::error::{ApiError, Path, Query};
@@ -25,36 +25,43 @@ pub struct OffersQuery {
 #[utoipa::path(get, path = "/api/v1/offers/", tag = "offers", operation_id = "list_offers", security(("bearer" = [])),
     params(PageQuery, OffersQuery),
     responses((status = 200, description = "A page of offers", body = Page<pb::Offer>, headers(
-            ("Offers-Stale" = String, description = "`true` when served from the cache while the catalog is unreachable"))),
+            ("Offers-Stale" = String, description = "`true` when served from the cache while the catalog is unreachable"),
+            ("ETag" = String, description = "The answer's tag (absent on a stale answer): send it back as `If-None-Match`"))),
+            (status = 304, description = "Not modified: the answer is still the one `If-None-Match` names"),
         ListProblems))]
 pub async fn list(
     State(up): State<Upstreams>,
     user: UserCaller,
+    if_none_match: IfNoneMatch,
     Query(page): Query<PageQuery>,
     Query(filter): Query<OffersQuery>,
-) -> Result<MaybeStale<Page<pb::Offer>>, ApiError> {
+) -> Result<Revalidated<Page<pb::Offer>>, ApiError> {
     let request = user.grpc(pb::ListOffersRequest {
         show_inactive: filter.include_inactive.unwrap_or(false),
         page_size: page.page_size()?,
         page_token: page.page_token()?,
     })?;
     let answer = up.catalog.clone().list_offers(request).await?;
-    Ok(MaybeStale::from_upstream(answer, |a| Page::new(a.offers, a.next_page_token)))
+    let answer = MaybeStale::from_upstream(answer, |a| Page::new(a.offers, a.next_page_token));
+    Ok(Revalidated { answer, if_none_match: if_none_match.0 })
 }
 
 /// One offer.
 #[utoipa::path(get, path = "/api/v1/offers/{offer_id}/", tag = "offers", operation_id = "get_offer", security(("bearer" = [])),
     params(("offer_id" = Id, Path, description = "The offer's id")),
     responses((status = 200, description = "The offer", body = pb::Offer, headers(
-            ("Offers-Stale" = String, description = "`true` when served from the cache while the catalog is unreachable"))),
+            ("Offers-Stale" = String, description = "`true` when served from the cache while the catalog is unreachable"),
+            ("ETag" = String, description = "The answer's tag (absent on a stale answer): send it back as `If-None-Match`"))),
+            (status = 304, description = "Not modified: the answer is still the one `If-None-Match` names"),
         GetProblems))]
 pub async fn get(
     State(up): State<Upstreams>,
     user: UserCaller,
+    if_none_match: IfNoneMatch,
     Path(offer_id): Path<String>,
-) -> Result<MaybeStale<pb::Offer>, ApiError> {
+) -> Result<Revalidated<pb::Offer>, ApiError> {
     let answer = up.catalog.clone().get_offer(user.grpc(pb::GetOfferRequest { id: offer_id })?).await?;
     let stale = offers_kit::grpc::is_stale(answer.metadata());
     let offer = answer.into_inner().offer.ok_or_else(|| offers_kit::Error::not_found("offer"))?;
-    Ok(MaybeStale { body: offer, stale })
+    Ok(Revalidated { answer: MaybeStale { body: offer, stale }, if_none_match: if_none_match.0 })
 }

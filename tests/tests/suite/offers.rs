@@ -160,6 +160,7 @@ async fn offer_admin_validates_input(suite: &TestSuite) {
 }
 
 both!(
+    catalog_answers_revalidate_and_compress,
     offers_list_and_get,
     offers_paginate_newest_first,
     admin_update_invalidates_the_cache,
@@ -168,3 +169,51 @@ both!(
 
 // Across every process boundary: each role its own process.
 across_processes!(offers_list_and_get, admin_update_invalidates_the_cache,);
+
+/// A client that keeps the catalog revalidates it (`If-None-Match`): 304
+/// with no body while nothing changed, the new list with a new tag once an
+/// offer did; lists come gzipped to clients that accept it.
+async fn catalog_answers_revalidate_and_compress(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let list = "/api/v1/offers/?limit=200";
+    let (status, headers, body) = suite.api.get_raw(list, Some(&token), &[]).await;
+    assert_eq!(status, 200);
+    let tag = headers.get("etag").and_then(|v| v.to_str().ok()).expect("an ETag").to_string();
+    assert_eq!(headers.get("cache-control").and_then(|v| v.to_str().ok()), Some("private, no-cache"));
+    let offers: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    for asked in [tag.clone(), format!("W/{tag}"), format!("\"other\", {tag}")] {
+        let (status, again, body) = suite.api.get_raw(list, Some(&token), &[("if-none-match", &asked)]).await;
+        assert_eq!((status, body.len()), (304, 0), "{asked}");
+        assert_eq!(again.get("etag").and_then(|v| v.to_str().ok()), Some(tag.as_str()));
+    }
+    let (status, _, _) = suite.api.get_raw(list, Some(&token), &[("if-none-match", "\"not-it\"")]).await;
+    assert_eq!(status, 200, "another tag is not a match");
+    // Without a valid token, never a 304: the check comes first.
+    let (status, _, _) = suite.api.get_raw(list, None, &[("if-none-match", &tag)]).await;
+    assert_eq!(status, 401);
+
+    let one = offers["results"][0]["id"].as_str().expect("an id").to_string();
+    let path = format!("/api/v1/offers/{one}/");
+    let (_, headers, _) = suite.api.get_raw(&path, Some(&token), &[]).await;
+    let one_tag = headers.get("etag").and_then(|v| v.to_str().ok()).expect("an ETag").to_string();
+    assert_eq!(suite.api.get_raw(&path, Some(&token), &[("if-none-match", &one_tag)]).await.0, 304);
+    let change = pb::Offer { id: one.clone(), price: 777, ..Default::default() };
+    suite.admin().update_offer(change, vec!["price".into()]).await.expect("reprice");
+    for (path, old) in [(list, &tag), (path.as_str(), &one_tag)] {
+        let (status, headers, body) = suite.api.get_raw(path, Some(&token), &[("if-none-match", old)]).await;
+        assert_eq!(status, 200, "{path} changed");
+        assert_ne!(headers.get("etag").and_then(|v| v.to_str().ok()), Some(old.as_str()));
+        assert!(String::from_utf8_lossy(&body).contains("777"));
+    }
+
+    let (status, headers, body) = suite.api.get_raw(list, Some(&token), &[("accept-encoding", "gzip")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("content-encoding").and_then(|v| v.to_str().ok()), Some("gzip"));
+    let mut plain = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(body.as_slice()), &mut plain).expect("gzip");
+    let unzipped: serde_json::Value = serde_json::from_str(&plain).expect("json");
+    assert_eq!(unzipped["results"].as_array().map(Vec::len), offers["results"].as_array().map(Vec::len));
+    let (_, headers, _) =
+        suite.api.get_raw(&format!("/api/v1/offers/{one}/"), Some(&token), &[("accept-encoding", "gzip")]).await;
+    assert!(headers.get("content-encoding").is_none(), "one offer is too small to be worth it");
+}
