@@ -61,7 +61,8 @@ impl Act {
         if note.chars().count() > MAX_NOTE {
             return Err(Error::invalid_request(format!("the note must be at most {MAX_NOTE} characters")));
         }
-        let request_id = metadata.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let request_id = metadata.get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|id| !id.is_empty());
+        let request_id = request_id.map(str::to_string);
         Ok(Act {
             actor: actor.to_string(),
             note: note.trim().to_string(),
@@ -85,7 +86,9 @@ impl Act {
         if !self.note.is_empty() {
             metadata.insert_bin(NOTE_HEADER, tonic::metadata::BinaryMetadataValue::from_bytes(self.note.as_bytes()));
         }
-        if let Ok(id) = self.request_id.parse() {
+        if let Ok(id) = self.request_id.parse()
+            && !self.request_id.is_empty()
+        {
             metadata.insert(REQUEST_ID, id);
         }
         Ok(())
