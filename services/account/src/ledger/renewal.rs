@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use offers_proto::contracts::{Price, RenewalNotice};
 use offers_proto::ids::{SubscriptionId, UserId};
 use sea_orm::sea_query::{Condition, Expr};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, UpdateMany,
+};
 use uuid::Uuid;
 
 use super::Ledger;
@@ -124,28 +126,9 @@ impl Ledger {
                 .add(subscription::Column::LastRenewalReason.ne(reason));
             update = update.filter(differs);
         }
-        // The note and the notice to its subscriber, together or not at all.
-        let txn = self.db.begin().await?;
-        let noted = update.exec(&txn).await?.rows_affected == 1;
-        if noted {
-            let sub = subscription::Entity::find_by_id(id.uuid())
-                .one(&txn)
-                .await?
-                .ok_or(LedgerError::NotFound("subscription"))?;
-            let notice = RenewalNotice {
-                subscription_id: id,
-                user_id: sub.user_id.into(),
-                offer_name: sub.offer_name,
-                period_end,
-                reason: reason.into(),
-                price: None,
-            };
-            self.enqueue(&txn, &notice, now).await?;
-        }
-        txn.commit().await?;
+        let noted = self.change_and_tell(update, id, period_end, reason, None).await?;
         if noted {
             metrics::counter!("offers_renewals_total", "outcome" => outcome_label(reason)).increment(1);
-            self.outbox.notify();
         }
         Ok((noted, self.subscription(id).await?))
     }
@@ -170,11 +153,26 @@ impl Ledger {
             .filter(subscription::Column::ExpiresAt.eq(period_end))
             .filter(subscription::Column::AutoRenew.eq(true))
             .filter(differs);
-        // The record and the notice, together or not at all: a price is
-        // never counted as told unless the telling is on its way.
+        // A price is never counted as told unless the telling is on its way.
+        let price = Price { amount: price, currency };
+        let announced = self.change_and_tell(update, id, period_end, RenewalNotice::PRICE_NOTICE, Some(price)).await?;
+        Ok((announced, self.subscription(id).await?))
+    }
+
+    /// Applies `update` to the subscription and, if it changed it, queues
+    /// the notice telling its owner why (`reason`, with `price` for a price
+    /// notice): together or not at all. Whether it changed.
+    async fn change_and_tell(
+        &self,
+        update: UpdateMany<subscription::Entity>,
+        id: SubscriptionId,
+        period_end: DateTime<Utc>,
+        reason: &str,
+        price: Option<Price>,
+    ) -> Result<bool, LedgerError> {
         let txn = self.db.begin().await?;
-        let announced = update.exec(&txn).await?.rows_affected == 1;
-        if announced {
+        let changed = update.exec(&txn).await?.rows_affected == 1;
+        if changed {
             let sub = subscription::Entity::find_by_id(id.uuid())
                 .one(&txn)
                 .await?
@@ -184,16 +182,16 @@ impl Ledger {
                 user_id: sub.user_id.into(),
                 offer_name: sub.offer_name,
                 period_end,
-                reason: RenewalNotice::PRICE_NOTICE.into(),
-                price: Some(Price { amount: price, currency }),
+                reason: reason.into(),
+                price,
             };
             self.enqueue(&txn, &notice, Utc::now()).await?;
         }
         txn.commit().await?;
-        if announced {
+        if changed {
             self.outbox.notify();
         }
-        Ok((announced, self.subscription(id).await?))
+        Ok(changed)
     }
 
     /// Sets the subscription's latest renewal outcome, in the caller's
