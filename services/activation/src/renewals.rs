@@ -14,6 +14,8 @@
 //! looks that far beyond `lead` to announce new prices in time (the ledger
 //! records the announcement with the notice it sends, once per price).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use offers_kit::grpc::{InternalChannel, from_timestamp, to_timestamp};
 use offers_kit::{Error, ErrorCode};
@@ -54,12 +56,19 @@ pub struct RenewalReport {
     pub failed: u32,
 }
 
+/// One pass: its moment, what it did, and the offers it looked up.
+struct Pass {
+    now: DateTime<Utc>,
+    report: RenewalReport,
+    offers: HashMap<String, Option<catalog::Offer>>,
+}
+
 impl Renewals {
     /// One pass as of `now`.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<RenewalReport, Error> {
         let horizon = self.settings.lead + self.settings.price_notice();
         let horizon = chrono::Duration::from_std(horizon).unwrap_or(chrono::Duration::MAX);
-        let mut report = RenewalReport::default();
+        let mut pass = Pass { now, report: RenewalReport::default(), offers: HashMap::new() };
         let mut page_token = String::new();
         loop {
             let request = account::ListRenewalsDueRequest {
@@ -69,9 +78,9 @@ impl Renewals {
             };
             let page = self.ledger.clone().list_renewals_due(request).await?.into_inner();
             for due in page.renewals {
-                if let Err(e) = self.consider(due, now, &mut report).await {
+                if let Err(e) = self.consider(due, &mut pass).await {
                     tracing::warn!(error = %e, "a renewal could not be tried; the next pass will");
-                    report.failed += 1;
+                    pass.report.failed += 1;
                 }
             }
             if page.next_page_token.is_empty() {
@@ -81,6 +90,7 @@ impl Renewals {
         }
         // A pass that found nothing to do is not news (it runs every few
         // minutes, and `offers dev` shows its first screen meanwhile).
+        let report = pass.report;
         if report == RenewalReport::default() {
             tracing::debug!(?report, "renewal pass");
         } else {
@@ -103,37 +113,28 @@ impl Renewals {
     }
 
     /// Renews, announces or notes what one due subscription needs, counted
-    /// in `report`.
-    async fn consider(
-        &self,
-        due: account::DueRenewal,
-        now: DateTime<Utc>,
-        report: &mut RenewalReport,
-    ) -> Result<(), Error> {
+    /// in the pass's report.
+    async fn consider(&self, due: account::DueRenewal, pass: &mut Pass) -> Result<(), Error> {
+        let now = pass.now;
         let mut sub = due.subscription.ok_or_else(|| Error::internal("the ledger listed no subscription"))?;
         let id = SubscriptionId::parse(&sub.id)?;
         let ends = sub.expire_time.as_ref().and_then(from_timestamp).ok_or_else(|| Error::internal("no expiry"))?;
         let pending = sub.last_renewal.as_ref().is_some_and(|r| r.status() == account::TransactionStatus::Pending);
         if pending {
-            report.in_progress += 1;
+            pass.report.in_progress += 1;
             return Ok(());
         }
         if ends <= now {
             self.note(id, ends, LAPSED, true).await?;
-            report.lapsed += 1;
+            pass.report.lapsed += 1;
             return Ok(());
         }
-        let lookup = catalog::LookupOfferRequest { id: sub.offer_id.clone() };
-        let offer = match self.catalog.clone().lookup_offer(lookup).await {
-            Ok(answer) => answer.into_inner().offer.filter(|o| o.is_active),
-            Err(status) if status.code() == tonic::Code::NotFound => None,
-            Err(status) => return Err(status.into()),
-        };
+        let offer = self.offer(&sub.offer_id, &mut pass.offers).await?;
         let due_now = ends - now <= chrono::Duration::from_std(self.settings.lead).unwrap_or(chrono::Duration::MAX);
         let Some(offer) = offer else {
             if due_now {
                 self.note(id, ends, OFFER_INACTIVE, true).await?;
-                report.not_charged += 1;
+                pass.report.not_charged += 1;
             }
             return Ok(());
         };
@@ -144,31 +145,52 @@ impl Renewals {
         if told != 0 && offer.price != told && self.announce(id, ends, &offer, now).await? {
             sub.announced_price = offer.price;
             sub.price_announce_time = Some(to_timestamp(now));
-            report.announced += 1;
+            pass.report.announced += 1;
         }
         if !due_now {
             return Ok(());
         }
         if due.last_price != 0 && offer.price != due.last_price && !self.told_in_time(&sub, offer.price, now) {
             self.note(id, ends, PRICE_CHANGED, false).await?;
-            report.not_charged += 1;
+            pass.report.not_charged += 1;
             return Ok(());
         }
         let owner = UserId::parse(&sub.user_id)?;
         let kind = PurchaseKind::AutoRenewal { subscription: id, period_end: ends };
         let order = PurchaseOrder::new(owner, kind, &offer, None)?;
         match self.ledger.clone().purchase(account::PurchaseRequest::from(order)).await {
-            Ok(_) => report.renewed += 1,
+            Ok(_) => pass.report.renewed += 1,
             Err(status) => match Error::from_status(status) {
                 e if e.code == ErrorCode::InsufficientBalance => {
                     self.note(id, ends, INSUFFICIENT_BALANCE, false).await?;
-                    report.not_charged += 1;
+                    pass.report.not_charged += 1;
                 }
-                e if e.code == ErrorCode::Conflict => report.in_progress += 1,
+                e if e.code == ErrorCode::Conflict => pass.report.in_progress += 1,
                 e => return Err(e),
             },
         }
         Ok(())
+    }
+
+    /// The offer on sale now (`None`: withdrawn or gone), asked of the
+    /// catalog once per pass: many subscriptions share a few offers, and
+    /// the pass reaches `price_notice_days` ahead.
+    async fn offer(
+        &self,
+        id: &str,
+        seen: &mut HashMap<String, Option<catalog::Offer>>,
+    ) -> Result<Option<catalog::Offer>, Error> {
+        if let Some(offer) = seen.get(id) {
+            return Ok(offer.clone());
+        }
+        let lookup = catalog::LookupOfferRequest { id: id.to_string() };
+        let offer = match self.catalog.clone().lookup_offer(lookup).await {
+            Ok(answer) => answer.into_inner().offer.filter(|o| o.is_active),
+            Err(status) if status.code() == tonic::Code::NotFound => None,
+            Err(status) => return Err(status.into()),
+        };
+        seen.insert(id.to_string(), offer.clone());
+        Ok(offer)
     }
 
     /// Whether the subscriber was told of `price` at least
