@@ -338,14 +338,12 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
     ) -> Result<Response<pb::ResolveTransactionResponse>, Status> {
         // The act's actor and note travel in metadata; callers older than
         // the audit trail give them as fields, which still count.
-        let stated = Act::of(request.metadata());
+        let legacy = !request.metadata().contains_key(offers_kit::audit::ACTOR_HEADER);
+        let stated = if legacy { None } else { Some(Act::of(request.metadata())?) };
         let b = request.into_inner();
         let act = match stated {
-            Ok(act) => Act { note: if act.note.is_empty() { b.note } else { act.note }, ..act },
-            Err(_) if !b.actor.trim().is_empty() => {
-                Act { actor: b.actor, note: b.note, request_id: uuid::Uuid::now_v7().to_string() }
-            }
-            Err(e) => return Err(e.into()),
+            Some(act) => Act { note: if act.note.is_empty() { b.note } else { act.note }, ..act },
+            None => Act { actor: b.actor, note: b.note, request_id: uuid::Uuid::now_v7().to_string() },
         };
         let id = parse_id(&b.transaction_id)?;
         let tx = self.0.resolve(id, outcome(b.outcome)?, &act).await?;

@@ -55,9 +55,16 @@ impl AdminClient {
 
     /// `message` stamped with the act (a fresh request id for each call).
     fn stamped<T>(&self, message: T) -> anyhow::Result<tonic::Request<T>> {
+        self.stamped_noting(message, None)
+    }
+
+    /// `message` stamped with the act, with `note` (when given) as this
+    /// call's reason instead of the client's.
+    fn stamped_noting<T>(&self, message: T, note: Option<&str>) -> anyhow::Result<tonic::Request<T>> {
         let mut request = tonic::Request::new(message);
         if let Some(act) = &self.act {
-            let act = Act { request_id: uuid::Uuid::now_v7().to_string(), ..act.clone() };
+            let note = note.map_or_else(|| act.note.clone(), str::to_string);
+            let act = Act { note, request_id: uuid::Uuid::now_v7().to_string(), ..act.clone() };
             act.stamp(request.metadata_mut())?;
         }
         Ok(request)
@@ -194,9 +201,7 @@ impl AdminClient {
             actor: self.act.as_ref().map(|a| a.actor.clone()).unwrap_or_default(),
             note: note.into(),
         };
-        let mut request = self.stamped(request)?;
-        // This decision's note, whatever the client's default.
-        request.metadata_mut().remove_bin(offers_kit::audit::NOTE_HEADER);
+        let request = self.stamped_noting(request, Some(note))?;
         let answer = self.clients.ledger.resolve_transaction(request).await.map_err(Error::from_status)?.into_inner();
         answer.transaction.context("no transaction in the answer")
     }
