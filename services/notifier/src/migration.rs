@@ -165,19 +165,7 @@ impl MigrationTrait for RenewalNotices {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let notice = string_len("notice", 32).default("").to_owned();
         m.alter_table(Table::alter().table("notifier_reminders").add_column(notice).to_owned()).await?;
-        m.drop_index(Index::drop().name("notifier_reminders_once").table("notifier_reminders").to_owned()).await?;
-        m.create_index(
-            Index::create()
-                .name("notifier_reminders_once")
-                .table("notifier_reminders")
-                .col("subscription_id")
-                .col("window_hours")
-                .col("expires_at")
-                .col("notice")
-                .unique()
-                .to_owned(),
-        )
-        .await
+        once_rule(m, &["subscription_id", "window_hours", "expires_at", "notice"]).await
     }
 }
 
@@ -197,19 +185,16 @@ impl MigrationTrait for PriceNotices {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let price = big_integer("price").default(0).to_owned();
         m.alter_table(Table::alter().table("notifier_reminders").add_column(price).to_owned()).await?;
-        m.drop_index(Index::drop().name("notifier_reminders_once").table("notifier_reminders").to_owned()).await?;
-        m.create_index(
-            Index::create()
-                .name("notifier_reminders_once")
-                .table("notifier_reminders")
-                .col("subscription_id")
-                .col("window_hours")
-                .col("expires_at")
-                .col("notice")
-                .col("price")
-                .unique()
-                .to_owned(),
-        )
-        .await
+        once_rule(m, &["subscription_id", "window_hours", "expires_at", "notice", "price"]).await
     }
+}
+
+/// Makes the once-rule's unique index over `columns` anew.
+async fn once_rule(m: &SchemaManager<'_>, columns: &[&'static str]) -> Result<(), DbErr> {
+    m.drop_index(Index::drop().name("notifier_reminders_once").table("notifier_reminders").to_owned()).await?;
+    let mut index = Index::create().name("notifier_reminders_once").table("notifier_reminders").unique().to_owned();
+    for column in columns {
+        index.col(*column);
+    }
+    m.create_index(index).await
 }
