@@ -5,7 +5,7 @@
 
 use offers_proto::audit::v1::{AuditEntry, ListAuditEntriesRequest};
 use offers_proto::catalog::v1 as catalog_pb;
-use offers_tests::{TestSuite, both};
+use offers_tests::{TestSuite, across_processes, both};
 use sea_orm::{ConnectionTrait, DatabaseBackend};
 
 both!(
@@ -13,6 +13,9 @@ both!(
     a_write_without_its_actor_is_refused,
     the_trail_is_append_only_and_its_chain_shows_tampering,
 );
+
+// Each role its own process, each trail behind its own internal address.
+across_processes!(trails_of_every_process_list_as_one);
 
 async fn entries(suite: &TestSuite, filter: ListAuditEntriesRequest) -> Vec<AuditEntry> {
     suite.admin().audit_entries(&filter, 500).await.expect("audit")
@@ -177,4 +180,36 @@ async fn the_trail_is_append_only_and_its_chain_shows_tampering(suite: &TestSuit
     let err = String::from_utf8_lossy(&broken.stderr);
     assert!(!broken.status.success(), "a changed entry fails the check");
     assert!(err.contains("account trail: entry") && err.contains("is not what was written"), "{err}");
+}
+
+/// With each role in its own process, the listing asks every internal
+/// address and merges their pages into one order; the check walks them all.
+async fn trails_of_every_process_list_as_one(suite: &TestSuite) {
+    let mut admin = suite.admin();
+    assert_eq!(admin.clients.audit.len(), 4, "one audit client per trail's process");
+    admin.act_as("ana", "split deployment");
+    let (user, _) = suite.user_with_balance(0).await;
+    admin.credit(&user, 300, "EUR", "split-1", "goodwill").await.expect("credit");
+    let offers::admin::Created::New(partner) = admin.create_partner("Split Partner").await.expect("partner") else {
+        panic!("exists")
+    };
+    let partner_id = partner.partner.expect("partner").id;
+    admin.set_credit_limit(&partner_id, 100).await.expect("limit");
+    admin.rotate_key().await.expect("rotate");
+    let mine = entries(suite, ListAuditEntriesRequest { actor: "ana".into(), ..Default::default() }).await;
+    let seen: Vec<(&str, &str)> = mine.iter().map(|e| (e.trail.as_str(), e.action.as_str())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("auth", "signing_key.rotate"),
+            ("account", "credit_limit.set"),
+            ("partner", "api_key.create"),
+            ("partner", "partner.create"),
+            ("account", "credit"),
+        ],
+        "{mine:#?}"
+    );
+    let checked = suite.offers_cli(&["admin", "audit", "check"]).await;
+    let out = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success() && out.contains("every audit trail intact"), "{out}");
 }
