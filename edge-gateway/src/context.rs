@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use offers_kit::credentials::ServiceCredential;
+use offers_kit::credentials::{ServiceCredential, forwarded_client};
 use offers_kit::token::TokenVerifier;
 use offers_kit::{Error, ErrorCode};
 use tonic::metadata::MetadataValue;
@@ -30,24 +30,6 @@ pub struct Caller {
     pub request_id: String,
     pub client_address: Option<IpAddr>,
     credential: ServiceCredential,
-}
-
-/// The client's address by `X-Forwarded-For` (every line of it, in order):
-/// the entry `hops` from the right, which our own proxies wrote.
-fn forwarded_client(headers: &axum::http::HeaderMap, hops: u8) -> Option<IpAddr> {
-    let hops = usize::from(hops);
-    if hops == 0 {
-        return None;
-    }
-    let entries: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|line| line.split(','))
-        .map(str::trim)
-        .collect();
-    let entry = entries.len().checked_sub(hops).map(|i| entries[i])?;
-    entry.parse().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// A caller presenting a bearer credential of kind `K`, checked as far as
@@ -151,26 +133,5 @@ impl<K> Authorized<K> {
             .map_err(|_| Error::new(ErrorCode::InvalidToken, "the credential is not printable ASCII"))?;
         request.metadata_mut().insert("authorization", value);
         Ok(request)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::http::HeaderMap;
-
-    use super::forwarded_client;
-
-    #[test]
-    fn the_client_is_the_entry_our_proxies_wrote() {
-        let mut headers = HeaderMap::new();
-        headers.append("x-forwarded-for", "198.51.100.1, 10.0.0.9".parse().expect("value"));
-        headers.append("x-forwarded-for", "203.0.113.7".parse().expect("value"));
-        assert_eq!(forwarded_client(&headers, 0), None, "not trusted");
-        assert_eq!(forwarded_client(&headers, 1), Some("203.0.113.7".parse().expect("ip")));
-        assert_eq!(forwarded_client(&headers, 2), Some("10.0.0.9".parse().expect("ip")));
-        assert_eq!(forwarded_client(&headers, 4), None, "fewer entries than proxies");
-        let mut ported = HeaderMap::new();
-        ported.append("x-forwarded-for", "203.0.113.7:4711".parse().expect("value"));
-        assert_eq!(forwarded_client(&ported, 1), Some("203.0.113.7".parse().expect("ip")));
     }
 }

@@ -68,6 +68,10 @@ pub fn keys_and_names(data: &[u8]) {
         let value = http::HeaderValue::from_str(raw).expect("an accepted key is a header value");
         assert_eq!(value.to_str().ok(), Some(raw));
     }
+    // Accepted text can be stored in PostgreSQL's text: no NUL, and within its length.
+    if wire::is_text(raw, 100) {
+        assert!(!raw.contains('\0') && raw.chars().count() <= 100, "{raw:?}");
+    }
 }
 
 /// The bodies of the money POSTs: only a JSON object is one; a renewal

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod backends;
 pub mod chaos;
+pub mod console;
 pub mod faults;
 pub mod provider;
 

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use offers_kit::Error;
 use offers_kit::audit::Act;
 use offers_kit::credentials::user;
-use offers_kit::grpc::{page_after, page_size, parse_id, required_time, to_timestamp};
+use offers_kit::grpc::{page, page_after, page_size, parse_id, required_time, to_timestamp};
 use offers_proto::account::v1 as pb;
 use offers_proto::contracts::{Idempotency, PurchaseOrder, Step};
 use offers_proto::ids::{OfferId, SubscriptionId, UserId};
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use crate::entity::account::{self, Kind as AccountKind};
 use crate::entity::transaction::Status as TxStatus;
@@ -117,16 +116,6 @@ fn books_proto(books: Books) -> pb::CheckLedgerResponse {
 /// A page of items keyed by UUIDv7 ids, read with one item more than the
 /// page holds, and the token for the next page: empty when that extra item
 /// was not there, so a page that happens to be exactly full is the last.
-fn page<T>(mut items: Vec<T>, limit: u64, id: impl Fn(&T) -> Uuid) -> (Vec<T>, String) {
-    let size = usize::try_from(limit).unwrap_or(usize::MAX);
-    if items.len() <= size {
-        return (items, String::new());
-    }
-    items.truncate(size);
-    let token = items.last().map(|i| id(i).to_string()).unwrap_or_default();
-    (items, token)
-}
-
 /// A user's or partner's account, as a request names it.
 fn owner(id: &str, kind: i32) -> Result<Owner, Error> {
     match pb::AccountKind::try_from(kind) {
@@ -467,6 +456,61 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         let announcement = Announcement { period_end, price: b.price, currency: b.currency_code, at };
         let (applied, s) = self.0.announce_price(parse_id(&b.subscription_id)?, announcement).await?;
         Ok(Response::new(pb::AnnounceRenewalPriceResponse { subscription: Some(subscription_proto(s)), applied }))
+    }
+
+    async fn list_user_transactions(
+        &self,
+        request: Request<pb::ListUserTransactionsRequest>,
+    ) -> Result<Response<pb::ListUserTransactionsResponse>, Status> {
+        let b = request.into_inner();
+        let limit = page_size(b.page_size)?;
+        let items = self.0.transactions(parse_id(&b.user_id)?, page_after(&b.page_token)?, limit + 1).await?;
+        let (items, next_page_token) = page(items, limit, |t| t.id);
+        Ok(Response::new(pb::ListUserTransactionsResponse {
+            transactions: items.into_iter().map(transaction_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_user_subscriptions(
+        &self,
+        request: Request<pb::ListUserSubscriptionsRequest>,
+    ) -> Result<Response<pb::ListUserSubscriptionsResponse>, Status> {
+        let b = request.into_inner();
+        let limit = page_size(b.page_size)?;
+        let items = self.0.subscriptions(parse_id(&b.user_id)?, page_after(&b.page_token)?, limit + 1).await?;
+        let (items, next_page_token) = page(items, limit, |s| s.id);
+        Ok(Response::new(pb::ListUserSubscriptionsResponse {
+            subscriptions: items.into_iter().map(subscription_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_operations_overview(
+        &self,
+        request: Request<pb::GetOperationsOverviewRequest>,
+    ) -> Result<Response<pb::GetOperationsOverviewResponse>, Status> {
+        let hours = match request.get_ref().hours {
+            0 => 24,
+            n @ 1..=168 => n.unsigned_abs(),
+            _ => return Err(Error::invalid_request("hours must be between 1 and 168").into()),
+        };
+        let overview = self.0.overview(hours, chrono::Utc::now()).await?;
+        let hours = overview.by_hour.into_iter().map(|(start, counts)| {
+            let count = |status: TxStatus| counts.iter().filter(|(s, _)| *s == status).map(|(_, n)| n).sum();
+            pb::HourlyPurchases {
+                start_time: Some(to_timestamp(start)),
+                pending: count(TxStatus::Pending),
+                succeeded: count(TxStatus::Success),
+                failed: count(TxStatus::Failed),
+            }
+        });
+        Ok(Response::new(pb::GetOperationsOverviewResponse {
+            hours: hours.collect(),
+            reviews_waiting: i64::try_from(overview.reviews_waiting).unwrap_or(i64::MAX),
+            oldest_review_time: overview.oldest_review.map(to_timestamp),
+            oldest_outbox_time: overview.oldest_outbox.map(to_timestamp),
+        }))
     }
 
     async fn list_expiring_subscriptions(

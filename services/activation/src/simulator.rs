@@ -5,7 +5,9 @@
 //! first request but answers it only after two minutes (longer than any
 //! caller waits), so that caller cannot know; `SIM-HELD` keeps every request
 //! queued for a while (`simulator_hold_ms`) before it reaches the books, so
-//! an inquiry overtakes it. Optional latency and a random transient failure
+//! an inquiry overtakes it; `SIM-UNKNOWN` is never answered with an outcome
+//! (every request is 503, every inquiry 500), so its transactions end in
+//! the review queue for an operator. Optional latency and a random transient failure
 //! rate. Like a real provider it is idempotent — a transaction it
 //! provisioned stays provisioned however often it is asked — and answers
 //! inquiries, `GET /v1/activations/{key}`: a `not_found` fences the key, so
@@ -33,6 +35,8 @@ struct Seen {
     rejected: Option<&'static str>,
     /// Reported not found: no request with the key may provision it now.
     fenced: bool,
+    /// A `SIM-UNKNOWN` request: the simulator cannot tell what became of it.
+    in_doubt: bool,
 }
 
 /// What a fenced key's late request is told.
@@ -124,6 +128,9 @@ async fn activate(
         None
     } else if entry.fenced {
         Some((StatusCode::GONE, FENCED))
+    } else if body.offer_code == "SIM-UNKNOWN" {
+        entry.in_doubt = true;
+        Some((StatusCode::SERVICE_UNAVAILABLE, "the provisioning system cannot take requests now"))
     } else if body.offer_code == "SIM-FAIL" {
         entry.rejected = Some("the offer cannot be provisioned on this line");
         Some((StatusCode::UNPROCESSABLE_ENTITY, "the offer cannot be provisioned on this line"))
@@ -149,6 +156,9 @@ async fn inquire(State(sim): State<Simulator>, Path(key): Path<String>) -> (Stat
     let mut seen = sim.seen.lock().unwrap_or_else(|p| p.into_inner());
     let entry = seen.entry(key).or_default();
     match entry {
+        Seen { in_doubt: true, .. } => {
+            (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({ "error": "the activation records cannot be read" })))
+        }
         Seen { provisioned: true, .. } => (StatusCode::OK, axum::Json(json!({ "status": "provisioned" }))),
         Seen { rejected: Some(reason), .. } => {
             (StatusCode::OK, axum::Json(json!({ "status": "rejected", "error": reason })))

@@ -247,6 +247,10 @@ impl Auth {
     }
 
     pub async fn user_by_username(&self, username: &str) -> Result<user::Model, AuthError> {
+        // No user has a name outside the rule (and a NUL cannot even be queried).
+        if !username::is_valid(username) {
+            return Err(AuthError::UserNotFound);
+        }
         user::Entity::find()
             .filter(user::Column::Username.eq(username))
             .one(&self.db)

@@ -14,6 +14,25 @@ use crate::offer::Offer;
 use crate::service::{Catalog, Served};
 
 pub struct CatalogApi(pub Arc<Catalog>);
+
+impl Catalog {
+    /// One page of the offers (newest first), its next page's token, and
+    /// whether it came from a stale copy.
+    async fn page(
+        &self,
+        include_inactive: bool,
+        size: i32,
+        token: &str,
+    ) -> Result<(Vec<pb::Offer>, String, bool), Status> {
+        let limit = usize::try_from(page_size(size)?).unwrap_or(50);
+        let after = page_after(token)?;
+        let Served { value: offers, stale } = self.list(include_inactive).await?;
+        let start = after.map_or(0, |after| offers.iter().take_while(|o| o.id >= after).count());
+        let page: Vec<Offer> = offers.into_iter().skip(start).take(limit + 1).collect();
+        let next_page_token = if page.len() > limit { page[limit - 1].id.to_string() } else { String::new() };
+        Ok((page.into_iter().take(limit).map(pb::Offer::from).collect(), next_page_token, stale))
+    }
+}
 pub struct CatalogAdminApi(pub Arc<Catalog>);
 
 #[tonic::async_trait]
@@ -27,17 +46,9 @@ impl pb::catalog_service_server::CatalogService for CatalogApi {
         if body.show_inactive && !principal.is_admin {
             return Err(CatalogError::AdminOnly.into());
         }
-        let limit = usize::try_from(page_size(body.page_size)?).unwrap_or(50);
-        let after = page_after(&body.page_token)?;
-        let Served { value: offers, stale } = self.0.list(body.show_inactive).await?;
-        let start = after.map_or(0, |after| offers.iter().take_while(|o| o.id >= after).count());
-        let page: Vec<Offer> = offers.into_iter().skip(start).take(limit + 1).collect();
-        let next_page_token = if page.len() > limit { page[limit - 1].id.to_string() } else { String::new() };
-        let message = pb::ListOffersResponse {
-            offers: page.into_iter().take(limit).map(pb::Offer::from).collect(),
-            next_page_token,
-        };
-        Ok(answer(message, stale))
+        let (offers, next_page_token, stale) =
+            self.0.page(body.show_inactive, body.page_size, &body.page_token).await?;
+        Ok(answer(pb::ListOffersResponse { offers, next_page_token }, stale))
     }
 
     async fn get_offer(&self, request: Request<pb::GetOfferRequest>) -> Result<Response<pb::GetOfferResponse>, Status> {
@@ -86,5 +97,14 @@ impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminApi {
             return Err(Error::new(ErrorCode::Unavailable, "the catalog cannot be read now; try again").into());
         }
         Ok(Response::new(pb::LookupOfferResponse { offer: Some(pb::Offer::from(offer)) }))
+    }
+
+    async fn list_all_offers(
+        &self,
+        request: Request<pb::ListAllOffersRequest>,
+    ) -> Result<Response<pb::ListAllOffersResponse>, Status> {
+        let body = request.into_inner();
+        let (offers, next_page_token, stale) = self.0.page(true, body.page_size, &body.page_token).await?;
+        Ok(answer(pb::ListAllOffersResponse { offers, next_page_token }, stale))
     }
 }

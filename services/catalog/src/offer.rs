@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use offers_proto::catalog::v1 as pb;
+use offers_proto::wire;
 use uuid::Uuid;
 
 pub use crate::entity::Model as Offer;
@@ -47,8 +48,11 @@ impl Offer {
             && self.code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-');
         let checks = [
             (code_ok, "code must be 2 to 32 characters of A-Z, 0-9 and '-'".to_string()),
-            (!self.name.trim().is_empty() && self.name.len() <= 200, "name must be 1 to 200 characters".into()),
-            (self.description.len() <= 2000, "description must be at most 2000 characters".into()),
+            (
+                !self.name.trim().is_empty() && wire::is_text(&self.name, 200) && !self.name.contains(['\n', '\r']),
+                "name must be 1 to 200 characters on one line".into(),
+            ),
+            (wire::is_text(&self.description, 2000), "description must be at most 2000 characters of text".into()),
             (self.price > 0 && self.price <= MAX_PRICE, format!("price must be between 1 and {MAX_PRICE} minor units")),
             (self.currency == currency, format!("currency must be {currency}")),
             ((1..=3650).contains(&self.duration_days), "duration_days must be between 1 and 3650".into()),

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use tonic::metadata::MetadataMap;
 
 use offers_proto::audit::v1 as pb;
+use offers_proto::wire;
 
 use crate::error::Error;
 
@@ -58,8 +59,8 @@ impl Act {
             }
             None => String::new(),
         };
-        if note.chars().count() > MAX_NOTE {
-            return Err(Error::invalid_request(format!("the note must be at most {MAX_NOTE} characters")));
+        if !wire::is_text(&note, MAX_NOTE) {
+            return Err(Error::invalid_request(format!("the note must be at most {MAX_NOTE} characters of text")));
         }
         let request_id = metadata.get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|id| !id.is_empty());
         let request_id = request_id.map(str::to_string);
@@ -415,6 +416,12 @@ impl pb::audit_service_server::AuditService for AuditServer {
     ) -> Result<tonic::Response<pb::ListAuditEntriesResponse>, tonic::Status> {
         let b = request.into_inner();
         let limit = crate::grpc::page_size(b.page_size)?;
+        if [&b.actor, &b.action, &b.target].iter().any(|v| !wire::is_text(v, 200)) {
+            return Err(Error::invalid_request(
+                "actor, action and target filters must be at most 200 characters of text",
+            )
+            .into());
+        }
         let given = |v: String| Some(v).filter(|v| !v.is_empty());
         let before = given(b.page_token).map(|t| Cursor::decode(&t)).transpose()?;
         let filter = Filter { actor: given(b.actor), action: given(b.action), target: given(b.target), before };

@@ -9,7 +9,7 @@
 //! calls pass through proxies and logs, and what they carry must not open
 //! the ledger.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -238,6 +238,24 @@ impl Interceptor for ServiceCredential {
     }
 }
 
+/// The client's address by `X-Forwarded-For` (every line of it, in order):
+/// the entry `hops` from the right, which our own proxies wrote.
+pub fn forwarded_client(headers: &http::HeaderMap, hops: u8) -> Option<IpAddr> {
+    let hops = usize::from(hops);
+    if hops == 0 {
+        return None;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|line| line.split(','))
+        .map(str::trim)
+        .collect();
+    let entry = entries.len().checked_sub(hops).map(|i| entries[i])?;
+    entry.parse().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,5 +344,19 @@ mod tests {
         let mut request = Request::new(());
         request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
         request
+    }
+
+    #[test]
+    fn the_client_is_the_entry_our_proxies_wrote() {
+        let mut headers = http::HeaderMap::new();
+        headers.append("x-forwarded-for", "198.51.100.1, 10.0.0.9".parse().expect("value"));
+        headers.append("x-forwarded-for", "203.0.113.7".parse().expect("value"));
+        assert_eq!(forwarded_client(&headers, 0), None, "not trusted");
+        assert_eq!(forwarded_client(&headers, 1), Some("203.0.113.7".parse().expect("ip")));
+        assert_eq!(forwarded_client(&headers, 2), Some("10.0.0.9".parse().expect("ip")));
+        assert_eq!(forwarded_client(&headers, 4), None, "fewer entries than proxies");
+        let mut ported = http::HeaderMap::new();
+        ported.append("x-forwarded-for", "203.0.113.7:4711".parse().expect("value"));
+        assert_eq!(forwarded_client(&ported, 1), Some("203.0.113.7".parse().expect("ip")));
     }
 }

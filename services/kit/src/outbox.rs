@@ -231,6 +231,19 @@ impl Outbox {
     /// none has).
     async fn report_lag(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
         let now = Utc::now();
+        let due = self.oldest_due(db, now).await?;
+        let age = due.map_or(0.0, |at| Ord::max((now - at).num_milliseconds(), 0) as f64 / 1000.0);
+        metrics::gauge!("offers_outbox_oldest_age_seconds", "table" => self.table).set(age);
+        Ok(())
+    }
+
+    /// Since when the oldest job due at `now` has waited; `None` when none
+    /// waits.
+    pub async fn oldest_due(
+        &self,
+        db: &DatabaseConnection,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, DbErr> {
         let oldest = Query::select()
             .column(col("available_at"))
             .from(col(self.table))
@@ -239,13 +252,10 @@ impl Outbox {
             .order_by(col("available_at"), Order::Asc)
             .limit(1)
             .to_owned();
-        let due: Option<DateTime<Utc>> = match db.query_one(&oldest).await? {
-            Some(row) => Some(row.try_get("", "available_at")?),
-            None => None,
-        };
-        let age = due.map_or(0.0, |at| Ord::max((now - at).num_milliseconds(), 0) as f64 / 1000.0);
-        metrics::gauge!("offers_outbox_oldest_age_seconds", "table" => self.table).set(age);
-        Ok(())
+        match db.query_one(&oldest).await? {
+            Some(row) => Ok(Some(row.try_get("", "available_at")?)),
+            None => Ok(None),
+        }
     }
 
     /// Sets `column` to `value` on the rows `ids`, in one statement.

@@ -21,6 +21,9 @@ pub const DEMO_USERS: [&str; 2] = ["demo", "demo2"];
 pub const DEMO_BALANCE: i64 = 100_000;
 pub const DEMO_PARTNER: &str = "demo-partner";
 pub const DEMO_PARTNER_KEY: &str = "demo-partner-key";
+/// The console's demo staff: one who acts, one who only sees.
+pub const DEMO_OPERATORS: [(&str, auth_pb::ConsoleRole); 2] =
+    [("operator", auth_pb::ConsoleRole::Operator), ("viewer", auth_pb::ConsoleRole::Viewer)];
 /// What the demo partner has prepaid into its account.
 pub const DEMO_PARTNER_FLOAT: i64 = 1_000_000;
 
@@ -73,6 +76,21 @@ pub async fn seed(admin: &mut AdminClient, currency: &str) -> anyhow::Result<()>
         let key = format!("demo-seed:{}", user.id);
         admin.credit(&user.id, DEMO_BALANCE, currency, &key, "demo balance").await?;
     }
+    for (username, role) in DEMO_OPERATORS {
+        let request = auth_pb::CreateUserRequest {
+            username: username.into(),
+            password: DEMO_PASSWORD.into(),
+            email: format!("{username}@example.com"),
+            first_name: "Demo".into(),
+            last_name: username.into(),
+            ..Default::default()
+        };
+        admin.create_user(request).await?;
+        let user = admin.user(username).await?;
+        if user.console_role != i32::from(role) {
+            admin.set_console_role(&user.id, role).await?;
+        }
+    }
     let offers = [
         offer("DATA-1GB", "Data 1 GB", "1 GB of mobile data for 7 days", 500, 7, (1024, 0, 0), currency),
         offer("VOICE-100", "Voice 100", "100 minutes of calls for 7 days", 300, 7, (0, 100, 0), currency),
@@ -99,6 +117,15 @@ pub async fn seed(admin: &mut AdminClient, currency: &str) -> anyhow::Result<()>
             "SIM-SLOW",
             "Simulator: slow",
             "Provisioned by the first request, which is answered too late: the outcome is asked for",
+            100,
+            1,
+            (10, 0, 0),
+            currency,
+        ),
+        offer(
+            "SIM-UNKNOWN",
+            "Simulator: in doubt",
+            "The simulated provisioning system never tells what became of it: it waits for an operator's review",
             100,
             1,
             (10, 0, 0),
@@ -176,7 +203,8 @@ pub async fn run(settings: Settings, data_dir: &Path) -> anyhow::Result<()> {
          \x20 gRPC      {grpc}   internal gRPC {internal}\n\
          \x20 provisioning simulator http://{sim}\n\
          \x20 demo users: demo / {pw}  and  demo2 / {pw}  (balance {balance} each)\n\
-         \x20 demo partner key: {partner_key} (float {float})   reminders: {dir}/notifications.log\n\n\
+         \x20 demo partner key: {partner_key} (float {float})   reminders: {dir}/notifications.log\n\
+         \x20 console   http://{http}/console/   operator / {pw} (acts)  and  viewer / {pw} (sees)\n\n\
          Try:\n\
          \x20 curl -s -X POST http://{http}/api/v1/auth/login/ -H 'Content-Type: application/json' \
          -d '{{\"username\":\"demo\",\"password\":\"{pw}\"}}'\n\n\

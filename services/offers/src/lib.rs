@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod clients;
+pub mod console;
 pub mod cron;
 pub mod dev;
 pub mod jwks;

@@ -97,6 +97,11 @@ impl Process {
         for role in roles {
             parts.merge(role.build(&shared).await?);
         }
+        // The edge serves the operational paths with the API; anything else
+        // on the HTTP listener (the console) gets them added here.
+        if !roles.contains(&Role::Gateway) {
+            parts.http = parts.http.take().map(|http| http.merge(shared.ops.clone()));
+        }
         // One audit service per process, over the trails of the roles it
         // runs (they share its database).
         let trails: Vec<_> = roles.iter().filter_map(|r| r.audit_trail()).collect();

@@ -23,6 +23,7 @@ use offers_partner::PartnerSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::console::ConsoleSettings;
 use crate::tls::TlsSettings;
 
 /// The range of every gRPC deadline.
@@ -62,6 +63,8 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub telemetry: TelemetrySettings,
     pub gateway: GatewaySettings,
+    /// The operator console (the `console` role).
+    pub console: ConsoleSettings,
     pub catalog: CatalogSettings,
     pub ledger: LedgerSettings,
     pub gifting: GiftingSettings,
@@ -102,6 +105,7 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             telemetry: TelemetrySettings::default(),
             gateway: GatewaySettings::default(),
+            console: ConsoleSettings::default(),
             catalog: CatalogSettings::default(),
             ledger: LedgerSettings::default(),
             gifting: GiftingSettings::default(),
@@ -269,6 +273,7 @@ impl Validate for Settings {
         p.section("tls", &self.tls);
         p.section("telemetry", &self.telemetry);
         p.section("gateway", &self.gateway);
+        p.section("console", &self.console);
         p.section("catalog", &self.catalog);
         p.section("ledger", &self.ledger);
         p.section("gifting", &self.gifting);
@@ -325,6 +330,8 @@ impl Settings {
         this.notifier.sink_file = Some(dir.join("notifications.log"));
         this.partner.allow_preset_keys = true;
         this.partner.allow_private_callbacks = true;
+        // Served over plain HTTP on loopback: a `Secure` cookie would never come back.
+        this.console.secure_cookie = false;
         Ok(this)
     }
 

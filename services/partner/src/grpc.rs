@@ -6,7 +6,7 @@ use std::sync::Arc;
 use offers_kit::Error;
 use offers_kit::audit::Act;
 use offers_kit::credentials::bearer;
-use offers_kit::grpc::{idempotency_key, parse_id, to_timestamp};
+use offers_kit::grpc::{idempotency_key, page, page_after, page_size, parse_id, to_timestamp};
 use offers_proto::account::v1::TransactionStatus;
 use offers_proto::ids::{Id, OfferId, UserId};
 use offers_proto::partner::v1 as pb;
@@ -194,5 +194,27 @@ impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
     ) -> Result<Response<pb::GetPartnerResponse>, Status> {
         let partner = self.0.partner_by_name(&request.get_ref().name).await?;
         Ok(Response::new(pb::GetPartnerResponse { partner: Some(partner_proto(partner)) }))
+    }
+
+    async fn list_partners(
+        &self,
+        request: Request<pb::ListPartnersRequest>,
+    ) -> Result<Response<pb::ListPartnersResponse>, Status> {
+        let b = request.into_inner();
+        let limit = page_size(b.page_size)?;
+        let items = self.0.partners(b.name_contains.trim(), page_after(&b.page_token)?, limit + 1).await?;
+        let (items, next_page_token) = page(items, limit, |p| p.id);
+        Ok(Response::new(pb::ListPartnersResponse {
+            partners: items.into_iter().map(partner_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+        let keys = self.0.keys(parse_id(&request.get_ref().partner_id)?).await?;
+        Ok(Response::new(pb::ListApiKeysResponse { api_keys: keys.into_iter().map(key_proto).collect() }))
     }
 }

@@ -14,9 +14,11 @@ use offers_proto::auth::v1::{self as auth, user_admin_service_client::UserAdminS
 use offers_proto::catalog::v1::{self as catalog, catalog_admin_service_client::CatalogAdminServiceClient};
 use offers_proto::contracts::{Idempotency, KeyScope, OrderError, PurchaseKind, PurchaseOrder};
 use offers_proto::ids::{ApiKeyId, OfferId, PartnerId, UserId};
+use offers_proto::wire;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -220,8 +222,8 @@ impl Partners {
 
     pub async fn create_partner(&self, name: &str, act: &Act) -> Result<(partner::Model, IssuedKey), PartnerError> {
         let name = name.trim();
-        if name.is_empty() || name.len() > 100 {
-            return Err(PartnerError::Invalid("name must be 1 to 100 characters".into()));
+        if name.is_empty() || !wire::is_text(name, 100) || name.contains(['\n', '\r', '\t']) {
+            return Err(PartnerError::Invalid("name must be 1 to 100 printable characters".into()));
         }
         let row = partner::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -252,11 +254,52 @@ impl Partners {
     }
 
     pub async fn partner_by_name(&self, name: &str) -> Result<partner::Model, PartnerError> {
+        if !wire::is_text(name, 100) {
+            return Err(PartnerError::NotFound("partner"));
+        }
         partner::Entity::find()
             .filter(partner::Column::Name.eq(name))
             .one(&self.db)
             .await?
             .ok_or(PartnerError::NotFound("partner"))
+    }
+
+    /// Partners newest first, those whose name contains `name_contains`
+    /// (any case) when it is not empty.
+    pub async fn partners(
+        &self,
+        name_contains: &str,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<partner::Model>, PartnerError> {
+        use sea_orm::sea_query::{ExprTrait, Func, LikeExpr};
+        if !wire::is_text(name_contains, 100) {
+            return Err(PartnerError::Invalid("name_contains must be at most 100 printable characters".into()));
+        }
+        let mut query = partner::Entity::find();
+        if !name_contains.is_empty() {
+            let escaped: String = name_contains
+                .to_lowercase()
+                .chars()
+                .flat_map(|c| if matches!(c, '%' | '_' | '\\') { vec!['\\', c] } else { vec![c] })
+                .collect();
+            let pattern = LikeExpr::new(format!("%{escaped}%")).escape('\\');
+            query = query.filter(Expr::expr(Func::lower(Expr::col(partner::Column::Name))).like(pattern));
+        }
+        if let Some(after) = after {
+            query = query.filter(partner::Column::Id.lt(after));
+        }
+        Ok(query.order_by_desc(partner::Column::Id).limit(limit).all(&self.db).await?)
+    }
+
+    /// Every key of a partner, newest first.
+    pub async fn keys(&self, partner_id: PartnerId) -> Result<Vec<api_key::Model>, PartnerError> {
+        self.partner(partner_id).await?;
+        Ok(api_key::Entity::find()
+            .filter(api_key::Column::PartnerId.eq(partner_id.uuid()))
+            .order_by_desc(api_key::Column::CreatedAt)
+            .all(&self.db)
+            .await?)
     }
 
     pub async fn set_status(&self, id: PartnerId, status: Status, act: &Act) -> Result<partner::Model, PartnerError> {

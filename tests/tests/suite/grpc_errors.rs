@@ -63,4 +63,49 @@ async fn page_sizes_out_of_range_are_refused(suite: &TestSuite) {
     assert!(!catalog.list_offers(request).await.expect("in range").into_inner().offers.is_empty());
 }
 
-both!(failed_calls_carry_error_info, a_token_without_dots_is_an_invalid_token, page_sizes_out_of_range_are_refused);
+both!(
+    failed_calls_carry_error_info,
+    a_token_without_dots_is_an_invalid_token,
+    page_sizes_out_of_range_are_refused,
+    text_with_a_nul_is_the_callers_mistake
+);
+
+/// PostgreSQL cannot store a NUL in text: every administrative field a
+/// caller types is checked for it (and for other control characters)
+/// before the database sees it, so it is a 4xx on both backends, never
+/// an internal error. (The console's `%00` in a user search found this.)
+async fn text_with_a_nul_is_the_callers_mistake(suite: &TestSuite) {
+    use offers_proto::audit::v1::ListAuditEntriesRequest;
+    use offers_proto::auth::v1 as auth_pb;
+    use offers_proto::catalog::v1 as catalog_pb;
+    let mut admin = suite.admin();
+    let code = |e: anyhow::Error| e.downcast::<offers_kit::Error>().expect("a service error").code;
+    let lookup = admin.user("de\0mo").await.expect_err("no user has that name");
+    assert_eq!(code(lookup), offers_kit::ErrorCode::NotFound);
+    let missing = admin.partner("demo\0partner").await.expect_err("no partner has that name");
+    assert_eq!(code(missing), offers_kit::ErrorCode::NotFound);
+    let made = admin.create_partner("nul\0partner").await.err().expect("refused");
+    assert_eq!(code(made), offers_kit::ErrorCode::InvalidRequest);
+    let user = admin.user("demo").await.expect("demo");
+    let memo = admin.credit(&user.id, 10, "EUR", "nul-memo", "a\0memo").await.expect_err("refused");
+    assert_eq!(code(memo), offers_kit::ErrorCode::InvalidRequest);
+    let key = admin.credit(&user.id, 10, "EUR", "nul\0key", "memo").await.expect_err("refused");
+    assert_eq!(code(key), offers_kit::ErrorCode::InvalidRequest);
+    let offer = catalog_pb::Offer {
+        code: "NUL-1".into(),
+        name: "Nul\0offer".into(),
+        price: 100,
+        currency_code: "EUR".into(),
+        duration_days: 1,
+        is_active: true,
+        ..Default::default()
+    };
+    let created = admin.create_offer(offer).await.err().expect("refused");
+    assert_eq!(code(created), offers_kit::ErrorCode::InvalidRequest);
+    let filter = ListAuditEntriesRequest { actor: "a\0".into(), ..Default::default() };
+    let listed = admin.audit_entries(&filter, 10).await.expect_err("refused");
+    assert_eq!(code(listed), offers_kit::ErrorCode::InvalidRequest);
+    admin.act_as("ops", "a note with a NUL\0 in it");
+    let noted = admin.set_console_role(&user.id, auth_pb::ConsoleRole::Unspecified).await.expect_err("refused");
+    assert_eq!(code(noted), offers_kit::ErrorCode::InvalidRequest);
+}

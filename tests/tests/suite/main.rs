@@ -5,6 +5,7 @@ mod activation;
 mod audit;
 mod auth;
 mod bus;
+mod console;
 mod edge;
 mod faults;
 mod gifts;

@@ -7,6 +7,7 @@
 use chrono::Utc;
 use offers_kit::audit::{Act, Deed};
 use offers_proto::ids::{PartnerId, UserId};
+use offers_proto::wire;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
 use uuid::Uuid;
@@ -182,8 +183,11 @@ impl Ledger {
         if currency != self.currency {
             return Err(LedgerError::CurrencyMismatch { offer: currency.into(), balance: self.currency.clone() });
         }
-        if key.is_empty() {
-            return Err(LedgerError::Invalid("idempotency_key is required".into()));
+        if !wire::is_idempotency_key(key) {
+            return Err(LedgerError::Invalid("idempotency_key must be 1 to 255 visible ASCII characters".into()));
+        }
+        if !wire::is_text(memo, 1000) {
+            return Err(LedgerError::Invalid("memo must be at most 1000 characters of text".into()));
         }
         let (owner, kind) = whose.parts();
         let key = format!("credit:{owner}:{key}");

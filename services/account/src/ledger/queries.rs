@@ -1,5 +1,6 @@
 //! What the ledger answers without changing anything.
 
+use chrono::DurationRound;
 use chrono::{DateTime, Utc};
 use offers_proto::ids::{OfferId, PartnerId, SubscriptionId, TransactionId, UserId};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -133,4 +134,51 @@ impl Ledger {
             .count(&self.db)
             .await?)
     }
+
+    /// What operators watch: purchases accepted in each of the last
+    /// `hours` hours (the current one last) by state, the review queue's
+    /// size and oldest entry, and the outbox's oldest due job.
+    pub async fn overview(&self, hours: u32, now: DateTime<Utc>) -> Result<Overview, LedgerError> {
+        let this_hour = now.duration_trunc(chrono::TimeDelta::hours(1)).unwrap_or(now);
+        let mut by_hour = Vec::new();
+        for back in (0..i64::from(hours)).rev() {
+            let start = this_hour - chrono::TimeDelta::hours(back);
+            // Ids are UUIDv7: the id range of an hour is its time range, on the primary key.
+            let counts: StatusCounts = transaction::Entity::find()
+                .select_only()
+                .column(transaction::Column::Status)
+                .column_as(transaction::Column::Id.count(), "n")
+                .filter(transaction::Column::Id.gte(v7_floor(start)))
+                .filter(transaction::Column::Id.lt(v7_floor(start + chrono::TimeDelta::hours(1))))
+                .group_by(transaction::Column::Status)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            by_hour.push((start, counts));
+        }
+        let reviews_waiting = self.reviews_waiting().await?;
+        let oldest_review = self.reviews(None, 1).await?.first().map(|t| t.created_at);
+        let oldest_outbox = self.outbox.oldest_due(&self.db, now).await?;
+        Ok(Overview { by_hour, reviews_waiting, oldest_review, oldest_outbox })
+    }
+}
+
+/// How many transactions are in each state (the states with none left out).
+pub type StatusCounts = Vec<(Status, i64)>;
+
+/// See [`Ledger::overview`].
+pub struct Overview {
+    /// Each hour's start with its transactions' count by state.
+    pub by_hour: Vec<(DateTime<Utc>, StatusCounts)>,
+    pub reviews_waiting: u64,
+    pub oldest_review: Option<DateTime<Utc>>,
+    pub oldest_outbox: Option<DateTime<Utc>>,
+}
+
+/// The smallest UUIDv7 of a moment (its millisecond, every other bit zero).
+fn v7_floor(at: DateTime<Utc>) -> Uuid {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    Uuid::from_bytes(bytes)
 }

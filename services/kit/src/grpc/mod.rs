@@ -86,6 +86,19 @@ pub fn page_after(token: &str) -> Result<Option<Uuid>, Error> {
     wire::hyphenated(token).map(Some).ok_or_else(|| Error::invalid_request("cursor is not valid"))
 }
 
+/// The page a query for `limit + 1` items makes: the first `limit`, and
+/// the token of the next page (the last kept item's id) when there was one
+/// more.
+pub fn page<T>(mut items: Vec<T>, limit: u64, id: impl Fn(&T) -> Uuid) -> (Vec<T>, String) {
+    let size = usize::try_from(limit).unwrap_or(usize::MAX);
+    if items.len() <= size {
+        return (items, String::new());
+    }
+    items.truncate(size);
+    let token = items.last().map(|i| id(i).to_string()).unwrap_or_default();
+    (items, token)
+}
+
 #[cfg(test)]
 mod tests {
     use offers_proto::ids::OfferId;

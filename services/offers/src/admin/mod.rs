@@ -46,6 +46,11 @@ impl AdminClient {
         Ok(Self { clients: InternalClients::admin(settings, token)?, act: None })
     }
 
+    /// Over clients the caller has already (the console's).
+    pub fn over(clients: InternalClients) -> Self {
+        Self { clients, act: None }
+    }
+
     /// Writes from here on are `actor`'s, with `note` saying why.
     pub fn act_as(&mut self, actor: &str, note: &str) -> &mut Self {
         let request_id = uuid::Uuid::now_v7().to_string();

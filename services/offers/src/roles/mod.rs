@@ -7,6 +7,7 @@ mod account;
 mod activation;
 mod auth;
 mod catalog;
+mod console;
 mod gateway;
 mod notifier;
 mod partner;
@@ -47,6 +48,8 @@ pub enum Role {
     Scheduler,
     /// The REST/JSON edge on the HTTP listener.
     Gateway,
+    /// The operator console at `/console/` on the HTTP listener.
+    Console,
 }
 
 /// What a role needs from the process it runs in.
@@ -77,6 +80,7 @@ impl Role {
         Role::Notifier,
         Role::Scheduler,
         Role::Gateway,
+        Role::Console,
     ];
 
     pub fn needs(self) -> Needs {
@@ -90,6 +94,7 @@ impl Role {
             Role::Notifier => notifier::NEEDS,
             Role::Scheduler => scheduler::NEEDS,
             Role::Gateway => gateway::NEEDS,
+            Role::Console => console::NEEDS,
         }
     }
 
@@ -101,7 +106,7 @@ impl Role {
             Role::Catalog => Some(offers_catalog::TRAIL),
             Role::Account => Some(offers_account::TRAIL),
             Role::Partner => Some(offers_partner::TRAIL),
-            Role::Activation | Role::Worker | Role::Notifier | Role::Scheduler | Role::Gateway => None,
+            Role::Activation | Role::Worker | Role::Notifier | Role::Scheduler | Role::Gateway | Role::Console => None,
         }
     }
 
@@ -116,6 +121,7 @@ impl Role {
             Role::Notifier => notifier::build(shared),
             Role::Scheduler => scheduler::build(shared),
             Role::Gateway => gateway::build(shared),
+            Role::Console => console::build(shared),
         };
         parts.with_context(|| format!("cannot start the {self} role"))
     }

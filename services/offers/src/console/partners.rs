@@ -1,0 +1,288 @@
+//! Partners: their float and credit limit, their API keys (a new key's
+//! secret is shown once, on the page that made it; revoke), status and
+//! callback address.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use offers_proto::account::v1 as account_pb;
+use offers_proto::partner::v1 as partner_pb;
+use serde::Deserialize;
+
+use super::page::{self, Flash};
+use super::session::{Access, Posted, Signed};
+use super::{Console, State as Shared};
+
+#[derive(Deserialize, Default)]
+pub struct Search {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    after: String,
+}
+
+pub async fn list(State(console): State<Shared>, by: Signed, Query(search): Query<Search>) -> Response {
+    let request = partner_pb::ListPartnersRequest {
+        name_contains: search.q.trim().into(),
+        page_size: 50,
+        page_token: search.after.clone(),
+    };
+    let page = match console.clients.partners.clone().list_partners(request).await {
+        Ok(page) => page.into_inner(),
+        Err(status) => return page::failure(offers_kit::Error::from_status(status).into()),
+    };
+    let body = html! {
+        form.search method="get" action="/console/partners" {
+            label { "Name contains" input name="q" value=(search.q.trim()); }
+            button type="submit" { "Search" }
+        }
+        table {
+            thead { tr { th { "Name" } th { "Status" } th { "Callback" } th { "Created" } } }
+            tbody {
+                @for p in &page.partners {
+                    tr {
+                        td { a href={ "/console/partners/" (page::escape(&p.name)) } { (p.name) } }
+                        td { (status_label(p.status)) }
+                        td { (p.callback_url) }
+                        td { (page::time(p.create_time)) }
+                    }
+                }
+            }
+        }
+        @if !page.next_page_token.is_empty() {
+            p { a href={ "/console/partners?q=" (page::escape(search.q.trim())) "&after=" (page.next_page_token) } { "Next page" } }
+        }
+    };
+    page::answer(StatusCode::OK, page::layout("Partners", &by, by.flash.as_ref(), body))
+}
+
+fn status_label(status: i32) -> &'static str {
+    match partner_pb::PartnerStatus::try_from(status) {
+        Ok(partner_pb::PartnerStatus::Active) => "active",
+        Ok(partner_pb::PartnerStatus::Suspended) => "suspended",
+        _ => "unknown",
+    }
+}
+
+pub async fn show(State(console): State<Shared>, by: Signed, Path(name): Path<String>) -> Response {
+    let flash = by.flash.clone();
+    render(&console, &by, &name, flash, StatusCode::OK).await
+}
+
+async fn render(console: &Console, by: &Signed, name: &str, flash: Option<Flash>, status: StatusCode) -> Response {
+    let partners = &mut console.clients.partners.clone();
+    let fetched = async {
+        let partner = partners
+            .get_partner(partner_pb::GetPartnerRequest { name: name.into() })
+            .await?
+            .into_inner()
+            .partner
+            .unwrap_or_default();
+        let keys = partners.list_api_keys(partner_pb::ListApiKeysRequest { partner_id: partner.id.clone() }).await?;
+        let owner = account_pb::GetAccountRequest {
+            owner_id: partner.id.clone(),
+            kind: account_pb::AccountKind::Partner.into(),
+        };
+        let account = console.clients.ledger.clone().get_account(owner).await?.into_inner().account.unwrap_or_default();
+        Ok::<_, tonic::Status>((partner, keys.into_inner().api_keys, account))
+    };
+    let (partner, keys, account) = match fetched.await {
+        Ok(fetched) => fetched,
+        Err(status) => return page::failure(offers_kit::Error::from_status(status).into()),
+    };
+    let base = format!("/console/partners/{}", page::escape(&partner.name));
+    let acts = by.access == Access::Operator;
+    let body = html! {
+        dl.summary {
+            dt { "Partner id" } dd { code { (partner.id) } }
+            dt { "Status" } dd { (status_label(partner.status)) }
+            dt { "Float" } dd.balance { (page::money(account.balance, &account.currency_code)) }
+            dt { "Credit limit" } dd { (page::money(account.credit_limit, &account.currency_code)) }
+            dt { "Callback" } dd { @if partner.callback_url.is_empty() { "none" } @else { code { (partner.callback_url) } } }
+        }
+        h2 { "API keys" }
+        table {
+            thead { tr { th { "Prefix" } th { "Created" } th { "Revoked" } th {} } }
+            tbody {
+                @for key in &keys {
+                    tr id={ "key-" (key.id) } {
+                        td { code { (key.prefix) } }
+                        td { (page::time(key.create_time)) }
+                        td { (page::time(key.revoke_time)) }
+                        td {
+                            @if acts && key.revoke_time.is_none() {
+                                form.inline method="post" action={ (base) "/keys/" (key.id) "/revoke" } {
+                                    input type="hidden" name="csrf" value=(by.csrf);
+                                    input name="note" placeholder="Why revoke it" required maxlength="1000" aria-label="Why revoke it";
+                                    button type="submit" { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if acts {
+            form method="post" action={ (base) "/keys" } {
+                input type="hidden" name="csrf" value=(by.csrf);
+                label { "Why a new key" input name="note" required maxlength="1000"; }
+                button type="submit" { "Create a key" }
+            }
+            form method="post" action={ (base) "/credit-limit" } {
+                h2 { "Credit limit" }
+                input type="hidden" name="csrf" value=(by.csrf);
+                label { "Limit (minor units)" input name="limit" inputmode="numeric" value=(account.credit_limit) required; }
+                label { "Why" input name="note" required maxlength="1000"; }
+                button type="submit" { "Set the limit" }
+            }
+            form method="post" action={ (base) "/status" } {
+                h2 { "Status" }
+                input type="hidden" name="csrf" value=(by.csrf);
+                @let suspended = partner.status == i32::from(partner_pb::PartnerStatus::Suspended);
+                input type="hidden" name="status" value=(if suspended { "active" } else { "suspended" });
+                label { "Why" input name="note" required maxlength="1000"; }
+                button type="submit" { (if suspended { "Reactivate" } else { "Suspend (its keys are refused)" }) }
+            }
+        }
+    };
+    page::answer(status, page::layout(&format!("Partner {}", partner.name), by, flash.as_ref(), body))
+}
+
+#[derive(Deserialize)]
+pub struct Note {
+    #[serde(default)]
+    note: String,
+}
+
+/// Runs `act` as the operator with the form's reason; success leaves
+/// `done`'s sentence and goes back to the partner's page, a refusal shows
+/// it there.
+async fn acting<T, F>(console: &Console, by: &Signed, name: &str, note: &str, act: F) -> Response
+where
+    F: AsyncFnOnce(&mut crate::admin::AdminClient, String) -> anyhow::Result<T>,
+    T: Into<String>,
+{
+    let note = match page::reason(note) {
+        Ok(note) => note,
+        Err(message) => {
+            return render(console, by, name, Some(Flash::Refused(message)), StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+    };
+    let mut admin = console.admin();
+    admin.act_as(&by.username, note);
+    let partner = match admin.partner(name).await {
+        Ok(partner) => partner,
+        Err(error) => return page::failure(error),
+    };
+    match act(&mut admin, partner.id).await {
+        Ok(done) => {
+            if let Err(refused) = by.leave(console, Flash::Done(done.into())).await {
+                return refused;
+            }
+            Redirect::to(&format!("/console/partners/{}", page::escape(name))).into_response()
+        }
+        Err(error) => {
+            let (status, message) = page::explain(&error);
+            render(console, by, name, Some(Flash::Refused(message)), status).await
+        }
+    }
+}
+
+pub async fn revoke_key(
+    State(console): State<Shared>,
+    Path((name, key)): Path<(String, String)>,
+    Posted { by, form }: Posted<Note>,
+) -> Response {
+    acting(&console, &by, &name, &form.note, async |admin, _| {
+        let revoked = admin.revoke_key(&key).await?;
+        Ok(format!("Key {} revoked: calls with it are refused from now on.", revoked.prefix))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct Limit {
+    #[serde(default)]
+    limit: String,
+    #[serde(default)]
+    note: String,
+}
+
+pub async fn set_credit_limit(
+    State(console): State<Shared>,
+    Path(name): Path<String>,
+    Posted { by, form }: Posted<Limit>,
+) -> Response {
+    let limit = match page::number("The limit", &form.limit) {
+        Ok(limit) => limit,
+        Err(message) => {
+            return render(&console, &by, &name, Some(Flash::Refused(message)), StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+    };
+    acting(&console, &by, &name, &form.note, async |admin, id| {
+        let account = admin.set_credit_limit(&id, limit).await?;
+        Ok(format!("The credit limit is now {}.", page::money(account.credit_limit, &account.currency_code)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct SetStatus {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    note: String,
+}
+
+pub async fn set_status(
+    State(console): State<Shared>,
+    Path(name): Path<String>,
+    Posted { by, form }: Posted<SetStatus>,
+) -> Response {
+    let status = match form.status.as_str() {
+        "active" => partner_pb::PartnerStatus::Active,
+        "suspended" => partner_pb::PartnerStatus::Suspended,
+        _ => {
+            let refused = Flash::Refused("The status is active or suspended.".into());
+            return render(&console, &by, &name, Some(refused), StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+    };
+    acting(&console, &by, &name, &form.note, async |admin, id| {
+        let partner = admin.set_partner_status(&id, status).await?;
+        Ok(format!("The partner is now {}.", status_label(partner.status)))
+    })
+    .await
+}
+
+/// Makes a key and shows its secret on this answer only: it is never
+/// stored, so it cannot be shown again.
+pub async fn create_key(
+    State(console): State<Shared>,
+    Path(name): Path<String>,
+    Posted { by, form }: Posted<Note>,
+) -> Response {
+    let note = match page::reason(&form.note) {
+        Ok(note) => note,
+        Err(message) => {
+            return render(&console, &by, &name, Some(Flash::Refused(message)), StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+    };
+    let mut admin = console.admin();
+    admin.act_as(&by.username, note);
+    let made = match admin.partner(&name).await {
+        Ok(partner) => admin.create_key(&partner.id, None).await,
+        Err(error) => Err(error),
+    };
+    match made {
+        Ok(made) => {
+            let prefix = made.api_key.map(|k| k.prefix).unwrap_or_default();
+            let said = format!("New key {prefix}: {} — copy it now; it is not shown again.", made.secret);
+            render(&console, &by, &name, Some(Flash::Done(said)), StatusCode::CREATED).await
+        }
+        Err(error) => {
+            let (status, message) = page::explain(&error);
+            render(&console, &by, &name, Some(Flash::Refused(message)), status).await
+        }
+    }
+}

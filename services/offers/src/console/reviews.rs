@@ -1,0 +1,120 @@
+//! The review queue: transactions whose outcome the provider could not
+//! tell, each resolved by an operator with a note (the ledger's resolve
+//! path: a success keeps the money, a failure refunds whoever paid).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use offers_proto::account::v1 as account_pb;
+use serde::Deserialize;
+
+use super::page::{self, Flash};
+use super::session::{Posted, Signed};
+use super::{Console, State as Shared};
+
+#[derive(Deserialize, Default)]
+pub struct Paging {
+    #[serde(default)]
+    after: String,
+}
+
+pub async fn list(State(console): State<Shared>, by: Signed, Query(paging): Query<Paging>) -> Response {
+    let flash = by.flash.clone();
+    render(&console, &by, &paging, flash, StatusCode::OK).await
+}
+
+async fn render(console: &Console, by: &Signed, paging: &Paging, flash: Option<Flash>, status: StatusCode) -> Response {
+    let request = account_pb::ListReviewsRequest { page_size: 50, page_token: paging.after.clone() };
+    let page = match console.clients.ledger.clone().list_reviews(request).await {
+        Ok(page) => page.into_inner(),
+        Err(status) => return page::failure(offers_kit::Error::from_status(status).into()),
+    };
+    let body = html! {
+        p { "Transactions whose outcome the provider could not tell wait here; nothing is refunded or kept until an operator decides. Oldest first." }
+        @if page.transactions.is_empty() {
+            p.empty { "Nothing waits for review." }
+        }
+        @for (tx, why) in page.transactions.iter().zip(&page.reasons) {
+            section.card id={ "review-" (tx.id) } {
+                h2 { (tx.offer_name) " · " (page::money(tx.amount, &tx.currency_code)) }
+                dl {
+                    dt { "Transaction" } dd { code { (tx.id) } }
+                    dt { "Customer" } dd { a href={ "/console/customers/" (tx.user_id) } { (tx.user_id) } }
+                    dt { "Accepted" } dd { (page::time(tx.create_time)) " (" (page::age(tx.create_time)) " ago)" }
+                    dt { "Attempts" } dd { (tx.attempts) }
+                    dt { "What the provider answered" } dd { (why) }
+                    @if !tx.reference.is_empty() { dt { "Partner reference" } dd { (tx.reference) } }
+                }
+                @if by.access == super::session::Access::Operator {
+                    form.resolve method="post" action={ "/console/reviews/" (tx.id) "/resolve" } {
+                        input type="hidden" name="csrf" value=(by.csrf);
+                        fieldset {
+                            legend { "Resolve" }
+                            label { input type="radio" name="outcome" value="succeeded" required; " Provisioned: keep the payment" }
+                            label { input type="radio" name="outcome" value="failed"; " Not provisioned: refund it" }
+                        }
+                        label { "Why (recorded in the audit trail)" textarea name="note" required maxlength="1000" {} }
+                        button type="submit" { "Resolve" }
+                    }
+                }
+            }
+        }
+        @if !page.next_page_token.is_empty() {
+            p { a href={ "/console/reviews?after=" (page.next_page_token) } { "Next page" } }
+        }
+    };
+    page::answer(status, page::layout("Reviews", by, flash.as_ref(), body))
+}
+
+#[derive(Deserialize)]
+pub struct Resolve {
+    #[serde(default)]
+    outcome: String,
+    #[serde(default)]
+    note: String,
+}
+
+pub async fn resolve(
+    State(console): State<Shared>,
+    Path(id): Path<String>,
+    Posted { by, form }: Posted<Resolve>,
+) -> Response {
+    let outcome = match form.outcome.as_str() {
+        "succeeded" => Ok(account_pb::TransactionStatus::Success),
+        "failed" => Ok(account_pb::TransactionStatus::Failed),
+        _ => Err("Choose whether it was provisioned or not.".to_string()),
+    };
+    let checked = outcome.and_then(|outcome| Ok((outcome, page::reason(&form.note)?)));
+    let (outcome, note) = match checked {
+        Ok(checked) => checked,
+        Err(message) => {
+            return render(
+                &console,
+                &by,
+                &Paging::default(),
+                Some(Flash::Refused(message)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        }
+    };
+    let mut admin = console.admin();
+    admin.act_as(&by.username, note);
+    match admin.resolve(&id, outcome, note).await {
+        Ok(tx) => {
+            let said = match account_pb::TransactionStatus::try_from(tx.status) {
+                Ok(account_pb::TransactionStatus::Success) => "resolved as provisioned: the payment is kept",
+                _ => "resolved as not provisioned: the payment went back to whoever paid",
+            };
+            if let Err(refused) = by.leave(&console, Flash::Done(format!("Transaction {} {said}.", tx.id))).await {
+                return refused;
+            }
+            Redirect::to("/console/reviews").into_response()
+        }
+        Err(error) => {
+            let (status, message) = page::explain(&error);
+            render(&console, &by, &Paging::default(), Some(Flash::Refused(message)), status).await
+        }
+    }
+}
