@@ -144,6 +144,8 @@ impl Deployment {
             }
         }
         point_upstreams(&mut settings, &slots);
+        // Every process serves plain HTTP on loopback: a `Secure` session cookie would never come back.
+        settings.console.secure_cookie = false;
         settings.telemetry.log_format = "json".into();
         settings.check()?;
         let config = dir.join("config.json");

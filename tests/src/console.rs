@@ -55,7 +55,7 @@ impl Page {
 impl Console {
     pub fn new(suite: &TestSuite) -> Console {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Console { base: suite.api.base.clone(), http, cookies: BTreeMap::new(), csrf: String::new() }
+        Console { base: suite.console_base(), http, cookies: BTreeMap::new(), csrf: String::new() }
     }
 
     /// Signed in as `username`, or the page that refused.

@@ -255,6 +255,13 @@ impl TestSuite {
     }
 
     /// The processes of a deployment, if this suite is one.
+    /// Where the operator console answers: with the edge in one process,
+    /// its own process when split.
+    pub fn console_base(&self) -> String {
+        let own = self.processes().and_then(|d| d.members_of(Role::Console).next().map(|m| m.http));
+        own.map_or_else(|| self.api.base.clone(), |at| format!("http://{at}"))
+    }
+
     pub fn processes(&self) -> Option<&Deployment> {
         match &self.suite {
             Some(Running::Processes(deployment)) => Some(deployment),

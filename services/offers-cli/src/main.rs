@@ -274,12 +274,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let replicas = replicas.into_iter().fold(Replicas::default(), |all, (role, n)| all.set(role, n));
             let deployment = offers_harness::local::up(settings, &dir, replicas).await?;
             let edge = deployment.edge();
+            let console = deployment.members_of(offers::roles::Role::Console).next().map(|m| m.http);
+            let console = console.map(|at| format!("http://{at}/console/")).unwrap_or_else(|| "not running".into());
             let processes: Vec<String> = deployment.members.iter().map(|m| m.name()).collect();
             let logs = dir.join("logs");
             deployment.detach()?;
             println!(
                 "\nOffers is running as {count} processes: {names}\n\
                  \x20 REST      http://{edge}/api/v1/\n\
+                 \x20 console   {console}   (operator / {pw} acts, viewer / {pw} sees)\n\
                  \x20 logs      {logs}/<role>-<n>.log (JSON, one line per event)\n\
                  \x20 demo users: demo / {pw} and demo2 / {pw}; demo partner key: {key}\n\n\
                  Try:\n\

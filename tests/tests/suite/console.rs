@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use offers_tests::console::{Console, Page};
-use offers_tests::{TestSuite, both};
+use offers_tests::{TestSuite, across_processes, both};
 
 both!(
     an_operator_resolves_a_review_and_tops_up_a_customer,
@@ -16,6 +16,13 @@ both!(
     offers_are_created_edited_and_withdrawn_in_the_console,
     a_viewer_sees_every_page_but_cannot_act,
     forms_need_their_token_their_origin_and_a_live_session,
+);
+
+// The console in its own process, reaching auth, account and partner over
+// the network, with its sessions in Redis.
+across_processes!(
+    an_operator_resolves_a_review_and_tops_up_a_customer,
+    partner_keys_and_limits_are_managed_in_the_console
 );
 
 const PASSWORD: &str = "demo-password";
