@@ -56,6 +56,7 @@ INTERNAL_CALLS = {
     "scheduler": {"account"},
     "reminders": {"account"},
     "admin": {"auth", "catalog", "account", "partner"},
+    "console": {"auth", "catalog", "account", "partner"},
     "migrate": set(),
 }
 CRD_KINDS = {"PodMonitor", "PrometheusRule", "ServiceMonitor"}

@@ -79,7 +79,9 @@ migrate`) and "admin" (the toolbox for `offers admin`).
             role loads the key set, GetJwks, from the auth Service; the auth
             role reads its own listener).
   internal: gRPC roles whose internal port it calls (the internal clients
-            the binary wires into that role).
+            the binary wires into that role; the console and the toolbox
+            use them all: users, offers, ledger and jobs, partners, and the
+            audit trails of the four).
 deploy/checks/render.py checks the rendered NetworkPolicies against the same
 graph, written out independently.
 Both the Secret-backed variables and the NetworkPolicies are derived from it.
@@ -94,6 +96,7 @@ partner:    {uses: [database, cache, bus, partnerCallbacks], public: [auth], int
 notifier:   {uses: [database, cache, bus, smtp, sms], internal: [auth]}
 scheduler:  {uses: [database, cache, bus], internal: [account]}
 gateway:    {uses: [cache], public: [auth, catalog, account, activation, partner]}
+console:    {uses: [cache], internal: [auth, catalog, account, partner]}
 reminders:  {uses: [database, cache, bus], internal: [account]}
 migrate:    {uses: [database]}
 admin:      {uses: [database, cache, bus], internal: [auth, catalog, account, partner]}
@@ -275,6 +278,9 @@ of producing a pod that crash-loops.
 {{- end }}
 {{- if and $v.ingress.enabled (not $v.roles.gateway.enabled) }}
 {{- fail "ingress.enabled needs roles.gateway.enabled: the Ingress routes to the gateway" }}
+{{- end }}
+{{- if and $v.console.ingress.enabled (not $v.roles.console.enabled) }}
+{{- fail "console.ingress.enabled needs roles.console.enabled: the Ingress routes to the console" }}
 {{- end }}
 {{- range $role, $r := $v.roles }}
 {{- if and $r.enabled $r.autoscaling.enabled }}
