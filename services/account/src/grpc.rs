@@ -458,6 +458,20 @@ impl pb::ledger_service_server::LedgerService for LedgerApi {
         Ok(Response::new(pb::AnnounceRenewalPriceResponse { subscription: Some(subscription_proto(s)), applied }))
     }
 
+    async fn list_transaction_attempts(
+        &self,
+        request: Request<pb::ListTransactionAttemptsRequest>,
+    ) -> Result<Response<pb::ListTransactionAttemptsResponse>, Status> {
+        let attempts = self.0.attempts(parse_id(&request.get_ref().transaction_id)?).await?;
+        let attempts = attempts.into_iter().map(|a| pb::TransactionAttempt {
+            attempt: a.attempt,
+            time: Some(to_timestamp(a.recorded_at)),
+            outcome: a.outcome,
+            answer: a.answer,
+        });
+        Ok(Response::new(pb::ListTransactionAttemptsResponse { attempts: attempts.collect() }))
+    }
+
     async fn list_user_transactions(
         &self,
         request: Request<pb::ListUserTransactionsRequest>,

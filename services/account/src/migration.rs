@@ -15,6 +15,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
             trail: crate::ledger::TRAIL,
             migration: "m20261207_000380_account_audit",
         }),
+        Box::new(TransactionAttempts),
     ]
 }
 
@@ -480,5 +481,37 @@ impl MigrationTrait for RenewalPriceNotices {
             m.alter_table(Table::alter().table("account_subscriptions").add_column(&mut column).to_owned()).await?;
         }
         Ok(())
+    }
+}
+
+/// What each provisioning attempt met, for the operator deciding a review.
+struct TransactionAttempts;
+
+impl MigrationName for TransactionAttempts {
+    fn name(&self) -> &str {
+        "m20261207_000600_account_transaction_attempts"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for TransactionAttempts {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let table = Table::create()
+            .table("account_transaction_attempts")
+            .col(uuid("id").primary_key())
+            .col(uuid("transaction_id"))
+            .col(integer("attempt"))
+            .col(string_len("outcome", 16))
+            .col(text("answer"))
+            .col(timestamp_with_time_zone("recorded_at"))
+            .to_owned();
+        m.create_table(table).await?;
+        let by_transaction = Index::create()
+            .name("ix_account_transaction_attempts_transaction")
+            .table("account_transaction_attempts")
+            .col("transaction_id")
+            .col("id")
+            .to_owned();
+        m.create_index(by_transaction).await
     }
 }

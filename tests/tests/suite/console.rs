@@ -56,7 +56,11 @@ async fn an_operator_resolves_a_review_and_tops_up_a_customer(suite: &TestSuite)
         assert!(waited.elapsed() < Duration::from_secs(60), "never reached the review queue");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(queue.html.contains("after 5 attempts"), "what the provider answered is shown: {}", queue.html);
+    assert!(queue.html.contains("after 5 attempts"), "why it waits is shown: {}", queue.html);
+    // Each attempt with what the provider answered: four retried, the fifth's inquiry could not tell.
+    assert_eq!(queue.html.matches("<td>retry</td>").count(), 4, "{}", queue.html);
+    assert_eq!(queue.html.matches("<td>review</td>").count(), 1);
+    assert!(queue.html.contains("503 Service Unavailable"), "the provider's answers: {}", queue.html);
     assert_eq!(suite.balance(&bought.token).await, bought.before - 100, "held while in doubt");
 
     // A resolution says what happened and why; the form says what is missing.
@@ -77,6 +81,10 @@ async fn an_operator_resolves_a_review_and_tops_up_a_customer(suite: &TestSuite)
     let again = console.act(&resolve, &[("outcome", "succeeded"), ("note", "second thoughts")]).await;
     assert!((400..500).contains(&again.status), "decided once: {}", again.status);
     assert_eq!(suite.balance(&bought.token).await, bought.before);
+
+    let detail = console.get(&format!("/console/transactions/{tx}")).await;
+    assert_eq!(detail.status, 200);
+    assert!(detail.html.contains("FAILED") && !detail.html.contains("form class=\"resolve\""), "decided: no form");
 
     // The customer's page shows the refund and the failed transaction.
     let (path, page) = customer_page(&mut console, "demo").await;

@@ -1,4 +1,5 @@
 pub mod account;
+pub mod attempt;
 pub mod idempotency_key;
 pub mod resolution;
 pub mod subscription;

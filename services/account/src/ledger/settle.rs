@@ -19,7 +19,7 @@ use super::books::{PENDING, REVENUE, Transfer, is_system};
 use super::{Ledger, kind_label, span};
 use crate::entity::account::{self, Kind as AccountKind};
 use crate::entity::transaction::{self, Kind, Status};
-use crate::entity::{resolution, subscription, transfer};
+use crate::entity::{attempt, resolution, subscription, transfer};
 use crate::error::LedgerError;
 
 /// From an accepted activation to its settlement, by outcome: retries and
@@ -63,7 +63,38 @@ fn release(tx: &transaction::Model, to: Uuid, kind: transfer::Kind) -> Transfer 
     }
 }
 
+/// Keeps what an attempt met, in the transaction that records its outcome.
+async fn note_attempt(
+    txn: &DatabaseTransaction,
+    transaction_id: Uuid,
+    attempt: i32,
+    outcome: &str,
+    answer: &str,
+    now: DateTime<Utc>,
+) -> Result<(), LedgerError> {
+    let row = attempt::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        transaction_id: Set(transaction_id),
+        attempt: Set(attempt),
+        outcome: Set(outcome.into()),
+        answer: Set(answer.chars().take(500).collect()),
+        recorded_at: Set(now),
+    };
+    attempt::Entity::insert(row).exec_without_returning(txn).await?;
+    Ok(())
+}
+
 impl Ledger {
+    /// What each attempt of a transaction met, oldest first.
+    pub async fn attempts(&self, id: TransactionId) -> Result<Vec<attempt::Model>, LedgerError> {
+        self.transaction(id).await?;
+        Ok(attempt::Entity::find()
+            .filter(attempt::Column::TransactionId.eq(id.uuid()))
+            .order_by_asc(attempt::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
     /// Claims attempt `attempt` of a PENDING transaction: only if it is the
     /// next one, so a duplicate or stale job finds nothing to do. The claim
     /// keeps the reconciler off for the attempt lease.
@@ -118,6 +149,7 @@ impl Ledger {
         if updated.rows_affected == 1 {
             let job = ProvisionJob { transaction_id: tx_id, attempt: attempt + 1, step };
             self.enqueue(&txn, &job, now + delay).await?;
+            note_attempt(&txn, id, attempt, "retry", last_error, now).await?;
         }
         txn.commit().await?;
         if updated.rows_affected == 1 {
@@ -136,18 +168,23 @@ impl Ledger {
         attempt: i32,
         reason: &str,
     ) -> Result<Settled, LedgerError> {
-        let id = tx_id.uuid();
+        let (id, now) = (tx_id.uuid(), Utc::now());
+        let txn = self.db.begin().await?;
         let marked = transaction::Entity::update_many()
             .col_expr(transaction::Column::NeedsReview, Expr::value(true))
             .col_expr(transaction::Column::ReviewReason, Expr::value(reason.chars().take(500).collect::<String>()))
             .col_expr(transaction::Column::Revision, Expr::col(transaction::Column::Revision).add(1))
-            .col_expr(transaction::Column::UpdatedAt, Expr::value(Utc::now()))
+            .col_expr(transaction::Column::UpdatedAt, Expr::value(now))
             .filter(transaction::Column::Id.eq(id))
             .filter(transaction::Column::Status.eq(Status::Pending))
             .filter(transaction::Column::NeedsReview.eq(false))
             .filter(transaction::Column::Attempts.eq(attempt))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        if marked.rows_affected == 1 {
+            note_attempt(&txn, id, attempt, "review", reason, now).await?;
+        }
+        txn.commit().await?;
         let tx = self.transaction(tx_id).await?;
         if marked.rows_affected == 1 {
             metrics::counter!("offers_ledger_reviews_total").increment(1);
@@ -240,6 +277,10 @@ impl Ledger {
         }
         if let (Kind::AutoRenewal, Some(subscription)) = (tx.kind, tx.subscription_id) {
             self.renewal_outcome(&txn, subscription, outcome, tx.failure_reason.clone(), now).await?;
+        }
+        if let Decision::Attempt(attempt) = &decision {
+            let answer = tx.failure_reason.as_deref().unwrap_or("provisioned");
+            note_attempt(&txn, id, attempt.unwrap_or(0), outcome.as_str(), answer, now).await?;
         }
         if let Decision::Review(act) = &decision {
             let row = resolution::ActiveModel {

@@ -139,7 +139,7 @@ async fn render(
                             @if !t.failure_reason.is_empty() { ": " (t.failure_reason) }
                         }
                         td { (t.attempts) }
-                        td { code { (t.id) } }
+                        td { a href={ "/console/transactions/" (t.id) } { code { (t.id) } } }
                     }
                 }
             }

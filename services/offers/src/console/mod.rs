@@ -16,6 +16,7 @@ mod partners;
 mod reviews;
 mod session;
 mod signin;
+mod transactions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +92,7 @@ pub fn router(console: Console) -> Router {
         .route(&at("/sign-out"), post(signin::sign_out))
         .route(&at("/reviews"), get(reviews::list))
         .route(&at("/reviews/{id}/resolve"), post(reviews::resolve))
+        .route(&at("/transactions/{id}"), get(transactions::show))
         .route(&at("/customers"), get(customers::find))
         .route(&at("/customers/{id}"), get(customers::show))
         .route(&at("/customers/{id}/top-up"), post(customers::top_up))

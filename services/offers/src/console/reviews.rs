@@ -11,7 +11,11 @@ use serde::Deserialize;
 
 use super::page::{self, Flash};
 use super::session::{Posted, Signed};
+use super::transactions;
 use super::{Console, State as Shared};
+
+/// Each card asks for its attempts: a page stays short.
+const PAGE: i32 = 20;
 
 #[derive(Deserialize, Default)]
 pub struct Paging {
@@ -25,11 +29,18 @@ pub async fn list(State(console): State<Shared>, by: Signed, Query(paging): Quer
 }
 
 async fn render(console: &Console, by: &Signed, paging: &Paging, flash: Option<Flash>, status: StatusCode) -> Response {
-    let request = account_pb::ListReviewsRequest { page_size: 50, page_token: paging.after.clone() };
+    let request = account_pb::ListReviewsRequest { page_size: PAGE, page_token: paging.after.clone() };
     let page = match console.clients.ledger.clone().list_reviews(request).await {
         Ok(page) => page.into_inner(),
         Err(status) => return page::failure(offers_kit::Error::from_status(status).into()),
     };
+    let mut attempts = std::collections::HashMap::new();
+    for tx in &page.transactions {
+        match transactions::attempts(console, &tx.id).await {
+            Ok(found) => attempts.insert(tx.id.clone(), found),
+            Err(refused) => return refused,
+        };
+    }
     let body = html! {
         p { "Transactions whose outcome the provider could not tell wait here; nothing is refunded or kept until an operator decides. Oldest first." }
         @if page.transactions.is_empty() {
@@ -39,25 +50,16 @@ async fn render(console: &Console, by: &Signed, paging: &Paging, flash: Option<F
             section.card id={ "review-" (tx.id) } {
                 h2 { (tx.offer_name) " · " (page::money(tx.amount, &tx.currency_code)) }
                 dl {
-                    dt { "Transaction" } dd { code { (tx.id) } }
+                    dt { "Transaction" } dd { a href={ "/console/transactions/" (tx.id) } { code { (tx.id) } } }
                     dt { "Customer" } dd { a href={ "/console/customers/" (tx.user_id) } { (tx.user_id) } }
                     dt { "Accepted" } dd { (page::time(tx.create_time)) " (" (page::age(tx.create_time)) " ago)" }
                     dt { "Attempts" } dd { (tx.attempts) }
-                    dt { "What the provider answered" } dd { (why) }
+                    dt { "Why it waits" } dd { (why) }
                     @if !tx.reference.is_empty() { dt { "Partner reference" } dd { (tx.reference) } }
                 }
-                @if by.access == super::session::Access::Operator {
-                    form.resolve method="post" action={ "/console/reviews/" (tx.id) "/resolve" } {
-                        input type="hidden" name="csrf" value=(by.csrf);
-                        fieldset {
-                            legend { "Resolve" }
-                            label { input type="radio" name="outcome" value="succeeded" required; " Provisioned: keep the payment" }
-                            label { input type="radio" name="outcome" value="failed"; " Not provisioned: refund it" }
-                        }
-                        label { "Why (recorded in the audit trail)" textarea name="note" required maxlength="1000" {} }
-                        button type="submit" { "Resolve" }
-                    }
-                }
+                h3 { "Attempts" }
+                (transactions::attempts_table(attempts.get(&tx.id).map_or(&[][..], Vec::as_slice)))
+                (transactions::resolve_form(by, &tx.id))
             }
         }
         @if !page.next_page_token.is_empty() {
