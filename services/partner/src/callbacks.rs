@@ -9,18 +9,25 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 use hmac::{Hmac, Mac};
-use offers_kit::bus::{Delivery, Disposition, Handler, SharedBus, requeue_later};
+use offers_kit::audit::{Act, Deed, Trail};
+use offers_kit::bus::{Delivery, Disposition, Handler, Outgoing, SharedBus, requeue_later};
 use offers_kit::lease::{Follow, Lease, Redrive};
 use offers_proto::contracts::{Job, PartnerEvent};
+use offers_proto::ids::PartnerId;
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
 use serde_json::json;
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::destination;
 use crate::egress::{SystemLookup, callback_client, refused};
 use crate::entity::{delivery, partner};
+use crate::error::PartnerError;
 use crate::settings::PartnerSettings;
 
 pub const SIGNATURE_HEADER: &str = "X-Offers-Signature";
@@ -50,6 +57,8 @@ pub struct CallbackWorker {
     http: reqwest::Client,
     settings: PartnerSettings,
     lease: Lease,
+    /// Redeliveries are administrative acts.
+    trail: Trail,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +81,8 @@ impl CallbackWorker {
                 .add(Expr::col(delivery::Column::AbandonedAt).is_null()),
             length: settings.callback_timeout * 2,
         };
-        Ok(Self { db, bus, http, settings, lease })
+        let trail = Trail::new(crate::service::TRAIL, db.clone());
+        Ok(Self { db, bus, http, settings, lease, trail })
     }
 
     /// Re-drives, until `shutdown`, callbacks whose job was lost.
@@ -105,6 +115,69 @@ impl CallbackWorker {
             .exec_without_returning(&self.db)
             .await?;
         Ok(())
+    }
+
+    /// A partner's deliveries, newest first.
+    pub async fn deliveries(
+        &self,
+        partner_id: PartnerId,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<delivery::Model>, PartnerError> {
+        let mut query = delivery::Entity::find().filter(delivery::Column::PartnerId.eq(partner_id.uuid()));
+        if let Some(after) = after {
+            query = query.filter(delivery::Column::EventId.lt(after));
+        }
+        Ok(query.order_by_desc(delivery::Column::EventId).limit(limit).all(&self.db).await?)
+    }
+
+    /// Sends an abandoned callback again from its first retry: the row is
+    /// open again and waits for the new job (so the reconciler re-drives it
+    /// should this publish be lost), recorded in the audit trail with the act.
+    pub async fn redeliver(&self, event_id: Uuid, act: &Act) -> Result<delivery::Model, PartnerError> {
+        let row =
+            delivery::Entity::find_by_id(event_id).one(&self.db).await?.ok_or(PartnerError::NotFound("delivery"))?;
+        if row.delivered_at.is_some() {
+            return Err(PartnerError::Conflict("the partner acknowledged this callback already".into()));
+        }
+        if row.abandoned_at.is_none() {
+            return Err(PartnerError::Conflict("this callback is still being retried".into()));
+        }
+        let event =
+            row.job.as_deref().and_then(|job| serde_json::from_str::<PartnerEvent>(job).ok()).ok_or_else(|| {
+                PartnerError::Invalid("this delivery predates recorded jobs: it cannot be sent again".into())
+            })?;
+        let event = PartnerEvent { attempt: 0, ..event };
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let reopened = delivery::Entity::update_many()
+            .col_expr(delivery::Column::AbandonedAt, Expr::value(Option::<chrono::DateTime<Utc>>::None))
+            .col_expr(delivery::Column::LeaseUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None))
+            .col_expr(delivery::Column::Job, Expr::value(serde_json::to_string(&event).ok()))
+            .col_expr(delivery::Column::JobDueAt, Expr::value(Some(now)))
+            .filter(delivery::Column::EventId.eq(event_id))
+            .filter(delivery::Column::AbandonedAt.is_not_null())
+            .exec(&txn)
+            .await?;
+        if reopened.rows_affected != 1 {
+            return Err(PartnerError::Conflict("another redelivery of this callback came first".into()));
+        }
+        let deed = Deed {
+            action: "callback.redeliver",
+            target: format!("callback:{event_id}"),
+            detail: format!(
+                "partner={} transaction={} attempts_so_far={}",
+                row.partner_id, row.transaction_id, row.attempts
+            ),
+        };
+        self.trail.record(&txn, act, deed).await?;
+        txn.commit().await?;
+        let payload = serde_json::to_vec(&event).unwrap_or_default();
+        let carrier = offers_kit::trace::current_carrier();
+        if let Err(e) = self.bus.publish(PartnerEvent::TOPIC, Outgoing::new(&payload, &carrier)).await {
+            tracing::warn!(%event_id, error = %e, "redelivery not published; the reconciler sends it");
+        }
+        delivery::Entity::find_by_id(event_id).one(&self.db).await?.ok_or(PartnerError::NotFound("delivery"))
     }
 
     async fn record(

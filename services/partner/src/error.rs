@@ -22,6 +22,8 @@ pub enum PartnerError {
     CallbackUrl(#[from] crate::destination::Refused),
     #[error("a partner with that name exists")]
     NameTaken,
+    #[error("{0}")]
+    Conflict(String),
     #[error("preset keys are allowed in the embedded mode only")]
     PresetRefused,
     #[error("database: {0}")]
@@ -53,6 +55,7 @@ impl From<PartnerError> for Error {
             PartnerError::MalformedReference => ErrorCode::InvalidId,
             PartnerError::Invalid(_) | PartnerError::CallbackUrl(_) => ErrorCode::InvalidRequest,
             PartnerError::NameTaken => ErrorCode::AlreadyExists,
+            PartnerError::Conflict(_) => ErrorCode::Conflict,
             PartnerError::PresetRefused => ErrorCode::PermissionDenied,
         };
         Error::new(code, err.to_string())

@@ -8,17 +8,19 @@ use offers_kit::audit::Act;
 use offers_kit::credentials::bearer;
 use offers_kit::grpc::{idempotency_key, page, page_after, page_size, parse_id, to_timestamp};
 use offers_proto::account::v1::TransactionStatus;
+use offers_proto::contracts::PartnerEvent;
 use offers_proto::ids::{Id, OfferId, UserId};
 use offers_proto::partner::v1 as pb;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::entity::{api_key, partner};
+use crate::callbacks::CallbackWorker;
+use crate::entity::{api_key, delivery, partner};
 use crate::error::PartnerError;
 use crate::service::{ActivationRequest, IssuedKey, Partners};
 
 pub struct PartnerApi(pub Arc<Partners>);
-pub struct PartnerAdminApi(pub Arc<Partners>);
+pub struct PartnerAdminApi(pub Arc<Partners>, pub Arc<CallbackWorker>);
 
 fn partner_proto(p: partner::Model) -> pb::Partner {
     let status = match p.status {
@@ -31,6 +33,23 @@ fn partner_proto(p: partner::Model) -> pb::Partner {
         status: status.into(),
         callback_url: p.callback_url.unwrap_or_default(),
         create_time: Some(to_timestamp(p.created_at)),
+    }
+}
+
+fn delivery_proto(d: delivery::Model) -> pb::CallbackDelivery {
+    // What the event told, from the job it was queued with (rows older than
+    // recorded jobs show none).
+    let event = d.job.as_deref().and_then(|job| serde_json::from_str::<PartnerEvent>(job).ok());
+    pb::CallbackDelivery {
+        event_id: d.event_id.to_string(),
+        transaction_id: d.transaction_id.to_string(),
+        reference: event.as_ref().map(|e| e.reference.clone()).unwrap_or_default(),
+        status: event.map(|e| e.status).unwrap_or_default(),
+        attempts: d.attempts,
+        create_time: Some(to_timestamp(d.created_at)),
+        deliver_time: d.delivered_at.map(to_timestamp),
+        abandon_time: d.abandoned_at.map(to_timestamp),
+        last_error: d.last_error.unwrap_or_default(),
     }
 }
 
@@ -208,6 +227,32 @@ impl pb::partner_admin_service_server::PartnerAdminService for PartnerAdminApi {
             partners: items.into_iter().map(partner_proto).collect(),
             next_page_token,
         }))
+    }
+
+    async fn list_callback_deliveries(
+        &self,
+        request: Request<pb::ListCallbackDeliveriesRequest>,
+    ) -> Result<Response<pb::ListCallbackDeliveriesResponse>, Status> {
+        let b = request.into_inner();
+        let limit = page_size(b.page_size)?;
+        let partner = parse_id(&b.partner_id)?;
+        let items = self.1.deliveries(partner, page_after(&b.page_token)?, limit + 1).await?;
+        let (items, next_page_token) = page(items, limit, |d| d.event_id);
+        Ok(Response::new(pb::ListCallbackDeliveriesResponse {
+            deliveries: items.into_iter().map(delivery_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn redeliver_callback(
+        &self,
+        request: Request<pb::RedeliverCallbackRequest>,
+    ) -> Result<Response<pb::RedeliverCallbackResponse>, Status> {
+        let act = Act::of(request.metadata())?;
+        let event_id = offers_proto::wire::hyphenated(&request.get_ref().event_id)
+            .ok_or_else(|| Error::new(offers_kit::ErrorCode::InvalidId, "event_id is not a UUID"))?;
+        let redelivered = self.1.redeliver(event_id, &act).await?;
+        Ok(Response::new(pb::RedeliverCallbackResponse { delivery: Some(delivery_proto(redelivered)) }))
     }
 
     async fn list_api_keys(

@@ -48,7 +48,7 @@ pub fn build(settings: &PartnerSettings, deps: Deps) -> Result<Parts, PartnerErr
     let partners = Arc::new(Partners::new(db, cache, settings.clone(), clients));
     let mut parts = Parts::default();
     parts.public.add(PartnerServiceServer::new(PartnerApi(partners.clone())));
-    parts.internal.add(PartnerAdminServiceServer::new(PartnerAdminApi(partners)));
+    parts.internal.add(PartnerAdminServiceServer::new(PartnerAdminApi(partners, callbacks.clone())));
     let reconciler = callbacks.clone();
     Ok(parts
         .task("partner callbacks", move |stop| async move {

@@ -8,7 +8,11 @@
 use std::time::{Duration, Instant};
 
 use offers_tests::console::{Console, Page};
-use offers_tests::{TestSuite, across_processes, both};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use offers_tests::{Backend, TestSuite, across_processes, both, each_backend};
+use serde_json::json;
 
 both!(
     an_operator_resolves_a_review_and_tops_up_a_customer,
@@ -17,6 +21,9 @@ both!(
     a_viewer_sees_every_page_but_cannot_act,
     forms_need_their_token_their_origin_and_a_live_session,
 );
+
+// A partner whose callbacks run out of retries.
+each_backend!(an_abandoned_callback_is_sent_again_from_the_console, a_session_ends_after_its_idle_timeout);
 
 // The console in its own process, reaching auth, account and partner over
 // the network, with its sessions in Redis.
@@ -292,4 +299,83 @@ async fn forms_need_their_token_their_origin_and_a_live_session(suite: &TestSuit
     let mut replayed = copied;
     let after = replayed.get("/console/").await;
     assert_eq!((after.status, after.location()), (303, Some("/console/sign-in")), "revoked on the server");
+}
+
+async fn an_abandoned_callback_is_sent_again_from_the_console(backend: Backend) {
+    let Some(suite) = TestSuite::spawn_with(backend, |s| s.partner.callback_retry.attempts = 2).await else { return };
+    // The partner's endpoint fails until it is mended.
+    let (mended, posts) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let (up, seen) = (mended.clone(), posts.clone());
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move || {
+            let (up, seen) = (up.clone(), seen.clone());
+            async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                if up.load(Ordering::SeqCst) { axum::http::StatusCode::OK } else { axum::http::StatusCode::BAD_GATEWAY }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hooks", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let key = Some("demo-partner-key");
+    let registered = suite.api.post("/api/v1/partner/callback/", key, &json!({"callback_url": url})).await;
+    assert_eq!(registered.status, 200, "{}", registered.body);
+    let token = suite.token("demo").await;
+    let user = suite.api.get("/api/v1/auth/profile/", Some(&token)).await.str("id").to_string();
+    let offer = suite.offer_id(&token, "SIM-FAIL").await;
+    let body = json!({"user_id": user, "offer_id": offer, "amount": 100});
+    let accepted = suite.api.post("/api/v1/partner/activate/", key, &body).await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let reference = accepted.str("reference").to_string();
+
+    let mut console = operator(&suite).await;
+    let base = "/console/partners/demo-partner";
+    let page_until = async |console: &mut Console, text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let page = console.get(base).await;
+            if page.html.contains(text) {
+                return page;
+            }
+            assert!(Instant::now() < deadline, "never showed {text:?}: {}", page.html);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let page = page_until(&mut console, "abandoned: callback answered 502").await;
+    assert!(page.html.contains(&reference), "the delivery names its reference");
+    let marker = "id=\"callback-";
+    let start = page.html.find(marker).expect("a delivery row") + marker.len();
+    let event = page.html[start..start + 36].to_string();
+    assert_eq!(posts.load(Ordering::SeqCst), 2, "both attempts were made");
+
+    let redeliver = format!("{base}/callbacks/{event}/redeliver");
+    let no_note = console.act(&redeliver, &[("note", "")]).await;
+    assert_eq!(no_note.status, 422, "{}", no_note.html);
+    mended.store(true, Ordering::SeqCst);
+    let sent = console.act(&redeliver, &[("note", "the partner fixed their endpoint (ticket 88)")]).await;
+    assert_eq!(sent.status, 303, "{}", sent.html);
+    page_until(&mut console, "delivered ").await;
+    assert_eq!(posts.load(Ordering::SeqCst), 3, "sent once more, and delivered");
+    let again = console.act(&redeliver, &[("note", "once more")]).await;
+    assert_eq!(again.status, 409, "a delivered callback is not sent again: {}", again.html);
+    let audit = console.get("/console/audit?action=callback.redeliver").await;
+    assert!(audit.html.contains("ticket 88") && audit.html.contains(&format!("callback:{event}")), "{}", audit.html);
+    suite.stop().await;
+}
+
+async fn a_session_ends_after_its_idle_timeout(backend: Backend) {
+    let idle = Duration::from_secs(2);
+    let Some(suite) = TestSuite::spawn_with(backend, |s| s.console.idle_timeout = idle).await else { return };
+    let mut console = operator(&suite).await;
+    // Each page seen renews it: busy for longer than the timeout, still in.
+    for _ in 0..4 {
+        tokio::time::sleep(idle / 2).await;
+        assert_eq!(console.get("/console/reviews").await.status, 200, "renewed by use");
+    }
+    tokio::time::sleep(idle + Duration::from_secs(1)).await;
+    let after = console.get("/console/").await;
+    assert_eq!((after.status, after.location()), (303, Some("/console/sign-in")), "idle too long");
+    suite.stop().await;
 }

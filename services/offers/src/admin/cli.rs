@@ -226,6 +226,17 @@ pub enum PartnerTask {
         #[arg(long)]
         amount: i64,
     },
+    /// List a partner's completion-callback deliveries, newest first.
+    Callbacks {
+        #[arg(long)]
+        name: String,
+    },
+    /// Send an abandoned completion callback again.
+    Redeliver {
+        /// The delivery's event id (from `partner callbacks`).
+        #[arg(long)]
+        event: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -345,6 +356,7 @@ impl AdminTask {
         !matches!(
             self,
             AdminTask::Tx(TxTask::Review)
+                | AdminTask::Partner(PartnerTask::Callbacks { .. })
                 | AdminTask::Ledger(LedgerTask::Check)
                 | AdminTask::Keys(KeysTask::List)
                 | AdminTask::Jobs(JobsTask::Parked { .. })
@@ -539,6 +551,21 @@ async fn partner(client: &mut AdminClient, currency: &str, task: PartnerTask) ->
                 "{} may now go down to -{} {} (balance {})",
                 partner.name, account.credit_limit, account.currency_code, account.balance
             );
+        }
+        PartnerTask::Callbacks { name } => {
+            let partner = client.partner(&name).await?;
+            for d in client.callback_deliveries(&partner.id, 200).await? {
+                let state = match (&d.deliver_time, &d.abandon_time) {
+                    (Some(_), _) => "delivered".to_string(),
+                    (None, Some(_)) => format!("abandoned: {}", d.last_error),
+                    (None, None) => format!("retrying: {}", d.last_error),
+                };
+                println!("{} {} {} attempts={} {state}", d.event_id, d.reference, d.status, d.attempts);
+            }
+        }
+        PartnerTask::Redeliver { event } => {
+            let delivery = client.redeliver_callback(&event).await?;
+            println!("callback {} queued again ({} attempts so far)", delivery.event_id, delivery.attempts);
         }
     }
     Ok(())

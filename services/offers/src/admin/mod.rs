@@ -282,6 +282,29 @@ impl AdminClient {
         answer.into_inner().api_key.context("no key in the answer")
     }
 
+    /// A partner's newest `limit` completion-callback deliveries.
+    pub async fn callback_deliveries(
+        &mut self,
+        partner_id: &str,
+        limit: i32,
+    ) -> anyhow::Result<Vec<partner_pb::CallbackDelivery>> {
+        let request = partner_pb::ListCallbackDeliveriesRequest {
+            partner_id: partner_id.into(),
+            page_size: limit,
+            page_token: String::new(),
+        };
+        let answer = self.clients.partners.list_callback_deliveries(request).await.map_err(Error::from_status)?;
+        Ok(answer.into_inner().deliveries)
+    }
+
+    /// Sends an abandoned completion callback again.
+    pub async fn redeliver_callback(&mut self, event_id: &str) -> anyhow::Result<partner_pb::CallbackDelivery> {
+        let request = partner_pb::RedeliverCallbackRequest { event_id: event_id.into() };
+        let answer =
+            self.clients.partners.redeliver_callback(self.stamped(request)?).await.map_err(Error::from_status)?;
+        answer.into_inner().delivery.context("no delivery in the answer")
+    }
+
     pub async fn set_partner_status(
         &mut self,
         partner_id: &str,

@@ -57,7 +57,7 @@ impl Default for ConsoleSettings {
 
 impl Validate for ConsoleSettings {
     fn validate(&self, p: &mut Problems) {
-        p.within("idle_timeout", self.idle_timeout, Duration::from_mins(1)..=Duration::from_hours(12));
+        p.within("idle_timeout", self.idle_timeout, Duration::from_secs(1)..=Duration::from_hours(12));
     }
 }
 
@@ -101,6 +101,7 @@ pub fn router(console: Console) -> Router {
         .route(&at("/partners/{name}/keys"), post(partners::create_key))
         .route(&at("/partners/{name}/keys/{key}/revoke"), post(partners::revoke_key))
         .route(&at("/partners/{name}/status"), post(partners::set_status))
+        .route(&at("/partners/{name}/callbacks/{event}/redeliver"), post(partners::redeliver))
         .route(&at("/partners/{name}/credit-limit"), post(partners::set_credit_limit))
         .route(&at("/offers"), get(offers::list).post(offers::create))
         .route(&at("/offers/new"), get(offers::blank))

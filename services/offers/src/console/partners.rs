@@ -85,9 +85,15 @@ async fn render(console: &Console, by: &Signed, name: &str, flash: Option<Flash>
             kind: account_pb::AccountKind::Partner.into(),
         };
         let account = console.clients.ledger.clone().get_account(owner).await?.into_inner().account.unwrap_or_default();
-        Ok::<_, tonic::Status>((partner, keys.into_inner().api_keys, account))
+        let deliveries = partner_pb::ListCallbackDeliveriesRequest {
+            partner_id: partner.id.clone(),
+            page_size: 20,
+            page_token: String::new(),
+        };
+        let deliveries = partners.list_callback_deliveries(deliveries).await?.into_inner().deliveries;
+        Ok::<_, tonic::Status>((partner, keys.into_inner().api_keys, account, deliveries))
     };
-    let (partner, keys, account) = match fetched.await {
+    let (partner, keys, account, deliveries) = match fetched.await {
         Ok(fetched) => fetched,
         Err(status) => return page::failure(offers_kit::Error::from_status(status).into()),
     };
@@ -116,6 +122,34 @@ async fn render(console: &Console, by: &Signed, name: &str, flash: Option<Flash>
                                     input type="hidden" name="csrf" value=(by.csrf);
                                     input name="note" placeholder="Why revoke it" required maxlength="1000" aria-label="Why revoke it";
                                     button type="submit" { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Completion callbacks (newest 20)" }
+        table.deliveries {
+            thead { tr { th { "Queued" } th { "Reference" } th { "Status told" } th { "Attempts" } th { "Delivery" } th {} } }
+            tbody {
+                @for d in &deliveries {
+                    tr id={ "callback-" (d.event_id) } {
+                        td { (page::time(d.create_time)) }
+                        td { (d.reference) }
+                        td { (d.status) }
+                        td { (d.attempts) }
+                        td {
+                            @if d.deliver_time.is_some() { "delivered " (page::time(d.deliver_time)) }
+                            @else if d.abandon_time.is_some() { "abandoned: " (d.last_error) }
+                            @else { "retrying" @if !d.last_error.is_empty() { ": " (d.last_error) } }
+                        }
+                        td {
+                            @if acts && d.deliver_time.is_none() && d.abandon_time.is_some() {
+                                form.inline method="post" action={ (base) "/callbacks/" (d.event_id) "/redeliver" } {
+                                    input type="hidden" name="csrf" value=(by.csrf);
+                                    input name="note" placeholder="Why send it again" required maxlength="1000" aria-label="Why send it again";
+                                    button type="submit" { "Redeliver" }
                                 }
                             }
                         }
@@ -187,6 +221,18 @@ where
             render(console, by, name, Some(Flash::Refused(message)), status).await
         }
     }
+}
+
+pub async fn redeliver(
+    State(console): State<Shared>,
+    Path((name, event)): Path<(String, String)>,
+    Posted { by, form }: Posted<Note>,
+) -> Response {
+    acting(&console, &by, &name, &form.note, async |admin, _| {
+        let queued = admin.redeliver_callback(&event).await?;
+        Ok(format!("The callback {} is queued again.", queued.event_id))
+    })
+    .await
 }
 
 pub async fn revoke_key(
