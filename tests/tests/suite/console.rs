@@ -23,7 +23,11 @@ both!(
 );
 
 // A partner whose callbacks run out of retries.
-each_backend!(an_abandoned_callback_is_sent_again_from_the_console, a_session_ends_after_its_idle_timeout);
+each_backend!(
+    an_abandoned_callback_is_sent_again_from_the_console,
+    a_session_ends_after_its_idle_timeout,
+    the_console_sign_in_counts_against_the_login_limits,
+);
 
 // The console in its own process, reaching auth, account and partner over
 // the network, with its sessions in Redis.
@@ -377,5 +381,20 @@ async fn a_session_ends_after_its_idle_timeout(backend: Backend) {
     tokio::time::sleep(idle + Duration::from_secs(1)).await;
     let after = console.get("/console/").await;
     assert_eq!((after.status, after.location()), (303, Some("/console/sign-in")), "idle too long");
+    suite.stop().await;
+}
+
+/// Guessing an operator's password in the console counts in the same
+/// buckets as the API's login: the console is no way around its limits.
+async fn the_console_sign_in_counts_against_the_login_limits(backend: Backend) {
+    let Some(suite) = TestSuite::spawn_with(backend, |s| s.auth.login_per_username = 3).await else { return };
+    for _ in 0..3 {
+        let wrong = Console::sign_in(&suite, "operator", "guess").await.err().expect("refused");
+        assert_eq!(wrong.status, 401, "{}", wrong.html);
+    }
+    let limited = Console::sign_in(&suite, "operator", PASSWORD).await.err().expect("limited, even with the password");
+    assert_eq!(limited.status, 429, "{}", limited.html);
+    assert!(limited.flash().is_some_and(|f| !f.is_empty()), "the form says why");
+    suite.api.login("operator", PASSWORD).await.assert_problem(429, "rate_limited");
     suite.stop().await;
 }
