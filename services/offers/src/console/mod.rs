@@ -167,3 +167,53 @@ fn is_same_origin(request: &Request) -> bool {
         (Some(_), None) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use proptest::prelude::*;
+
+    use super::is_same_origin;
+
+    fn post(headers: &[(&'static str, &str)]) -> Request {
+        let mut request = Request::post("/console/sign-out").body(Body::empty()).expect("a request");
+        for (name, value) in headers {
+            request.headers_mut().insert(*name, value.parse().expect("a header value"));
+        }
+        request
+    }
+
+    #[test]
+    fn a_post_is_same_origin_only_when_the_browser_says_so() {
+        let host = ("host", "console.example:8443");
+        assert!(is_same_origin(&post(&[host])), "no Origin: an older browser, the token decides");
+        assert!(is_same_origin(&post(&[host, ("origin", "https://console.example:8443")])));
+        assert!(is_same_origin(&post(&[host, ("sec-fetch-site", "same-origin")])));
+        for refused in [
+            vec![host, ("origin", "https://evil.example")],
+            vec![host, ("origin", "https://console.example:8443.evil.example")],
+            vec![host, ("origin", "https://console.example")],
+            vec![host, ("origin", "null")],
+            vec![("origin", "https://console.example:8443")],
+            vec![host, ("sec-fetch-site", "same-site")],
+            vec![host, ("sec-fetch-site", "cross-site"), ("origin", "https://console.example:8443")],
+        ] {
+            assert!(!is_same_origin(&post(&refused)), "{refused:?}");
+        }
+    }
+
+    proptest! {
+        /// Any Origin a page can send is same-origin only if its authority
+        /// is the Host the browser reached.
+        #[test]
+        fn only_the_hosts_own_origin_passes(origin in "[ -~]{0,80}", host in "[a-z0-9.:-]{1,30}") {
+            let mut request = post(&[("host", host.as_str())]);
+            if let Ok(value) = origin.parse() {
+                request.headers_mut().insert("origin", value);
+            }
+            let passes = is_same_origin(&request);
+            prop_assert_eq!(passes, origin.split_once("://").is_some_and(|(_, authority)| authority == host));
+        }
+    }
+}

@@ -211,3 +211,50 @@ impl<T: DeserializeOwned + Send> FromRequest<State> for Posted<T> {
         Ok(Posted { by, form })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderMap;
+    use proptest::prelude::*;
+
+    use super::{read_cookie, same_secret};
+
+    fn cookies(lines: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append("cookie", line.parse().expect("a header value"));
+        }
+        headers
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_by_its_exact_name() {
+        let headers = cookies(&["a=1; offers_console_sign_in=nonce", "offers_console=sid; b=2"]);
+        assert_eq!(read_cookie(&headers, "offers_console").as_deref(), Some("sid"));
+        assert_eq!(read_cookie(&headers, "offers_console_sign_in").as_deref(), Some("nonce"));
+        assert_eq!(read_cookie(&cookies(&["xoffers_console=forged"]), "offers_console"), None);
+        assert_eq!(read_cookie(&cookies(&["offers_console"]), "offers_console"), None, "no value, no cookie");
+    }
+
+    proptest! {
+        /// Whatever a browser (or anyone) sends as cookies, reading one
+        /// never fails, and a value found is one the header held.
+        #[test]
+        fn any_cookie_header_is_read_without_failing(line in "[ -~]{0,200}", name in "[a-z_]{1,20}") {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = line.parse() {
+                headers.append("cookie", value);
+            }
+            if let Some(found) = read_cookie(&headers, &name) {
+                let pair = format!("{name}={found}");
+                prop_assert!(line.contains(&pair), "{} not in {}", pair, line);
+            }
+        }
+
+        #[test]
+        fn secrets_match_only_when_equal(a in "[A-Za-z0-9_-]{0,50}", b in "[A-Za-z0-9_-]{0,50}") {
+            prop_assert_eq!(same_secret(&a, &b), a == b);
+            prop_assert!(same_secret(&a, &a));
+        }
+    }
+}
