@@ -40,6 +40,11 @@ impl Connect {
     {
         Self(Arc::new(move || Box::pin(make())))
     }
+
+    /// One caller on its own connection.
+    pub async fn caller(&self) -> anyhow::Result<Box<dyn Caller>> {
+        (self.0)().await
+    }
 }
 
 /// What a run measured after its warm-up.

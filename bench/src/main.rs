@@ -3,6 +3,7 @@
 
 mod baselines;
 mod driver;
+mod instructions;
 mod population;
 mod report;
 mod target;
@@ -45,6 +46,14 @@ struct Cli {
     connections: usize,
     #[arg(long, default_value = "target/bench/latest.json")]
     out: PathBuf,
+    /// Instead of rates: instructions per request of W1, W2, W3, W4 and W6,
+    /// counted by callgrind on `offers dev` (the same on a busy or an idle
+    /// machine); written to target/bench/instructions.json.
+    #[arg(long)]
+    instructions: bool,
+    /// Requests counted per workload with --instructions (default 200; quick 40).
+    #[arg(long)]
+    requests: Option<u64>,
     #[command(subcommand)]
     command: Option<Helper>,
 }
@@ -81,6 +90,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let binary = release_binary()?;
     offers_tests::use_offers_binary(binary.clone());
+    if cli.instructions {
+        let requests = cli.requests.unwrap_or(if quick { 40 } else { 200 });
+        return count_instructions(&binary, requests).await;
+    }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let mut report = Report {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -165,6 +178,33 @@ async fn main() -> anyhow::Result<()> {
     report.print();
     report.write(&cli.out)?;
     anyhow::ensure!(unbalanced.is_empty(), "{}", unbalanced.join("; "));
+    Ok(())
+}
+
+/// `--instructions`: a small population on `offers dev` under callgrind,
+/// then each counted workload; prints the table and writes the JSON.
+async fn count_instructions(binary: &Path, requests: u64) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("offers-callgrind-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    eprintln!("instructions: offers dev under callgrind (dumps in {})", dir.display());
+    // Under callgrind everything runs some 50 times slower, start-up included.
+    let target = target::Target::dev_under(&instructions::wrapper(&dir), binary, Duration::from_secs(900)).await?;
+    let size = Size { users: 8, offers: 6, members: 4, history: 10 };
+    let people = population::seed(&target, size).await?;
+    let counted = instructions::count(&target, &people, &dir, requests).await;
+    target.stop().await?;
+    let counted = counted?;
+    println!("\nInstructions per request (callgrind, offers dev: every role in one process; {requests} requests each)");
+    println!("{:<62} {:>14} {:>14}", "workload", "per request", "idle share");
+    for c in &counted {
+        println!("{:<62} {:>14.0} {:>14.0}", c.workload, c.per_request, c.idle_per_request);
+    }
+    let out = Path::new("target/bench/instructions.json");
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(out, serde_json::to_string_pretty(&counted)?)?;
+    std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
 

@@ -62,12 +62,18 @@ fn unlimited(settings: &mut Settings) {
 impl Target {
     pub async fn start(backend: Backend, binary: &Path) -> anyhow::Result<Target> {
         match backend {
-            Backend::Embedded => Self::dev(binary).await,
+            Backend::Embedded => Self::dev(binary, &[], Duration::from_secs(60)).await,
             Backend::Real => Self::processes().await,
         }
     }
 
-    async fn dev(binary: &Path) -> anyhow::Result<Target> {
+    /// `offers dev` run by `wrapper` (a profiler and its options), given
+    /// `within` to become ready.
+    pub async fn dev_under(wrapper: &[String], binary: &Path, within: Duration) -> anyhow::Result<Target> {
+        Self::dev(binary, wrapper, within).await
+    }
+
+    async fn dev(binary: &Path, wrapper: &[String], within: Duration) -> anyhow::Result<Target> {
         let dir = std::env::temp_dir().join(format!("offers-bench-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
         let (pem, _) = generate_keypair()?;
@@ -78,7 +84,15 @@ impl Target {
         write_private(&config, &offers_kit::config::unredacted(|| serde_json::to_string(&settings))?)?;
         let (http, grpc, internal) = (free_port()?, free_port()?, free_port()?);
         let log = std::fs::File::create(dir.join("offers.log"))?;
-        let child = Command::new(binary)
+        let mut command = match wrapper.split_first() {
+            Some((program, options)) => {
+                let mut command = Command::new(program);
+                command.args(options).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .arg("--config")
             .arg(&config)
             .args(["dev", "--http", &http.to_string(), "--grpc", &grpc.to_string()])
@@ -89,9 +103,7 @@ impl Target {
             .spawn()
             .with_context(|| format!("cannot start {}", binary.display()))?;
         let running = Running::Dev { child, dir: dir.clone() };
-        ready(http, Duration::from_secs(60))
-            .await
-            .with_context(|| format!("see {}", dir.join("offers.log").display()))?;
+        ready(http, within).await.with_context(|| format!("see {}", dir.join("offers.log").display()))?;
         // The settings a client of this process needs: its credential
         // (made by `offers dev` in the data directory) and its listeners.
         let mut settings = settings.embedded(&dir)?;
@@ -127,6 +139,14 @@ impl Target {
             AdminClient::connect(&self.settings, self.settings.internal_token().context("no internal credential")?)?;
         admin.act_as("offers-bench", "the benchmark's population");
         Ok(admin)
+    }
+
+    /// The one process of `offers dev`; none when split.
+    pub fn dev_pid(&self) -> Option<u32> {
+        match &self.running {
+            Running::Dev { child, .. } => Some(child.id()),
+            Running::Processes(_) => None,
+        }
     }
 
     /// Every process of the suite, by name.

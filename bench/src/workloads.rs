@@ -72,10 +72,7 @@ pub async fn run_all(target: &Target, people: &Population, phases: Phases) -> an
     let tokens: Vec<String> = people.users.iter().map(|(_, t)| bearer(t)).collect();
     let mut rows = Vec::new();
 
-    let list = rotating(tokens.clone(), move |auth, _| {
-        driver::request(edge, Method::GET, "/api/v1/offers/", &[("authorization", auth)], None)
-    });
-    let (max, half) = max_then_half(&driver::http(edge, StatusCode::OK, list, None), phases).await?;
+    let (max, half) = max_then_half(&list_offers(edge, &tokens), phases).await?;
     rows.push(row(target, "W1 GET /api/v1/offers/", &max, &half));
 
     // A client that keeps the list and revalidates it, as mobile apps do:
@@ -88,23 +85,13 @@ pub async fn run_all(target: &Target, people: &Population, phases: Phases) -> an
     let (max, half) = max_then_half(&driver::http(edge, StatusCode::NOT_MODIFIED, revalidate, None), phases).await?;
     rows.push(row(target, "W1r GET /api/v1/offers/ revalidated (304)", &max, &half));
 
-    let raw: Vec<String> = people.users.iter().map(|(_, t)| t.clone()).collect();
-    let (max, half) = max_then_half(&grpc_list(target.catalog_grpc, Arc::new(raw)), phases).await?;
+    let (max, half) = max_then_half(&grpc_list(target.catalog_grpc, people), phases).await?;
     rows.push(row(target, "W2 gRPC ListOffers (catalog)", &max, &half));
 
-    let polls: Vec<(String, String)> = people
-        .statuses
-        .iter()
-        .map(|(user, id)| (tokens[*user].clone(), format!("/api/v1/activation/status/{id}/")))
-        .collect();
-    let status = rotating(polls, move |(auth, path), _| {
-        driver::request(edge, Method::GET, path, &[("authorization", auth)], None)
-    });
-    let (max, half) = max_then_half(&driver::http(edge, StatusCode::OK, status, None), phases).await?;
+    let (max, half) = max_then_half(&status_polls(edge, &tokens, people), phases).await?;
     rows.push(row(target, "W3 GET /api/v1/activation/status/{id}/", &max, &half));
 
-    let buy = purchase(edge, &tokens, &people.offer_id, "w4");
-    let (max, half) = max_then_half(&driver::http(edge, StatusCode::ACCEPTED, buy, None), phases).await?;
+    let (max, half) = max_then_half(&purchases(edge, &tokens, people, "w4"), phases).await?;
     let drain = population::drained(target, DRAIN).await?;
     rows.push(
         row(target, "W4 POST /api/v1/activation/ (accepted)", &max, &half)
@@ -113,16 +100,7 @@ pub async fn run_all(target: &Target, people: &Population, phases: Phases) -> an
 
     rows.push(end_to_end(target, &tokens, &people.offer_id, phases).await?);
 
-    let (offer, price, key) = (people.offer_id.clone(), people.price, bearer(&people.partner_key));
-    let members: Vec<String> = people.members.iter().map(|(id, _)| id.clone()).collect();
-    let run = uuid::Uuid::new_v4().simple().to_string();
-    let activate = rotating(members, move |user, n| {
-        let idem = format!("bench-w6-{run}-{n}");
-        let json = serde_json::json!({ "user_id": user, "offer_id": offer, "amount": price });
-        let headers = [("authorization", key.as_str()), ("idempotency-key", idem.as_str())];
-        driver::request(edge, Method::POST, "/api/v1/partner/activate/", &headers, Some(json_bytes(&json)))
-    });
-    let (max, half) = max_then_half(&driver::http(edge, StatusCode::ACCEPTED, activate, None), phases).await?;
+    let (max, half) = max_then_half(&partner_activations(edge, people), phases).await?;
     population::drained(target, DRAIN).await?;
     rows.push(row(target, "W6 POST /api/v1/partner/activate/", &max, &half));
 
@@ -141,6 +119,60 @@ pub async fn run_all(target: &Target, people: &Population, phases: Phases) -> an
     let (max, half) = max_then_half(&driver::http(edge, StatusCode::OK, login, None), phases).await?;
     rows.push(row(target, "W8 POST /api/v1/auth/login/", &max, &half));
     Ok(rows)
+}
+
+/// The workloads the instruction counts take, each as its callers: W1,
+/// W2, W3, W4 and W6 (the ones whose cost per request the profiles follow).
+pub fn counted(target: &Target, people: &Population) -> Vec<(&'static str, Connect)> {
+    let edge = target.edge;
+    let tokens: Vec<String> = people.users.iter().map(|(_, t)| bearer(t)).collect();
+    vec![
+        ("W1 GET /api/v1/offers/", list_offers(edge, &tokens)),
+        ("W2 gRPC ListOffers (catalog)", grpc_list(target.catalog_grpc, people)),
+        ("W3 GET /api/v1/activation/status/{id}/", status_polls(edge, &tokens, people)),
+        ("W4 POST /api/v1/activation/ (through its settlement)", purchases(edge, &tokens, people, "w4i")),
+        ("W6 POST /api/v1/partner/activate/ (through its settlement)", partner_activations(edge, people)),
+    ]
+}
+
+/// W1: the offer list through the edge, every user's token in turn.
+fn list_offers(edge: SocketAddr, tokens: &[String]) -> Connect {
+    let list = rotating(tokens.to_vec(), move |auth, _| {
+        driver::request(edge, Method::GET, "/api/v1/offers/", &[("authorization", auth)], None)
+    });
+    driver::http(edge, StatusCode::OK, list, None)
+}
+
+/// W3: the status of seeded purchases, each polled by its owner.
+fn status_polls(edge: SocketAddr, tokens: &[String], people: &Population) -> Connect {
+    let polls: Vec<(String, String)> = people
+        .statuses
+        .iter()
+        .map(|(user, id)| (tokens[*user].clone(), format!("/api/v1/activation/status/{id}/")))
+        .collect();
+    let status = rotating(polls, move |(auth, path), _| {
+        driver::request(edge, Method::GET, path, &[("authorization", auth)], None)
+    });
+    driver::http(edge, StatusCode::OK, status, None)
+}
+
+/// W4: accepted purchases.
+fn purchases(edge: SocketAddr, tokens: &[String], people: &Population, tag: &'static str) -> Connect {
+    driver::http(edge, StatusCode::ACCEPTED, purchase(edge, tokens, &people.offer_id, tag), None)
+}
+
+/// W6: the demo partner activating the offer for each member in turn.
+fn partner_activations(edge: SocketAddr, people: &Population) -> Connect {
+    let (offer, price, key) = (people.offer_id.clone(), people.price, bearer(&people.partner_key));
+    let members: Vec<String> = people.members.iter().map(|(id, _)| id.clone()).collect();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let activate = rotating(members, move |user, n| {
+        let idem = format!("bench-w6-{run}-{n}");
+        let json = serde_json::json!({ "user_id": user, "offer_id": offer, "amount": price });
+        let headers = [("authorization", key.as_str()), ("idempotency-key", idem.as_str())];
+        driver::request(edge, Method::POST, "/api/v1/partner/activate/", &headers, Some(json_bytes(&json)))
+    });
+    driver::http(edge, StatusCode::ACCEPTED, activate, None)
 }
 
 fn json_bytes(value: &serde_json::Value) -> Bytes {
@@ -232,7 +264,8 @@ async fn settled_since(
 
 /// Callers of the public gRPC `ListOffers`, each on its own HTTP/2
 /// connection, with every user's token in turn.
-fn grpc_list(addr: SocketAddr, tokens: Arc<Vec<String>>) -> Connect {
+fn grpc_list(addr: SocketAddr, people: &Population) -> Connect {
+    let tokens: Arc<Vec<String>> = Arc::new(people.users.iter().map(|(_, t)| t.clone()).collect());
     struct Grpc {
         client: CatalogServiceClient<tonic::transport::Channel>,
         tokens: Arc<Vec<String>>,
