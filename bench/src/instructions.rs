@@ -39,6 +39,9 @@ pub fn wrapper(dir: &Path) -> Vec<String> {
         "valgrind".into(),
         "--tool=callgrind".into(),
         "--quiet".into(),
+        // Threads take turns in a fixed order: how often the runtime's
+        // workers park and wake depends less on the host's timing.
+        "--fair-sched=yes".into(),
         format!("--callgrind-out-file={}", dir.join("callgrind.out").display()),
     ]
 }
@@ -108,6 +111,8 @@ fn total(dump: &Path) -> anyhow::Result<u64> {
 
 /// How many requests warm a workload's paths up before counting.
 const WARMUP: u64 = 10;
+/// The shortest idle stretch the process's own work is counted over.
+const IDLE_AT_LEAST: Duration = Duration::from_secs(3);
 
 /// Counts each workload of [`workloads::counted`] over `requests` requests.
 pub async fn count(target: &Target, people: &Population, dir: &Path, requests: u64) -> anyhow::Result<Vec<Counted>> {
@@ -128,16 +133,19 @@ pub async fn count(target: &Target, people: &Population, dir: &Path, requests: u
         population::drained(target, Duration::from_secs(600)).await?;
         let busy = callgrind.dump()?;
         let span = began.elapsed();
+        // The idle rate over a longer stretch (its timers fire in bursts),
+        // scaled to the busy span.
+        let quiet = span.max(IDLE_AT_LEAST);
         callgrind.zero()?;
-        tokio::time::sleep(span).await;
-        let idle = callgrind.dump()?;
+        tokio::time::sleep(quiet).await;
+        let idle = callgrind.dump()? as f64 * span.as_secs_f64() / quiet.as_secs_f64();
         let n = requests as f64;
-        eprintln!("{workload}: {busy} instructions over {requests} requests in {span:.1?}, {idle} idle");
+        eprintln!("{workload}: {busy} instructions over {requests} requests in {span:.1?}, {idle:.0} idle");
         counted.push(Counted {
             workload: workload.to_string(),
             requests,
-            per_request: busy.saturating_sub(idle) as f64 / n,
-            idle_per_request: idle as f64 / n,
+            per_request: (busy as f64 - idle).max(0.0) / n,
+            idle_per_request: idle / n,
         });
     }
     Ok(counted)

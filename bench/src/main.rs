@@ -51,7 +51,7 @@ struct Cli {
     /// machine); written to target/bench/instructions.json.
     #[arg(long)]
     instructions: bool,
-    /// Requests counted per workload with --instructions (default 200; quick 40).
+    /// Requests counted per workload with --instructions (default 400; quick 100).
     #[arg(long)]
     requests: Option<u64>,
     #[command(subcommand)]
@@ -91,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
     let binary = release_binary()?;
     offers_tests::use_offers_binary(binary.clone());
     if cli.instructions {
-        let requests = cli.requests.unwrap_or(if quick { 40 } else { 200 });
+        let requests = cli.requests.unwrap_or(if quick { 100 } else { 400 });
         return count_instructions(&binary, requests).await;
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
