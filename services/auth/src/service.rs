@@ -72,6 +72,19 @@ impl Auth {
     }
 
     pub async fn login(&self, username: &str, password: &str, client: Option<IpAddr>) -> Result<TokenPair, AuthError> {
+        let user = self.password_holder(username, password, client).await?;
+        self.issue(&user, Uuid::new_v4()).await
+    }
+
+    /// The active user whose password this is, counted against the login
+    /// rate limits (the API's login and the console's sign-in share them).
+    /// An unknown name costs a hash all the same, so timing does not tell.
+    async fn password_holder(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<user::Model, AuthError> {
         // Before anything is counted: no user has such a name, and its
         // characters must not reach a rate-limit key.
         validate_username(username)?;
@@ -80,7 +93,7 @@ impl Auth {
         let stored = found.as_ref().map(|u| u.password_hash.clone());
         let valid = self.hasher.verify(password.to_string(), stored).await?;
         match found {
-            Some(user) if valid && user.is_active => self.issue(&user, Uuid::new_v4()).await,
+            Some(user) if valid && user.is_active => Ok(user),
             _ => Err(AuthError::InvalidCredentials),
         }
     }
@@ -337,15 +350,10 @@ impl Auth {
         password: &str,
         client: Option<IpAddr>,
     ) -> Result<user::Model, AuthError> {
-        validate_username(username)?;
-        self.check_login_rate(username, client).await?;
-        let found = user::Entity::find().filter(user::Column::Username.eq(username)).one(&self.db).await?;
-        let stored = found.as_ref().map(|u| u.password_hash.clone());
-        let valid = self.hasher.verify(password.to_string(), stored).await?;
-        match found {
-            Some(user) if valid && user.is_active && user.console_role.is_some() => Ok(user),
-            Some(user) if valid && user.is_active => Err(AuthError::NotAnOperator(user.username)),
-            _ => Err(AuthError::InvalidCredentials),
+        let user = self.password_holder(username, password, client).await?;
+        match user.console_role {
+            Some(_) => Ok(user),
+            None => Err(AuthError::NotAnOperator(user.username)),
         }
     }
 }
