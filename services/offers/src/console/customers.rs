@@ -9,7 +9,7 @@ use maud::html;
 use offers_proto::account::v1 as account_pb;
 use serde::Deserialize;
 
-use super::page::{self, Flash};
+use super::page::{self, Done, Flash, Refusal};
 use super::session::{Posted, Signed};
 use super::{Console, State as Shared};
 
@@ -87,7 +87,7 @@ async fn render(
     };
     let (account, subscriptions, transactions) = match fetched.await {
         Ok(fetched) => fetched,
-        Err(status) => return page::failure(offers_kit::Error::from_status(status).into()),
+        Err(status) => return page::call_failed(status),
     };
     let title = format!("Customer {}", user.username);
     let body = html! {
@@ -166,48 +166,30 @@ pub async fn top_up(
     Path(id): Path<String>,
     Posted { by, form }: Posted<TopUp>,
 ) -> Response {
-    let checked = page::number("The amount", &form.amount)
-        .and_then(|amount| if amount > 0 { Ok(amount) } else { Err("The amount must be above zero.".into()) })
-        .and_then(|amount| Ok((amount, page::reason(&form.reason)?)));
-    let (amount, reason) = match checked {
-        Ok(checked) => checked,
-        Err(message) => {
-            let flash = Some(Flash::Refused(message));
-            return render(&console, &by, &id, &Paging::default(), flash, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let outcome = async {
+        let amount = page::number("The amount", &form.amount)?;
+        if amount <= 0 {
+            return Err(Refusal::Form("The amount must be above zero.".into()));
         }
+        let reason = page::reason(&form.reason)?;
+        let mut admin = console.admin();
+        let user = admin.user(&id).await?;
+        let owner =
+            account_pb::GetAccountRequest { owner_id: user.id.clone(), kind: account_pb::AccountKind::User.into() };
+        let account = console.clients.ledger.clone().get_account(owner).await?.into_inner().account;
+        let currency = account.unwrap_or_default().currency_code;
+        // The form's key scoped to the console, so it cannot meet a CLI's key.
+        let key = format!("console:{}", form.key.trim());
+        admin.act_as(&by.username, reason);
+        let (applied, account) = admin.credit(&user.id, amount, &currency, &key, reason).await?;
+        let said = if applied {
+            let (credited, balance) = (page::money(amount, &currency), page::money(account.balance, &currency));
+            format!("Credited {credited}; the balance is now {balance}.")
+        } else {
+            "This top-up was made already (the same form sent again): nothing more was credited.".into()
+        };
+        Ok(Done { said, then: format!("/console/customers/{}", user.id) })
     };
-    let mut admin = console.admin();
-    let user = match admin.user(&id).await {
-        Ok(user) => user,
-        Err(error) => return page::failure(error),
-    };
-    let owner = account_pb::GetAccountRequest { owner_id: user.id.clone(), kind: account_pb::AccountKind::User.into() };
-    let currency = match console.clients.ledger.clone().get_account(owner).await {
-        Ok(answer) => answer.into_inner().account.unwrap_or_default().currency_code,
-        Err(status) => return page::failure(offers_kit::Error::from_status(status).into()),
-    };
-    // The form's key scoped to the console, so it cannot meet a CLI's key.
-    let key = format!("console:{}", form.key.trim());
-    admin.act_as(&by.username, reason);
-    match admin.credit(&user.id, amount, &currency, &key, reason).await {
-        Ok((applied, account)) => {
-            let said = if applied {
-                format!(
-                    "Credited {}; the balance is now {}.",
-                    page::money(amount, &currency),
-                    page::money(account.balance, &currency)
-                )
-            } else {
-                "This top-up was made already (the same form sent again): nothing more was credited.".into()
-            };
-            if let Err(refused) = by.leave(&console, Flash::Done(said)).await {
-                return refused;
-            }
-            Redirect::to(&format!("/console/customers/{}", user.id)).into_response()
-        }
-        Err(error) => {
-            let (status, message) = page::explain(&error);
-            render(&console, &by, &id, &Paging::default(), Some(Flash::Refused(message)), status).await
-        }
-    }
+    let again = async |flash, status| render(&console, &by, &id, &Paging::default(), Some(flash), status).await;
+    by.conclude(&console, outcome.await, again).await
 }

@@ -3,11 +3,11 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
-use super::page::{self, Flash};
+use super::page::{self, Done, Flash, Refusal};
 use super::session::{Access, Posted, Signed};
 use super::{Console, State as Shared};
 
@@ -67,33 +67,20 @@ pub async fn replay(
     Path(topic): Path<String>,
     Posted { by, form }: Posted<Replay>,
 ) -> Response {
-    let max = match form.max.trim() {
-        "" => Ok(None),
-        text => page::number("How many", text).and_then(|n| {
-            u32::try_from(n).ok().filter(|n| *n > 0).map(Some).ok_or_else(|| "How many must be above zero.".to_string())
-        }),
+    let outcome = async {
+        let max = match form.max.trim() {
+            "" => None,
+            text => match u32::try_from(page::number("How many", text)?) {
+                Ok(n) if n > 0 => Some(n),
+                _ => return Err(Refusal::Form("How many must be above zero.".into())),
+            },
+        };
+        let note = page::reason(&form.note)?;
+        let mut admin = console.admin();
+        admin.act_as(&by.username, note);
+        let moved = admin.replay_parked_jobs(&topic, max).await?;
+        Ok(Done { said: format!("{moved} {topic} jobs back in their queue."), then: "/console/jobs".into() })
     };
-    let checked = max.and_then(|max| Ok((max, page::reason(&form.note)?)));
-    let (max, note) = match checked {
-        Ok(checked) => checked,
-        Err(message) => {
-            return render(&console, &by, Some(Flash::Refused(message)), StatusCode::UNPROCESSABLE_ENTITY).await;
-        }
-    };
-    let mut admin = console.admin();
-    admin.act_as(&by.username, note);
-    match admin.replay_parked_jobs(&topic, max).await {
-        Ok(moved) => {
-            if let Err(refused) =
-                by.leave(&console, Flash::Done(format!("{moved} {topic} jobs back in their queue."))).await
-            {
-                return refused;
-            }
-            Redirect::to("/console/jobs").into_response()
-        }
-        Err(error) => {
-            let (status, message) = page::explain(&error);
-            render(&console, &by, Some(Flash::Refused(message)), status).await
-        }
-    }
+    let again = async |flash, status| render(&console, &by, Some(flash), status).await;
+    by.conclude(&console, outcome.await, again).await
 }

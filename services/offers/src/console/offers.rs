@@ -3,12 +3,12 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use maud::{Markup, html};
 use offers_proto::catalog::v1 as catalog_pb;
 use serde::Deserialize;
 
-use super::page::{self, Flash};
+use super::page::{self, Done, Flash, Refusal};
 use super::session::{Access, Posted, Signed};
 use super::{Console, State as Shared};
 use crate::admin::Created;
@@ -23,7 +23,7 @@ pub async fn list(State(console): State<Shared>, by: Signed, Query(paging): Quer
     let request = catalog_pb::ListAllOffersRequest { page_size: 50, page_token: paging.after };
     let page = match console.clients.catalog.clone().list_all_offers(request).await {
         Ok(page) => page.into_inner(),
-        Err(status) => return page::failure(offers_kit::Error::from_status(status).into()),
+        Err(status) => return page::call_failed(status),
     };
     let body = html! {
         @if by.access == Access::Operator { p { a.button href="/console/offers/new" { "New offer" } } }
@@ -90,7 +90,7 @@ impl OfferForm {
     }
 
     /// The offer it describes, or what is wrong with it.
-    fn offer(&self, currency: &str) -> Result<catalog_pb::Offer, String> {
+    fn offer(&self, currency: &str) -> Result<catalog_pb::Offer, Refusal> {
         let duration = page::number("The duration", &self.duration_days)?;
         Ok(catalog_pb::Offer {
             code: self.code.trim().into(),
@@ -98,7 +98,7 @@ impl OfferForm {
             description: self.description.trim().into(),
             price: page::number("The price", &self.price)?,
             currency_code: currency.into(),
-            duration_days: i32::try_from(duration).map_err(|_| "The duration is too long.".to_string())?,
+            duration_days: i32::try_from(duration).map_err(|_| Refusal::Form("The duration is too long.".into()))?,
             data_mb: page::number("Data", &self.data_mb)?,
             voice_minutes: page::number("Minutes", &self.voice_minutes)?,
             sms: page::number("SMS", &self.sms)?,
@@ -152,36 +152,36 @@ pub async fn blank(by: Signed) -> Response {
 }
 
 pub async fn create(State(console): State<Shared>, Posted { by, form }: Posted<OfferForm>) -> Response {
-    let refused = |status: StatusCode, message: String| {
-        page::answer(status, editor(&by, "New offer", "/console/offers", &form, true, Some(Flash::Refused(message))))
-    };
-    let checked = form.offer(&console.currency).and_then(|offer| Ok((offer, page::reason(&form.note)?)));
-    let (offer, note) = match checked {
-        Ok(checked) => checked,
-        Err(message) => return refused(StatusCode::UNPROCESSABLE_ENTITY, message),
-    };
-    let mut admin = console.admin();
-    admin.act_as(&by.username, note);
-    match admin.create_offer(offer).await {
-        Ok(Created::New(offer)) => {
-            if let Err(refused) = by.leave(&console, Flash::Done(format!("Offer {} created.", offer.code))).await {
-                return refused;
+    let outcome = async {
+        let offer = form.offer(&console.currency)?;
+        let note = page::reason(&form.note)?;
+        let mut admin = console.admin();
+        admin.act_as(&by.username, note);
+        match admin.create_offer(offer).await? {
+            Created::New(offer) => Ok(Done {
+                said: format!("Offer {} created.", offer.code),
+                then: format!("/console/offers/{}", offer.id),
+            }),
+            Created::Existing => {
+                let taken = offers_kit::Error::new(
+                    offers_kit::ErrorCode::AlreadyExists,
+                    "An offer with this code exists already.",
+                );
+                Err(Refusal::Call(taken.into()))
             }
-            Redirect::to(&format!("/console/offers/{}", offer.id)).into_response()
         }
-        Ok(Created::Existing) => refused(StatusCode::CONFLICT, "An offer with this code exists already.".into()),
-        Err(error) => {
-            let (status, message) = page::explain(&error);
-            refused(status, message)
-        }
-    }
+    };
+    let again = async |flash, status| {
+        page::answer(status, editor(&by, "New offer", "/console/offers", &form, true, Some(flash)))
+    };
+    by.conclude(&console, outcome.await, again).await
 }
 
 async fn lookup(console: &Console, id: &str) -> Result<catalog_pb::Offer, Response> {
     let request = catalog_pb::LookupOfferRequest { id: id.into() };
     match console.clients.catalog.clone().lookup_offer(request).await {
         Ok(answer) => Ok(answer.into_inner().offer.unwrap_or_default()),
-        Err(status) => Err(page::failure(offers_kit::Error::from_status(status).into())),
+        Err(status) => Err(page::call_failed(status)),
     }
 }
 
@@ -210,28 +210,15 @@ pub async fn update(
     };
     let (title, action) = (format!("Offer {}", current.code), format!("/console/offers/{id}"));
     let values = OfferForm { code: current.code.clone(), ..form };
-    let refused = |status: StatusCode, message: String| {
-        page::answer(status, editor(&by, &title, &action, &values, false, Some(Flash::Refused(message))))
+    let outcome = async {
+        let offer = catalog_pb::Offer { id: current.id.clone(), ..values.offer(&console.currency)? };
+        let note = page::reason(&values.note)?;
+        let mut admin = console.admin();
+        admin.act_as(&by.username, note);
+        let offer = admin.update_offer(offer, EDITED.map(String::from).to_vec()).await?;
+        let said = format!("Offer {} saved{}.", offer.code, if offer.is_active { "" } else { " (withdrawn)" });
+        Ok(Done { said, then: format!("/console/offers/{}", offer.id) })
     };
-    let checked = values.offer(&console.currency).and_then(|offer| Ok((offer, page::reason(&values.note)?)));
-    let (offer, note) = match checked {
-        Ok(checked) => checked,
-        Err(message) => return refused(StatusCode::UNPROCESSABLE_ENTITY, message),
-    };
-    let mut admin = console.admin();
-    admin.act_as(&by.username, note);
-    let offer = catalog_pb::Offer { id: current.id.clone(), ..offer };
-    match admin.update_offer(offer, EDITED.map(String::from).to_vec()).await {
-        Ok(offer) => {
-            let said = format!("Offer {} saved{}.", offer.code, if offer.is_active { "" } else { " (withdrawn)" });
-            if let Err(refused) = by.leave(&console, Flash::Done(said)).await {
-                return refused;
-            }
-            Redirect::to(&format!("/console/offers/{}", offer.id)).into_response()
-        }
-        Err(error) => {
-            let (status, message) = page::explain(&error);
-            refused(status, message)
-        }
-    }
+    let again = async |flash, status| page::answer(status, editor(&by, &title, &action, &values, false, Some(flash)));
+    by.conclude(&console, outcome.await, again).await
 }

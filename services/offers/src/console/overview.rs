@@ -50,7 +50,7 @@ pub async fn show(State(console): State<Shared>, by: Signed) -> Response {
     let request = account_pb::GetOperationsOverviewRequest { hours: 24 };
     let overview = match console.clients.ledger.clone().get_operations_overview(request).await {
         Ok(answer) => answer.into_inner(),
-        Err(status) => return page::failure(offers_kit::Error::from_status(status).into()),
+        Err(status) => return page::call_failed(status),
     };
     let parked = match console.admin().parked_jobs(None, 1).await {
         Ok(topics) => topics,

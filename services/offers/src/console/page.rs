@@ -27,18 +27,25 @@ const SECTIONS: [(&str, &str); 7] = [
     ("/console/audit", "Audit"),
 ];
 
+/// A page's head: its title and the console's stylesheet.
+pub fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Offers console" }
+            link rel="stylesheet" href="/console/console.css";
+        }
+    }
+}
+
 /// A console page: the navigation, who is signed in (with the sign-out
 /// form), the flash, then `body`.
 pub fn layout(title: &str, by: &Signed, flash: Option<&Flash>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Offers console" }
-                link rel="stylesheet" href="/console/console.css";
-            }
+            (head(title))
             body {
                 header {
                     nav {
@@ -85,11 +92,7 @@ pub fn refusal(status: StatusCode, message: &str) -> (StatusCode, Html<String>) 
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { "Refused · Offers console" }
-                link rel="stylesheet" href="/console/console.css";
-            }
+            (head("Refused"))
             body { main {
                 h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or_default()) }
                 p.flash.refused role="alert" { (message) }
@@ -130,6 +133,42 @@ pub fn explain(error: &anyhow::Error) -> (StatusCode, String) {
             (StatusCode::BAD_GATEWAY, "A service failed to answer; the failure is logged.".into())
         }
     }
+}
+
+/// Why an act was not done: what the form got wrong (422, before any
+/// call), or what the call answered.
+pub enum Refusal {
+    Form(String),
+    Call(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Refusal {
+    fn from(error: anyhow::Error) -> Self {
+        Refusal::Call(error)
+    }
+}
+
+impl From<tonic::Status> for Refusal {
+    fn from(status: tonic::Status) -> Self {
+        Refusal::Call(offers_kit::Error::from_status(status).into())
+    }
+}
+
+impl Refusal {
+    /// The status it answers, and the line the form shows.
+    pub fn shown(self) -> (StatusCode, Flash) {
+        let (status, message) = match self {
+            Refusal::Form(message) => (StatusCode::UNPROCESSABLE_ENTITY, message),
+            Refusal::Call(error) => explain(&error),
+        };
+        (status, Flash::Refused(message))
+    }
+}
+
+/// An act done: the sentence the next page shows, and that page.
+pub struct Done {
+    pub said: String,
+    pub then: String,
 }
 
 /// A failed call, as a page of its own.
@@ -173,19 +212,25 @@ pub fn money(amount: i64, currency: &str) -> String {
 }
 
 /// A required reason, trimmed; the form says so when it is empty.
-pub fn reason(note: &str) -> Result<&str, String> {
+pub fn reason(note: &str) -> Result<&str, Refusal> {
     match note.trim() {
-        "" => Err("Say why: the reason is recorded in the audit trail.".into()),
+        "" => Err(Refusal::Form("Say why: the reason is recorded in the audit trail.".into())),
         note if !offers_proto::wire::is_text(note, 1000) => {
-            Err("The reason must be at most 1,000 characters of plain text.".into())
+            Err(Refusal::Form("The reason must be at most 1,000 characters of plain text.".into()))
         }
         note => Ok(note),
     }
 }
 
 /// A whole number from a form field.
-pub fn number(field: &str, value: &str) -> Result<i64, String> {
-    value.trim().parse().map_err(|_| format!("{field} must be a whole number, not {:?}.", value.trim()))
+pub fn number(field: &str, value: &str) -> Result<i64, Refusal> {
+    let value = value.trim();
+    value.parse().map_err(|_| Refusal::Form(format!("{field} must be a whole number, not {value:?}.")))
+}
+
+/// A failed call, as a page of its own.
+pub fn call_failed(status: tonic::Status) -> Response {
+    failure(offers_kit::Error::from_status(status).into())
 }
 
 /// An enum's wire name without its type's prefix: `SUCCESS`, `AUTO_RENEWAL`.

@@ -4,13 +4,13 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use maud::html;
 use offers_proto::account::v1 as account_pb;
 use offers_proto::partner::v1 as partner_pb;
 use serde::Deserialize;
 
-use super::page::{self, Flash};
+use super::page::{self, Done, Flash, Refusal};
 use super::session::{Access, Posted, Signed};
 use super::{Console, State as Shared};
 
@@ -30,7 +30,7 @@ pub async fn list(State(console): State<Shared>, by: Signed, Query(search): Quer
     };
     let page = match console.clients.partners.clone().list_partners(request).await {
         Ok(page) => page.into_inner(),
-        Err(status) => return page::failure(offers_kit::Error::from_status(status).into()),
+        Err(status) => return page::call_failed(status),
     };
     let body = html! {
         form.search method="get" action="/console/partners" {
@@ -95,7 +95,7 @@ async fn render(console: &Console, by: &Signed, name: &str, flash: Option<Flash>
     };
     let (partner, keys, account, deliveries) = match fetched.await {
         Ok(fetched) => fetched,
-        Err(status) => return page::failure(offers_kit::Error::from_status(status).into()),
+        Err(status) => return page::call_failed(status),
     };
     let base = format!("/console/partners/{}", page::escape(&partner.name));
     let acts = by.access == Access::Operator;
@@ -189,38 +189,32 @@ pub struct Note {
     note: String,
 }
 
-/// Runs `act` as the operator with the form's reason; success leaves
-/// `done`'s sentence and goes back to the partner's page, a refusal shows
-/// it there.
-async fn acting<T, F>(console: &Console, by: &Signed, name: &str, note: &str, act: F) -> Response
+/// Runs `act` as the operator with the form's reason and its `value`, once
+/// that was read without fault; success leaves `act`'s sentence and goes
+/// back to the partner's page, a refusal shows it there.
+async fn acting<V, T, F>(
+    console: &Console,
+    by: &Signed,
+    name: &str,
+    value: Result<V, Refusal>,
+    note: &str,
+    act: F,
+) -> Response
 where
-    F: AsyncFnOnce(&mut crate::admin::AdminClient, String) -> anyhow::Result<T>,
+    F: AsyncFnOnce(&mut crate::admin::AdminClient, String, V) -> anyhow::Result<T>,
     T: Into<String>,
 {
-    let note = match page::reason(note) {
-        Ok(note) => note,
-        Err(message) => {
-            return render(console, by, name, Some(Flash::Refused(message)), StatusCode::UNPROCESSABLE_ENTITY).await;
-        }
+    let outcome = async {
+        let value = value?;
+        let note = page::reason(note)?;
+        let mut admin = console.admin();
+        admin.act_as(&by.username, note);
+        let partner = admin.partner(name).await?;
+        let said = act(&mut admin, partner.id, value).await?.into();
+        Ok(Done { said, then: format!("/console/partners/{}", page::escape(name)) })
     };
-    let mut admin = console.admin();
-    admin.act_as(&by.username, note);
-    let partner = match admin.partner(name).await {
-        Ok(partner) => partner,
-        Err(error) => return page::failure(error),
-    };
-    match act(&mut admin, partner.id).await {
-        Ok(done) => {
-            if let Err(refused) = by.leave(console, Flash::Done(done.into())).await {
-                return refused;
-            }
-            Redirect::to(&format!("/console/partners/{}", page::escape(name))).into_response()
-        }
-        Err(error) => {
-            let (status, message) = page::explain(&error);
-            render(console, by, name, Some(Flash::Refused(message)), status).await
-        }
-    }
+    let again = async |flash, status| render(console, by, name, Some(flash), status).await;
+    by.conclude(console, outcome.await, again).await
 }
 
 pub async fn redeliver(
@@ -228,7 +222,7 @@ pub async fn redeliver(
     Path((name, event)): Path<(String, String)>,
     Posted { by, form }: Posted<Note>,
 ) -> Response {
-    acting(&console, &by, &name, &form.note, async |admin, _| {
+    acting(&console, &by, &name, Ok(()), &form.note, async |admin, _, ()| {
         let queued = admin.redeliver_callback(&event).await?;
         Ok(format!("The callback {} is queued again.", queued.event_id))
     })
@@ -240,7 +234,7 @@ pub async fn revoke_key(
     Path((name, key)): Path<(String, String)>,
     Posted { by, form }: Posted<Note>,
 ) -> Response {
-    acting(&console, &by, &name, &form.note, async |admin, _| {
+    acting(&console, &by, &name, Ok(()), &form.note, async |admin, _, ()| {
         let revoked = admin.revoke_key(&key).await?;
         Ok(format!("Key {} revoked: calls with it are refused from now on.", revoked.prefix))
     })
@@ -260,13 +254,8 @@ pub async fn set_credit_limit(
     Path(name): Path<String>,
     Posted { by, form }: Posted<Limit>,
 ) -> Response {
-    let limit = match page::number("The limit", &form.limit) {
-        Ok(limit) => limit,
-        Err(message) => {
-            return render(&console, &by, &name, Some(Flash::Refused(message)), StatusCode::UNPROCESSABLE_ENTITY).await;
-        }
-    };
-    acting(&console, &by, &name, &form.note, async |admin, id| {
+    let limit = page::number("The limit", &form.limit);
+    acting(&console, &by, &name, limit, &form.note, async |admin, id, limit| {
         let account = admin.set_credit_limit(&id, limit).await?;
         Ok(format!("The credit limit is now {}.", page::money(account.credit_limit, &account.currency_code)))
     })
@@ -287,14 +276,11 @@ pub async fn set_status(
     Posted { by, form }: Posted<SetStatus>,
 ) -> Response {
     let status = match form.status.as_str() {
-        "active" => partner_pb::PartnerStatus::Active,
-        "suspended" => partner_pb::PartnerStatus::Suspended,
-        _ => {
-            let refused = Flash::Refused("The status is active or suspended.".into());
-            return render(&console, &by, &name, Some(refused), StatusCode::UNPROCESSABLE_ENTITY).await;
-        }
+        "active" => Ok(partner_pb::PartnerStatus::Active),
+        "suspended" => Ok(partner_pb::PartnerStatus::Suspended),
+        _ => Err(Refusal::Form("The status is active or suspended.".into())),
     };
-    acting(&console, &by, &name, &form.note, async |admin, id| {
+    acting(&console, &by, &name, status, &form.note, async |admin, id, status| {
         let partner = admin.set_partner_status(&id, status).await?;
         Ok(format!("The partner is now {}.", status_label(partner.status)))
     })
@@ -308,27 +294,23 @@ pub async fn create_key(
     Path(name): Path<String>,
     Posted { by, form }: Posted<Note>,
 ) -> Response {
-    let note = match page::reason(&form.note) {
-        Ok(note) => note,
-        Err(message) => {
-            return render(&console, &by, &name, Some(Flash::Refused(message)), StatusCode::UNPROCESSABLE_ENTITY).await;
-        }
+    let made = async {
+        let note = page::reason(&form.note)?;
+        let mut admin = console.admin();
+        admin.act_as(&by.username, note);
+        let partner = admin.partner(&name).await?;
+        Ok::<_, Refusal>(admin.create_key(&partner.id, None).await?)
     };
-    let mut admin = console.admin();
-    admin.act_as(&by.username, note);
-    let made = match admin.partner(&name).await {
-        Ok(partner) => admin.create_key(&partner.id, None).await,
-        Err(error) => Err(error),
-    };
-    match made {
+    let (flash, status) = match made.await {
         Ok(made) => {
             let prefix = made.api_key.map(|k| k.prefix).unwrap_or_default();
             let said = format!("New key {prefix}: {} — copy it now; it is not shown again.", made.secret);
-            render(&console, &by, &name, Some(Flash::Done(said)), StatusCode::CREATED).await
+            (Flash::Done(said), StatusCode::CREATED)
         }
-        Err(error) => {
-            let (status, message) = page::explain(&error);
-            render(&console, &by, &name, Some(Flash::Refused(message)), status).await
+        Err(refusal) => {
+            let (status, flash) = refusal.shown();
+            (flash, status)
         }
-    }
+    };
+    render(&console, &by, &name, Some(flash), status).await
 }

@@ -4,12 +4,12 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use maud::html;
 use offers_proto::account::v1 as account_pb;
 use serde::Deserialize;
 
-use super::page::{self, Flash};
+use super::page::{self, Done, Flash, Refusal};
 use super::session::{Posted, Signed};
 use super::transactions;
 use super::{Console, State as Shared};
@@ -32,7 +32,7 @@ async fn render(console: &Console, by: &Signed, paging: &Paging, flash: Option<F
     let request = account_pb::ListReviewsRequest { page_size: PAGE, page_token: paging.after.clone() };
     let page = match console.clients.ledger.clone().list_reviews(request).await {
         Ok(page) => page.into_inner(),
-        Err(status) => return page::failure(offers_kit::Error::from_status(status).into()),
+        Err(status) => return page::call_failed(status),
     };
     let mut attempts = std::collections::HashMap::new();
     for tx in &page.transactions {
@@ -82,41 +82,22 @@ pub async fn resolve(
     Path(id): Path<String>,
     Posted { by, form }: Posted<Resolve>,
 ) -> Response {
-    let outcome = match form.outcome.as_str() {
-        "succeeded" => Ok(account_pb::TransactionStatus::Success),
-        "failed" => Ok(account_pb::TransactionStatus::Failed),
-        _ => Err("Choose whether it was provisioned or not.".to_string()),
+    let outcome = async {
+        let outcome = match form.outcome.as_str() {
+            "succeeded" => account_pb::TransactionStatus::Success,
+            "failed" => account_pb::TransactionStatus::Failed,
+            _ => return Err(Refusal::Form("Choose whether it was provisioned or not.".into())),
+        };
+        let note = page::reason(&form.note)?;
+        let mut admin = console.admin();
+        admin.act_as(&by.username, note);
+        let tx = admin.resolve(&id, outcome, note).await?;
+        let said = match account_pb::TransactionStatus::try_from(tx.status) {
+            Ok(account_pb::TransactionStatus::Success) => "resolved as provisioned: the payment is kept",
+            _ => "resolved as not provisioned: the payment went back to whoever paid",
+        };
+        Ok(Done { said: format!("Transaction {} {said}.", tx.id), then: "/console/reviews".into() })
     };
-    let checked = outcome.and_then(|outcome| Ok((outcome, page::reason(&form.note)?)));
-    let (outcome, note) = match checked {
-        Ok(checked) => checked,
-        Err(message) => {
-            return render(
-                &console,
-                &by,
-                &Paging::default(),
-                Some(Flash::Refused(message)),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await;
-        }
-    };
-    let mut admin = console.admin();
-    admin.act_as(&by.username, note);
-    match admin.resolve(&id, outcome, note).await {
-        Ok(tx) => {
-            let said = match account_pb::TransactionStatus::try_from(tx.status) {
-                Ok(account_pb::TransactionStatus::Success) => "resolved as provisioned: the payment is kept",
-                _ => "resolved as not provisioned: the payment went back to whoever paid",
-            };
-            if let Err(refused) = by.leave(&console, Flash::Done(format!("Transaction {} {said}.", tx.id))).await {
-                return refused;
-            }
-            Redirect::to("/console/reviews").into_response()
-        }
-        Err(error) => {
-            let (status, message) = page::explain(&error);
-            render(&console, &by, &Paging::default(), Some(Flash::Refused(message)), status).await
-        }
-    }
+    let again = async |flash, status| render(&console, &by, &Paging::default(), Some(flash), status).await;
+    by.conclude(&console, outcome.await, again).await
 }

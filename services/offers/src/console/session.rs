@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::page::{self, Flash, Refused};
+use super::page::{self, Done, Flash, Refusal, Refused};
 use super::{Console, State};
 
 pub const COOKIE: &str = "offers_console";
@@ -123,6 +123,27 @@ impl Signed {
             flash: Some(flash),
         };
         save(console, &self.id, &stored).await
+    }
+
+    /// Ends an act: done, its sentence is left for the next page and the
+    /// browser goes there (303); refused, `again` draws the form's page
+    /// with the reason, answering the refusal's status.
+    pub async fn conclude(
+        &self,
+        console: &Console,
+        outcome: Result<Done, Refusal>,
+        again: impl AsyncFnOnce(Flash, StatusCode) -> Response,
+    ) -> Response {
+        match outcome {
+            Ok(Done { said, then }) => match self.leave(console, Flash::Done(said)).await {
+                Ok(()) => Redirect::to(&then).into_response(),
+                Err(refused) => refused,
+            },
+            Err(refusal) => {
+                let (status, flash) = refusal.shown();
+                again(flash, status).await
+            }
+        }
     }
 
     /// Refuses a form without the token this session issued.

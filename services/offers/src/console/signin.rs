@@ -9,7 +9,6 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
-use offers_kit::Error;
 use offers_kit::credentials::forwarded_client;
 use offers_proto::auth::v1 as auth_pb;
 use serde::Deserialize;
@@ -22,12 +21,7 @@ fn sign_in_page(token: &str, username: &str, refused: Option<&Flash>) -> Markup 
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Sign in · Offers console" }
-                link rel="stylesheet" href="/console/console.css";
-            }
+            (page::head("Sign in"))
             body { main.narrow {
                 h1 { "Offers console" }
                 (page::flash_line(refused))
@@ -88,8 +82,7 @@ pub async fn submit(
         Ok(Some(user)) => user,
         Ok(None) => return page::unavailable("no user in the sign-in answer"),
         Err(status) => {
-            let (status, message) = page::explain(&Error::from_status(status).into());
-            let refused = Flash::Refused(message);
+            let (status, refused) = page::Refusal::from(status).shown();
             return fresh_form(&console, status, &sign_in.username, Some(&refused));
         }
     };

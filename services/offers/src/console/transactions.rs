@@ -19,7 +19,7 @@ pub async fn attempts(
     let request = account_pb::ListTransactionAttemptsRequest { transaction_id: transaction_id.into() };
     match console.clients.ledger.clone().list_transaction_attempts(request).await {
         Ok(answer) => Ok(answer.into_inner().attempts),
-        Err(status) => Err(page::failure(offers_kit::Error::from_status(status).into())),
+        Err(status) => Err(page::call_failed(status)),
     }
 }
 
@@ -58,7 +58,7 @@ pub async fn show(State(console): State<Shared>, by: Signed, Path(id): Path<Stri
     let request = account_pb::LookupTransactionRequest { id: id.clone() };
     let tx = match console.clients.ledger.clone().lookup_transaction(request).await {
         Ok(answer) => answer.into_inner().transaction.unwrap_or_default(),
-        Err(status) => return page::failure(offers_kit::Error::from_status(status).into()),
+        Err(status) => return page::call_failed(status),
     };
     let attempts = match attempts(&console, &tx.id).await {
         Ok(attempts) => attempts,
