@@ -73,6 +73,12 @@ async fn an_operator_resolves_a_review_and_tops_up_a_customer(suite: &TestSuite)
     assert_eq!(queue.html.matches("<td>review</td>").count(), 1);
     assert!(queue.html.contains("503 Service Unavailable"), "the provider's answers: {}", queue.html);
     assert_eq!(suite.balance(&bought.token).await, bought.before - 100, "held while in doubt");
+    let waiting = overview(suite).await;
+    assert_eq!(waiting.reviews_waiting, 1, "the overview counts the queue");
+    assert!(waiting.oldest_review_time.is_some());
+    // Summed over the day: the purchase's hour may have just turned.
+    let pending_now: i64 = waiting.hours.iter().map(|h| h.pending).sum();
+    assert!(pending_now >= 1, "the day's purchases, the one in review pending: {waiting:?}");
 
     // A resolution says what happened and why; the form says what is missing.
     let resolve = format!("/console/reviews/{tx}/resolve");
@@ -89,6 +95,12 @@ async fn an_operator_resolves_a_review_and_tops_up_a_customer(suite: &TestSuite)
     assert!(after.flash().is_some_and(|f| f.contains("resolved as not provisioned")), "{:?}", after.flash());
     assert!(!after.html.contains(&format!("review-{tx}")), "no longer waiting");
     assert_eq!(suite.balance(&bought.token).await, bought.before, "refunded, exactly once");
+    let decided = overview(suite).await;
+    assert_eq!((decided.reviews_waiting, decided.oldest_review_time), (0, None));
+    let pending: i64 = decided.hours.iter().map(|h| h.pending).sum();
+    assert_eq!(pending, pending_now - 1, "it left PENDING");
+    assert!(decided.hours.iter().map(|h| h.failed).sum::<i64>() >= 1, "and counts as failed: {decided:?}");
+    assert_eq!(decided.hours.len(), 24);
     let again = console.act(&resolve, &[("outcome", "succeeded"), ("note", "second thoughts")]).await;
     assert!((400..500).contains(&again.status), "decided once: {}", again.status);
     assert_eq!(suite.balance(&bought.token).await, bought.before);
@@ -131,6 +143,12 @@ async fn an_operator_resolves_a_review_and_tops_up_a_customer(suite: &TestSuite)
     assert!(breaks.is_empty(), "{breaks:?}");
 }
 
+async fn overview(suite: &TestSuite) -> offers_proto::account::v1::GetOperationsOverviewResponse {
+    let request = offers_proto::account::v1::GetOperationsOverviewRequest { hours: 0 };
+    let answer = suite.admin().clients.ledger.get_operations_overview(request).await.expect("overview");
+    answer.into_inner()
+}
+
 /// The secret in "New key pk_…: <secret> — copy it now".
 fn shown_secret(page: &Page) -> String {
     let flash = page.flash().expect("the new key is shown");
@@ -164,6 +182,15 @@ async fn partner_keys_and_limits_are_managed_in_the_console(suite: &TestSuite) {
     let set = console.act(&format!("{base}/credit-limit"), &[("limit", "5000"), ("note", "new contract")]).await;
     assert_eq!(set.status, 303);
     assert!(console.get(base).await.flash().is_some_and(|f| f.contains("5000 EUR")));
+    let demo_key = |key: &'static str| async move { suite.api.get("/api/v1/partner/balance/", Some(key)).await.status };
+    let suspend = [("status", "suspended"), ("note", "unpaid invoice")];
+    assert_eq!(console.act(&format!("{base}/status"), &suspend).await.status, 303);
+    assert_eq!(demo_key("demo-partner-key").await, 401, "a suspended partner's keys are refused");
+    let bad_status = console.act(&format!("{base}/status"), &[("status", "paused"), ("note", "x")]).await;
+    assert_eq!(bad_status.status, 422);
+    let reactivate = [("status", "active"), ("note", "paid")];
+    assert_eq!(console.act(&format!("{base}/status"), &reactivate).await.status, 303);
+    assert_eq!(demo_key("demo-partner-key").await, 200);
     let missing = console.get("/console/partners/no-such-partner").await;
     assert_eq!(missing.status, 404);
 
@@ -238,6 +265,15 @@ async fn a_viewer_sees_every_page_but_cannot_act(suite: &TestSuite) {
     let key = viewer.act("/console/partners/demo-partner/keys", &[("note", "try")]).await;
     assert_eq!(key.status, 403);
     assert_eq!(suite.balance(&token).await, before);
+
+    // A console role taken away ends the session at once.
+    let mut admin = suite.admin();
+    let user = admin.user("viewer").await.expect("viewer");
+    admin.set_console_role(&user.id, offers_proto::auth::v1::ConsoleRole::Unspecified).await.expect("taken away");
+    let after = viewer.get("/console/").await;
+    assert_eq!((after.status, after.location()), (303, Some("/console/sign-in")), "no longer a viewer");
+    let again = Console::sign_in(suite, "viewer", PASSWORD).await.err().expect("refused");
+    assert_eq!(again.status, 403);
 }
 
 async fn forms_need_their_token_their_origin_and_a_live_session(suite: &TestSuite) {
