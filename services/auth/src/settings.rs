@@ -57,7 +57,7 @@ pub struct AuthSettings {
     pub login_window: Duration,
     /// Password hashes at once; 0 picks one per core, within the memory budget.
     pub password_hash_concurrency: u32,
-    /// Memory password hashing may take, in MiB (19 MiB per hash at once).
+    /// Memory password hashing may take, in MiB (12 MiB per hash at once).
     pub password_hash_memory_mib: u64,
     /// How long a login waits for a hashing slot before it is refused as busy.
     #[serde(with = "humantime_serde")]
@@ -105,7 +105,7 @@ impl Validate for AuthSettings {
         );
         p.check(self.login_per_address > 0, "login_per_address", "must be at least 1");
         p.within("login_window", self.login_window, SECOND..=DAY);
-        p.check(self.password_hash_memory_mib >= 19, "password_hash_memory_mib", "at least 19 (one hash)");
+        p.check(self.password_hash_memory_mib >= 12, "password_hash_memory_mib", "at least 12 (one hash)");
         p.check(self.password_hash_concurrency <= 256, "password_hash_concurrency", "at most 256");
         p.within("password_hash_wait", self.password_hash_wait, Duration::from_millis(1)..=Duration::from_secs(10));
         if let Some(kek) = &self.key_encryption_key {

@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod db;
 pub mod error;
 pub mod grpc;
+pub mod jwt_crypto;
 pub mod lease;
 pub mod outbox;
 pub mod parts;

@@ -114,6 +114,7 @@ pub struct TokenSigner {
 
 impl TokenSigner {
     pub fn from_pem(pem: &str, issuer: &str, audience: &str, ttl_secs: u64) -> Result<Self, KeyError> {
+        crate::jwt_crypto::install();
         let bad = |e: String| KeyError::Pem(e);
         let private = SigningKey::from_pkcs8_pem(pem).map_err(|e| bad(e.to_string()))?;
         let key = EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
@@ -260,6 +261,7 @@ const REMEMBERED_TOKENS: usize = 20_000;
 impl TokenVerifier {
     /// A verifier with no keys yet (see [`TokenVerifier::set_keys`]).
     pub fn new(issuer: &str, audience: &str) -> Self {
+        crate::jwt_crypto::install();
         // Only EdDSA is accepted: a token naming another algorithm (`none`,
         // HS256 with the public key as secret, …) fails before its signature is read.
         let mut validation = Validation::new(Algorithm::EdDSA);

@@ -11,6 +11,12 @@ use offers::settings::{Settings, embedded_token_if_present};
 use offers_harness::local::Replicas;
 use sea_orm_migration::MigratorTrait;
 
+/// mimalloc rather than glibc's malloc: per-thread heaps without arena
+/// locks, and freed pages handed back to the system (glibc keeps them in
+/// its arenas). See bench/README.md for what it changed.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Offers: buy and renew telecom offers from a prepaid balance.
 ///
 /// Configuration comes from defaults, then the --config TOML file, then

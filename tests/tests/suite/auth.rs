@@ -49,6 +49,7 @@ fn decode_claims(token: &str) -> serde_json::Value {
 /// A token with these claims signed by `key_pem`, naming the key the suite
 /// signs with (as a forger would).
 fn forge(genuine: &str, key_pem: &str, claims: serde_json::Value) -> String {
+    offers_kit::jwt_crypto::install();
     let key = EncodingKey::from_ed_pem(key_pem.as_bytes()).expect("key");
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = jsonwebtoken::decode_header(genuine).expect("header").kid;
@@ -493,7 +494,7 @@ fn memory_mib(pid: u32, field: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_flood_stays_within_the_auth_process_memory_budget() {
-    // Room for two 19 MiB hashes at once. Unbounded, 120 logins of unknown
+    // A budget with room for three 12 MiB hashes (one per core runs at once). Unbounded, 120 logins of unknown
     // users (no per-address limit applies) would hash all at once: over
     // 2 GiB in this one process.
     let configure = |s: &mut offers::settings::Settings| {
