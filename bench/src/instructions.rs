@@ -2,13 +2,15 @@
 //! on a busy or an idle machine, for the same binary and inputs (where
 //! `perf stat -e instructions` is not supported, as on these machines).
 //!
-//! `offers dev` runs under `valgrind --tool=callgrind`; for each workload
-//! one caller warms up, the counters are zeroed, a fixed number of requests
-//! is sent one after another, and the counters are dumped. The process
-//! also works on its own meanwhile (relays, reconcilers, timers): the same
-//! span of idle time is counted next and taken off. A purchase is counted
-//! through its settlement (the worker's and the ledger's share too), since
-//! that work is what it costs.
+//! Every process of the suite runs under `valgrind --tool=callgrind`
+//! (`offers dev`, or each role's own process on the real backend); for each
+//! workload one caller warms up, every process's counters are zeroed, a
+//! fixed number of requests is sent one after another, and the counters are
+//! dumped. The processes also work on their own meanwhile (relays,
+//! reconcilers, timers): the same span of idle time is counted next and
+//! taken off, process by process. A purchase is counted through its
+//! settlement (the worker's and the ledger's share too), since that work is
+//! what it costs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,15 +27,18 @@ use crate::workloads;
 pub struct Counted {
     pub workload: String,
     pub requests: u64,
-    /// Instructions per request, the process's idle work taken off.
+    /// Instructions per request in every process together, their idle work
+    /// taken off.
     pub per_request: f64,
     /// What the same span of idle time cost, per request (for judging the
     /// correction).
     pub idle_per_request: f64,
+    /// Each process's share of `per_request`, by process name.
+    pub by_process: Vec<(String, f64)>,
 }
 
-/// The callgrind options `offers dev` runs under: counters only (no
-/// per-instruction detail), one output file per dump in `dir`.
+/// The callgrind options every process runs under: counters only (no
+/// per-instruction detail), one output file per process and dump in `dir`.
 pub fn wrapper(dir: &Path) -> Vec<String> {
     vec![
         "valgrind".into(),
@@ -42,7 +47,7 @@ pub fn wrapper(dir: &Path) -> Vec<String> {
         // Threads take turns in a fixed order: how often the runtime's
         // workers park and wake depends less on the host's timing.
         "--fair-sched=yes".into(),
-        format!("--callgrind-out-file={}", dir.join("callgrind.out").display()),
+        format!("--callgrind-out-file={}", dir.join("callgrind.out.%p").display()),
     ]
 }
 
@@ -88,7 +93,8 @@ impl Callgrind {
         let mut found = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("callgrind.out")) {
+            let mine = format!("callgrind.out.{}.", self.pid);
+            if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&mine)) {
                 found.push(path);
             }
         }
@@ -114,10 +120,29 @@ const WARMUP: u64 = 10;
 /// The shortest idle stretch the process's own work is counted over.
 const IDLE_AT_LEAST: Duration = Duration::from_secs(3);
 
+/// The processes' counters, each zeroed or dumped in turn.
+struct Processes(Vec<(String, Callgrind)>);
+
+impl Processes {
+    fn zero(&self) -> anyhow::Result<()> {
+        self.0.iter().try_for_each(|(_, callgrind)| callgrind.zero())
+    }
+
+    /// Instructions since the zeroing, by process.
+    fn dump(&self) -> anyhow::Result<Vec<u64>> {
+        self.0.iter().map(|(_, callgrind)| callgrind.dump()).collect()
+    }
+}
+
 /// Counts each workload of [`workloads::counted`] over `requests` requests.
 pub async fn count(target: &Target, people: &Population, dir: &Path, requests: u64) -> anyhow::Result<Vec<Counted>> {
-    let pid = target.dev_pid().context("instruction counts run on offers dev")?;
-    let callgrind = Callgrind { pid, dir: dir.to_path_buf() };
+    let processes = Processes(
+        target
+            .processes_by_name()
+            .into_iter()
+            .map(|(name, pid)| (name, Callgrind { pid, dir: dir.to_path_buf() }))
+            .collect(),
+    );
     let mut counted = Vec::new();
     for (workload, connect) in workloads::counted(target, people) {
         let mut caller = connect.caller().await?;
@@ -125,27 +150,36 @@ pub async fn count(target: &Target, people: &Population, dir: &Path, requests: u
             caller.call().await.map_err(|e| anyhow::anyhow!("{workload}: {e}"))?;
         }
         population::drained(target, Duration::from_secs(600)).await?;
-        callgrind.zero()?;
+        processes.zero()?;
         let began = Instant::now();
         for _ in 0..requests {
             caller.call().await.map_err(|e| anyhow::anyhow!("{workload}: {e}"))?;
         }
         population::drained(target, Duration::from_secs(600)).await?;
-        let busy = callgrind.dump()?;
+        let busy = processes.dump()?;
         let span = began.elapsed();
         // The idle rate over a longer stretch (its timers fire in bursts),
         // scaled to the busy span.
         let quiet = span.max(IDLE_AT_LEAST);
-        callgrind.zero()?;
+        processes.zero()?;
         tokio::time::sleep(quiet).await;
-        let idle = callgrind.dump()? as f64 * span.as_secs_f64() / quiet.as_secs_f64();
+        let scale = span.as_secs_f64() / quiet.as_secs_f64();
+        let idle: Vec<f64> = processes.dump()?.into_iter().map(|i| i as f64 * scale).collect();
         let n = requests as f64;
+        let by_process: Vec<(String, f64)> = processes
+            .0
+            .iter()
+            .zip(busy.iter().zip(&idle))
+            .map(|((name, _), (&busy, &idle))| (name.clone(), (busy as f64 - idle).max(0.0) / n))
+            .collect();
+        let (busy, idle) = (busy.iter().sum::<u64>(), idle.iter().sum::<f64>());
         eprintln!("{workload}: {busy} instructions over {requests} requests in {span:.1?}, {idle:.0} idle");
         counted.push(Counted {
             workload: workload.to_string(),
             requests,
-            per_request: (busy as f64 - idle).max(0.0) / n,
+            per_request: by_process.iter().map(|(_, i)| i).sum(),
             idle_per_request: idle / n,
+            by_process,
         });
     }
     Ok(counted)

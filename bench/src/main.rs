@@ -3,6 +3,7 @@
 
 mod baselines;
 mod driver;
+mod flamegraphs;
 mod instructions;
 mod population;
 mod report;
@@ -47,10 +48,16 @@ struct Cli {
     #[arg(long, default_value = "target/bench/latest.json")]
     out: PathBuf,
     /// Instead of rates: instructions per request of W1, W2, W3, W4 and W6,
-    /// counted by callgrind on `offers dev` (the same on a busy or an idle
-    /// machine); written to target/bench/instructions.json.
+    /// counted by callgrind (the same on a busy or an idle machine) on
+    /// `offers dev`, or with `--backend real` process by process; written
+    /// to target/bench/instructions.json.
     #[arg(long)]
     instructions: bool,
+    /// Instead of rates: a flame graph of each of W1, W2, W3, W4 and W6
+    /// (perf and inferno), in target/bench/<backend>/, with the functions
+    /// that take the most samples printed.
+    #[arg(long)]
+    flamegraphs: bool,
     /// Requests counted per workload with --instructions (default 400; quick 100).
     #[arg(long)]
     requests: Option<u64>,
@@ -92,7 +99,12 @@ async fn main() -> anyhow::Result<()> {
     offers_tests::use_offers_binary(binary.clone());
     if cli.instructions {
         let requests = cli.requests.unwrap_or(if quick { 100 } else { 400 });
-        return count_instructions(&binary, requests).await;
+        // Instruction counts default to `offers dev` alone, with or without --quick.
+        let backends = if cli.backend.is_empty() { vec![Backend::Embedded] } else { cli.backend.clone() };
+        return count_instructions(&binary, &backends, requests).await;
+    }
+    if cli.flamegraphs {
+        return draw_flamegraphs(&binary, &backends, size, phases).await;
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let mut report = Report {
@@ -181,30 +193,66 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--instructions`: a small population on `offers dev` under callgrind,
-/// then each counted workload; prints the table and writes the JSON.
-async fn count_instructions(binary: &Path, requests: u64) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("offers-callgrind-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir)?;
-    eprintln!("instructions: offers dev under callgrind (dumps in {})", dir.display());
-    // Under callgrind everything runs some 50 times slower, start-up included.
-    let target = target::Target::dev_under(&instructions::wrapper(&dir), binary, Duration::from_secs(900)).await?;
-    let size = Size { users: 8, offers: 6, members: 4, history: 10 };
-    let people = population::seed(&target, size).await?;
-    let counted = instructions::count(&target, &people, &dir, requests).await;
-    target.stop().await?;
-    let counted = counted?;
-    println!("\nInstructions per request (callgrind, offers dev: every role in one process; {requests} requests each)");
-    println!("{:<62} {:>14} {:>14}", "workload", "per request", "idle share");
-    for c in &counted {
-        println!("{:<62} {:>14.0} {:>14.0}", c.workload, c.per_request, c.idle_per_request);
+/// `--instructions`: a small population on the suite under callgrind
+/// (`offers dev` unless `--backend real`), then each counted workload;
+/// prints the table and writes the JSON.
+async fn count_instructions(binary: &Path, backends: &[Backend], requests: u64) -> anyhow::Result<()> {
+    let mut all = Vec::new();
+    for &backend in backends {
+        let dir = std::env::temp_dir().join(format!("offers-callgrind-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        eprintln!("instructions: the {backend} suite under callgrind (dumps in {})", dir.display());
+        let target = Target::start_under(backend, binary, &instructions::wrapper(&dir)).await?;
+        let size = Size { users: 8, offers: 6, members: 4, history: 10 };
+        let people = population::seed(&target, size).await?;
+        let counted = instructions::count(&target, &people, &dir, requests).await;
+        target.stop().await?;
+        let counted = counted?;
+        let what = match backend {
+            Backend::Embedded => "offers dev: every role in one process",
+            Backend::Real => "every role its own process, by process",
+        };
+        println!("\nInstructions per request (callgrind, {what}; {requests} requests each)");
+        println!("{:<62} {:>14} {:>14}", "workload", "per request", "idle share");
+        for c in &counted {
+            println!("{:<62} {:>14.0} {:>14.0}", c.workload, c.per_request, c.idle_per_request);
+            if c.by_process.len() > 1 {
+                for (process, share) in c.by_process.iter().filter(|(_, share)| *share >= 1.0) {
+                    println!("    {process:<58} {share:>14.0}");
+                }
+            }
+        }
+        all.push((backend, counted));
+        std::fs::remove_dir_all(&dir).ok();
     }
     let out = Path::new("target/bench/instructions.json");
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::write(out, serde_json::to_string_pretty(&counted)?)?;
-    std::fs::remove_dir_all(&dir).ok();
+    std::fs::write(out, serde_json::to_string_pretty(&all)?)?;
+    Ok(())
+}
+
+/// `--flamegraphs`: each backend started and seeded as for the rates,
+/// then each counted workload sampled.
+async fn draw_flamegraphs(binary: &Path, backends: &[Backend], size: Size, phases: Phases) -> anyhow::Result<()> {
+    for &backend in backends {
+        eprintln!("{backend}: starting the suite");
+        let target = Target::start(backend, binary).await?;
+        let people = population::seed(&target, size).await?;
+        let out = Path::new("target/bench").join(backend.to_string());
+        let profiles = flamegraphs::draw(&target, &people, phases, &out).await;
+        target.stop().await?;
+        let profiles = profiles?;
+        for profile in &profiles {
+            let (workload, cpu, svg) = (&profile.workload, profile.cpu_seconds, profile.svg.display());
+            println!("\n{backend} {workload} ({cpu:.1} s of CPU sampled; {svg})");
+            for (function, share) in &profile.top {
+                println!("  {share:5.1}%  {function}");
+            }
+        }
+        std::fs::write(out.join("profiles.json"), serde_json::to_string_pretty(&profiles)?)?;
+    }
     Ok(())
 }
 

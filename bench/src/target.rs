@@ -5,14 +5,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use offers::admin::AdminClient;
 use offers::roles::Role;
 use offers::settings::{Settings, write_private};
-use offers_harness::local::{Replicas, free_port, http_status};
+use offers_harness::local::{Replicas, command_under, free_port, http_status};
 use offers_kit::token::{TokenSigner, generate_keypair};
 use offers_tests::TestSuite;
 
@@ -61,16 +61,21 @@ fn unlimited(settings: &mut Settings) {
 
 impl Target {
     pub async fn start(backend: Backend, binary: &Path) -> anyhow::Result<Target> {
-        match backend {
-            Backend::Embedded => Self::dev(binary, &[], Duration::from_secs(60)).await,
-            Backend::Real => Self::processes().await,
-        }
+        Self::start_under(backend, binary, &[]).await
     }
 
-    /// `offers dev` run by `wrapper` (a profiler and its options), given
-    /// `within` to become ready.
-    pub async fn dev_under(wrapper: &[String], binary: &Path, within: Duration) -> anyhow::Result<Target> {
-        Self::dev(binary, wrapper, within).await
+    /// The suite with every process run by `wrapper` (a profiler and its
+    /// options; empty: none). Under a profiler, the processes of the real
+    /// backend run once each.
+    pub async fn start_under(backend: Backend, binary: &Path, wrapper: &[String]) -> anyhow::Result<Target> {
+        match backend {
+            // Under callgrind everything runs some 50 times slower, start-up included.
+            Backend::Embedded => {
+                let within = if wrapper.is_empty() { 60 } else { 900 };
+                Self::dev(binary, wrapper, Duration::from_secs(within)).await
+            }
+            Backend::Real => Self::processes(wrapper).await,
+        }
     }
 
     async fn dev(binary: &Path, wrapper: &[String], within: Duration) -> anyhow::Result<Target> {
@@ -84,15 +89,7 @@ impl Target {
         write_private(&config, &offers_kit::config::unredacted(|| serde_json::to_string(&settings))?)?;
         let (http, grpc, internal) = (free_port()?, free_port()?, free_port()?);
         let log = std::fs::File::create(dir.join("offers.log"))?;
-        let mut command = match wrapper.split_first() {
-            Some((program, options)) => {
-                let mut command = Command::new(program);
-                command.args(options).arg(binary);
-                command
-            }
-            None => Command::new(binary),
-        };
-        let child = command
+        let child = command_under(wrapper, binary)
             .arg("--config")
             .arg(&config)
             .args(["dev", "--http", &http.to_string(), "--grpc", &grpc.to_string()])
@@ -116,10 +113,14 @@ impl Target {
         Ok(Target { backend: Backend::Embedded, edge: http, catalog_grpc: grpc, settings, signer, db, running })
     }
 
-    async fn processes() -> anyhow::Result<Target> {
-        let suite = TestSuite::spawn_processes_with(Replicas::default(), Vec::new(), unlimited)
-            .await
-            .context("PostgreSQL, Redis or RabbitMQ is not reachable")?;
+    async fn processes(wrapper: &[String]) -> anyhow::Result<Target> {
+        let suite = if wrapper.is_empty() {
+            TestSuite::spawn_processes_with(Replicas::default(), Vec::new(), unlimited).await
+        } else {
+            let once = Replicas::default().set(Role::Activation, 1).set(Role::Worker, 1);
+            TestSuite::spawn_processes_under(once, wrapper.to_vec(), unlimited).await
+        }
+        .context("PostgreSQL, Redis or RabbitMQ is not reachable")?;
         let deployment = suite.processes().context("a deployment")?;
         let catalog = deployment.members_of(Role::Catalog).next().and_then(|m| m.grpc).context("a catalog process")?;
         let signer = signer(&suite.settings, &suite.private_key_pem)?;
@@ -139,14 +140,6 @@ impl Target {
             AdminClient::connect(&self.settings, self.settings.internal_token().context("no internal credential")?)?;
         admin.act_as("offers-bench", "the benchmark's population");
         Ok(admin)
-    }
-
-    /// The one process of `offers dev`; none when split.
-    pub fn dev_pid(&self) -> Option<u32> {
-        match &self.running {
-            Running::Dev { child, .. } => Some(child.id()),
-            Running::Processes(_) => None,
-        }
     }
 
     /// Every process of the suite, by name.

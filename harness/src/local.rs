@@ -55,6 +55,9 @@ pub struct Plan {
     pub replicas: Replicas,
     /// Extra environment for every process.
     pub env: Vec<(String, String)>,
+    /// A command every process runs under (a profiler and its options,
+    /// the binary's path and arguments after them); empty: none.
+    pub wrapper: Vec<String>,
 }
 
 /// One running process of the deployment.
@@ -86,6 +89,7 @@ pub struct Deployment {
     binary: PathBuf,
     config: PathBuf,
     env: Vec<(String, String)>,
+    wrapper: Vec<String>,
 }
 
 const STATE_FILE: &str = "processes.json";
@@ -97,6 +101,19 @@ const STATE_FILE: &str = "processes.json";
 /// side, as the tests do, would otherwise collide now and then); only
 /// another program choosing from the same range could still take it.
 const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// `binary` run by `wrapper` (a program and its options), or on its own
+/// when that is empty.
+pub fn command_under(wrapper: &[String], binary: &Path) -> Command {
+    match wrapper.split_first() {
+        Some((program, options)) => {
+            let mut command = Command::new(program);
+            command.args(options).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    }
+}
 
 /// A free port on loopback that no earlier call returned.
 pub fn free_port() -> anyhow::Result<SocketAddr> {
@@ -130,7 +147,7 @@ impl Deployment {
     /// Applies migrations, starts every process and waits until each says
     /// it is ready (or fails, with the end of the log of what did not start).
     pub async fn start(plan: Plan) -> anyhow::Result<Deployment> {
-        let Plan { binary, dir, mut settings, replicas, env } = plan;
+        let Plan { binary, dir, mut settings, replicas, env, wrapper } = plan;
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
         let mut slots = Vec::new();
@@ -165,7 +182,7 @@ impl Deployment {
         }
 
         let mut deployment =
-            Deployment { dir, settings, members: Vec::new(), children: Vec::new(), binary, config, env };
+            Deployment { dir, settings, members: Vec::new(), children: Vec::new(), binary, config, env, wrapper };
         for slot in &slots {
             let name = format!("{}-{}", slot.role, slot.replica);
             let member = Member {
@@ -181,7 +198,10 @@ impl Deployment {
             deployment.members.push(Member { pid: child.id(), ..member });
             deployment.children.push(child);
         }
-        deployment.wait_ready(Duration::from_secs(90)).await?;
+        // Under a profiler such as callgrind everything runs some 50 times
+        // slower, start-up included, and the processes share the cores.
+        let within = if deployment.wrapper.is_empty() { 90 } else { 1_800 };
+        deployment.wait_ready(Duration::from_secs(within)).await?;
         Ok(deployment)
     }
 
@@ -203,7 +223,7 @@ impl Deployment {
             .append(true)
             .open(&member.log)
             .with_context(|| format!("cannot write {}", member.log.display()))?;
-        let mut command = Command::new(&self.binary);
+        let mut command = command_under(&self.wrapper, &self.binary);
         command
             .arg("--config")
             .arg(&self.config)
@@ -432,7 +452,7 @@ pub async fn up(mut settings: Settings, dir: &Path, replicas: Replicas) -> anyho
             Some((member, child))
         }
     };
-    let plan = Plan { binary, dir: dir.to_path_buf(), settings, replicas, env: Vec::new() };
+    let plan = Plan { binary, dir: dir.to_path_buf(), settings, replicas, env: Vec::new(), wrapper: Vec::new() };
     let mut deployment = Deployment::start(plan).await?;
     if let Some((member, child)) = simulator {
         deployment.members.push(member);

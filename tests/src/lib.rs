@@ -204,6 +204,25 @@ impl TestSuite {
         env: Vec<(String, String)>,
         configure: impl FnOnce(&mut Settings),
     ) -> Option<TestSuite> {
+        Self::spawn_planned(replicas, env, Vec::new(), configure).await
+    }
+
+    /// Separate processes with `replicas`, each run by `wrapper` (a
+    /// profiler and its options), and the settings `configure` makes.
+    pub async fn spawn_processes_under(
+        replicas: Replicas,
+        wrapper: Vec<String>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Option<TestSuite> {
+        Self::spawn_planned(replicas, Vec::new(), wrapper, configure).await
+    }
+
+    async fn spawn_planned(
+        replicas: Replicas,
+        env: Vec<(String, String)>,
+        wrapper: Vec<String>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Option<TestSuite> {
         let (prepared, settings) = prepare(Backend::Real, configure).await?;
         let plan = Plan {
             binary: offers_binary(),
@@ -211,6 +230,7 @@ impl TestSuite {
             settings: settings.clone(),
             replicas,
             env,
+            wrapper,
         };
         let deployment = Deployment::start(plan).await.expect("the deployment starts");
         let db = offers::process::connect_database(&deployment.settings, false).await.expect("database");
