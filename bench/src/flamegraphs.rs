@@ -46,6 +46,8 @@ pub async fn draw(target: &Target, people: &Population, phases: Phases, out: &Pa
         let short = workload.split_whitespace().next().unwrap_or(workload);
         let data = out.join(format!("{short}.perf.data"));
         let recording = record(&pids, &data)?;
+        // perf attaches to every thread of the processes before it samples.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let ran = driver::run(&connect, phases.connections, Pace::Closed, phases.warmup, phases.measure).await;
         // What a purchase costs includes its settlement.
         let drained = population::drained(target, Duration::from_secs(300)).await;
@@ -82,15 +84,12 @@ fn record(pids: &[String], data: &Path) -> anyhow::Result<Child> {
         .stderr(Stdio::null())
         .spawn()
         .context("perf record runs")?;
-    // perf attaches to every thread of the processes before it samples.
-    std::thread::sleep(Duration::from_millis(500));
     Ok(child)
 }
 
 /// Stops a recording the way Ctrl-C would, so that perf writes its file out.
 fn stop(mut recording: Child) -> anyhow::Result<()> {
-    let signalled = Command::new("kill").args(["-INT", &recording.id().to_string()]).status()?;
-    anyhow::ensure!(signalled.success(), "could not stop perf record");
+    offers_harness::local::signal(recording.id(), "INT").context("perf record stopped early")?;
     recording.wait()?;
     Ok(())
 }

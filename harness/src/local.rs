@@ -589,7 +589,8 @@ async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
+/// Sends the signal `name` (`TERM`, `INT`, `0` to ask whether it lives) to `pid`.
+pub fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
     let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).stderr(Stdio::null()).status()?;
     if status.success() { Ok(()) } else { bail!("could not signal process {pid}") }
 }
@@ -621,6 +622,18 @@ pub async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wrapper_runs_the_binary_with_its_options_before_the_binary() {
+        let binary = Path::new("/opt/offers/bin/offers");
+        let wrapped = command_under(&["valgrind".into(), "--tool=callgrind".into()], binary);
+        assert_eq!(wrapped.get_program(), "valgrind");
+        let args: Vec<_> = wrapped.get_args().collect();
+        assert_eq!(args, ["--tool=callgrind", "/opt/offers/bin/offers"]);
+        let bare = command_under(&[], binary);
+        assert_eq!(bare.get_program(), binary.as_os_str());
+        assert_eq!(bare.get_args().count(), 0);
+    }
 
     #[test]
     fn each_directory_has_its_own_database_and_prefixes() {

@@ -6,7 +6,8 @@
 //! them (19 MiB, 2 passes, the argon2 crate's default); this one does about
 //! the same work (36 MiB-passes against 38) in 37% less memory, and memory
 //! is what bounds a login flood and `offers dev`, where every role shares
-//! one process. Hashes stored with other parameters still verify.
+//! one process. Hashes stored with other parameters still verify, and the
+//! login that proves the password replaces them ([`Hasher::is_outdated`]).
 //!
 //! Each hash needs its 12 MiB of working memory. Hashing runs on the
 //! blocking pool, at most `concurrency` at a time, in buffers allocated
@@ -122,6 +123,20 @@ impl Hasher {
         .await?)
     }
 
+    /// Whether `stored` was made otherwise than new hashes are (other
+    /// parameters, algorithm or version). It still verifies; the login that
+    /// proves the password replaces it (see `Auth::login`).
+    pub fn is_outdated(&self, stored: &str) -> bool {
+        let ours = &self.params;
+        Stored::parse(stored).is_ok_and(|s| {
+            s.algorithm != Algorithm::Argon2id
+                || s.version != Version::V0x13
+                || (s.params.m_cost(), s.params.t_cost(), s.params.p_cost())
+                    != (ours.m_cost(), ours.t_cost(), ours.p_cost())
+                || s.expected.len() != Params::DEFAULT_OUTPUT_LEN
+        })
+    }
+
     /// A new PHC string for `password`, with a fresh salt.
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
         let params = self.params.clone();
@@ -218,7 +233,10 @@ mod tests {
         // Interoperable with the argon2 crate's own PHC strings, both ways.
         assert!(Argon2::default().verify_password(b"correct horse", &PasswordHash::new(&a).expect("phc")).is_ok());
         let theirs = Argon2::default().hash_password(b"tr0ub4dor").expect("hash").to_string();
-        assert!(hasher.verify("tr0ub4dor".into(), Some(theirs)).await.expect("verify"));
+        assert!(hasher.verify("tr0ub4dor".into(), Some(theirs.clone())).await.expect("verify"));
+        // The crate's default is the 19 MiB configuration used until 2026-12.
+        assert!(hasher.is_outdated(&theirs), "{theirs}");
+        assert!(!hasher.is_outdated(&a), "{a}");
     }
 
     fn resident_mib() -> u64 {

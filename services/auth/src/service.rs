@@ -93,8 +93,38 @@ impl Auth {
         let stored = found.as_ref().map(|u| u.password_hash.clone());
         let valid = self.hasher.verify(password.to_string(), stored).await?;
         match found {
-            Some(user) if valid && user.is_active => Ok(user),
+            Some(user) if valid && user.is_active => {
+                self.renew_hash(&user, password).await;
+                Ok(user)
+            }
             _ => Err(AuthError::InvalidCredentials),
+        }
+    }
+
+    /// Replaces a hash made with earlier parameters (19 MiB until 2026-12)
+    /// by one made with today's, now that the password is known: otherwise
+    /// every login of that user would keep costing the old memory, outside
+    /// the budget the slots are sized for. Only while the stored hash is
+    /// still the one just checked, so a password changed meanwhile stands.
+    /// A failure (no slot free, the database) leaves the old hash, which
+    /// still verifies: the next login tries again.
+    async fn renew_hash(&self, user: &user::Model, password: &str) {
+        if !self.hasher.is_outdated(&user.password_hash) {
+            return;
+        }
+        let renewed = match self.hasher.hash(password.to_string()).await {
+            Ok(renewed) => renewed,
+            Err(e) => return tracing::warn!(error = %e, "an outdated password hash was not renewed"),
+        };
+        let replaced = user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Expr::value(renewed))
+            .filter(user::Column::Id.eq(user.id))
+            .filter(user::Column::PasswordHash.eq(user.password_hash.as_str()))
+            .exec(&self.db)
+            .await;
+        match replaced {
+            Ok(_) => metrics::counter!("offers_auth_password_hashes_renewed_total").increment(1),
+            Err(e) => tracing::warn!(error = %e, "an outdated password hash was not renewed"),
         }
     }
 

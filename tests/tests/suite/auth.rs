@@ -2,6 +2,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use offers_tests::{Backend, TestSuite, across_processes, both, each_backend};
+use sea_orm::ConnectionTrait;
+use sea_orm::sea_query::{Expr, Query};
 use serde_json::json;
 use std::time::Duration;
 
@@ -229,7 +231,47 @@ async fn signing_keys_rotate_and_retire(suite: &TestSuite) {
     assert_eq!(suite.api.get(PROFILE, Some(&new)).await.status, 200);
 }
 
+/// The stored password hash of `user_id`.
+async fn stored_hash(suite: &TestSuite, user_id: &str) -> String {
+    use sea_orm::sea_query::ExprTrait;
+    let query = Query::select()
+        .column("password_hash")
+        .from("auth_users")
+        .and_where(Expr::col("id").eq(uuid::Uuid::parse_str(user_id).expect("id")))
+        .to_owned();
+    let row = suite.database().query_one(&query).await.expect("query").expect("the user");
+    row.try_get::<String>("", "password_hash").expect("a hash")
+}
+
+/// A user whose hash was made with the parameters used until 2026-12 (19
+/// MiB, 2 passes) logs in as before; that login replaces the hash with one
+/// of today's parameters, and a wrong password replaces nothing.
+async fn an_outdated_password_hash_is_renewed_at_login(suite: &TestSuite) {
+    use argon2::PasswordHasher;
+    use sea_orm::sea_query::ExprTrait;
+    let (user_id, token) = suite.user_with_balance(0).await;
+    let username = suite.api.get(PROFILE, Some(&token)).await.str("username").to_string();
+    let password = offers::dev::DEMO_PASSWORD;
+    let legacy = argon2::Argon2::default().hash_password(password.as_bytes()).expect("hash").to_string();
+    assert!(legacy.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{legacy}");
+    let update = Query::update()
+        .table("auth_users")
+        .value("password_hash", legacy.clone())
+        .and_where(Expr::col("id").eq(uuid::Uuid::parse_str(&user_id).expect("id")))
+        .to_owned();
+    suite.database().execute(&update).await.expect("the old hash stored");
+
+    assert_eq!(suite.api.login(&username, "not-the-password").await.status, 401);
+    assert_eq!(stored_hash(suite, &user_id).await, legacy, "a wrong password renews nothing");
+    assert_eq!(suite.api.login(&username, password).await.status, 200, "the old hash still verifies");
+    let renewed = stored_hash(suite, &user_id).await;
+    assert!(renewed.starts_with("$argon2id$v=19$m=12288,t=3,p=1$"), "{renewed}");
+    assert_eq!(suite.api.login(&username, password).await.status, 200, "and the new one too");
+    assert_eq!(stored_hash(suite, &user_id).await, renewed, "a current hash is left as it is");
+}
+
 both!(
+    an_outdated_password_hash_is_renewed_at_login,
     signing_keys_rotate_and_retire,
     login_succeeds_and_fails,
     profile_needs_a_valid_token,
@@ -494,9 +536,9 @@ fn memory_mib(pid: u32, field: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_flood_stays_within_the_auth_process_memory_budget() {
-    // A budget with room for three 12 MiB hashes (one per core runs at once). Unbounded, 120 logins of unknown
-    // users (no per-address limit applies) would hash all at once: over
-    // 2 GiB in this one process.
+    // A budget with room for three 12 MiB hashes (one per core runs at
+    // once). Unbounded, 120 logins of unknown users (no per-address limit
+    // applies) would hash all at once: over 2 GiB in this one process.
     let configure = |s: &mut offers::settings::Settings| {
         s.auth.password_hash_memory_mib = 40;
         s.auth.login_per_address = 10_000;
