@@ -152,6 +152,17 @@ impl Target {
         }
     }
 
+    /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) every process of `role`.
+    /// `false` when the role has no process of its own (`offers dev`).
+    pub fn pause(&self, role: Role, paused: bool) -> anyhow::Result<bool> {
+        let Running::Processes(suite) = &self.running else { return Ok(false) };
+        let deployment = suite.processes().context("a deployment")?;
+        for member in deployment.members_of(role) {
+            offers_harness::local::signal(member.pid, if paused { "STOP" } else { "CONT" })?;
+        }
+        Ok(true)
+    }
+
     pub async fn stop(self) -> anyhow::Result<()> {
         match self.running {
             Running::Dev { mut child, dir } => {

@@ -18,6 +18,7 @@ use crate::driver::{self, Caller, Connect, Measured, Pace};
 use crate::population::{self, Population};
 use crate::report::{Latencies, Row};
 use crate::target::Target;
+use offers::roles::Role;
 
 /// How long and how wide each measurement is.
 #[derive(Debug, Clone, Copy)]
@@ -97,6 +98,20 @@ pub async fn run_all(target: &Target, people: &Population, phases: Phases) -> an
         row(target, "W4 POST /api/v1/activation/ (accepted)", &max, &half)
             .note(format!("the backlog settled {:.1} s after the last", drain.as_secs_f64())),
     );
+
+    // The accept path alone: with the workers stopped, nothing settles
+    // while purchases come in, so the two stop sharing the two cores.
+    // Only where the workers are processes of their own.
+    if target.pause(Role::Worker, true)? {
+        let measured = max_then_half(&purchases(edge, &tokens, people, "w4s"), phases).await;
+        target.pause(Role::Worker, false)?;
+        let (max, half) = measured?;
+        let drain = population::drained(target, DRAIN).await?;
+        rows.push(
+            row(target, "W4s POST /api/v1/activation/ (accepted, workers stopped)", &max, &half)
+                .note(format!("the workers settled the backlog {:.1} s after resuming", drain.as_secs_f64())),
+        );
+    }
 
     rows.push(end_to_end(target, &tokens, &people.offer_id, phases).await?);
 

@@ -5,6 +5,7 @@ mod bodies;
 mod context;
 mod error;
 mod formats;
+mod kept;
 mod metrics;
 mod openapi;
 mod problems;
@@ -65,13 +66,14 @@ const COMPRESS_ABOVE: u64 = 1024;
 struct AppState {
     upstreams: Upstreams,
     auth: EdgeAuth,
+    kept: kept::KeptPages,
 }
 
 /// The whole edge: REST paths, OpenAPI, the process's operational paths
 /// (`ops`: health, readiness, metrics), and the layers every request goes
 /// through.
 pub fn router(settings: &GatewaySettings, upstreams: Upstreams, auth: EdgeAuth, ops: Router) -> Router {
-    let state = AppState { upstreams, auth };
+    let state = AppState { upstreams, auth, kept: kept::KeptPages::default() };
     let (api, doc) = OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(routes::auth::login))
         .routes(routes!(routes::auth::refresh))

@@ -12,8 +12,11 @@ use serde::Serialize;
 use tonic::metadata::{Ascii, MetadataValue};
 use utoipa::ToSchema;
 
+use std::sync::Arc;
+
 use crate::error::ApiError;
 use crate::formats::{Cursor, Reference};
+use crate::kept::Encoded;
 use offers_kit::Error;
 use offers_kit::grpc::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, checked_idempotency_key, page_after};
 
@@ -64,27 +67,36 @@ pub struct Revalidated<T> {
 
 impl<T: Serialize> axum::response::IntoResponse for Revalidated<T> {
     fn into_response(self) -> axum::response::Response {
-        use axum::http::{HeaderValue, StatusCode, header};
-        use sha2::Digest;
         if self.answer.stale {
             return self.answer.into_response();
         }
-        let body = match serde_json::to_vec(&self.answer.body) {
-            Ok(body) => body,
-            Err(e) => return ApiError::from(offers_kit::Error::internal(e.to_string())).into_response(),
-        };
-        let digest = sha2::Sha256::digest(&body);
-        let tag = format!("\"{}\"", hex::encode(&digest[..16]));
-        let matches = self.if_none_match.as_ref().and_then(|v| v.to_str().ok()).is_some_and(|v| matches_tag(v, &tag));
+        match Encoded::of(&self.answer.body, String::new()) {
+            Ok(encoded) => Tagged { encoded: Arc::new(encoded), if_none_match: self.if_none_match }.into_response(),
+            Err(e) => ApiError::from(e).into_response(),
+        }
+    }
+}
+
+/// A current answer already encoded, with its tag: `304` when
+/// `If-None-Match` names the tag, else the body.
+pub struct Tagged {
+    pub encoded: Arc<Encoded>,
+    pub if_none_match: Option<axum::http::HeaderValue>,
+}
+
+impl axum::response::IntoResponse for Tagged {
+    fn into_response(self) -> axum::response::Response {
+        use axum::http::{HeaderValue, StatusCode, header};
+        let tag = self.encoded.tag.to_str().unwrap_or_default();
+        let matches = self.if_none_match.as_ref().and_then(|v| v.to_str().ok()).is_some_and(|v| matches_tag(v, tag));
         let mut response = if matches {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
+            let body = self.encoded.body.clone();
             ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
         };
         let headers = response.headers_mut();
-        if let Ok(tag) = HeaderValue::from_str(&tag) {
-            headers.insert(header::ETAG, tag);
-        }
+        headers.insert(header::ETAG, self.encoded.tag.clone());
         // Per caller (an administrator sees inactive offers), and checked
         // with us before each reuse.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));

@@ -15,22 +15,43 @@ use crate::service::{Catalog, Served};
 
 pub struct CatalogApi(pub Arc<Catalog>);
 
+/// One page of the offers, newest first.
+struct OfferPage {
+    offers: Vec<pb::Offer>,
+    next_page_token: String,
+    stale: bool,
+    version: String,
+    not_modified: bool,
+}
+
 impl Catalog {
-    /// One page of the offers (newest first), its next page's token, and
-    /// whether it came from a stale copy.
+    /// One page of the offers; none when the list's version is
+    /// `unless_version` (the caller holds the page already).
     async fn page(
         &self,
         include_inactive: bool,
         size: i32,
         token: &str,
-    ) -> Result<(Vec<pb::Offer>, String, bool), Status> {
+        unless_version: &str,
+    ) -> Result<OfferPage, Status> {
         let limit = usize::try_from(page_size(size)?).unwrap_or(50);
         let after = page_after(token)?;
-        let Served { value: offers, stale } = self.list(include_inactive).await?;
+        let Served { value: offers, stale, version } = self.list(include_inactive).await?;
+        let version = version.to_string();
+        if !version.is_empty() && version == unless_version {
+            return Ok(OfferPage {
+                offers: vec![],
+                next_page_token: String::new(),
+                stale,
+                version,
+                not_modified: true,
+            });
+        }
         let start = after.map_or(0, |after| offers.iter().take_while(|o| o.id >= after).count());
-        let page: Vec<Offer> = offers.into_iter().skip(start).take(limit + 1).collect();
+        let page: Vec<&Offer> = offers.iter().skip(start).take(limit + 1).collect();
         let next_page_token = if page.len() > limit { page[limit - 1].id.to_string() } else { String::new() };
-        Ok((page.into_iter().take(limit).map(pb::Offer::from).collect(), next_page_token, stale))
+        let offers = page.into_iter().take(limit).map(|o| pb::Offer::from(o.clone())).collect();
+        Ok(OfferPage { offers, next_page_token, stale, version, not_modified: false })
     }
 }
 pub struct CatalogAdminApi(pub Arc<Catalog>);
@@ -46,19 +67,19 @@ impl pb::catalog_service_server::CatalogService for CatalogApi {
         if body.show_inactive && !principal.is_admin {
             return Err(CatalogError::AdminOnly.into());
         }
-        let (offers, next_page_token, stale) =
-            self.0.page(body.show_inactive, body.page_size, &body.page_token).await?;
-        Ok(answer(pb::ListOffersResponse { offers, next_page_token }, stale))
+        let OfferPage { offers, next_page_token, stale, version, not_modified } =
+            self.0.page(body.show_inactive, body.page_size, &body.page_token, &body.unless_version).await?;
+        Ok(answer(pb::ListOffersResponse { offers, next_page_token, version, not_modified }, stale))
     }
 
     async fn get_offer(&self, request: Request<pb::GetOfferRequest>) -> Result<Response<pb::GetOfferResponse>, Status> {
         let principal = user(&request).await?;
-        let Served { value: offer, stale } = self.0.get(parse_id(&request.get_ref().id)?).await?;
+        let Served { value: offer, stale, .. } = self.0.get(parse_id(&request.get_ref().id)?).await?;
         // An inactive offer is invisible to everyone but administrators.
         if !offer.is_active && !principal.is_admin {
             return Err(CatalogError::NotFound.into());
         }
-        Ok(answer(pb::GetOfferResponse { offer: Some(pb::Offer::from(offer)) }, stale))
+        Ok(answer(pb::GetOfferResponse { offer: Some(pb::Offer::from(Arc::unwrap_or_clone(offer))) }, stale))
     }
 }
 
@@ -92,11 +113,11 @@ impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminApi {
         request: Request<pb::LookupOfferRequest>,
     ) -> Result<Response<pb::LookupOfferResponse>, Status> {
         // Purchases are priced from this answer: never from a stale copy.
-        let Served { value: offer, stale } = self.0.get(parse_id(&request.get_ref().id)?).await?;
+        let Served { value: offer, stale, .. } = self.0.get(parse_id(&request.get_ref().id)?).await?;
         if stale {
             return Err(Error::new(ErrorCode::Unavailable, "the catalog cannot be read now; try again").into());
         }
-        Ok(Response::new(pb::LookupOfferResponse { offer: Some(pb::Offer::from(offer)) }))
+        Ok(Response::new(pb::LookupOfferResponse { offer: Some(pb::Offer::from(Arc::unwrap_or_clone(offer))) }))
     }
 
     async fn list_all_offers(
@@ -104,7 +125,8 @@ impl pb::catalog_admin_service_server::CatalogAdminService for CatalogAdminApi {
         request: Request<pb::ListAllOffersRequest>,
     ) -> Result<Response<pb::ListAllOffersResponse>, Status> {
         let body = request.into_inner();
-        let (offers, next_page_token, stale) = self.0.page(true, body.page_size, &body.page_token).await?;
+        let OfferPage { offers, next_page_token, stale, .. } =
+            self.0.page(true, body.page_size, &body.page_token, "").await?;
         Ok(answer(pb::ListAllOffersResponse { offers, next_page_token }, stale))
     }
 }

@@ -13,6 +13,12 @@
 //! second round trip and decoding the whole list again. The key names its
 //! generation, so a write anywhere still moves every reader off a copy at
 //! once; when the generation cannot be read, no copy is used.
+//!
+//! Every answer also carries a version: a digest of what was read, taken
+//! once per read of the shared cache or the database, not per request.
+//! Callers that keep what they made of an answer (the edge keeps its JSON)
+//! send it back and are told when it still holds. Unlike the generation, a
+//! digest cannot repeat for other content when Redis loses the counter.
 
 use std::any::Any;
 use std::sync::{Arc, Mutex};
@@ -35,11 +41,13 @@ const GENERATION: &str = "catalog:generation";
 /// starts over at zero, and the keys it named are gone with it.
 const GENERATION_WINDOW: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
-/// What a read answers: the value, and whether it is the last-known copy
-/// served because the database could not be reached.
+/// What a read answers: the value (shared with the process's decoded
+/// copy), whether it is the last-known copy served because the database
+/// could not be reached, and its version (empty when stale).
 pub struct Served<T> {
-    pub value: T,
+    pub value: Arc<T>,
     pub stale: bool,
+    pub version: Arc<str>,
 }
 
 /// The catalog service's audit trail.
@@ -55,10 +63,17 @@ pub struct Catalog {
     trail: Trail,
 }
 
-/// A value read from the cache, decoded, and when it was.
+/// A value read from the cache, decoded, its version, and when it was read.
 struct Decoded {
     at: Instant,
     value: Arc<dyn Any + Send + Sync>,
+    version: Arc<str>,
+}
+
+/// The version of a value whose JSON is `json`: 128 bits of its SHA-256.
+fn version_of(json: &str) -> Arc<str> {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(json)[..16]).into()
 }
 
 /// Keys whose decoded values a process keeps: the two lists and every offer.
@@ -82,19 +97,20 @@ impl Catalog {
         }
     }
 
-    fn decoded<T: Clone + Send + Sync + 'static>(&self, key: &str) -> Option<T> {
+    fn decoded<T: Send + Sync + 'static>(&self, key: &str) -> Option<(Arc<T>, Arc<str>)> {
         let mut decoded = self.decoded.lock().ok()?;
         let entry = decoded.get(key)?;
         if entry.at.elapsed() >= self.ttl {
             decoded.remove(key);
             return None;
         }
-        entry.value.downcast_ref::<T>().cloned()
+        let value = entry.value.clone().downcast::<T>().ok()?;
+        Some((value, entry.version.clone()))
     }
 
-    fn keep_decoded<T: Clone + Send + Sync + 'static>(&self, key: String, value: &T) {
+    fn keep_decoded<T: Send + Sync + 'static>(&self, key: String, value: &Arc<T>, version: &Arc<str>) {
         if let Ok(mut decoded) = self.decoded.lock() {
-            decoded.insert(key, Decoded { at: Instant::now(), value: Arc::new(value.clone()) });
+            decoded.insert(key, Decoded { at: Instant::now(), value: value.clone(), version: version.clone() });
         }
     }
 
@@ -103,51 +119,58 @@ impl Catalog {
     /// last-known copy.
     async fn cached<T, F>(&self, what: &str, load: F) -> Result<Served<T>, CatalogError>
     where
-        T: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
         F: AsyncFnOnce() -> Result<T, CatalogError>,
     {
         let generation = self.generation().await;
         let key = format!("catalog:g{}:{what}", generation.as_deref().unwrap_or("0"));
         let last_known = format!("catalog:last:{what}");
         if generation.is_some()
-            && let Some(value) = self.decoded::<T>(&key)
+            && let Some((value, version)) = self.decoded::<T>(&key)
         {
             metrics::counter!("offers_catalog_cache_total", "result" => "hit").increment(1);
-            return Ok(Served { value, stale: false });
+            return Ok(Served { value, stale: false, version });
         }
-        if let Some(value) = self.read::<T>(&key).await {
+        if let Some((value, version)) = self.read::<T>(&key).await {
             metrics::counter!("offers_catalog_cache_total", "result" => "hit").increment(1);
+            let value = Arc::new(value);
             if generation.is_some() {
-                self.keep_decoded(key, &value);
+                self.keep_decoded(key, &value, &version);
             }
-            return Ok(Served { value, stale: false });
+            return Ok(Served { value, stale: false, version });
         }
         metrics::counter!("offers_catalog_cache_total", "result" => "miss").increment(1);
         let value = match load().await {
             Ok(value) => value,
             Err(CatalogError::Db(e)) if offers_kit::db::is_unreachable(&e) => match self.read(&last_known).await {
-                Some(value) => {
+                Some((value, _)) => {
                     tracing::warn!(error = %e, "database unreachable; serving the last-known offers, marked stale");
                     metrics::counter!("offers_catalog_cache_total", "result" => "stale").increment(1);
-                    return Ok(Served { value, stale: true });
+                    return Ok(Served { value: Arc::new(value), stale: true, version: "".into() });
                 }
                 None => return Err(CatalogError::Db(e)),
             },
             Err(e) => return Err(e),
         };
+        // Offers always serialise; were one not to, it would go uncached
+        // and unversioned, which callers take as "keep nothing".
+        let mut version: Arc<str> = "".into();
         if let Ok(json) = serde_json::to_string(&value) {
             for (key, ttl) in [(&key, self.ttl), (&last_known, LAST_KNOWN_TTL)] {
                 if let Err(e) = self.cache.set(key, &json, ttl).await {
                     tracing::warn!(error = %e, "could not fill the offer cache");
                 }
             }
+            version = version_of(&json);
         }
-        Ok(Served { value, stale: false })
+        Ok(Served { value: Arc::new(value), stale: false, version })
     }
 
-    async fn read<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+    /// A cached value, decoded, with its version.
+    async fn read<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<(T, Arc<str>)> {
         let hit = self.cache.get(key).await.ok()??;
-        serde_json::from_str(&hit).ok()
+        let value = serde_json::from_str(&hit).ok()?;
+        Some((value, version_of(&hit)))
     }
 
     /// All offers, newest first; only active ones unless `include_inactive`.

@@ -76,6 +76,7 @@ async fn a_postgres_outage_is_a_bounded_503_with_stale_reads_and_recovers() {
         let offers = suite.api.get("/api/v1/offers/", Some(&bought.token)).await;
         assert_eq!(offers.status, 200, "{}", offers.body);
         assert!(stale(&offers), "the last-known offers are marked stale");
+        assert!(offers.header("etag").is_none(), "and carry no tag to revalidate with");
         assert!(offers.body["results"].as_array().is_some_and(|r| r.iter().any(|o| o["code"] == "COMBO-30")));
 
         let path = |id: &str| format!("/api/v1/activation/status/{id}/");

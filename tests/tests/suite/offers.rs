@@ -159,7 +159,45 @@ async fn offer_admin_validates_input(suite: &TestSuite) {
     assert!(matches!(admin.create_offer(duplicate).await, Ok(offers::admin::Created::Existing)));
 }
 
+/// A caller that holds a page (the edge keeps its JSON) sends its version
+/// back: the catalog confirms it without sending the offers while they
+/// are unchanged, still checks who asks first, and sends the page again,
+/// with a new version, once an offer changed.
+async fn the_catalog_confirms_a_held_page_without_sending_it(suite: &TestSuite) {
+    use offers_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
+    let token = suite.token("demo").await;
+    let mut catalog = CatalogServiceClient::new(suite.public_channel().await);
+    let ask = |unless_version: &str, show_inactive: bool| {
+        let body = pb::ListOffersRequest { unless_version: unless_version.into(), show_inactive, ..Default::default() };
+        let mut request = tonic::Request::new(body);
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+        request
+    };
+    let first = catalog.list_offers(ask("", false)).await.expect("list").into_inner();
+    assert!(!first.offers.is_empty() && !first.not_modified);
+    assert_eq!(first.version.len(), 32, "a version: {:?}", first.version);
+
+    let held = catalog.list_offers(ask(&first.version, false)).await.expect("list").into_inner();
+    assert!(held.not_modified, "the same offers: confirmed");
+    assert!(held.offers.is_empty() && held.next_page_token.is_empty(), "and not sent again");
+    assert_eq!(held.version, first.version);
+
+    let other = catalog.list_offers(ask("0123456789abcdef0123456789abcdef", false)).await.expect("list");
+    let other = other.into_inner();
+    assert!(!other.not_modified && other.offers == first.offers && other.version == first.version);
+
+    let refused = catalog.list_offers(ask(&first.version, true)).await.expect_err("not an administrator");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "who asks is checked before any version");
+
+    let repriced = pb::Offer { id: first.offers[0].id.clone(), price: first.offers[0].price + 1, ..Default::default() };
+    suite.admin().update_offer(repriced, vec!["price".into()]).await.expect("reprice");
+    let changed = catalog.list_offers(ask(&first.version, false)).await.expect("list").into_inner();
+    assert!(!changed.not_modified && changed.version != first.version, "a new version once an offer changed");
+    assert_eq!(changed.offers[0].price, first.offers[0].price + 1);
+}
+
 both!(
+    the_catalog_confirms_a_held_page_without_sending_it,
     catalog_answers_revalidate_and_compress,
     offers_list_and_get,
     offers_paginate_newest_first,
