@@ -162,7 +162,9 @@ async fn main() -> anyhow::Result<()> {
             size.users, size.offers, size.history
         );
         let people = population::seed(&target, size).await?;
-        report.notes.push(format!("{backend}: seeded in {:.1} s", people.seeded_in.as_secs_f64()));
+        let seeded =
+            target.largest_peak_rss().map_or(String::new(), |(p, mib)| format!("; peak RSS then {p} {mib:.0} MiB"));
+        report.notes.push(format!("{backend}: seeded in {:.1} s{seeded}", people.seeded_in.as_secs_f64()));
         eprintln!("{backend}: measuring");
         let mut rows = workloads::run_all(&target, &people, phases).await?;
         for row in &mut rows {

@@ -37,6 +37,9 @@ pub struct Row {
     pub baseline: Option<(String, f64)>,
     pub first_error: Option<String>,
     pub note: Option<String>,
+    /// The largest process's peak RSS (`VmHWM`) once this workload was
+    /// done: where the peak grows, workload by workload.
+    pub peak_after: Option<(String, f64)>,
 }
 
 impl Row {
@@ -51,7 +54,13 @@ impl Row {
             baseline: None,
             first_error: max.first_error.clone(),
             note: None,
+            peak_after: None,
         }
+    }
+
+    pub fn peak_after(mut self, peak: Option<(String, f64)>) -> Self {
+        self.peak_after = peak;
+        self
     }
 
     pub fn note(mut self, note: String) -> Self {
@@ -131,6 +140,22 @@ impl Report {
             }
             if let Some(error) = &r.first_error {
                 println!("{} {}: first error: {error}", r.backend, r.workload);
+            }
+        }
+        let mut backends: Vec<&str> = self.rows.iter().map(|r| r.backend.as_str()).collect();
+        backends.dedup();
+        for backend in backends {
+            let growth: Vec<String> = self
+                .rows
+                .iter()
+                .filter(|r| r.backend == backend)
+                .filter_map(|r| {
+                    let (process, mib) = r.peak_after.as_ref()?;
+                    Some(format!("{} {process} {mib:.0}", r.workload.split(' ').next().unwrap_or_default()))
+                })
+                .collect();
+            if !growth.is_empty() {
+                println!("{backend}: peak RSS after each workload (MiB, largest process): {}", growth.join(", "));
             }
         }
         let memory: Vec<String> =

@@ -152,6 +152,12 @@ impl Target {
         }
     }
 
+    /// The process with the largest peak RSS so far, and that peak in MiB.
+    pub fn largest_peak_rss(&self) -> Option<(String, f64)> {
+        let peaks = self.processes_by_name().into_iter().filter_map(|(name, pid)| Some((name, peak_rss_mib(pid)?)));
+        peaks.max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
     /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) every process of `role`.
     /// `false` when the role has no process of its own (`offers dev`).
     pub fn pause(&self, role: Role, paused: bool) -> anyhow::Result<bool> {

@@ -41,6 +41,7 @@ async fn max_then_half(connect: &Connect, phases: Phases) -> anyhow::Result<(Mea
 
 fn row(target: &Target, workload: &str, max: &Measured, half: &Measured) -> Row {
     Row::new(&target.backend.to_string(), workload, max, half.per_second(), Latencies::of(half))
+        .peak_after(target.largest_peak_rss())
 }
 
 /// Requests made in turn by every user's token.
@@ -261,6 +262,7 @@ async fn end_to_end(target: &Target, tokens: &[String], offer: &str, phases: Pha
     through.latencies.sort_unstable();
     let max = Measured { ok: successes as u64, seconds: span.as_secs_f64(), errors: max.errors, ..max };
     Ok(Row::new(&target.backend.to_string(), "W5 activation POST → SUCCESS", &max, rate, Latencies::of(&through))
+        .peak_after(target.largest_peak_rss())
         .note(format!("{} accepted in the burst settled within {:.1} s", successes, span.as_secs_f64())))
 }
 
