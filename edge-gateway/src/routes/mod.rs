@@ -4,6 +4,8 @@ pub mod auth;
 pub mod offers;
 pub mod partner;
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use offers_proto::account::v1 as account_pb;
@@ -11,8 +13,6 @@ use offers_proto::account::v1::TransactionStatus;
 use serde::Serialize;
 use tonic::metadata::{Ascii, MetadataValue};
 use utoipa::ToSchema;
-
-use std::sync::Arc;
 
 use crate::error::ApiError;
 use crate::formats::{Cursor, Reference};

@@ -196,7 +196,36 @@ async fn the_catalog_confirms_a_held_page_without_sending_it(suite: &TestSuite) 
     assert_eq!(changed.offers[0].price, first.offers[0].price + 1);
 }
 
+/// The edge keeps one copy of each page for every caller, but never
+/// answers from it before the catalog has checked who asks: an
+/// administrator's page with inactive offers, kept and revalidated, is
+/// still a 403 for anyone else, with or without its tag.
+async fn a_kept_administrators_page_is_never_anyone_elses(suite: &TestSuite) {
+    let username = format!("a{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let request = offers_proto::auth::v1::CreateUserRequest {
+        username: username.clone(),
+        password: offers::dev::DEMO_PASSWORD.into(),
+        email: format!("{username}@example.com"),
+        is_admin: true,
+        ..Default::default()
+    };
+    suite.admin().create_user(request).await.expect("an administrator");
+    let (admin, user) = (suite.token(&username).await, suite.token("demo").await);
+    let all = "/api/v1/offers/?include_inactive=true";
+    let first = suite.api.get_raw(all, Some(&admin), &[]).await;
+    assert_eq!(first.0, 200);
+    let tag = first.1.get("etag").and_then(|v| v.to_str().ok()).expect("an ETag").to_string();
+    let again = suite.api.get_raw(all, Some(&admin), &[]).await;
+    assert_eq!((again.0, &again.2), (200, &first.2), "the administrator's page again, from the kept copy");
+    assert_eq!(suite.api.get_raw(all, Some(&admin), &[("if-none-match", &tag)]).await.0, 304);
+
+    suite.api.get(all, Some(&user)).await.assert_problem(403, "permission_denied");
+    let (status, _, body) = suite.api.get_raw(all, Some(&user), &[("if-none-match", &tag)]).await;
+    assert_eq!(status, 403, "not a 304 on the administrator's tag: {}", String::from_utf8_lossy(&body));
+}
+
 both!(
+    a_kept_administrators_page_is_never_anyone_elses,
     the_catalog_confirms_a_held_page_without_sending_it,
     catalog_answers_revalidate_and_compress,
     offers_list_and_get,
@@ -206,7 +235,11 @@ both!(
 );
 
 // Across every process boundary: each role its own process.
-across_processes!(offers_list_and_get, admin_update_invalidates_the_cache,);
+across_processes!(
+    offers_list_and_get,
+    admin_update_invalidates_the_cache,
+    a_kept_administrators_page_is_never_anyone_elses,
+);
 
 /// A client that keeps the catalog revalidates it (`If-None-Match`): 304
 /// with no body while nothing changed, the new list with a new tag once an
