@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use hashlink::LruCache;
 
 #[cfg(feature = "redis")]
 pub use redis::RedisCache;
@@ -83,17 +84,37 @@ pub fn from_settings(settings: &crate::config::CacheSettings) -> Result<SharedCa
 
 enum Value {
     Text(String),
-    Hash(HashMap<String, String>),
     Counter(u64),
 }
 
-type Entries = HashMap<String, (Value, Instant)>;
+type Hash = HashMap<String, String>;
 
-/// The embedded-mode cache: one process, so a map under a lock will do.
-#[derive(Default)]
+/// The embedded-mode cache: one process, so maps under a lock will do.
+///
+/// Hashes (transaction statuses: one per purchase, kept a day) are held in
+/// a least-recently-used set of at most [`HASHES`], as Redis under its
+/// memory limit would evict them: losing one costs a read of the ledger.
+/// Texts and counters (the catalog, console sessions, rate limits) are few
+/// or short-lived, and evicting a limit's counter would lift the limit, so
+/// they leave only when they expire.
 pub struct MemoryCache {
-    /// The entries and the count of operations since the start.
-    entries: Mutex<(Entries, u64)>,
+    entries: Mutex<Entries>,
+}
+
+struct Entries {
+    plain: HashMap<String, (Value, Instant)>,
+    hashes: LruCache<String, (Hash, Instant)>,
+    /// Operations since the start, for the sweep.
+    ops: u64,
+}
+
+/// The most hashes the embedded cache holds (about a kilobyte each).
+const HASHES: usize = 4_096;
+
+impl Default for MemoryCache {
+    fn default() -> Self {
+        Self::with_hashes(HASHES)
+    }
 }
 
 /// Expired entries are dropped when touched, and all of them every so many
@@ -101,73 +122,91 @@ pub struct MemoryCache {
 const SWEEP_EVERY: u64 = 1024;
 
 impl MemoryCache {
+    fn with_hashes(capacity: usize) -> Self {
+        let entries = Entries { plain: HashMap::new(), hashes: LruCache::new(capacity), ops: 0 };
+        Self { entries: Mutex::new(entries) }
+    }
+
     fn with<R>(&self, key: &str, f: impl FnOnce(&mut Entries) -> R) -> R {
-        let mut guard = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (entries, ops) = &mut *guard;
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
-        *ops += 1;
-        if *ops % SWEEP_EVERY == 0 {
-            entries.retain(|_, (_, expires)| *expires > now);
-        } else if entries.get(key).is_some_and(|(_, expires)| *expires <= now) {
-            entries.remove(key);
+        entries.ops += 1;
+        if entries.ops.is_multiple_of(SWEEP_EVERY) {
+            entries.plain.retain(|_, (_, expires)| *expires > now);
+            entries.hashes.retain(|_, (_, expires)| *expires > now);
+        } else {
+            if entries.plain.get(key).is_some_and(|(_, expires)| *expires <= now) {
+                entries.plain.remove(key);
+            }
+            if entries.hashes.peek(key).is_some_and(|(_, expires)| *expires <= now) {
+                entries.hashes.remove(key);
+            }
         }
-        f(entries)
+        f(&mut entries)
     }
 }
 
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
-        Ok(self.with(key, |m| match m.get(key) {
+        Ok(self.with(key, |m| match m.plain.get(key) {
             Some((Value::Text(v), _)) => Some(v.clone()),
             Some((Value::Counter(n), _)) => Some(n.to_string()),
-            _ => None,
+            None => None,
         }))
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
-        self.with(key, |m| m.insert(key.into(), (Value::Text(value.into()), Instant::now() + ttl)));
+        self.with(key, |m| {
+            m.hashes.remove(key);
+            m.plain.insert(key.into(), (Value::Text(value.into()), Instant::now() + ttl))
+        });
         Ok(())
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<(), CacheError> {
-        self.with("", |m| keys.iter().for_each(|k| drop(m.remove(*k))));
+        self.with("", |m| {
+            for key in keys {
+                m.plain.remove(*key);
+                m.hashes.remove(*key);
+            }
+        });
         Ok(())
     }
 
     async fn hash_set_if_newer(&self, key: &str, hash: VersionedHash<'_>) -> Result<bool, CacheError> {
         let VersionedHash { revision, fields, ttl } = hash;
         Ok(self.with(key, |m| {
-            if let Some((Value::Hash(h), _)) = m.get(key)
+            if let Some((h, _)) = m.hashes.peek(key)
                 && h.get("revision").and_then(|r| r.parse::<i64>().ok()).is_some_and(|r| r >= revision)
             {
                 return false;
             }
-            let mut hash: HashMap<String, String> = fields.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
+            let mut hash: Hash = fields.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
             hash.insert("revision".into(), revision.to_string());
-            m.insert(key.into(), (Value::Hash(hash), Instant::now() + ttl));
+            m.plain.remove(key);
+            m.hashes.insert(key.into(), (hash, Instant::now() + ttl));
             true
         }))
     }
 
     async fn hash_get(&self, key: &str) -> Result<HashMap<String, String>, CacheError> {
-        Ok(self.with(key, |m| match m.get(key) {
-            Some((Value::Hash(h), _)) => h.clone(),
-            _ => HashMap::new(),
-        }))
+        Ok(self.with(key, |m| m.hashes.get(key).map(|(h, _)| h.clone()).unwrap_or_default()))
     }
 
     async fn hit(&self, key: &str, window: Duration) -> Result<(u64, u64), CacheError> {
         Ok(self.with(key, |m| {
             let now = Instant::now();
-            let entry = m.entry(key.into()).or_insert((Value::Counter(0), now + window));
+            // Redis would refuse INCR on a hash; this is a caller's bug, and
+            // starting the counter over is the gentler answer.
+            m.hashes.remove(key);
+            let entry = m.plain.entry(key.into()).or_insert((Value::Counter(0), now + window));
             let count = match &mut entry.0 {
                 Value::Counter(n) => {
                     *n += 1;
                     *n
                 }
-                // Redis would refuse INCR on a non-number; this is a caller's
-                // bug, and starting the counter over is the gentler answer.
+                // The same for INCR on a text that is not a number.
                 other => {
                     *other = Value::Counter(1);
                     1
@@ -225,5 +264,30 @@ mod tests {
         let (revision, fields) = hash(1, "PENDING");
         assert!(!cache.hash_set_if_newer("h", VersionedHash { revision, fields: &fields, ttl }).await.expect("hset"));
         assert_eq!(cache.hash_get("h").await.expect("hget").get("status").map(String::as_str), Some("SUCCESS"));
+    }
+
+    /// Statuses beyond the bound push out the least recently used one, and
+    /// never a rate limit's counter, which would lift the limit.
+    #[tokio::test]
+    async fn memory_cache_bounds_hashes_and_keeps_counters() {
+        let cache = MemoryCache::with_hashes(2);
+        let ttl = Duration::from_secs(60);
+        assert_eq!(cache.hit("limit", ttl).await.expect("hit").0, 1);
+        let fields = [("status", "PENDING".to_string())];
+        for key in ["a", "b"] {
+            assert!(
+                cache.hash_set_if_newer(key, VersionedHash { revision: 1, fields: &fields, ttl }).await.expect("hset")
+            );
+        }
+        assert!(!cache.hash_get("a").await.expect("hget").is_empty(), "a read makes `a` the most recent");
+        assert!(cache.hash_set_if_newer("c", VersionedHash { revision: 1, fields: &fields, ttl }).await.expect("hset"));
+        assert!(cache.hash_get("b").await.expect("hget").is_empty(), "the least recently used hash left");
+        for key in ["a", "c"] {
+            assert_eq!(cache.hash_get(key).await.expect("hget").get("revision").map(String::as_str), Some("1"));
+        }
+        assert_eq!(cache.hit("limit", ttl).await.expect("hit").0, 2, "the counter was not evicted");
+        cache.set("a", "text", ttl).await.expect("set");
+        assert!(cache.hash_get("a").await.expect("hget").is_empty(), "a key holds one kind of value");
+        assert_eq!(cache.get("a").await.expect("get").as_deref(), Some("text"));
     }
 }
