@@ -2,6 +2,7 @@
 //! start many suites in one process) reuse what is there.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
@@ -175,12 +176,33 @@ pub fn install_metrics(buckets: &[Buckets]) -> PrometheusHandle {
             });
             let recorder = builder.unwrap_or_else(|_| PrometheusBuilder::new()).build_recorder();
             let handle = recorder.handle();
+            keep_up(handle.clone());
             // Another recorder set first (a test harness) only means our
             // metrics go there instead; rendering still works.
             let _ = metrics::set_global_recorder(recorder);
             handle
         })
         .clone()
+}
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The recorder holds every histogram sample as it came until something
+/// folds them into the buckets; rendering `/metrics` does, but a process no
+/// one scrapes (`offers dev`, or Prometheus away) would hold them all: tens
+/// of bytes a request, without bound. A thread of its own, not a task,
+/// because the recorder outlives any one runtime.
+fn keep_up(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+        loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "no metrics upkeep thread: histogram samples wait for /metrics");
+    }
 }
 
 /// The process's Prometheus recorder (installed with no special buckets
