@@ -137,6 +137,37 @@ async fn callers_cannot_grow_the_metrics() {
     every_label_is_bounded(&after, &routes);
 }
 
+/// The value of one series on `/metrics`, 0 if it is not there yet.
+async fn sample(http: std::net::SocketAddr, series: &str) -> u64 {
+    let reply = Api::new(http).get("/metrics", None).await;
+    let text = reply.body.as_str().expect("text").to_string();
+    text.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Histogram samples are folded into their buckets by the process itself,
+/// between scrapes (it held every one until a scrape came, and `offers dev`
+/// is never scraped): requests before and after a fold are all counted,
+/// and each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_counted_once_across_folds_and_scrapes() {
+    let dev = DevProcess::start().await;
+    let api = Api::new(dev.http);
+    let series = r#"offers_http_request_duration_seconds_count{route="/healthz",method="GET",status="200"}"#;
+    let healthz = || async {
+        for _ in 0..200 {
+            assert_eq!(api.get("/healthz", None).await.status, 200);
+        }
+    };
+    let first = sample(dev.http, series).await;
+    healthz().await;
+    // Longer than the fold's period, with no scrape meanwhile.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    healthz().await;
+    assert_eq!(sample(dev.http, series).await, first + 400);
+    healthz().await;
+    assert_eq!(sample(dev.http, series).await, first + 600, "a scrape does not count anything twice");
+}
+
 /// The set a label's values must come from.
 enum Bound {
     /// Exactly these.
