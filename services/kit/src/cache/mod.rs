@@ -206,7 +206,8 @@ impl Cache for MemoryCache {
                     *n += 1;
                     *n
                 }
-                // The same for INCR on a text that is not a number.
+                // A text is started over too, number or not (Redis would
+                // count on from a number); no caller mixes the two.
                 other => {
                     *other = Value::Counter(1);
                     1
