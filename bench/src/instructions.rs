@@ -107,7 +107,7 @@ impl Callgrind {
 /// `callgrind_control -z` can leave a thread's earlier costs in the cost
 /// lines: W1, counted first after the seeding, carried about 3.8 million
 /// instructions from before its zeroing in most runs (`totals:` above
-/// `summary:`, which callgrind's format says cannot happen), so its count
+/// `summary:`, which callgrind's format says should not happen), so its count
 /// fell in two groups 15% apart.
 fn total(dump: &Path) -> anyhow::Result<u64> {
     summary(&std::fs::read_to_string(dump)?).with_context(|| format!("no summary in {}", dump.display()))
