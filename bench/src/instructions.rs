@@ -80,10 +80,13 @@ impl Callgrind {
         loop {
             let now = self.dumps()?;
             if let Some(newest) = now.iter().find(|d| !before.contains(d)) {
-                return total(newest);
+                let dump = std::fs::read_to_string(newest)?;
+                if finished(&dump) {
+                    return summary(&dump).with_context(|| format!("no summary in {}", newest.display()));
+                }
             }
             if Instant::now() > deadline {
-                bail!("callgrind wrote no dump in {}", self.dir.display());
+                bail!("callgrind wrote no finished dump in {}", self.dir.display());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -102,6 +105,11 @@ impl Callgrind {
     }
 }
 
+/// Whether callgrind has finished writing a dump: it writes `totals:` last.
+fn finished(dump: &str) -> bool {
+    dump.lines().any(|l| l.starts_with("totals:"))
+}
+
 /// The instructions a callgrind dump counted since the counters were
 /// zeroed: its `summary:` line, not `totals:` (the sum of its cost lines).
 /// `callgrind_control -z` can leave a thread's earlier costs in the cost
@@ -109,10 +117,6 @@ impl Callgrind {
 /// instructions from before its zeroing in most runs (`totals:` above
 /// `summary:`, which callgrind's format says should not happen), so its count
 /// fell in two groups 15% apart.
-fn total(dump: &Path) -> anyhow::Result<u64> {
-    summary(&std::fs::read_to_string(dump)?).with_context(|| format!("no summary in {}", dump.display()))
-}
-
 fn summary(dump: &str) -> Option<u64> {
     let line = dump.lines().find(|l| l.starts_with("summary:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -190,12 +194,18 @@ pub async fn count(target: &Target, people: &Population, dir: &Path, requests: u
 
 #[cfg(test)]
 mod tests {
-    use super::summary;
+    use super::{finished, summary};
 
     #[test]
     fn the_count_is_the_summary_not_the_cost_lines() {
         let dump = "events: Ir\nsummary: 32157325\n\nfn=(1) main\n1 35928672\n\ntotals: 35928672\n";
         assert_eq!(summary(dump), Some(32_157_325));
         assert_eq!(summary("events: Ir\ntotals: 5\n"), None);
+    }
+
+    #[test]
+    fn a_dump_is_read_once_its_totals_are_written() {
+        assert!(!finished("events: Ir\nsummary: 7\n\nfn=(1) main\n1 7\n"));
+        assert!(finished("events: Ir\nsummary: 7\n\nfn=(1) main\n1 7\n\ntotals: 7\n"));
     }
 }
