@@ -17,8 +17,8 @@ use offers_proto::ids::{ApiKeyId, OfferId, PartnerId, UserId};
 use offers_proto::wire;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, JoinType, QueryFilter, QueryOrder,
+    QuerySelect, RelationTrait, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -80,18 +80,15 @@ impl Partners {
     }
 
     /// The active partner a key belongs to; revoked keys and suspended
-    /// partners are refused alike.
+    /// partners are refused alike. One query: every partner request pays it.
     pub async fn authenticate(&self, key: &str) -> Result<partner::Model, PartnerError> {
-        let found = api_key::Entity::find()
+        let partner = partner::Entity::find()
+            .join(JoinType::InnerJoin, api_key::Relation::Partner.def().rev())
             .filter(api_key::Column::KeyHash.eq(keys::hash(key)))
             .filter(api_key::Column::RevokedAt.is_null())
+            .filter(partner::Column::Status.eq(Status::Active))
             .one(&self.db)
             .await?
-            .ok_or(PartnerError::Unauthorized)?;
-        let partner = partner::Entity::find_by_id(found.partner_id)
-            .one(&self.db)
-            .await?
-            .filter(|p| p.status == Status::Active)
             .ok_or(PartnerError::Unauthorized)?;
         self.rate_limit(&partner).await?;
         Ok(partner)
@@ -114,49 +111,69 @@ impl Partners {
         partner: &partner::Model,
         request: ActivationRequest,
     ) -> Result<account::Transaction, PartnerError> {
-        let ActivationRequest { user_id, offer_id, amount, idempotency_key } = request;
         let partner_id = PartnerId::from(partner.id);
-        let asked = format!("partner-activate:{user_id}:{offer_id}:{amount}");
-        let idempotency = idempotency_key.map(|key| Idempotency::new(KeyScope::Partner(partner_id), &key, &asked));
-        if let Some(idempotency) = idempotency.clone() {
-            // A retry of an accepted request gets its first answer, even if
-            // the user, the offer or its price changed since.
-            let replay = account::ReplayPurchaseRequest::from(idempotency);
-            match self.clients.ledger.clone().replay_purchase(replay).await {
-                Ok(done) => return done.into_inner().transaction.ok_or_else(no_transaction),
-                Err(status) if status.code() == tonic::Code::NotFound => {}
-                Err(status) => return Err(status.into()),
-            }
-        }
-        let lookup = auth::GetUserRequest { lookup: Some(auth::get_user_request::Lookup::Id(user_id.to_string())) };
-        let user = match self.clients.users.clone().get_user(lookup).await {
+        let asked = format!("partner-activate:{}:{}:{}", request.user_id, request.offer_id, request.amount);
+        let idempotency =
+            request.idempotency_key.as_ref().map(|key| Idempotency::new(KeyScope::Partner(partner_id), key, &asked));
+        // The ledger replays a retry of an accepted request itself. One that
+        // the checks refuse now (the user, the offer or its price changed
+        // since) still gets its first answer: only a new purchase is refused.
+        let order = match self.order(partner_id, &request, idempotency.clone()).await {
+            Ok(order) => order,
+            Err(refused) => return self.replay_or(idempotency, refused).await,
+        };
+        let done = self.clients.ledger.clone().purchase(account::PurchaseRequest::from(order)).await?.into_inner();
+        metrics::counter!("offers_partner_activations_total", "partner" => partner.name.clone()).increment(1);
+        done.transaction.ok_or_else(no_transaction)
+    }
+
+    /// The purchase a partner asks for, checked against the user and the
+    /// offer as they are now (both looked up at once).
+    async fn order(
+        &self,
+        partner_id: PartnerId,
+        request: &ActivationRequest,
+        idempotency: Option<Idempotency>,
+    ) -> Result<PurchaseOrder, PartnerError> {
+        let lookup =
+            auth::GetUserRequest { lookup: Some(auth::get_user_request::Lookup::Id(request.user_id.to_string())) };
+        let offer = catalog::LookupOfferRequest { id: request.offer_id.to_string() };
+        let (mut users, mut catalog) = (self.clients.users.clone(), self.clients.catalog.clone());
+        let (user, offer) = tokio::join!(users.get_user(lookup), catalog.lookup_offer(offer));
+        let user = match user {
             Ok(answer) => answer.into_inner().user,
             Err(status) => return Err(not_found_is(Error::from_internal_call(status), PartnerError::InvalidUser)),
         };
         if !user.is_some_and(|u| u.is_active) {
             return Err(PartnerError::InvalidUser);
         }
-        let offer = match self
-            .clients
-            .catalog
-            .clone()
-            .lookup_offer(catalog::LookupOfferRequest { id: offer_id.to_string() })
-            .await
-        {
+        let offer = match offer {
             Ok(answer) => answer.into_inner().offer.ok_or(PartnerError::InvalidOffer)?,
             Err(status) => return Err(not_found_is(Error::from_internal_call(status), PartnerError::InvalidOffer)),
         };
-        if amount != offer.price {
+        if request.amount != offer.price {
             return Err(PartnerError::AmountMismatch { price: offer.price });
         }
         let kind = PurchaseKind::Partner { partner: partner_id, reference: keys::new_reference() };
-        let order = PurchaseOrder::new(user_id, kind, &offer, idempotency).map_err(|e| match e {
+        PurchaseOrder::new(request.user_id, kind, &offer, idempotency).map_err(|e| match e {
             OrderError::NotOnSale(_) => PartnerError::InvalidOffer,
             other => PartnerError::Upstream(Error::internal(other)),
-        })?;
-        let done = self.clients.ledger.clone().purchase(account::PurchaseRequest::from(order)).await?.into_inner();
-        metrics::counter!("offers_partner_activations_total", "partner" => partner.name.clone()).increment(1);
-        done.transaction.ok_or_else(no_transaction)
+        })
+    }
+
+    /// The first answer to a request made with this key, if there was one;
+    /// otherwise the refusal.
+    async fn replay_or(
+        &self,
+        idempotency: Option<Idempotency>,
+        refusal: PartnerError,
+    ) -> Result<account::Transaction, PartnerError> {
+        let Some(idempotency) = idempotency else { return Err(refusal) };
+        match self.clients.ledger.clone().replay_purchase(account::ReplayPurchaseRequest::from(idempotency)).await {
+            Ok(done) => done.into_inner().transaction.ok_or_else(no_transaction),
+            Err(status) if status.code() == tonic::Code::NotFound => Err(refusal),
+            Err(status) => Err(status.into()),
+        }
     }
 
     /// One of this partner's transactions by reference; another partner's is

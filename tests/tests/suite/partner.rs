@@ -334,6 +334,39 @@ async fn partner_idempotency_is_per_partner(suite: &TestSuite) {
     assert_eq!(list.body["results"].as_array().expect("results").len(), 2, "one each, not three");
 }
 
+/// A retry gets its first answer even when the checks would refuse it
+/// now: the price changed, then the offer left sale. Only a new key is
+/// refused, and the partner paid once.
+async fn a_partner_retry_outlives_changes_to_the_offer(suite: &TestSuite) {
+    let token = suite.token("demo").await;
+    let user = user_id(suite, &token).await;
+    let offer = suite.offer_id(&token, "DATA-1GB").await;
+    let (float, _, _) = partner_balance(suite, DEMO_KEY).await;
+    let key = [("Idempotency-Key", "bank-order-retried")];
+    let body = json!({"user_id": user, "offer_id": offer, "amount": 500});
+    let first = suite.api.post_with("/api/v1/partner/activate/", Some(DEMO_KEY), &body, &key).await;
+    assert_eq!(first.status, 202, "{}", first.body);
+
+    let repriced = offers_proto::catalog::v1::Offer { id: offer.clone(), price: 650, ..Default::default() };
+    suite.admin().update_offer(repriced, vec!["price".into()]).await.expect("reprice");
+    let retry = suite.api.post_with("/api/v1/partner/activate/", Some(DEMO_KEY), &body, &key).await;
+    assert_eq!((retry.status, &retry.body), (202, &first.body), "the first answer, at the first price");
+    let fresh = [("Idempotency-Key", "bank-order-new")];
+    let refused = suite.api.post_with("/api/v1/partner/activate/", Some(DEMO_KEY), &body, &fresh).await;
+    refused.assert_problem(400, "amount_mismatch");
+
+    let off = offers_proto::catalog::v1::Offer { id: offer.clone(), is_active: false, ..Default::default() };
+    suite.admin().update_offer(off, vec!["is_active".into()]).await.expect("withdraw");
+    let retry = suite.api.post_with("/api/v1/partner/activate/", Some(DEMO_KEY), &body, &key).await;
+    assert_eq!((retry.status, &retry.body), (202, &first.body), "the first answer, off sale");
+    let at_the_new_price = json!({"user_id": user, "offer_id": offer, "amount": 650});
+    let refused = suite.api.post_with("/api/v1/partner/activate/", Some(DEMO_KEY), &at_the_new_price, &fresh).await;
+    refused.assert_problem(400, "invalid_offer");
+
+    settled_reference(suite, DEMO_KEY, first.str("reference")).await;
+    assert_eq!(partner_balance(suite, DEMO_KEY).await.0, float - 500, "paid once");
+}
+
 both!(
     callbacks_are_signed_and_retried,
     partner_activation_charges_the_partner_not_the_user,
@@ -345,6 +378,7 @@ both!(
     partner_credentials_are_enforced,
     references_are_private_to_their_partner,
     partner_idempotency_is_per_partner,
+    a_partner_retry_outlives_changes_to_the_offer,
 );
 
 // Across every process boundary: each role its own process.
