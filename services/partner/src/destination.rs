@@ -181,6 +181,24 @@ mod tests {
         }
     }
 
+    /// Host names go through IDNA's mapping before they are read as
+    /// addresses: full-width digits and ideographic full stops spell
+    /// 127.0.0.1 too. The mapping's tables are chosen in the workspace's
+    /// Cargo.toml: this test holds them to it.
+    #[test]
+    fn unicode_spellings_of_loopback_are_loopback_and_refused() {
+        for raw in [
+            "https://\u{ff11}\u{ff12}\u{ff17}.0.0.1:8443/cb",
+            "https://127\u{3002}0\u{3002}0\u{3002}1:8443/cb",
+            "https://127\u{ff0e}1:8443/cb",
+            "https://\u{ff10}\u{ff58}7f000001:8443/cb",
+        ] {
+            let read = reqwest_reads(raw).expect("a URL");
+            assert_eq!(read.host(), Some(Host::Ipv4(Ipv4Addr::LOCALHOST)), "{raw}");
+            assert_eq!(callback_url(raw, false), Err(Refused::NotPublic), "{raw}");
+        }
+    }
+
     /// How the callback client reads a URL (reqwest's `IntoUrl` for `&str`).
     fn reqwest_reads(raw: &str) -> Option<Url> {
         Url::parse(raw).ok()
