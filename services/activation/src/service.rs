@@ -3,7 +3,7 @@
 
 use offers_kit::Error;
 use offers_kit::cache::SharedCache;
-use offers_kit::grpc::{InternalChannel, to_timestamp};
+use offers_kit::grpc::{self, InternalChannel, to_timestamp};
 use offers_kit::token::Principal;
 use offers_proto::account::v1::lookup_subscription_request::Lookup;
 use offers_proto::account::v1::{self as account, SubscriptionOfOffer, ledger_service_client::LedgerServiceClient};
@@ -82,11 +82,7 @@ impl Activation {
         refusal: ActivationError,
     ) -> Result<account::Transaction, ActivationError> {
         let Some(idempotency) = idempotency else { return Err(refusal) };
-        match self.ledger.clone().replay_purchase(account::ReplayPurchaseRequest::from(idempotency)).await {
-            Ok(done) => done.into_inner().transaction.ok_or_else(no_transaction),
-            Err(status) if status.code() == Code::NotFound => Err(refusal),
-            Err(status) => Err(status.into()),
-        }
+        grpc::earlier_purchase(&self.ledger, idempotency).await?.ok_or(refusal)
     }
 
     /// A gift's recipient: another active user, by username.

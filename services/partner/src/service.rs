@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use offers_kit::audit::{Act, Deed, Trail};
 use offers_kit::cache::{self, SharedCache};
-use offers_kit::grpc::InternalChannel;
+use offers_kit::grpc::{self, InternalChannel};
 use offers_kit::rate_limit::RateLimiter;
 use offers_kit::{Error, ErrorCode};
 use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
@@ -120,7 +120,10 @@ impl Partners {
         // since) still gets its first answer: only a new purchase is refused.
         let order = match self.order(partner_id, &request, idempotency.clone()).await {
             Ok(order) => order,
-            Err(refused) => return self.replay_or(idempotency, refused).await,
+            Err(refused) => {
+                let Some(idempotency) = idempotency else { return Err(refused) };
+                return grpc::earlier_purchase(&self.clients.ledger, idempotency).await?.ok_or(refused);
+            }
         };
         let done = self.clients.ledger.clone().purchase(account::PurchaseRequest::from(order)).await?.into_inner();
         metrics::counter!("offers_partner_activations_total", "partner" => partner.name.clone()).increment(1);
@@ -159,21 +162,6 @@ impl Partners {
             OrderError::NotOnSale(_) => PartnerError::InvalidOffer,
             other => PartnerError::Upstream(Error::internal(other)),
         })
-    }
-
-    /// The first answer to a request made with this key, if there was one;
-    /// otherwise the refusal.
-    async fn replay_or(
-        &self,
-        idempotency: Option<Idempotency>,
-        refusal: PartnerError,
-    ) -> Result<account::Transaction, PartnerError> {
-        let Some(idempotency) = idempotency else { return Err(refusal) };
-        match self.clients.ledger.clone().replay_purchase(account::ReplayPurchaseRequest::from(idempotency)).await {
-            Ok(done) => done.into_inner().transaction.ok_or_else(no_transaction),
-            Err(status) if status.code() == tonic::Code::NotFound => Err(refusal),
-            Err(status) => Err(status.into()),
-        }
     }
 
     /// One of this partner's transactions by reference; another partner's is

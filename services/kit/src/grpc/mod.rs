@@ -10,6 +10,8 @@ pub use offers_proto::timestamps::{from_timestamp, to_timestamp};
 pub use offers_proto::wire;
 
 use chrono::{DateTime, Utc};
+use offers_proto::account::v1::{self as account, ledger_service_client::LedgerServiceClient};
+use offers_proto::contracts::Idempotency;
 use offers_proto::ids::Id;
 use uuid::Uuid;
 
@@ -31,6 +33,24 @@ pub fn answer<T>(message: T, stale: bool) -> tonic::Response<T> {
 /// Whether another service marked its answer stale.
 pub fn is_stale(metadata: &tonic::metadata::MetadataMap) -> bool {
     metadata.get(STALE_METADATA).is_some_and(|v| v == "true")
+}
+
+/// The transaction a keyed purchase made before, if the ledger took one
+/// with this key: asked by a caller whose checks refuse the request now,
+/// since only a new purchase may be refused.
+pub async fn earlier_purchase(
+    ledger: &LedgerServiceClient<InternalChannel>,
+    idempotency: Idempotency,
+) -> Result<Option<account::Transaction>, tonic::Status> {
+    match ledger.clone().replay_purchase(account::ReplayPurchaseRequest::from(idempotency)).await {
+        Ok(done) => done
+            .into_inner()
+            .transaction
+            .map(Some)
+            .ok_or_else(|| tonic::Status::internal("the ledger replayed no transaction")),
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+        Err(status) => Err(status),
+    }
 }
 
 /// The caller's `Idempotency-Key` (metadata `idempotency-key`), if any,
