@@ -126,7 +126,9 @@ impl Partners {
             }
         };
         let done = self.clients.ledger.clone().purchase(account::PurchaseRequest::from(order)).await?.into_inner();
-        metrics::counter!("offers_partner_activations_total", "partner" => partner.name.clone()).increment(1);
+        if !done.replayed {
+            metrics::counter!("offers_partner_activations_total", "partner" => partner.name.clone()).increment(1);
+        }
         done.transaction.ok_or_else(no_transaction)
     }
 
