@@ -295,10 +295,12 @@ mod tests {
         ]
     }
 
-    /// Full-width forms, which IDNA maps back to ASCII.
-    fn full_width(c: char) -> char {
+    /// Full-width forms, which IDNA maps back to ASCII; a dot becomes one
+    /// of the three stops IDNA maps to '.' (ideographic, full-width,
+    /// half-width ideographic), chosen by its position `i`.
+    fn full_width(c: char, i: usize) -> char {
         match c {
-            '.' => '\u{3002}',
+            '.' => ['\u{3002}', '\u{ff0e}', '\u{ff61}'][i % 3],
             '!'..='~' => char::from_u32(u32::from(c) - 0x21 + 0xff01).unwrap_or(c),
             _ => c,
         }
@@ -312,9 +314,9 @@ mod tests {
         for (i, c) in host.chars().enumerate() {
             let picked = mask >> (i % 64) & 1 == 1;
             match how {
-                1 if picked => out.push(full_width(c)),
+                1 if picked => out.push(full_width(c, i)),
                 2 | 3 if picked => {
-                    let c = if how == 3 { full_width(c) } else { c };
+                    let c = if how == 3 { full_width(c, i) } else { c };
                     for byte in c.to_string().bytes() {
                         out.push_str(&format!("%{byte:02X}"));
                     }
