@@ -367,6 +367,26 @@ async fn a_partner_retry_outlives_changes_to_the_offer(suite: &TestSuite) {
     assert_eq!(partner_balance(suite, DEMO_KEY).await.0, float - 500, "paid once");
 }
 
+/// A retry the ledger replays is not another activation: the partner's
+/// counter on `/metrics` moves once. (Its own partner, so that no other
+/// test's activations share the series.)
+async fn a_replayed_partner_activation_is_counted_once(suite: &TestSuite) {
+    let name = format!("counted-{}", &uuid::Uuid::now_v7().simple().to_string()[24..]);
+    let (_, key) = funded_partner(suite, &name, 10_000).await;
+    let token = suite.token("demo").await;
+    let body = json!({"user_id": user_id(suite, &token).await, "offer_id": suite.offer_id(&token, "DATA-1GB").await, "amount": 500});
+    let idempotency = [("Idempotency-Key", "counted-once")];
+    for _ in 0..3 {
+        let reply = suite.api.post_with("/api/v1/partner/activate/", Some(&key), &body, &idempotency).await;
+        assert_eq!(reply.status, 202, "{}", reply.body);
+    }
+    let metrics = suite.api.get("/metrics", None).await;
+    let text = metrics.body.as_str().expect("text").to_string();
+    let series = format!("offers_partner_activations_total{{partner=\"{name}\"}}");
+    let counted = text.lines().find_map(|line| line.strip_prefix(series.as_str())?.trim().parse::<u64>().ok());
+    assert_eq!(counted, Some(1), "{series} in:\n{text}");
+}
+
 both!(
     callbacks_are_signed_and_retried,
     partner_activation_charges_the_partner_not_the_user,
@@ -379,10 +399,12 @@ both!(
     references_are_private_to_their_partner,
     partner_idempotency_is_per_partner,
     a_partner_retry_outlives_changes_to_the_offer,
+    a_replayed_partner_activation_is_counted_once,
 );
 
 // Across every process boundary: each role its own process.
 across_processes!(
+    a_partner_retry_outlives_changes_to_the_offer,
     callbacks_are_signed_and_retried,
     partner_activation_charges_the_partner_not_the_user,
     failed_partner_activation_refunds_the_partner_once,
