@@ -100,8 +100,8 @@ pub async fn report_pool(db: DatabaseConnection, every: Duration, shutdown: Canc
 mod tests {
     use std::sync::Arc;
 
-    use sea_orm::RuntimeErr;
     use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{ConnectionTrait, RuntimeErr};
 
     use super::*;
 
@@ -117,5 +117,23 @@ mod tests {
         assert!(is_unreachable(&query(Sqlx::PoolTimedOut)));
         assert!(!is_unreachable(&query(Sqlx::RowNotFound)));
         assert!(!is_unreachable(&DbErr::RecordNotFound("x".into())));
+    }
+
+    /// The embedded mode's SQLite is built with the flags in
+    /// `.cargo/config.toml`: without the query planner stability guarantee,
+    /// every statement with a bound LIMIT is compiled again on each run.
+    #[tokio::test]
+    async fn the_embedded_sqlite_is_built_as_configured() {
+        let settings = DatabaseSettings { url: "sqlite::memory:".into(), max_connections: 1, ..Default::default() };
+        let db = connect(&settings).await.expect("an in-memory SQLite opens");
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_string(DbBackend::Sqlite, "PRAGMA compile_options"))
+            .await
+            .expect("SQLite lists its compile options");
+        let options: Vec<String> = rows.iter().map(|r| r.try_get_by_index(0).expect("one text column")).collect();
+        assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "{options:?}");
+        for unused in ["ENABLE_FTS3", "ENABLE_FTS5", "ENABLE_RTREE", "ENABLE_DBSTAT_VTAB", "SOUNDEX"] {
+            assert!(!options.iter().any(|o| o == unused), "{unused} in {options:?}");
+        }
     }
 }
