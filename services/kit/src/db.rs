@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, SqlErr};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlErr};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DatabaseSettings;
@@ -31,8 +31,25 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
             });
     } else {
         options.max_connections(settings.max_connections);
+        return Database::connect(options).await;
     }
-    Database::connect(options).await
+    let db = Database::connect(options).await?;
+    // The flags come from `.cargo/config.toml`, which cargo reads only when
+    // it runs inside the repository (not `cargo install --git`, not
+    // `--manifest-path` from elsewhere); such a build works, slowly.
+    if !compile_options(&db).await?.iter().any(|o| o == "ENABLE_QPSG") {
+        tracing::warn!(
+            "this SQLite was built without SQLITE_ENABLE_QPSG (build from the repository's root so that \
+             .cargo/config.toml applies): every statement with a LIMIT is compiled again on each run"
+        );
+    }
+    Ok(db)
+}
+
+/// What the SQLite behind `db` was compiled with (`PRAGMA compile_options`).
+async fn compile_options(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    let pragma = sea_orm::Statement::from_string(DbBackend::Sqlite, "PRAGMA compile_options");
+    db.query_all_raw(pragma).await?.iter().map(|row| row.try_get_by_index(0)).collect()
 }
 
 pub fn is_unique_violation(err: &DbErr) -> bool {
@@ -100,8 +117,8 @@ pub async fn report_pool(db: DatabaseConnection, every: Duration, shutdown: Canc
 mod tests {
     use std::sync::Arc;
 
+    use sea_orm::RuntimeErr;
     use sea_orm::sqlx::Error as Sqlx;
-    use sea_orm::{ConnectionTrait, RuntimeErr};
 
     use super::*;
 
@@ -126,11 +143,7 @@ mod tests {
     async fn the_embedded_sqlite_is_built_as_configured() {
         let settings = DatabaseSettings { url: "sqlite::memory:".into(), max_connections: 1, ..Default::default() };
         let db = connect(&settings).await.expect("an in-memory SQLite opens");
-        let rows = db
-            .query_all_raw(sea_orm::Statement::from_string(DbBackend::Sqlite, "PRAGMA compile_options"))
-            .await
-            .expect("SQLite lists its compile options");
-        let options: Vec<String> = rows.iter().map(|r| r.try_get_by_index(0).expect("one text column")).collect();
+        let options = compile_options(&db).await.expect("SQLite lists its compile options");
         assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "{options:?}");
         for unused in ["ENABLE_FTS3", "ENABLE_FTS5", "ENABLE_RTREE", "ENABLE_DBSTAT_VTAB", "SOUNDEX"] {
             assert!(!options.iter().any(|o| o == unused), "{unused} in {options:?}");
